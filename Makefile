@@ -1,0 +1,43 @@
+# The two quick-start commands (run as root on Debian/Ubuntu): `make demo`, `make test`.
+# Each installs what is missing first: Debian packages, then a .venv with netprobe in it.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+APT_PKGS := nftables iptables ipset iproute2 libpcap0.8 kmod procps tcpdump
+SCENARIO ?= calico-default
+
+.PHONY: deps demo test unit bench clean
+
+deps: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@missing=""; \
+	for pkg in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+demo: deps
+	$(VENV)/bin/netprobe lab run $(SCENARIO)
+
+test: deps
+	@# vagrant only validates the Vagrantfile in the tests; Debian's package installs offline
+	@command -v vagrant >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends vagrant; }
+	$(PY) -m pytest -q
+
+unit: deps
+	$(PY) -m pytest -q tests/unit tests/io
+
+bench: deps
+	$(PY) bench/probe_rate.py
+	$(PY) bench/mesh_scale.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,162 @@
+"""The requirements table (DESIGN section 1), profiles, and role-based planning of cells.
+
+A *cell* is one (check, source host, destination host) flow that must be probed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Proto(StrEnum):
+    """How a check's probe is built."""
+
+    TCP = "tcp"      # SYN to a port
+    UDP = "udp"      # authenticated UDP payload to a port
+    IPIP = "ipip"    # IPv4 protocol 4 carrying an inner IPv4/UDP probe
+    VXLAN = "vxlan"  # UDP to a port, VXLAN header + inner Ethernet/IPv4/UDP
+
+
+class Direction(StrEnum):
+    BOTH = "both"        # every source host <-> every other source host
+    TO_ROLE = "to-role"  # every source host -> hosts holding the check's role
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    description: str
+    proto: Proto
+    port: int | None           # None for IPIP
+    direction: Direction
+    to_role: str | None = None  # destination role for TO_ROLE checks
+    from_role: str | None = "node"  # None: every host of the inventory is a source
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "description": self.description,
+            "proto": str(self.proto),
+            "port": self.port,
+            "direction": str(self.direction),
+            "to_role": self.to_role,
+            "from_role": self.from_role,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Check:
+        return cls(
+            id=data["id"],
+            description=data.get("description", data["id"]),
+            proto=Proto(data["proto"]),
+            port=data.get("port"),
+            direction=Direction(data.get("direction", "both")),
+            to_role=data.get("to_role"),
+            from_role=data.get("from_role", "node"),
+        )
+
+
+VXLAN_PORT = 4789
+DEFAULT_VNI = 1
+DEFAULT_APISERVER_PORT = 6443
+
+CHECKS: dict[str, Check] = {
+    c.id: c
+    for c in (
+        Check("bgp", "Calico networking (BGP)", Proto.TCP, 179, Direction.BOTH),
+        Check("ipip", "Calico IP-in-IP (default)", Proto.IPIP, None, Direction.BOTH),
+        Check("typha", "Typha", Proto.TCP, 5473, Direction.TO_ROLE, to_role="typha"),
+        Check("vxlan", "flannel / canal VXLAN", Proto.VXLAN, VXLAN_PORT, Direction.BOTH),
+        Check("apiserver", "kube-apiserver", Proto.TCP, DEFAULT_APISERVER_PORT, Direction.TO_ROLE,
+              to_role="apiserver", from_role=None),
+        Check("etcd", "etcd datastore", Proto.TCP, 2379, Direction.TO_ROLE, to_role="etcd", from_role=None),
+    )
+}
+
+PROFILES: dict[str, tuple[str, ...]] = {
+    "calico": ("bgp", "ipip", "typha", "apiserver", "etcd"),
+    "calico-noipip": ("bgp", "typha", "apiserver", "etcd"),
+    "canal": ("vxlan", "typha", "apiserver", "etcd"),
+}
+DEFAULT_PROFILE = "calico"
+ROLES = frozenset({"node", "apiserver", "etcd", "typha"})
+
+
+class UnknownCheck(ValueError):
+    """A check or profile name that is not in the table (the CLI turns it into exit 2)."""
+
+
+def select_checks(
+    profile: str = DEFAULT_PROFILE,
+    names: Sequence[str] | None = None,
+    *,
+    apiserver_port: int = DEFAULT_APISERVER_PORT,
+    custom: Iterable[Check] = (),
+) -> list[Check]:
+    """The checks a run uses: the profile's, or exactly ``names`` (any known or custom check)."""
+    known = dict(CHECKS)
+    for check in custom:
+        known[check.id] = check
+    if names:
+        chosen = list(dict.fromkeys(names))
+    else:
+        if profile not in PROFILES:
+            raise UnknownCheck(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+        chosen = list(PROFILES[profile]) + [c.id for c in custom]
+    missing = [n for n in chosen if n not in known]
+    if missing:
+        raise UnknownCheck(f"unknown check {missing[0]!r} (known: {', '.join(known)})")
+    checks = [known[n] for n in chosen]
+    if not 1 <= apiserver_port <= 65535:
+        raise UnknownCheck(f"apiserver port {apiserver_port} is not in 1-65535")
+    return [dataclasses.replace(c, port=apiserver_port) if c.id == "apiserver" else c for c in checks]
+
+
+@dataclass(frozen=True)
+class HostRef:
+    """What planning needs of a host: its name, address and roles."""
+
+    name: str
+    address: str
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    check: Check
+    src: HostRef
+    dst: HostRef
+
+
+@dataclass(frozen=True)
+class Skipped:
+    check: str
+    reason: str
+
+
+def plan_cells(hosts: Sequence[HostRef], checks: Sequence[Check]) -> tuple[list[PlannedCell], list[Skipped]]:
+    """Every cell the checks require among ``hosts``; never a host to itself.
+
+    BOTH: each source-role host to every other source-role host (both directions appear as
+    two cells). TO_ROLE: each source to every host holding ``to_role``. A check with no
+    destination (no host of its role, or fewer than two sources) is skipped with a reason.
+    """
+    cells: list[PlannedCell] = []
+    skipped: list[Skipped] = []
+    for check in checks:
+        sources = [h for h in hosts if check.from_role is None or check.from_role in h.roles]
+        if check.direction is Direction.BOTH:
+            targets = sources
+        else:
+            targets = [h for h in hosts if check.to_role in h.roles]
+            if not targets:
+                skipped.append(Skipped(check.id, f"no host has role {check.to_role!r}"))
+                continue
+        planned = [PlannedCell(check, s, d) for s in sources for d in targets if s.name != d.name]
+        if not planned:
+            skipped.append(Skipped(check.id, "no pair of distinct hosts to probe"))
+        cells.extend(planned)
+    return cells, skipped

@@ -1,0 +1,158 @@
+"""The inventory (DESIGN section 6): which hosts exist, their roles, and how to reach their agents.
+
+Pure: ``parse_inventory`` takes YAML text; the caller reads the file and the token file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os.path
+import re
+from dataclasses import dataclass
+
+import yaml
+
+from netprobe.core.checks import DEFAULT_APISERVER_PORT, ROLES, Check, Direction, Proto
+from netprobe.errors import ConfigError
+
+DEFAULT_AGENT_PORT = 7879  # used by no Calico or Kubernetes component
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    roles: frozenset[str]
+    agent: str  # "unix:/path" or "tcp://ADDR:PORT" (or https://)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    hosts: tuple[Host, ...]
+    token_file: str | None = None  # absolute, resolved against the inventory's folder
+    apiserver_port: int = DEFAULT_APISERVER_PORT
+    vni: int = 1
+    custom_checks: tuple[Check, ...] = ()
+    source: str = "inventory"
+
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+
+def parse_agent_url(url: str, *, source: str, field: str) -> str:
+    """Validate an agent address: ``unix:/abs/path``, ``tcp://HOST:PORT`` or ``https://HOST:PORT``."""
+    if url.startswith("unix:"):
+        if not url[5:].startswith("/"):
+            raise ConfigError(f"unix socket path must be absolute, got {url!r}", file=source, field=field)
+        return url
+    m = re.fullmatch(r"(tcp|https)://(\[[0-9a-fA-F:]+\]|[^:/\s]+):(\d{1,5})", url)
+    if not m or not 1 <= int(m.group(3)) <= 65535:
+        raise ConfigError(f"expected unix:/PATH or tcp://HOST:PORT, got {url!r}", file=source, field=field)
+    return url
+
+
+def _int(value, *, lo: int, hi: int, source: str, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"must be an integer in {lo}-{hi}, got {value!r}", file=source, field=field)
+    return value
+
+
+def _custom_check(raw, i: int, source: str) -> Check:
+    field = f"checks[{i}]"
+    if not isinstance(raw, dict):
+        raise ConfigError("must be a mapping", file=source, field=field)
+    cid = raw.get("id")
+    if not isinstance(cid, str) or not NAME_RE.match(cid):
+        raise ConfigError(f"id must be a short name, got {cid!r}", file=source, field=f"{field}.id")
+    proto = raw.get("proto")
+    if proto not in ("tcp", "udp"):
+        raise ConfigError(f"proto must be tcp or udp, got {proto!r}", file=source, field=f"{field}.proto")
+    port = _int(raw.get("port"), lo=1, hi=65535, source=source, field=f"{field}.port")
+    to_role = raw.get("to_role")
+    if to_role is not None and to_role not in ROLES:
+        raise ConfigError(f"unknown role {to_role!r}", file=source, field=f"{field}.to_role")
+    from_role = raw.get("from_role", "node")
+    if from_role in ("*", "all"):
+        from_role = None
+    elif from_role not in ROLES:
+        raise ConfigError(f"unknown role {from_role!r}", file=source, field=f"{field}.from_role")
+    return Check(
+        id=cid,
+        description=str(raw.get("description", cid)),
+        proto=Proto(proto),
+        port=port,
+        direction=Direction.TO_ROLE if to_role else Direction.BOTH,
+        to_role=to_role,
+        from_role=from_role,
+    )
+
+
+def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = ".") -> Inventory:
+    """Parse and validate inventory YAML; every error names the file and the field."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=source) from None
+    if not isinstance(data, dict):
+        raise ConfigError("must be a mapping with a 'hosts' list", file=source)
+    unknown = set(data) - {"token_file", "apiserver_port", "vni", "hosts", "checks"}
+    if unknown:
+        raise ConfigError(f"unknown key {sorted(unknown)[0]!r}", file=source, field=sorted(unknown)[0])
+    raw_hosts = data.get("hosts")
+    if not isinstance(raw_hosts, list) or not raw_hosts:
+        raise ConfigError("must be a non-empty list", file=source, field="hosts")
+    hosts: list[Host] = []
+    seen_names: set[str] = set()
+    seen_addrs: set[str] = set()
+    for i, raw in enumerate(raw_hosts):
+        field = f"hosts[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError("must be a mapping", file=source, field=field)
+        extra = set(raw) - {"name", "address", "roles", "agent"}
+        if extra:
+            raise ConfigError(f"unknown key {sorted(extra)[0]!r}", file=source, field=field)
+        name = raw.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ConfigError(f"name must be a host name, got {name!r}", file=source, field=f"{field}.name")
+        if name in seen_names:
+            raise ConfigError(f"duplicate host name {name!r}", file=source, field=f"{field}.name")
+        try:
+            address = str(ipaddress.IPv4Address(str(raw.get("address"))))
+        except ValueError:
+            raise ConfigError(
+                f"must be an IPv4 address, got {raw.get('address')!r}", file=source, field=f"{field}.address"
+            ) from None
+        if address in seen_addrs:
+            raise ConfigError(f"duplicate address {address}", file=source, field=f"{field}.address")
+        roles = raw.get("roles", ["node"])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise ConfigError("must be a list of role names", file=source, field=f"{field}.roles")
+        bad = [r for r in roles if r not in ROLES]
+        if bad:
+            raise ConfigError(
+                f"unknown role {bad[0]!r} (known: {', '.join(sorted(ROLES))})", file=source, field=f"{field}.roles"
+            )
+        agent = raw.get("agent", f"tcp://{address}:{DEFAULT_AGENT_PORT}")
+        if not isinstance(agent, str):
+            raise ConfigError("must be a string", file=source, field=f"{field}.agent")
+        agent = parse_agent_url(agent, source=source, field=f"{field}.agent")
+        seen_names.add(name)
+        seen_addrs.add(address)
+        hosts.append(Host(name, address, frozenset(roles), agent))
+    token_file = data.get("token_file")
+    if token_file is not None:
+        if not isinstance(token_file, str) or not token_file:
+            raise ConfigError("must be a path", file=source, field="token_file")
+        token_file = os.path.normpath(os.path.join(base_dir, token_file))
+    apiserver_port = _int(data.get("apiserver_port", DEFAULT_APISERVER_PORT), lo=1, hi=65535,
+                          source=source, field="apiserver_port")
+    vni = _int(data.get("vni", 1), lo=0, hi=(1 << 24) - 1, source=source, field="vni")
+    raw_checks = data.get("checks", [])
+    if not isinstance(raw_checks, list):
+        raise ConfigError("must be a list", file=source, field="checks")
+    custom = tuple(_custom_check(c, i, source) for i, c in enumerate(raw_checks))
+    return Inventory(tuple(hosts), token_file, apiserver_port, vni, custom, source)

@@ -1,0 +1,85 @@
+"""Shared fixtures. Integration tests (marker ``netns``) build hosts in network namespaces
+with unique names and always remove them, on failure and Ctrl-C too."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NETPROBE = [sys.executable, "-m", "netprobe"]
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root to create network namespaces")
+    for item in items:
+        if "netns" in item.keywords:
+            item.add_marker(skip)
+
+
+def run(cmd: list[str], *, check: bool = True, input: str | None = None, timeout: float = 60):
+    """Run a command, fail the test with its stderr when it fails."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@dataclass
+class NetnsPair:
+    """Two hosts, ``a`` and ``b``, on one veth pair: 198.18.<n>.1 and 198.18.<n>.2."""
+
+    a: str
+    b: str
+    addr_a: str
+    addr_b: str
+    made: list[str] = field(default_factory=list)
+
+    def exec(self, ns: str, cmd: list[str], **kw):
+        return run(["ip", "netns", "exec", ns, *cmd], **kw)
+
+    def nft(self, ns: str, ruleset: str) -> None:
+        self.exec(ns, ["nft", "-f", "-"], input=ruleset)
+
+    def netprobe(self, ns: str, args: list[str], **kw):
+        kw.setdefault("check", False)
+        return self.exec(ns, [*NETPROBE, *args], **kw)
+
+
+@pytest.fixture
+def netns_pair():
+    from pyroute2 import IPRoute, NetNS, netns
+
+    tag = uuid.uuid4().hex[:6]
+    n = int(tag[:2], 16)
+    pair = NetnsPair(a=f"nptest-{tag}-a", b=f"nptest-{tag}-b", addr_a=f"198.18.{n}.1", addr_b=f"198.18.{n}.2")
+    try:
+        for name in (pair.a, pair.b):
+            netns.create(name)
+            pair.made.append(name)
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=f"npv{tag}a", kind="veth", peer={"ifname": f"npv{tag}b", "net_ns_fd": pair.b})
+            ipr.link("set", index=ipr.link_lookup(ifname=f"npv{tag}a")[0], net_ns_fd=pair.a)
+        for name, ifname, addr in ((pair.a, f"npv{tag}a", pair.addr_a), (pair.b, f"npv{tag}b", pair.addr_b)):
+            with NetNS(name) as ns:
+                idx = ns.link_lookup(ifname=ifname)[0]
+                ns.link("set", index=idx, name="eth0")
+                ns.addr("add", index=idx, address=addr, prefixlen=24)
+                ns.link("set", index=idx, state="up")
+                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        yield pair
+    finally:
+        for name in pair.made:
+            # killing leftover processes first: a namespace with a live process stays alive
+            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                subprocess.run(["kill", "-9", pid], capture_output=True)
+            netns.remove(name)
