@@ -1,0 +1,73 @@
+"""GitHub-flavoured Markdown: a table per check, then the same summary as the terminal report,
+for pull-request comments and job summaries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from netprobe.core.result import Cell, Reach, Result
+from netprobe.report.matrix import Matrix, matrices, mismatch_keys, problem_cells
+from netprobe.report.words import describe_cell, error_line, skipped_line, total_line, where_letter
+
+GLYPH = {Reach.ALLOWED: "✅", Reach.BLOCKED: "❌", Reach.UNKNOWN: "❓"}
+NONE_GLYPH = "·"
+MISMATCH_MARK = "❗"
+LEGEND = (
+    "✅ allowed · ❓ unknown · ❌ blocked at **S** source egress, **N** network, "
+    "**D** destination ingress, **R** return path · `·` self / not probed"
+)
+
+_SPECIAL = re.compile(r"([\\`*_\[\]<|])")
+
+
+def md_escape(text: str) -> str:
+    """Escape what Markdown would read as formatting, table pipes or HTML."""
+    return _SPECIAL.sub(r"\\\1", text)
+
+
+def cell_markdown(cell: Cell | None, mismatch: bool = False) -> str:
+    if cell is None:
+        return NONE_GLYPH
+    glyph = GLYPH[cell.reach] + (where_letter(cell.where) if cell.reach is Reach.BLOCKED else "")
+    return glyph + (f" {MISMATCH_MARK}" if mismatch else "")
+
+
+def _matrix(m: Matrix, mismatches: set[tuple[str, str, str]]) -> list[str]:
+    lines = [f"### {md_escape(m.title)}", ""]
+    lines.append("| from \\\\ to | " + " | ".join(md_escape(d) for d in m.cols) + " |")
+    lines.append("|---|" + ":-:|" * len(m.cols))
+    for src in m.rows:
+        row = [cell_markdown(m.get(src, dst), (m.check, src, dst) in mismatches) for dst in m.cols]
+        lines.append(f"| **{md_escape(src)}** | " + " | ".join(row) + " |")
+    return lines + [""]
+
+
+def _section(title: str, items: Iterable[str]) -> list[str]:
+    items = list(items)
+    if not items:
+        return []
+    return [f"**{title}**", "", *(f"- {md_escape(i)}" for i in items), ""]
+
+
+def render_markdown(result: Result, mismatches: Iterable[object] | None = None) -> str:
+    mismatches = None if mismatches is None else list(mismatches)
+    keys = mismatch_keys(mismatches)
+    lines: list[str] = []
+    for m in matrices(result):
+        lines += _matrix(m, keys)
+    if lines:
+        legend = LEGEND + (f" · {MISMATCH_MARK} differs from the expectation" if mismatches is not None else "")
+        lines += [legend, ""]
+    lines += _section("Skipped checks", (skipped_line(s) for s in result.skipped))
+    lines += _section("Blocked and unknown flows", (describe_cell(c) for c in problem_cells(result)))
+    if mismatches:
+        lines += _section("Expectation mismatches", (m.describe() for m in mismatches))  # type: ignore[attr-defined]
+    elif mismatches is not None:
+        lines += ["Every cell as expected.", ""]
+    lines += _section("Errors", (error_line(e) for e in result.errors))
+    lines.append(f"**{total_line(result)}**")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["render_markdown", "md_escape", "cell_markdown"]

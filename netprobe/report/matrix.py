@@ -1,0 +1,96 @@
+"""The layout every matrix renderer shares: which checks get a matrix, in what order, and which
+hosts are its rows (sources) and columns (destinations).
+
+Orders come from the result (``result.checks``, ``result.hosts``) so every format lists flows
+the same way; anything a hand-edited result names but does not declare is appended, never lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from netprobe.core.result import Cell, Reach, Result
+
+
+@dataclass(frozen=True)
+class Matrix:
+    check: str
+    title: str              # e.g. "bgp: Calico networking (BGP), tcp/179"
+    rows: list[str]         # source hosts
+    cols: list[str]         # destination hosts
+    cells: dict[tuple[str, str], Cell]
+
+    def get(self, src: str, dst: str) -> Cell | None:
+        return self.cells.get((src, dst))
+
+    def flows(self) -> Iterator[Cell]:
+        """Cells in reading order: row by row, left to right."""
+        for src in self.rows:
+            for dst in self.cols:
+                cell = self.cells.get((src, dst))
+                if cell is not None:
+                    yield cell
+
+
+def _ordered(names: Iterable[str], order: list[str]) -> list[str]:
+    present = dict.fromkeys(names)
+    known = [n for n in order if n in present]
+    return known + [n for n in present if n not in set(known)]
+
+
+def check_title(check: dict) -> str:
+    """``id: description, proto/port`` from a Check.to_dict(), tolerant of missing keys."""
+    cid = check.get("id", "?")
+    desc = check.get("description")
+    proto = check.get("proto")
+    port = check.get("port")
+    wire = f"{proto}/{port}" if proto and port is not None else (proto or "")
+    detail = ", ".join(p for p in (desc if desc and desc != cid else None, wire) if p)
+    return f"{cid}: {detail}" if detail else cid
+
+
+def matrices(result: Result) -> list[Matrix]:
+    """One matrix per check with cells, in ``result.checks`` order."""
+    declared = {c.get("id"): c for c in result.checks}
+    by_check: dict[str, list[Cell]] = {}
+    for cell in result.cells:
+        by_check.setdefault(cell.check, []).append(cell)
+    host_order = [h.name for h in result.hosts]
+    out = []
+    for cid in _ordered(by_check, list(declared)):
+        cells = by_check[cid]
+        out.append(Matrix(
+            check=cid,
+            title=check_title(declared.get(cid, {"id": cid})),
+            rows=_ordered((c.src for c in cells), host_order),
+            cols=_ordered((c.dst for c in cells), host_order),
+            cells={(c.src, c.dst): c for c in cells},
+        ))
+    return out
+
+
+def ordered_cells(result: Result) -> list[Cell]:
+    """Every cell in matrix reading order (check, then source, then destination)."""
+    return [cell for m in matrices(result) for cell in m.flows()]
+
+
+def problem_cells(result: Result) -> list[Cell]:
+    """The blocked and unknown cells, in reading order: what a summary names in words."""
+    return [c for c in ordered_cells(result) if c.reach is not Reach.ALLOWED]
+
+
+def mismatch_key(mismatch: object) -> tuple[str, str, str] | None:
+    """(check, src, dst) of an expectation mismatch, via its fields or its ``cell``."""
+    try:
+        return (mismatch.check, mismatch.src, mismatch.dst)  # type: ignore[attr-defined]
+    except AttributeError:
+        cell = getattr(mismatch, "cell", None)
+        return None if cell is None else cell.key
+
+
+def mismatch_keys(mismatches: Iterable[object] | None) -> set[tuple[str, str, str]]:
+    return {k for k in map(mismatch_key, mismatches or ()) if k is not None}
+
+
+__all__ = ["Matrix", "check_title", "matrices", "ordered_cells", "problem_cells", "mismatch_key", "mismatch_keys"]
