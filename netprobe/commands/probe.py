@@ -1,0 +1,44 @@
+"""`netprobe probe TARGET`: probe one host from this one, no responder needed."""
+
+from __future__ import annotations
+
+import click
+
+from netprobe.commands.common import read_token
+
+
+@click.command()
+@click.argument("target")
+@click.option("--checks", "checks", default=None, metavar="LIST",
+              help="Comma-separated check ids (bgp, ipip, typha, vxlan, apiserver, etcd). Default: the profile's.")
+@click.option("--profile", default="calico", show_default=True,
+              help="calico, calico-noipip or canal: picks the checks when --checks is not given.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--timeout", type=click.FloatRange(0.05, 30), default=1.0, show_default=True,
+              help="Reply window per attempt, in seconds.")
+@click.option("--retries", type=click.IntRange(0, 5), default=1, show_default=True,
+              help="Extra attempts for probes that got no answer.")
+@click.option("--apiserver-port", type=click.IntRange(1, 65535), default=6443, show_default=True)
+@click.option("--vni", type=click.IntRange(0, 2**24 - 1), default=1, show_default=True,
+              help="VXLAN network identifier of the vxlan probe.")
+@click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+              help="Cluster token (or NETPROBE_TOKEN): lets a responder on TARGET echo UDP/IPIP/VXLAN probes.")
+def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, token_file):
+    """Probe TARGET from this host with crafted raw packets, one probe per check.
+
+    \b
+    Verdicts, in nmap's words: open, closed, filtered, rejected (ICMP type/code and
+    who sent it), answered. Without a responder on TARGET, reach is claimed only where
+    the sender alone can know; elsewhere it is 'unknown' (run `netprobe mesh` for the
+    full answer). Needs root or CAP_NET_RAW. Exit 1 when a check is blocked.
+    """
+    from netprobe.commands.common import parse_checks
+    from netprobe.core.result import Reach
+    from netprobe.probe import run_probe
+    from netprobe.report.probe_table import render_probe
+
+    selected = parse_checks(profile, checks, apiserver_port=apiserver_port)
+    token = read_token(token_file, required=False)
+    cells, stats = run_probe(target, selected, timeout=timeout, retries=retries, vni=vni, token=token)
+    click.echo(render_probe(cells, stats, fmt=fmt, color=click.get_text_stream("stdout").isatty()), nl=False)
+    return 1 if any(c.reach is Reach.BLOCKED for c in cells) else 0

@@ -1,0 +1,213 @@
+"""Classic BPF programs that keep everything but netprobe's packets out of Python.
+
+Both capture kinds hand the filter an IPv4 packet at offset 0 (AF_PACKET SOCK_DGRAM and raw IPv4
+sockets), so one program text serves both. ``run`` is a small interpreter of the same opcodes, so
+the filters are unit-tested on captured packets without a kernel.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from netprobe.core.cookies import MAGIC, SLOT_BASE
+from netprobe.core.packets import SYN_MARK
+
+# opcodes (linux/filter.h)
+LD, LDX, ST, ALU, JMP, RET, MISC = 0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x07
+W, H, B = 0x00, 0x08, 0x10
+IMM, ABS, IND, MEM, MSH = 0x00, 0x20, 0x40, 0x60, 0xA0
+K, X = 0x00, 0x08
+AND, XOR = 0x50, 0xA0
+JA, JEQ, JGE, JSET = 0x00, 0x10, 0x30, 0x40
+RET_A = 0x10
+SKF_AD_PKTTYPE = (-0x1000 + 4) & 0xFFFFFFFF
+PACKET_OUTGOING = 4
+
+SNAPLEN = 0x40000
+MAGIC_WORD = int.from_bytes(MAGIC, "big")
+VXLAN_INNER_PAYLOAD = 8 + 8 + 14 + 20 + 8  # from the outer UDP header to the probe payload
+IPIP_INNER_PAYLOAD = 20 + 8
+
+
+@dataclass(frozen=True)
+class Insn:
+    code: int
+    k: int = 0
+    jt: int | str = 0  # a label name until assembled
+    jf: int | str = 0
+    label: str | None = None
+
+
+def assemble(insns: list[Insn]) -> list[tuple[int, int, int, int]]:
+    """Resolve labels into relative jump offsets: (code, jt, jf, k) rows."""
+    where = {ins.label: i for i, ins in enumerate(insns) if ins.label}
+    out = []
+    for i, ins in enumerate(insns):
+        def rel(t):
+            if isinstance(t, str):
+                off = where[t] - i - 1
+                if not 0 <= off <= 255:
+                    raise ValueError(f"jump to {t} out of range")
+                return off
+            return t
+        k = rel(ins.k) if ins.code == JMP | JA else ins.k
+        out.append((ins.code, rel(ins.jt), rel(ins.jf), k & 0xFFFFFFFF))
+    return out
+
+
+def pack(prog: list[tuple[int, int, int, int]]) -> bytes:
+    """The struct sock_filter array the kernel takes."""
+    return b"".join(struct.pack("=HBBI", code, jt, jf, k) for code, jt, jf, k in prog)
+
+
+def _common_head(tap_incoming_only: bool) -> list[Insn]:
+    head = []
+    if tap_incoming_only:
+        head += [Insn(LD | W | ABS, SKF_AD_PKTTYPE), Insn(JMP | JEQ | K, PACKET_OUTGOING, "drop", 0)]
+    head += [
+        Insn(LD | H | ABS, 6), Insn(JMP | JSET | K, 0x3FFF, "drop", 0),  # fragments: not ours
+        Insn(LD | B | ABS, 9),
+    ]
+    return head
+
+
+_TAIL = [Insn(RET | K, SNAPLEN, label="accept"), Insn(RET | K, 0, label="drop")]
+
+
+def sender_filter(*, tap: bool) -> list[tuple[int, int, int, int]]:
+    """Replies to our probes: SYN-ACK or RST to a probe slot, ICMP errors, payload echoes."""
+    prog = _common_head(tap_incoming_only=tap) + [
+        Insn(JMP | JEQ | K, 6, "tcp", 0),
+        Insn(JMP | JEQ | K, 1, "icmp", 0),
+        Insn(JMP | JEQ | K, 17, "udp", "drop"),
+        Insn(LDX | B | MSH, 0, label="tcp"),
+        Insn(LD | H | IND, 2),
+        Insn(JMP | JGE | K, SLOT_BASE, 0, "drop"),
+        Insn(LD | B | IND, 13),
+        Insn(JMP | JSET | K, 0x04, "accept", 0),
+        Insn(ALU | AND | K, 0x12),
+        Insn(JMP | JEQ | K, 0x12, "accept", "drop"),
+        Insn(LDX | B | MSH, 0, label="icmp"),
+        Insn(LD | B | IND, 0),
+        Insn(JMP | JEQ | K, 3, "accept", 0),
+        Insn(JMP | JEQ | K, 11, "accept", "drop"),
+        Insn(LDX | B | MSH, 0, label="udp"),
+        Insn(LD | W | IND, 8),
+        Insn(JMP | JEQ | K, MAGIC_WORD, "accept", "drop"),
+    ] + _TAIL
+    return assemble(prog)
+
+
+def responder_filter(*, tap: bool) -> list[tuple[int, int, int, int]]:
+    """Probes arriving (marked SYNs, payload probes in UDP, VXLAN or IPIP) and, on the tap, this
+    host's answers leaving (SYN-ACK/RST to a probe slot, ICMP errors, echoes)."""
+    prog = _common_head(tap_incoming_only=False) + [
+        Insn(JMP | JEQ | K, 6, "tcp", 0),
+        Insn(JMP | JEQ | K, 17, "udp", 0),
+        Insn(JMP | JEQ | K, 4, "ipip", 0),
+        Insn(JMP | JEQ | K, 1, "icmp" if tap else "drop", "drop"),
+        Insn(LDX | B | MSH, 0, label="tcp"),
+        Insn(LD | B | IND, 13),
+        Insn(ALU | AND | K, 0x16),
+        Insn(JMP | JEQ | K, 0x02, "syn", 0),
+    ]
+    if tap:
+        prog += [
+            Insn(JMP | JSET | K, 0x04, "answer", 0),
+            Insn(JMP | JEQ | K, 0x12, "answer", "drop"),
+            Insn(LD | H | IND, 2, label="answer"),
+            Insn(JMP | JGE | K, SLOT_BASE, "accept", "drop"),
+        ]
+    else:
+        prog += [Insn(JMP | JA, "drop")]
+    prog += [
+        Insn(LD | H | IND, 0, label="syn"),       # A = source port
+        Insn(JMP | JGE | K, SLOT_BASE, 0, "drop"),
+        Insn(MISC | 0x00),                        # TAX: X = source port
+        Insn(LD | H | ABS, 4),                    # A = IP id
+        Insn(ALU | XOR | X),
+        Insn(JMP | JEQ | K, SYN_MARK, "accept", "drop"),
+        Insn(LDX | B | MSH, 0, label="udp"),
+        Insn(LD | W | IND, 8),
+        Insn(JMP | JEQ | K, MAGIC_WORD, "accept", 0),
+        Insn(LD | W | IND, VXLAN_INNER_PAYLOAD),
+        Insn(JMP | JEQ | K, MAGIC_WORD, "accept", "drop"),
+        Insn(LDX | B | MSH, 0, label="ipip"),
+        Insn(LD | W | IND, IPIP_INNER_PAYLOAD),
+        Insn(JMP | JEQ | K, MAGIC_WORD, "accept", "drop"),
+    ]
+    if tap:
+        prog += [
+            Insn(LDX | B | MSH, 0, label="icmp"),
+            Insn(LD | B | IND, 0),
+            Insn(JMP | JEQ | K, 3, "accept", "drop"),
+        ]
+    return assemble(prog + _TAIL)
+
+
+def run(prog: list[tuple[int, int, int, int]], packet: bytes, *, pkttype: int = 0) -> int:
+    """Interpret ``prog`` over ``packet`` as the kernel would: the number of bytes to keep."""
+    a = x = 0
+    mem = [0] * 16
+    pc = 0
+
+    def load(size: int, off: int) -> int | None:
+        if off == SKF_AD_PKTTYPE:
+            return pkttype
+        if off < 0 or off + size > len(packet):
+            return None
+        return int.from_bytes(packet[off : off + size], "big")
+
+    while pc < len(prog):
+        code, jt, jf, k = prog[pc]
+        pc += 1
+        cls = code & 0x07
+        if cls in (LD, LDX):
+            size = {W: 4, H: 2, B: 1}[code & 0x18]
+            mode = code & 0xE0
+            if cls == LDX and mode == MSH:
+                v = load(1, k)
+                if v is None:
+                    return 0
+                x = (v & 0x0F) * 4
+                continue
+            if mode == IMM:
+                v = k
+            elif mode == MEM:
+                v = mem[k]
+            else:
+                v = load(size, k + (x if mode == IND else 0))
+                if v is None:
+                    return 0  # out of bounds: the kernel drops the packet
+            if cls == LD:
+                a = v
+            else:
+                x = v
+        elif cls == ST:
+            mem[k] = a
+        elif cls == ALU:
+            operand = x if code & X else k
+            op = code & 0xF0
+            if op == AND:
+                a &= operand
+            elif op == XOR:
+                a ^= operand
+            else:
+                raise ValueError(f"ALU op {op:#x} not supported")
+        elif cls == JMP:
+            op = code & 0xF0
+            if op == JA:
+                pc += k
+                continue
+            operand = x if code & X else k
+            taken = {JEQ: a == operand, JGE: a >= operand, JSET: bool(a & operand)}[op]
+            pc += jt if taken else jf
+        elif cls == RET:
+            return a if code & RET_A else k
+        elif cls == MISC:
+            if code == MISC | 0x00:
+                x = a
+            else:
+                a = x
+    raise ValueError("program fell off its end")

@@ -1,0 +1,286 @@
+"""The prober as a state machine (mitmproxy/h11 style): events in, commands out, no I/O.
+
+The trio shell (netprobe.net.prober) feeds it what happened — a send succeeded or was refused, a
+packet was seen on the tap or on a raw socket, time passed — and carries out what it returns:
+``Send`` commands, and a deadline to wake up at. Everything about retries, reply windows and
+matching replies back to probes lives here, so it is tested without sockets or clocks.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from netprobe.core import cookies, packets
+from netprobe.core.checks import Check, Proto
+from netprobe.core.packets import IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, IcmpPacket, PayloadPacket, TcpPacket
+from netprobe.core.result import Evidence, Icmp, ReplyKind
+from netprobe.errors import BadPacket
+
+
+class Via(Enum):
+    """Where a packet was seen on the sender."""
+
+    TAP = "tap"  # AF_PACKET: it arrived at this host (before netfilter)
+    RAW = "raw"  # raw IP socket: this host's INPUT accepted it
+
+
+@dataclass(frozen=True)
+class Target:
+    """One probe to run: a check towards an address (``name`` is for the caller's bookkeeping)."""
+
+    check: Check
+    address: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Send:
+    probe_id: int
+    address: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the sender learnt about one probe (its half of the evidence)."""
+
+    probe_id: int
+    target: Target
+    source: str
+    evidence: Evidence
+    rtt_ms: float | None
+
+    def to_dict(self) -> dict:
+        return {
+            "probe_id": self.probe_id,
+            "check": self.target.check.id,
+            "name": self.target.name,
+            "address": self.target.address,
+            "source": self.source,
+            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
+            "evidence": self.evidence.to_dict(),
+        }
+
+
+@dataclass
+class _Probe:
+    probe_id: int
+    target: Target
+    source: str
+    attempts: int = 0
+    sent_ok: int = 0
+    last_sent: float | None = None
+    deadline: float | None = None
+    send_error: str | None = None
+    reply: ReplyKind | None = None
+    icmp: Icmp | None = None
+    reply_arrived: bool = False
+    reply_accepted: bool = False
+    rtt: float | None = None
+    done: bool = False
+
+
+def key_from_token(token: str | bytes) -> bytes:
+    """The cookie/HMAC key all hosts of a cluster share, derived from the cluster token."""
+    import hashlib
+
+    raw = token.encode() if isinstance(token, str) else token
+    return hashlib.sha256(b"netprobe-v1:" + raw).digest()
+
+
+@dataclass
+class ProbeSession:
+    """Run ``targets`` from ``source`` with a reply ``window`` (s) and ``retries``.
+
+    Probe ids are ``first_id``, ``first_id+1``, ... (the caller picks a random start so runs don't
+    collide at the responders).
+    """
+
+    key: bytes
+    source: str
+    targets: Sequence[Target]
+    window: float = 1.0
+    retries: int = 1
+    first_id: int = 0
+    vni: int = 1
+    _probes: dict[int, _Probe] = field(default_factory=dict, init=False)
+    _by_flow: dict[tuple, int] = field(default_factory=dict, init=False)
+    _templates: dict[tuple, object] = field(default_factory=dict, init=False)
+    _src_bytes: bytes = field(default=b"", init=False)
+    stats: dict[str, int] = field(default_factory=lambda: {"ignored": 0, "malformed": 0, "matched": 0}, init=False)
+
+    def __post_init__(self) -> None:
+        self._src_bytes = packets.ip_bytes(self.source)
+        for i, target in enumerate(self.targets):
+            pid = (self.first_id + i) & cookies.ID_MASK
+            self._probes[pid] = _Probe(pid, target, self.source)
+            slot = cookies.slot_of(pid)
+            proto = target.check.proto
+            if proto is Proto.IPIP:
+                self._by_flow.setdefault((IPPROTO_IPIP, target.address, 0, slot), pid)
+            elif proto in (Proto.UDP, Proto.VXLAN):
+                self._by_flow.setdefault((IPPROTO_UDP, target.address, target.check.port, slot), pid)
+
+    # ------------------------------------------------------------ commands out
+
+    def start(self, now: float, wall_ns: int) -> list[Send]:
+        """The first attempt of every probe, all at once (filtered probes cost one window)."""
+        return [self._attempt(p, now, wall_ns) for p in self._probes.values()]
+
+    def tick(self, now: float, wall_ns: int) -> list[Send]:
+        """Retransmit probes whose window passed without a final answer; finish the rest."""
+        sends = []
+        for p in self._probes.values():
+            if p.done or p.deadline is None or now < p.deadline:
+                continue
+            if p.reply is None and p.attempts <= self.retries:
+                sends.append(self._attempt(p, now, wall_ns))
+            else:
+                p.done = True
+        return sends
+
+    @property
+    def deadline(self) -> float | None:
+        """When ``tick`` must next be called (None: nothing pending)."""
+        pending = [p.deadline for p in self._probes.values() if not p.done and p.deadline is not None]
+        return min(pending) if pending else None
+
+    @property
+    def finished(self) -> bool:
+        return all(p.done for p in self._probes.values())
+
+    def _attempt(self, p: _Probe, now: float, wall_ns: int) -> Send:
+        p.attempts += 1
+        p.last_sent = now
+        p.deadline = now + self.window
+        return Send(p.probe_id, p.target.address, self.build(p.probe_id, p.target, wall_ns))
+
+    def build(self, probe_id: int, target: Target, wall_ns: int) -> bytes:
+        """The bytes of one probe (templates are made once per check and target)."""
+        check = target.check
+        tkey = (check.proto, check.port, target.address)
+        tpl = self._templates.get(tkey)
+        if tpl is None:
+            if check.proto is Proto.TCP:
+                tpl = packets.TcpSynTemplate(self.source, target.address, check.port)
+            elif check.proto is Proto.UDP:
+                tpl = packets.UdpProbeTemplate(self.source, target.address, check.port)
+            elif check.proto is Proto.VXLAN:
+                tpl = packets.VxlanProbeTemplate(self.source, target.address, self.vni, dport=check.port)
+            else:
+                tpl = packets.IpipProbeTemplate(self.source, target.address)
+            self._templates[tkey] = tpl
+        slot = cookies.slot_of(probe_id)
+        if check.proto is Proto.TCP:
+            seq = cookies.tcp_seq(self.key, probe_id, self._src_bytes, packets.ip_bytes(target.address), check.port)
+            return tpl.build(slot, seq)
+        payload = cookies.encode_payload(self.key, cookies.ProbePayload(probe_id, wall_ns))
+        return tpl.build(slot, payload)
+
+    # ------------------------------------------------------------ events in
+
+    def send_done(self, probe_id: int, now: float, error: int | None = None) -> None:
+        """A send finished; ``error`` is its errno (EPERM: this host's OUTPUT refused it)."""
+        p = self._probes[probe_id]
+        if error is None:
+            p.sent_ok += 1
+            p.last_sent = now  # rtt counts from the moment the packet really left
+            p.deadline = now + self.window
+            return
+        p.send_error = os.strerror(error) if error in errno_mod.errorcode else str(error)
+        if error in (errno_mod.EPERM, errno_mod.EACCES) and p.sent_ok == 0:
+            p.done = True  # a refused send is the answer: retrying can't change it
+
+    def receive(self, data: bytes, via: Via, now: float) -> int | None:
+        """A packet seen on the tap or a raw socket. Returns the probe id it answered, if any."""
+        try:
+            pkt = packets.parse_packet_untrusted(data)
+        except BadPacket:
+            self.stats["malformed"] += 1
+            return None
+        match = self._match(pkt)
+        if match is None:
+            self.stats["ignored"] += 1
+            return None
+        p, kind, icmp = match
+        self.stats["matched"] += 1
+        if p.reply is None or (p.reply is ReplyKind.ICMP and kind is not ReplyKind.ICMP):
+            p.reply, p.icmp = kind, icmp
+        if p.rtt is None and p.last_sent is not None:
+            p.rtt = max(0.0, now - p.last_sent)
+        if via is Via.TAP:
+            p.reply_arrived = True
+        else:
+            p.reply_accepted = True
+            p.reply_arrived = True  # accepted implies it arrived (the tap may just be later)
+            p.done = True
+        return p.probe_id
+
+    def _match(self, pkt) -> tuple[_Probe, ReplyKind, Icmp | None] | None:
+        if isinstance(pkt, TcpPacket):
+            if not (pkt.is_syn_ack or pkt.is_rst) or pkt.dst != self._src_bytes:
+                return None
+            pid = cookies.tcp_probe_id(self.key, pkt.dst, pkt.src, pkt.dport, pkt.sport, (pkt.ack - 1) & 0xFFFFFFFF)
+            p = self._probes.get(pid) if pid is not None else None
+            if p is None or p.target.check.proto is not Proto.TCP or p.target.check.port != pkt.sport:
+                return None
+            if packets.ip_str(pkt.src) != p.target.address:
+                return None
+            return p, (ReplyKind.SYN_ACK if pkt.is_syn_ack else ReplyKind.RST), None
+        if isinstance(pkt, IcmpPacket):
+            q = pkt.quoted
+            if q.src != self._src_bytes:
+                return None
+            p = None
+            if q.proto == IPPROTO_TCP and q.seq is not None:
+                pid = cookies.tcp_probe_id(self.key, q.src, q.dst, q.sport, q.dport, q.seq)
+                p = self._probes.get(pid) if pid is not None else None
+            elif q.payload is not None:
+                try:
+                    p = self._probes.get(cookies.verify_payload(self.key, q.payload).probe_id)
+                except BadPacket:
+                    return None
+            elif q.proto == IPPROTO_UDP:
+                p = self._probes.get(self._by_flow.get((IPPROTO_UDP, packets.ip_str(q.dst), q.dport, q.sport), -1))
+            elif q.proto == IPPROTO_IPIP:
+                p = self._probes.get(self._by_flow.get((IPPROTO_IPIP, packets.ip_str(q.dst), 0, q.ip_id), -1))
+            if p is None or packets.ip_str(q.dst) != p.target.address:
+                return None
+            return p, ReplyKind.ICMP, Icmp(pkt.type, pkt.code, packets.ip_str(pkt.src))
+        if isinstance(pkt, PayloadPacket):
+            if pkt.encap is not packets.Encap.UDP or pkt.dst != self._src_bytes:
+                return None  # echoes come back as plain UDP
+            try:
+                payload = cookies.verify_payload(self.key, pkt.payload)
+            except BadPacket:
+                return None
+            p = self._probes.get(payload.probe_id)
+            if p is None or packets.ip_str(pkt.src) != p.target.address:
+                return None
+            return p, ReplyKind.ECHO, None
+        return None
+
+    # ------------------------------------------------------------ outcomes
+
+    def outcomes(self) -> list[Outcome]:
+        out = []
+        for p in self._probes.values():
+            ev = Evidence(
+                sent=p.sent_ok > 0,
+                reply=p.reply,
+                icmp=p.icmp,
+                reply_arrived=p.reply_arrived,
+                reply_accepted=p.reply_accepted,
+                attempts=p.attempts,
+                send_error=p.send_error,
+            )
+            out.append(Outcome(p.probe_id, p.target, p.source, ev, None if p.rtt is None else p.rtt * 1000))
+        return out
+
+
+def targets_for(checks: Iterable[Check], address: str, name: str = "") -> list[Target]:
+    return [Target(c, address, name) for c in checks]

@@ -1,0 +1,98 @@
+"""Evidence -> (reach, where, verdict): the rules of DESIGN section 2, as one pure function.
+
+``verdict`` is what the sender saw, in nmap's words. ``reach`` and ``where`` come from both ends
+when the responder's evidence is there; from the sender alone they are claimed only where the
+sender can know (an explicit admin-prohibited, a refused send, a SYN-ACK its own INPUT dropped),
+and are ``unknown`` otherwise (silence, or an RST that a firewall may have forged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netprobe.core.checks import Proto
+from netprobe.core.result import Evidence, Reach, ReplyKind, Verdict, Where
+
+ICMP_UNREACH = 3
+ICMP_TIME_EXCEEDED = 11
+ICMP_PORT_UNREACH = 3
+ICMP_ADMIN_PROHIBITED = frozenset({9, 10, 13})  # net, host, communication administratively prohibited
+ENCAPSULATIONS = frozenset({Proto.IPIP, Proto.VXLAN})
+
+
+@dataclass(frozen=True)
+class Classification:
+    reach: Reach
+    where: Where | None
+    verdict: Verdict
+
+
+def _icmp_from_target(ev: Evidence, dst: str | None) -> bool:
+    return ev.icmp is not None and dst is not None and ev.icmp.sender == dst
+
+
+def sender_verdict(proto: Proto, ev: Evidence, dst: str | None = None) -> Verdict:
+    """What the sender saw, in nmap's words."""
+    if not ev.sent:
+        return Verdict.FILTERED
+    if ev.reply is ReplyKind.SYN_ACK:
+        return Verdict.OPEN
+    if ev.reply is ReplyKind.RST:
+        return Verdict.CLOSED
+    if ev.reply is ReplyKind.ECHO:
+        return Verdict.ANSWERED
+    if ev.reply is ReplyKind.ICMP and ev.icmp is not None:
+        if (proto is not Proto.TCP and ev.icmp.type == ICMP_UNREACH and ev.icmp.code == ICMP_PORT_UNREACH
+                and _icmp_from_target(ev, dst)):
+            return Verdict.CLOSED  # a UDP port with no socket, as nmap says it
+        return Verdict.REJECTED
+    return Verdict.FILTERED
+
+
+def _sender_only(proto: Proto, ev: Evidence, dst: str | None, verdict: Verdict) -> tuple[Reach, Where | None]:
+    if ev.reply in (ReplyKind.SYN_ACK, ReplyKind.ECHO):
+        if ev.reply_accepted:
+            return Reach.ALLOWED, None
+        if ev.reply_arrived:
+            return Reach.BLOCKED, Where.RETURN_PATH  # our own INPUT dropped the answer
+        return Reach.UNKNOWN, None
+    if ev.reply is ReplyKind.ICMP and ev.icmp is not None:
+        here = Where.DESTINATION_INGRESS if _icmp_from_target(ev, dst) else Where.NETWORK
+        if ev.icmp.type == ICMP_TIME_EXCEEDED:
+            return Reach.BLOCKED, Where.NETWORK
+        if ev.icmp.type == ICMP_UNREACH:
+            if ev.icmp.code in ICMP_ADMIN_PROHIBITED or ev.icmp.code in (0, 1):
+                return Reach.BLOCKED, here
+            if ev.icmp.code == ICMP_PORT_UNREACH and proto is Proto.TCP:
+                return Reach.BLOCKED, here  # no TCP stack answers a SYN with ICMP: a REJECT rule did
+    return Reach.UNKNOWN, None  # silence, an RST, a UDP port unreachable: a firewall could be the author
+
+
+def classify(proto: Proto, ev: Evidence, dst: str | None = None) -> Classification:
+    """Classify one probe's evidence; ``dst`` (the target address) tells the target's own ICMP
+    errors from a router's."""
+    verdict = sender_verdict(proto, ev, dst)
+    if not ev.sent:
+        return Classification(Reach.BLOCKED, Where.SOURCE_EGRESS, verdict)
+    if not ev.has_responder:
+        reach, where = _sender_only(proto, ev, dst, verdict)
+        return Classification(reach, where, verdict)
+
+    accepted = bool(ev.accepted)
+    arrived = bool(ev.arrived) or accepted
+    if not arrived:
+        return Classification(Reach.BLOCKED, Where.NETWORK, verdict)
+    if not accepted:
+        # the target's firewall answered for it (forged RST or ICMP), or dropped it silently
+        if ev.answered or ev.reply in (ReplyKind.RST, ReplyKind.ICMP):
+            verdict = Verdict.REJECTED
+        return Classification(Reach.BLOCKED, Where.DESTINATION_INGRESS, verdict)
+    if proto in ENCAPSULATIONS:
+        # accepted at the target is the whole requirement; the way back is the reverse cell
+        shown = Verdict.ANSWERED if (ev.reply is ReplyKind.ECHO or ev.answered) else Verdict.OPEN
+        return Classification(Reach.ALLOWED, None, shown)
+    if ev.reply is not None and ev.reply_accepted:
+        return Classification(Reach.ALLOWED, None, verdict)
+    # accepted, but the answer never got back into the sender: dropped on its way out of the
+    # target, in the network, or by the sender's INPUT
+    return Classification(Reach.BLOCKED, Where.RETURN_PATH, verdict)

@@ -1,0 +1,123 @@
+"""The trio shell around ``ProbeSession``: sends its packets, feeds it what the captures see,
+wakes it at its deadlines. One task per capture socket: wait_readable, then drain until it would
+block (never a cancel scope per packet)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from netprobe.core import bpf
+from netprobe.core.session import Outcome, ProbeSession, Via
+from netprobe.net import sockets
+
+SEND_BATCH = 256  # sends between checkpoints, so the capture tasks keep draining
+
+
+@dataclass
+class Capture:
+    """One capture socket and what seeing a packet on it means."""
+
+    sock: socket.socket
+    via: Via
+
+    def drops(self) -> int:
+        if self.sock.family == socket.AF_PACKET:
+            return sockets.tap_drops(self.sock)
+        return sockets.raw_drops(self.sock)
+
+
+@dataclass
+class ProbeIO:
+    """The sockets of a prober: a raw sender and the captures (tap + raw per protocol)."""
+
+    send: Callable[[bytes, str], int | None]
+    captures: Sequence[Capture]
+    wait_writable: Callable[[], object] | None = None
+    closers: list = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in self.closers:
+            close()
+
+    def kernel_drops(self) -> int:
+        return sum(c.drops() for c in self.captures)
+
+
+def open_probe_io() -> ProbeIO:
+    """Real sockets: needs root or CAP_NET_RAW (PrivilegeError otherwise)."""
+    sender = sockets.open_sender()
+    opened = [sender]
+    try:
+        captures = [Capture(sockets.open_tap(bpf.sender_filter(tap=True)), Via.TAP)]
+        opened.append(captures[0].sock)
+        for proto in (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP):
+            cap = Capture(sockets.open_raw_listener(proto, bpf.sender_filter(tap=False)), Via.RAW)
+            opened.append(cap.sock)
+            captures.append(cap)
+    except BaseException:
+        for s in opened:
+            s.close()
+        raise
+    return ProbeIO(
+        send=lambda data, addr: sockets.send_packet(sender, data, addr),
+        captures=captures,
+        wait_writable=lambda: trio.lowlevel.wait_writable(sender),
+        closers=[s.close for s in opened],
+    )
+
+
+async def _drain_forever(session: ProbeSession, cap: Capture, progress: trio.Event | None) -> None:
+    sock = cap.sock
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        now = trio.current_time()
+        while True:
+            try:
+                data = sock.recv(65535)
+            except BlockingIOError:
+                break
+            except OSError:
+                break
+            session.receive(data, cap.via, now)
+
+
+async def _send_all(session: ProbeSession, io: ProbeIO, sends) -> None:
+    for i, cmd in enumerate(sends):
+        while True:
+            err = io.send(cmd.data, cmd.address)
+            if err in (errno.EAGAIN, errno.ENOBUFS):
+                if io.wait_writable is not None:
+                    await io.wait_writable()
+                else:
+                    await trio.sleep(0)
+                continue
+            break
+        session.send_done(cmd.probe_id, trio.current_time(), err)
+        if i % SEND_BATCH == SEND_BATCH - 1:
+            await trio.lowlevel.checkpoint()
+
+
+async def run_session(session: ProbeSession, io: ProbeIO, *, wall_clock: Callable[[], int] = time.time_ns) -> list[Outcome]:
+    """Run every probe of ``session`` to completion over ``io``; returns the sender outcomes."""
+    async with trio.open_nursery() as nursery:
+        for cap in io.captures:
+            nursery.start_soon(_drain_forever, session, cap, None)
+        await trio.lowlevel.checkpoint()
+        await _send_all(session, io, session.start(trio.current_time(), wall_clock()))
+        while not session.finished:
+            deadline = session.deadline
+            if deadline is None:
+                break
+            # wake at the deadline, or earlier now and then to notice probes finished early
+            await trio.sleep_until(min(deadline, trio.current_time() + 0.05))
+            if session.finished:
+                break
+            await _send_all(session, io, session.tick(trio.current_time(), wall_clock()))
+        nursery.cancel_scope.cancel()
+    return session.outcomes()

@@ -1,0 +1,107 @@
+"""The raw sockets netprobe sends and captures with, each capture behind a kernel BPF filter.
+
+Everything that can fail for lack of privilege fails here, once, as PrivilegeError.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+import struct
+
+from netprobe.core import bpf
+from netprobe.errors import PrivilegeError
+
+ETH_P_IP = 0x0800
+SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+RCVBUF = 8 << 20
+
+
+def _privileged(make):
+    try:
+        return make()
+    except PermissionError:
+        raise PrivilegeError(
+            "raw sockets need root or CAP_NET_RAW (run as root, or setcap cap_net_raw,cap_net_admin+ep)"
+        ) from None
+
+
+def attach_filter(sock: socket.socket, prog: list[tuple[int, int, int, int]]) -> None:
+    """Attach a classic BPF program, then drop whatever queued before it was in place."""
+    code = bpf.pack(prog)
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    sock.setblocking(False)
+    while True:
+        try:
+            sock.recv(65535)
+        except BlockingIOError:
+            break
+
+
+def _big_buffer(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+
+
+def open_sender() -> socket.socket:
+    """A raw IPv4 socket that sends whole packets we built (IP_HDRINCL)."""
+    sock = _privileged(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RCVBUF)
+    sock.setblocking(False)
+    return sock
+
+
+def open_tap(prog) -> socket.socket:
+    """AF_PACKET tap on every interface: sees a packet as it arrives, before netfilter."""
+    sock = _privileged(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP)))
+    _big_buffer(sock)
+    attach_filter(sock, prog)
+    return sock
+
+
+def open_raw_listener(proto: int, prog) -> socket.socket:
+    """A raw IPv4 socket of one protocol: the kernel feeds it only after INPUT accepted a packet."""
+    sock = _privileged(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, proto))
+    _big_buffer(sock)
+    attach_filter(sock, prog)
+    return sock
+
+
+def tap_drops(sock: socket.socket) -> int:
+    """Packets the kernel dropped on this tap since the last call (PACKET_STATISTICS)."""
+    _packets, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    return drops
+
+
+def raw_drops(sock: socket.socket) -> int:
+    """Packets dropped on a raw IPv4 socket (the 'drops' column of /proc/net/raw)."""
+    inode = os.fstat(sock.fileno()).st_ino
+    try:
+        with open("/proc/net/raw") as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if len(cols) >= 13 and cols[9] == str(inode):
+                    return int(cols[-1])
+    except OSError:
+        pass
+    return 0
+
+
+def send_packet(sock: socket.socket, data: bytes, address: str) -> int | None:
+    """Send one built packet; the errno on failure (EPERM: our own OUTPUT refused it)."""
+    try:
+        sock.sendto(data, (address, 0))
+        return None
+    except BlockingIOError:
+        return errno.EAGAIN
+    except OSError as exc:
+        return exc.errno or errno.EIO

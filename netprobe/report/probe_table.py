@@ -1,0 +1,45 @@
+"""Rendering of one-shot `netprobe probe` results (a list of cells from one source)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+
+def _detail(cell) -> str:
+    ev = cell.evidence
+    if not ev.sent:
+        return f"send refused by this host: {ev.send_error or 'EPERM'}"
+    if ev.icmp is not None:
+        return f"ICMP type {ev.icmp.type} code {ev.icmp.code} from {ev.icmp.sender}"
+    if ev.reply is not None and ev.reply_arrived and not ev.reply_accepted:
+        return f"{ev.reply} arrived but this host's INPUT dropped it"
+    if ev.reply is not None:
+        return str(ev.reply)
+    return f"no answer after {ev.attempts} attempt(s)"
+
+
+def render_probe(cells, stats: dict, *, fmt: str, color: bool = False, width: int = 110) -> str:
+    if fmt == "json":
+        return json.dumps({"source": stats.get("source"), "target": stats.get("address"),
+                           "cells": [c.to_dict() for c in cells],
+                           "stats": {k: v for k, v in stats.items() if k not in ("source", "address")}},
+                          indent=2) + "\n"
+    from rich.console import Console
+    from rich.table import Table
+
+    colours = {"allowed": "green", "blocked": "red", "unknown": "yellow"}
+    table = Table(title=f"{stats.get('source')} -> {stats.get('address')}", title_justify="left")
+    for col in ("check", "verdict", "reach", "where", "rtt ms", "detail"):
+        table.add_column(col)
+    for c in cells:
+        rtt = "" if c.rtt_ms is None else f"{c.rtt_ms:.2f}"
+        reach = f"[{colours[str(c.reach)]}]{c.reach}[/]"
+        table.add_row(c.check, str(c.verdict), reach, str(c.where or ""), rtt, _detail(c))
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=color, width=width, no_color=not color)
+    console.print(table)
+    if any(str(c.reach) == "unknown" for c in cells):
+        console.print("unknown: the sender alone cannot tell a firewall from the target here; "
+                      "run a responder on the target and use `netprobe mesh`.")
+    return buf.getvalue()
