@@ -81,11 +81,11 @@ def problem_cells(result: Result) -> list[Cell]:
 
 
 def mismatch_key(mismatch: object) -> tuple[str, str, str] | None:
-    """(check, src, dst) of an expectation mismatch, via its fields or its ``cell``."""
+    """(check, src, dst) of an expectation mismatch, via its fields or its cell (``actual``)."""
     try:
         return (mismatch.check, mismatch.src, mismatch.dst)  # type: ignore[attr-defined]
     except AttributeError:
-        cell = getattr(mismatch, "cell", None)
+        cell = getattr(mismatch, "actual", None) or getattr(mismatch, "cell", None)
         return None if cell is None else cell.key
 
 
