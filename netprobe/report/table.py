@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
@@ -59,15 +60,11 @@ class MatrixView:
             table.add_row(label, *row)
         return table
 
-    def _width_needed(self) -> int:
-        m = self.matrix
-        label = max([len("from \\ to"), *(len(r) for r in m.rows)])
-        return label + sum(max(len(c), 3) + 3 for c in m.cols) + 1
-
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        numbered = self._width_needed() > options.max_width
+        table = self._table(numbered=False)
+        numbered = Measurement.get(console, options.update_width(10_000), table).maximum > options.max_width
         yield Text(self.matrix.title, style="bold")
-        yield self._table(numbered)
+        yield self._table(numbered=True) if numbered else table
         if numbered:
             key = ", ".join(f"{i} {name}" for i, name in enumerate(self.matrix.cols, 1))
             yield Text(f"columns: {key}", style="dim")
