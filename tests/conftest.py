@@ -71,7 +71,7 @@ def netns_pair():
         for name, ifname, addr in ((pair.a, f"npv{tag}a", pair.addr_a), (pair.b, f"npv{tag}b", pair.addr_b)):
             with NetNS(name) as ns:
                 idx = ns.link_lookup(ifname=ifname)[0]
-                ns.link("set", index=idx, name="eth0")
+                ns.link("set", index=idx, ifname="eth0")
                 ns.addr("add", index=idx, address=addr, prefixlen=24)
                 ns.link("set", index=idx, state="up")
                 ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
