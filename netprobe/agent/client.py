@@ -1,0 +1,157 @@
+"""Talk to one agent's control API: httpx on trio (through anyio), TCP, TLS or a unix socket.
+
+One seam: every failure below this line (refused, missing socket, timeout, TLS, a non-2xx
+answer, a body that is not a JSON object) leaves as ``AgentError`` naming the agent and the
+cause, so ``mesh`` handles exactly one exception type per agent.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from types import TracebackType
+
+import httpx
+
+from netprobe.agent.protocol import ProbeRequest, check_run_id
+from netprobe.core.inventory import parse_agent_url
+from netprobe.errors import AgentError
+
+UNIX_BASE_URL = "http://netprobe-agent"  # the Host header on a unix socket; never resolved
+
+
+class AgentRequestError(AgentError):
+    """The agent answered, but not with success; ``status`` is the HTTP status code."""
+
+    def __init__(self, message: str, *, status: int):
+        self.status = status
+        super().__init__(message)
+
+
+def _causes(exc: BaseException):
+    """Every exception behind ``exc``: its cause chain and the members of any group on it."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        nxt = current.__cause__ or current.__context__
+        if nxt is not None:
+            todo.append(nxt)
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    """One line for a transport failure, from the most specific cause underneath httpx."""
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    causes = list(_causes(exc))
+    for cause in causes:
+        if isinstance(cause, FileNotFoundError):
+            return "socket file not found (is the responder running?)"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (is the responder running?)"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS failed: {cause}"
+    for cause in causes:
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"{type(exc).__name__}: {cause.strerror}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class AgentClient:
+    """Async context manager: ``async with AgentClient(url, token=t) as agent: await agent.health()``.
+
+    ``url`` is an inventory agent address (``unix:/p``, ``tcp://h:p``, ``https://h:p``). ``ca_file``
+    verifies an https agent against a private CA. ``timeout`` covers connect and each request;
+    ``run_probes`` waits longer, for as long as the request's own probing may take.
+    """
+
+    def __init__(self, url: str, *, token: str | None, timeout: float = 10.0, ca_file: str | None = None):
+        self.url = parse_agent_url(url, source="agent", field="url")
+        self.timeout = timeout
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        verify: ssl.SSLContext | bool = True
+        if url.startswith("unix:"):
+            transport = httpx.AsyncHTTPTransport(uds=url[5:])
+            base_url = UNIX_BASE_URL
+        else:
+            scheme, _, rest = url.partition("://")
+            if scheme == "https":
+                try:
+                    verify = ssl.create_default_context(cafile=ca_file)
+                except (OSError, ssl.SSLError) as exc:
+                    raise AgentError(f"agent {url}: cannot load CA file {ca_file}: {exc}") from None
+            transport = httpx.AsyncHTTPTransport(verify=verify)
+            base_url = f"{'https' if scheme == 'https' else 'http'}://{rest}"
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            trust_env=False,  # never send the token through a proxy from the environment
+        )
+
+    async def __aenter__(self) -> AgentClient:
+        await self._http.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._http.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, *, body: dict | None = None,
+                       timeout: float | None = None) -> dict:
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                json=body,
+                timeout=httpx.Timeout(timeout) if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.HTTPError as exc:
+            raise AgentError(f"agent {self.url}: {method} {path}: {_describe(exc)}") from exc
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        if not response.is_success:
+            detail = data.get("error") if isinstance(data, dict) else None
+            if not isinstance(detail, str):
+                detail = response.text[:200].strip() or response.reason_phrase
+            raise AgentRequestError(
+                f"agent {self.url}: {method} {path}: HTTP {response.status_code}: {detail}",
+                status=response.status_code,
+            )
+        if not isinstance(data, dict):
+            raise AgentError(f"agent {self.url}: {method} {path}: answer is not a JSON object")
+        return data
+
+    async def health(self) -> dict:
+        return await self._request("GET", "/v1/health")
+
+    async def run_probes(self, request: ProbeRequest) -> dict:
+        # the agent answers after its probing: up to timeout x (retries + 1), plus our margin
+        budget = request.timeout * (request.retries + 1) + self.timeout
+        return await self._request("POST", "/v1/probes", body=request.to_dict(), timeout=budget)
+
+    async def observations(self, run_id: str) -> dict:
+        try:
+            check_run_id(run_id)
+        except ValueError as exc:
+            raise AgentError(f"agent {self.url}: {exc}") from None
+        return await self._request("GET", f"/v1/runs/{run_id}/observations")
+
+    async def preflight(self, params: dict) -> dict:
+        return await self._request("POST", "/v1/preflight", body=params)

@@ -1,0 +1,571 @@
+"""The control API over real sockets (unix in a temp dir, TCP on 127.0.0.1) with a fake service.
+
+Unprivileged: hypercorn + starlette on trio serve, httpx (through anyio) or AgentClient call.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import netprobe
+from netprobe.agent.api import MAX_BODY, build_app
+from netprobe.agent.client import AgentClient, AgentRequestError
+from netprobe.agent.protocol import ProbeRequest, UnknownRun
+from netprobe.agent.server import check_listen_policy, parse_listen, serve_api
+from netprobe.core.checks import CHECKS
+from netprobe.errors import AgentError, ConfigError
+
+TOKEN = "s3cret-token"
+
+
+class FakeService:
+    """Records every call; ``fail`` makes the next calls raise it, ``result`` overrides answers."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.fail: BaseException | None = None
+        self.result: object = None
+
+    def _answer(self, call: tuple, default: object) -> object:
+        self.calls.append(call)
+        if self.fail is not None:
+            raise self.fail
+        return default if self.result is None else self.result
+
+    async def health(self) -> dict:
+        return self._answer(("health",), {"status": "ok", "taps": 2})
+
+    async def run_probes(self, request: ProbeRequest) -> dict:
+        return self._answer(("run_probes", request), {"run_id": request.run_id, "probed": len(request.targets)})
+
+    async def observations(self, run_id: str) -> dict:
+        return self._answer(("observations", run_id), {"run_id": run_id, "observations": [{"probe": 1}]})
+
+    async def preflight(self, params: dict) -> dict:
+        return self._answer(("preflight", params), {"params": params, "findings": []})
+
+
+def request_dict(**overrides) -> dict:
+    data = {
+        "run_id": "run-1",
+        "targets": [{"name": "node2", "address": "198.51.100.12", "checks": ["bgp"]}],
+        "checks": [CHECKS["bgp"].to_dict()],
+        "timeout": 0.2,
+        "retries": 0,
+        "vni": 1,
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def sock_dir(tmp_path):
+    """tmp_path, or a shorter temp dir when tmp_path would overflow sun_path (108 bytes)."""
+    if len(os.fsencode(str(tmp_path / "agent.sock"))) <= 100:
+        yield tmp_path
+        return
+    short = tempfile.mkdtemp(prefix="np-")
+    try:
+        yield Path(short)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+@dataclass
+class Agent:
+    url: str
+    path: Path
+    service: FakeService
+
+    def http(self, token: str | None = None) -> httpx.AsyncClient:
+        """A raw HTTP client on the agent's socket, to send what AgentClient never would."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(self.path)),
+                                 base_url="http://agent", headers=headers, timeout=5)
+
+
+async def start_agent(nursery, sock_dir: Path, token: str | None, name: str = "agent.sock") -> Agent:
+    service = FakeService()
+    path = sock_dir / name
+    url = await nursery.start(serve_api, build_app(service, token=token), f"unix:{path}")
+    return Agent(url, path, service)
+
+
+@pytest.fixture
+async def agent(nursery, sock_dir):
+    return await start_agent(nursery, sock_dir, token=None)
+
+
+@pytest.fixture
+async def locked_agent(nursery, sock_dir):
+    return await start_agent(nursery, sock_dir, token=TOKEN)
+
+
+# --- round trips ----------------------------------------------------------------------------
+
+
+async def test_health_round_trip_adds_the_version(agent):
+    async with AgentClient(agent.url, token=None) as client:
+        assert await client.health() == {"status": "ok", "taps": 2, "version": netprobe.__version__}
+    assert agent.service.calls == [("health",)]
+    assert agent.url == f"unix:{agent.path}"
+
+
+async def test_run_probes_round_trip(agent):
+    sent = ProbeRequest.from_dict(request_dict(
+        targets=[{"name": "node2", "address": "198.51.100.12", "checks": ["bgp", "ipip"]},
+                 {"name": "node3", "address": "198.51.100.13", "checks": ["ipip"]}],
+        checks=[CHECKS["bgp"].to_dict(), CHECKS["ipip"].to_dict()], vni=77,
+    ))
+    agent.service.result = {"run_id": "run-1", "nested": {"list": [1, 2.5, None, "x"]}}
+    async with AgentClient(agent.url, token=None) as client:
+        answer = await client.run_probes(sent)
+    assert answer == {"run_id": "run-1", "nested": {"list": [1, 2.5, None, "x"]}}
+    [(method, received)] = agent.service.calls
+    assert method == "run_probes"
+    assert isinstance(received, ProbeRequest)
+    assert received == sent
+
+
+async def test_observations_and_preflight_round_trips(agent):
+    async with AgentClient(agent.url, token=None) as client:
+        assert await client.observations("run-7") == {"run_id": "run-7", "observations": [{"probe": 1}]}
+        assert await client.preflight({"pool_cidr": "198.18.0.0/16"}) == {
+            "params": {"pool_cidr": "198.18.0.0/16"}, "findings": []}
+    assert agent.service.calls == [("observations", "run-7"), ("preflight", {"pool_cidr": "198.18.0.0/16"})]
+
+
+async def test_preflight_with_an_empty_body_means_no_params(agent):
+    async with agent.http() as http:
+        response = await http.post("/v1/preflight")
+    assert response.status_code == 200
+    assert agent.service.calls == [("preflight", {})]
+
+
+# --- the bearer token -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/v1/health"), ("POST", "/v1/probes"), ("GET", "/v1/runs/r1/observations"),
+    ("POST", "/v1/preflight"), ("GET", "/no/such/route"),
+])
+@pytest.mark.parametrize("auth", [None, "Bearer wrong", f"Basic {TOKEN}", "Bearer", f"Bearer {TOKEN}x",
+                                  f"Bearer {TOKEN[:-1]}"])
+async def test_missing_or_wrong_token_is_401_and_never_reaches_the_service(locked_agent, method, path, auth):
+    headers = {"Authorization": auth} if auth else {}
+    async with locked_agent.http() as http:
+        response = await http.request(method, path, headers=headers, json=request_dict())
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized"}
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert locked_agent.service.calls == []
+
+
+async def test_right_token_is_accepted(locked_agent):
+    async with AgentClient(locked_agent.url, token=TOKEN) as client:
+        assert (await client.health())["status"] == "ok"
+        assert (await client.run_probes(ProbeRequest.from_dict(request_dict())))["probed"] == 1
+    async with locked_agent.http() as http:  # the scheme is case-insensitive
+        assert (await http.get("/v1/health", headers={"Authorization": f"bearer {TOKEN}"})).status_code == 200
+    assert [c[0] for c in locked_agent.service.calls] == ["health", "run_probes", "health"]
+
+
+async def test_client_reports_a_wrong_token(locked_agent):
+    async with AgentClient(locked_agent.url, token="nope") as client:
+        with pytest.raises(AgentRequestError, match="HTTP 401: unauthorized") as info:
+            await client.health()
+    assert info.value.status == 401
+    assert locked_agent.url in str(info.value)
+
+
+def test_an_empty_token_is_refused():
+    with pytest.raises(ValueError):
+        build_app(FakeService(), token="")
+
+
+# --- bad requests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b"{", b"not json", b"\xff\xfe", b'{"run_id": "r", }'])
+async def test_bad_json_is_400(agent, body):
+    async with agent.http() as http:
+        response = await http.post("/v1/probes", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["error"]
+    assert agent.service.calls == []
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"x"', b"3", b"null"])
+async def test_json_that_is_not_an_object_is_400(agent, body):
+    async with agent.http() as http:
+        for path in ("/v1/probes", "/v1/preflight"):
+            response = await http.post(path, content=body)
+            assert response.status_code == 400, path
+            assert response.json()["error"] == "body must be a JSON object"
+    assert agent.service.calls == []
+
+
+INVALID_FIELDS = [
+    ("run_id", {"run_id": "bad id"}),
+    ("run_id", {"run_id": "x" * 65}),
+    ("targets", {"targets": "node2"}),
+    ("targets[0].name", {"targets": [{"name": "", "address": "198.51.100.12", "checks": ["bgp"]}]}),
+    ("targets[0].address", {"targets": [{"name": "n", "address": "198.51.100.300", "checks": ["bgp"]}]}),
+    ("targets[0].checks", {"targets": [{"name": "n", "address": "198.51.100.12", "checks": ["etcd"]}]}),
+    ("checks", {"checks": None}),
+    ("checks[0].proto", {"checks": [{**CHECKS["bgp"].to_dict(), "proto": "icmp"}]}),
+    ("timeout", {"timeout": 0}),
+    ("timeout", {"timeout": 31}),
+    ("retries", {"retries": 6}),
+    ("vni", {"vni": 2**24}),
+    ("surprise", {"surprise": True}),
+]
+
+
+@pytest.mark.parametrize("field, change", INVALID_FIELDS, ids=[f"{f}={c}"[:60] for f, c in INVALID_FIELDS])
+async def test_invalid_probe_request_is_400_naming_the_field(agent, field, change):
+    async with agent.http() as http:
+        response = await http.post("/v1/probes", json=request_dict(**change))
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(f"{field}: ")
+    assert agent.service.calls == []
+
+
+async def test_too_many_targets_is_400(agent):
+    targets = [{"name": f"n{i}", "address": f"198.18.{i // 256}.{i % 256}", "checks": ["bgp"]} for i in range(4097)]
+    async with agent.http() as http:
+        response = await http.post("/v1/probes", json=request_dict(targets=targets))
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("targets: at most 4096")
+
+
+async def test_bad_run_id_in_the_path_is_400(agent):
+    async with agent.http() as http:
+        response = await http.get("/v1/runs/" + "x" * 65 + "/observations")
+        assert response.status_code == 400
+        assert response.json()["error"].startswith("run_id: ")
+        response = await http.get("/v1/runs/a%20b/observations")
+        assert response.status_code == 400
+    assert agent.service.calls == []
+
+
+async def test_oversized_body_is_413_declared_or_streamed(agent):
+    big = b'{"pad": "' + b"x" * MAX_BODY + b'"}'
+
+    async def chunks():
+        for _ in range(MAX_BODY // 65536 + 2):
+            yield b" " * 65536
+
+    async with agent.http() as http:
+        declared = await http.post("/v1/probes", content=big)
+        streamed = await http.post("/v1/preflight", content=chunks())  # chunked: no Content-Length
+        after = await http.get("/v1/health")
+    assert declared.status_code == 413
+    assert streamed.status_code == 413
+    assert "over 1048576 bytes" in declared.json()["error"]
+    assert after.status_code == 200
+    assert agent.service.calls == [("health",)]
+
+
+async def test_a_body_at_the_limit_is_accepted(agent):
+    body = b"{}" + b" " * (MAX_BODY - 2)
+    async with agent.http() as http:
+        response = await http.post("/v1/preflight", content=body)
+    assert response.status_code == 200
+
+
+async def test_unknown_route_and_wrong_method_answer_json(agent):
+    async with agent.http() as http:
+        missing = await http.get("/v1/nothing")
+        wrong = await http.get("/v1/probes")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    assert wrong.status_code == 405 and wrong.json() == {"error": "Method Not Allowed"}
+    assert agent.service.calls == []
+
+
+# --- the service failing --------------------------------------------------------------------
+
+
+async def test_service_exception_is_500_and_the_server_keeps_serving(agent, caplog):
+    agent.service.fail = RuntimeError("tap exploded")
+    async with AgentClient(agent.url, token=None) as client:
+        with pytest.raises(AgentRequestError, match="HTTP 500: run_probes failed: RuntimeError: tap exploded") as info:
+            await client.run_probes(ProbeRequest.from_dict(request_dict()))
+        assert info.value.status == 500
+        agent.service.fail = None
+        assert (await client.health())["status"] == "ok"
+    assert "tap exploded" in caplog.text  # logged with its traceback
+
+
+@pytest.mark.parametrize("error, status", [
+    (ValueError("target not on a local subnet"), 400),
+    (UnknownRun("no run 'run-1'"), 404),
+    (AgentError("a run is already in progress"), 409),
+])
+async def test_service_errors_map_to_client_errors(agent, error, status):
+    agent.service.fail = error
+    async with agent.http() as http:
+        response = await http.get("/v1/runs/run-1/observations")
+    assert response.status_code == status
+    assert response.json() == {"error": str(error)}
+
+
+@pytest.mark.parametrize("result", [["a", "list"], {"bad": math.nan}, {"bad": {1, 2}}])
+async def test_service_answers_that_are_not_json_objects_are_500(agent, result):
+    agent.service.result = result
+    async with agent.http() as http:
+        response = await http.post("/v1/preflight", json={})
+        assert response.status_code == 500
+        assert "preflight" in response.json()["error"]
+        agent.service.result = None
+        assert (await http.post("/v1/preflight", json={})).status_code == 200
+
+
+# --- the unix socket ------------------------------------------------------------------------
+
+
+async def test_socket_is_0600_and_removed_when_the_server_stops(sock_dir):
+    path = sock_dir / "agent.sock"
+    async with trio.open_nursery() as nursery:
+        agent = await start_agent(nursery, sock_dir, token=None)
+        mode = os.stat(path).st_mode
+        assert stat.S_ISSOCK(mode)
+        assert stat.S_IMODE(mode) == 0o600
+        async with AgentClient(agent.url, token=None) as client:
+            await client.health()  # ready means ready: no retry needed
+        nursery.cancel_scope.cancel()
+    assert not path.exists()
+
+
+async def test_stale_socket_file_is_replaced(sock_dir):
+    path = sock_dir / "agent.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()  # bound, never listening: nobody will ever answer on it
+    assert path.exists()
+    async with trio.open_nursery() as nursery:
+        agent = await start_agent(nursery, sock_dir, token=None)
+        async with AgentClient(agent.url, token=None) as client:
+            assert (await client.health())["status"] == "ok"
+        nursery.cancel_scope.cancel()
+    assert not path.exists()
+
+
+async def test_a_live_socket_is_not_stolen(agent, sock_dir, nursery):
+    with pytest.raises(ConfigError, match="in use by a running server"):
+        await start_agent(nursery, sock_dir, token=None)
+    async with AgentClient(agent.url, token=None) as client:
+        assert (await client.health())["status"] == "ok"
+
+
+async def test_a_file_that_is_not_a_socket_is_left_alone(sock_dir, nursery):
+    path = sock_dir / "agent.sock"
+    path.write_text("precious")
+    with pytest.raises(ConfigError, match="not a socket"):
+        await start_agent(nursery, sock_dir, token=None)
+    assert path.read_text() == "precious"
+
+
+async def test_unix_bind_failure_is_a_config_error(sock_dir, nursery):
+    with pytest.raises(ConfigError, match="cannot listen on unix:.*No such file or directory"):
+        await start_agent(nursery, sock_dir, token=None, name="missing-dir/agent.sock")
+
+
+# --- TCP and the listen policy --------------------------------------------------------------
+
+
+async def test_tcp_on_loopback_with_a_token(nursery):
+    service = FakeService()
+    url = await nursery.start(serve_api, build_app(service, token=TOKEN), "tcp://127.0.0.1:0")
+    assert url.startswith("tcp://127.0.0.1:")
+    assert int(url.rsplit(":", 1)[1]) > 0
+    async with AgentClient(url, token=TOKEN) as client:
+        assert (await client.health())["version"] == netprobe.__version__
+    async with AgentClient(url, token=None) as client:
+        with pytest.raises(AgentRequestError, match="401"):
+            await client.health()
+    assert service.calls == [("health",)]
+
+
+def test_listen_policy_refuses_tcp_without_a_token():
+    with pytest.raises(ConfigError, match="needs a token") as info:
+        check_listen_policy("tcp://0.0.0.0:7879", None)
+    assert info.value.field == "listen"
+    with pytest.raises(ConfigError, match="needs a token"):
+        check_listen_policy("tcp://127.0.0.1:7879", "")
+    with pytest.raises(ConfigError, match="needs a token"):
+        check_listen_policy("https://[::1]:7879", None)
+    assert check_listen_policy("tcp://0.0.0.0:7879", TOKEN).port == 7879
+    assert check_listen_policy("unix:/run/netprobe/agent.sock", None).path == "/run/netprobe/agent.sock"
+
+
+async def test_serve_api_refuses_tcp_for_an_app_without_a_token(nursery):
+    with pytest.raises(ConfigError, match="needs a token"):
+        await nursery.start(serve_api, build_app(FakeService(), token=None), "tcp://127.0.0.1:0")
+
+
+async def test_tcp_port_in_use_is_a_config_error(nursery):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match="Address already in use"):
+            await nursery.start(serve_api, build_app(FakeService(), token=TOKEN), f"tcp://127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("listen, message", [
+    ("127.0.0.1:7879", "expected unix:/PATH or tcp://ADDR:PORT"),
+    ("tcp://127.0.0.1", "expected unix:/PATH or tcp://ADDR:PORT"),
+    ("tcp://127.0.0.1:65536", "expected unix:/PATH or tcp://ADDR:PORT"),
+    ("udp://127.0.0.1:7879", "expected unix:/PATH or tcp://ADDR:PORT"),
+    ("tcp://localhost:7879", "IP address, not a name"),
+    ("unix:relative.sock", "must be absolute"),
+    ("unix:/" + "x" * 107, "longer than 107 bytes"),
+])
+def test_bad_listen_addresses_are_config_errors(listen, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_listen(listen)
+
+
+def test_listen_addresses_parse():
+    assert parse_listen("tcp://[::1]:0").host == "::1"
+    assert parse_listen("tcp://0.0.0.0:7879").kind == "tcp"
+    assert parse_listen("https://192.0.2.1:443").kind == "https"
+
+
+async def test_tls_listener_with_a_private_ca(nursery, tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=netprobe-test",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    service = FakeService()
+    url = await nursery.start(
+        lambda task_status: serve_api(build_app(service, token=TOKEN), "tcp://127.0.0.1:0",
+                                      tls_cert=str(cert), tls_key=str(key), task_status=task_status)
+    )
+    assert url.startswith("https://127.0.0.1:")
+    async with AgentClient(url, token=TOKEN, ca_file=str(cert)) as client:
+        assert (await client.health())["status"] == "ok"
+    async with AgentClient(url, token=TOKEN) as client:  # not trusted without the CA
+        with pytest.raises(AgentError, match="TLS failed|CERTIFICATE_VERIFY_FAILED"):
+            await client.health()
+    assert service.calls == [("health",)]
+
+
+async def test_tls_needs_a_cert_and_a_key_that_load(nursery, tmp_path):
+    app = build_app(FakeService(), token=TOKEN)
+    with pytest.raises(ConfigError, match="both a certificate and a key"):
+        await serve_api(app, "tcp://127.0.0.1:0", tls_cert=str(tmp_path / "c.pem"))
+    with pytest.raises(ConfigError, match="cannot load TLS"):
+        await serve_api(app, "tcp://127.0.0.1:0", tls_cert=str(tmp_path / "c.pem"), tls_key=str(tmp_path / "k"))
+    with pytest.raises(ConfigError, match="needs a TLS certificate"):
+        await serve_api(app, "https://127.0.0.1:0")
+
+
+# --- the client's one seam ------------------------------------------------------------------
+
+
+async def test_client_maps_a_missing_socket(sock_dir):
+    url = f"unix:{sock_dir / 'nobody.sock'}"
+    async with AgentClient(url, token=None) as client:
+        with pytest.raises(AgentError, match="socket file not found") as info:
+            await client.health()
+    assert url in str(info.value)
+
+
+async def test_client_maps_connection_refused():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connect is refused
+        url = f"tcp://127.0.0.1:{port}"
+        async with AgentClient(url, token=TOKEN) as client:
+            with pytest.raises(AgentError, match="connection refused") as info:
+                await client.health()
+    assert url in str(info.value)
+
+
+async def test_client_maps_a_hung_server_to_a_timeout(sock_dir):
+    """A server that accepts but never answers: the client gives up on its own, in time."""
+    path = sock_dir / "hung.sock"
+    held = []
+    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        await listener.bind(str(path))
+        listener.listen()
+
+        async def accept_and_hang():
+            while True:
+                conn, _ = await listener.accept()
+                held.append(conn)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(accept_and_hang)
+                with trio.fail_after(5):
+                    async with AgentClient(f"unix:{path}", token=None, timeout=0.3) as client:
+                        with pytest.raises(AgentError, match="timed out") as info:
+                            await client.health()
+                nursery.cancel_scope.cancel()
+        finally:
+            for conn in held:
+                conn.close()
+    assert str(path) in str(info.value)
+    assert held, "the client did connect"
+
+
+async def test_client_maps_answers_that_are_not_json(sock_dir, nursery):
+    async def text(request):
+        return PlainTextResponse("<html>proxy says hi</html>", status_code=int(request.query_params["status"]))
+
+    app = Starlette(routes=[Route("/v1/health", text)])
+    url = await nursery.start(serve_api, app, f"unix:{sock_dir / 'text.sock'}")
+    async with AgentClient(url, token=None) as client:
+        client._http.params = {"status": "200"}
+        with pytest.raises(AgentError, match="answer is not a JSON object"):
+            await client.health()
+        client._http.params = {"status": "502"}
+        with pytest.raises(AgentRequestError, match="HTTP 502: <html>proxy says hi</html>") as info:
+            await client.health()
+        assert info.value.status == 502
+
+
+async def test_client_refuses_a_bad_run_id_before_sending(agent):
+    async with AgentClient(agent.url, token=None) as client:
+        with pytest.raises(AgentError, match="run_id"):
+            await client.observations("../../etc")
+    assert agent.service.calls == []
+
+
+async def test_client_waits_for_probing_longer_than_its_own_timeout(nursery, sock_dir):
+    """run_probes may take timeout x (retries + 1): the client's budget grows with the request."""
+
+    class SlowService(FakeService):
+        async def run_probes(self, request):
+            await trio.sleep(0.4)
+            return await super().run_probes(request)
+
+    service = SlowService()
+    url = await nursery.start(serve_api, build_app(service, token=None), f"unix:{sock_dir / 'slow.sock'}")
+    request = ProbeRequest.from_dict(request_dict(timeout=0.3, retries=1))
+    async with AgentClient(url, token=None, timeout=0.2) as client:
+        assert (await client.run_probes(request))["probed"] == 1
+        with pytest.raises(AgentError, match="timed out"):
+            await client.run_probes(ProbeRequest.from_dict(request_dict(timeout=0.05, retries=0)))
