@@ -1,0 +1,103 @@
+"""`netprobe preflight`: can this host run Calico? One line per requirement, with evidence.
+
+Only click is imported at module level; the readers, rules and rich load when the command runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+import click
+
+PROFILE_NAMES = "calico, calico-noipip, canal"
+
+# fetch_reports(inventory_path, *, pool_cidrs, service_cidr, profile) -> dict[host name, Report]
+FetchReports = Callable[..., dict]
+
+
+def _resolve(fetch: FetchReports | str | None) -> FetchReports | None:
+    """A callable, or "module:attr" imported only when --inventory is used (keeps --help instant)."""
+    if fetch is None or callable(fetch):
+        return fetch
+    module, _, attr = fetch.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def make_command(fetch_reports: FetchReports | str | None = None) -> click.Command:
+    """Build the command; ``fetch_reports`` gathers every host's Report through the agents for
+    --inventory (None: --inventory says it is not available yet)."""
+
+    @click.command("preflight")
+    @click.option("--pool-cidr", "pool_cidrs", multiple=True, metavar="CIDR",
+                  help="Pod IP pool (repeatable). Default 192.168.0.0/16, or 10.244.0.0/16 for canal.")
+    @click.option("--service-cidr", metavar="CIDR[,CIDR]",
+                  help="Service (ClusterIP) range; default: kube-apiserver's, when it runs here.")
+    @click.option("--profile", default="calico", show_default=True, help=f"One of: {PROFILE_NAMES}.")
+    @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+    @click.option("--root", default="/", metavar="DIR", show_default=True,
+                  help="Read /proc, /sys, /etc, /boot and lib/modules under DIR (a mounted image, a "
+                       "fixture). Host addresses/routes then come from DIR/netprobe-addrs.json, else unknown.")
+    @click.option("--live-netlink", is_flag=True,
+                  help="With --root, still read addresses/routes from this host's netlink "
+                       "(e.g. a container sharing the host's network, its / mounted at DIR).")
+    @click.option("--inventory", metavar="FILE", help="Every host of the inventory, through the agents.")
+    def preflight(pool_cidrs, service_cidr, profile, fmt, root, live_netlink, inventory) -> int:
+        """Check this host against Calico's node and kernel requirements.
+
+        \b
+        Status per requirement: ok, fail, warn (look at it), unknown (nothing to read).
+        Exit 0 when nothing fails, 1 when something fails, 2 on bad input.
+        """
+        from netprobe.errors import ConfigError
+        from netprobe.preflight import render
+        from netprobe.preflight.rules import check_options
+
+        check_options(pool_cidrs=pool_cidrs or None, service_cidr=service_cidr, profile=profile)
+        if inventory:
+            if root != "/":
+                raise ConfigError("--root reads one host; it cannot be combined with --inventory", field="--root")
+            reports = _fetch(fetch_reports, inventory, pool_cidrs=list(pool_cidrs) or None,
+                             service_cidr=service_cidr, profile=profile)
+            if fmt == "json":
+                click.echo(render.render_hosts_json(reports))
+            else:
+                _print(render.render_hosts_table(reports))
+            return 1 if any(r.exit_code for r in reports.values()) else 0
+
+        import os
+
+        if not os.path.isdir(root):
+            raise ConfigError(f"{root!r} is not a directory", field="--root")
+        from netprobe.preflight import collect
+
+        report = collect(root, pool_cidrs=list(pool_cidrs) or None, service_cidr=service_cidr, profile=profile,
+                         live_netlink=True if live_netlink else None)
+        if fmt == "json":
+            click.echo(render.render_report_json(report))
+        else:
+            _print(render.render_report_table(report))
+        return report.exit_code
+
+    return preflight
+
+
+def _fetch(fetch_reports, inventory: str, **options) -> dict:
+    from netprobe.errors import NetprobeError
+
+    fetch = _resolve(fetch_reports)
+    if fetch is None:
+        raise NetprobeError("preflight --inventory is not available yet: run `netprobe preflight` on each host")
+    return fetch(inventory, **options)
+
+
+def _print(renderable) -> None:
+    import sys
+
+    from rich.console import Console
+
+    # A pipe or a file gets 120 columns rather than rich's 80, so evidence stays on one line.
+    Console(width=None if sys.stdout.isatty() else 120).print(renderable)
+
+
+preflight = make_command()
