@@ -116,7 +116,9 @@ def responder_filter(*, tap: bool) -> list[tuple[int, int, int, int]]:
         prog += [
             Insn(JMP | JSET | K, 0x04, "answer", 0),
             Insn(JMP | JEQ | K, 0x12, "answer", "drop"),
-            Insn(LD | H | IND, 2, label="answer"),
+            Insn(LD | W | ABS, SKF_AD_PKTTYPE, label="answer"),  # answers: only those leaving
+            Insn(JMP | JEQ | K, PACKET_OUTGOING, 0, "drop"),
+            Insn(LD | H | IND, 2),
             Insn(JMP | JGE | K, SLOT_BASE, "accept", "drop"),
         ]
     else:
@@ -139,7 +141,9 @@ def responder_filter(*, tap: bool) -> list[tuple[int, int, int, int]]:
     ]
     if tap:
         prog += [
-            Insn(LDX | B | MSH, 0, label="icmp"),
+            Insn(LD | W | ABS, SKF_AD_PKTTYPE, label="icmp"),
+            Insn(JMP | JEQ | K, PACKET_OUTGOING, 0, "drop"),
+            Insn(LDX | B | MSH, 0),
             Insn(LD | B | IND, 0),
             Insn(JMP | JEQ | K, 3, "accept", "drop"),
         ]

@@ -200,6 +200,8 @@ def build_udp_echo(probe: PayloadPacket, payload: bytes, *, ttl: int = 64) -> by
     exactly what a decapsulating host would have routed home."""
     if probe.encap is Encap.IPIP:
         src, dst, sport, dport = probe.inner_src, probe.inner_dst, probe.sport, probe.dport
+    elif probe.encap is Encap.VXLAN:
+        src, dst, sport, dport = probe.dst, probe.src, probe.outer_dport, probe.outer_sport
     else:
         src, dst, sport, dport = probe.dst, probe.src, probe.dport, probe.sport
     udp_len = 8 + len(payload)

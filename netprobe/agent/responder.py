@@ -1,0 +1,160 @@
+"""The responder daemon: the real ``AgentService`` behind the control API.
+
+It owns the capture sockets (an AF_PACKET tap and raw TCP/UDP/IPIP sockets, each behind a BPF
+filter that passes only probes and this host's answers to them), feeds them to the pure
+``ResponderCore``, sends its echoes, and runs the prober when an authenticated caller asks.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import OrderedDict
+
+import trio
+
+from netprobe import __version__
+from netprobe.agent.protocol import ProbeRequest
+from netprobe.core import bpf
+from netprobe.core.responder import ResponderCore
+from netprobe.core.session import Target, Via, key_from_token
+from netprobe.net import sockets
+
+PACKET_OUTGOING = 4
+IPPROTO_IPIP = 4
+RUN_MEMORY = 256          # run ids remembered (for observations since a run started)
+RUN_LOOKBACK = 2.0        # seconds before a run's start whose observations still belong to it
+UNKNOWN_RUN_WINDOW = 120  # an unknown run id gets the last two minutes
+
+
+class Responder:
+    """One per host. ``await nursery.start(responder.run)`` returns once every capture is open."""
+
+    def __init__(self, token: str, *, name: str | None = None):
+        self.key = key_from_token(token)
+        self.name = name or socket.gethostname()
+        self.core = ResponderCore(self.key)
+        self.started_at = time.monotonic()
+        self._runs: OrderedDict[str, float] = OrderedDict()
+        self._probe_lock = trio.Lock()
+        self._sender: socket.socket | None = None
+        self._captures: list[tuple[socket.socket, Via]] = []
+
+    # ------------------------------------------------------------ capture loop
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        opened: list[socket.socket] = []
+        try:
+            self._sender = sockets.open_sender()
+            opened.append(self._sender)
+            tap = sockets.open_tap(bpf.responder_filter(tap=True))
+            opened.append(tap)
+            self._captures.append((tap, Via.TAP))
+            for proto in (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP):
+                raw = sockets.open_raw_listener(proto, bpf.responder_filter(tap=False))
+                opened.append(raw)
+                self._captures.append((raw, Via.RAW))
+            async with trio.open_nursery() as nursery:
+                for sock, via in self._captures:
+                    nursery.start_soon(self._drain, sock, via)
+                task_status.started()
+        finally:
+            for s in opened:
+                s.close()
+
+    async def _drain(self, sock: socket.socket, via: Via) -> None:
+        core, sender = self.core, self._sender
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            now, wall = trio.current_time(), time.time_ns()
+            while True:
+                try:
+                    if via is Via.TAP:
+                        data, addr = sock.recvfrom(65535)
+                        outgoing = addr[2] == PACKET_OUTGOING
+                    else:
+                        data, outgoing = sock.recv(65535), False
+                except (BlockingIOError, InterruptedError):
+                    break
+                echo = core.on_packet(data, via=via, outgoing=outgoing, now=now, wall_ns=wall)
+                if echo is not None and sender is not None:
+                    sockets.send_packet(sender, echo.data, echo.address)
+
+    def kernel_drops(self) -> int:
+        total = 0
+        for sock, via in self._captures:
+            total += sockets.tap_drops(sock) if via is Via.TAP else sockets.raw_drops(sock)
+        return total
+
+    # ------------------------------------------------------------ AgentService
+
+    async def health(self) -> dict:
+        return {
+            "host": self.name,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "captures": len(self._captures),
+            "stats": dict(self.core.stats),
+            "kernel_drops": self.kernel_drops(),
+        }
+
+    def _remember_run(self, run_id: str) -> None:
+        self._runs[run_id] = trio.current_time() - RUN_LOOKBACK
+        self._runs.move_to_end(run_id)
+        while len(self._runs) > RUN_MEMORY:
+            self._runs.popitem(last=False)
+
+    async def run_probes(self, request: ProbeRequest) -> dict:
+        """Probe the requested targets from this host (one session per source address)."""
+        from netprobe.net.route import route_to
+        from netprobe.probe import probe_targets
+
+        self._remember_run(request.run_id)
+        checks = request.check_map()
+        by_source: dict[str, list[Target]] = {}
+        for t in request.targets:
+            source = route_to(t.address).source
+            by_source.setdefault(source, []).extend(Target(checks[c], t.address, t.name) for c in t.checks)
+        outcomes, stats = [], {"kernel_drops": 0, "matched": 0, "ignored": 0, "malformed": 0}
+        async with self._probe_lock:
+            results: list = []
+
+            async def one(source, targets):
+                results.append(await probe_targets(source, targets, key=self.key, window=request.timeout,
+                                                   retries=request.retries, vni=request.vni))
+
+            async with trio.open_nursery() as nursery:
+                for source, targets in by_source.items():
+                    nursery.start_soon(one, source, targets)
+        for outs, st in results:
+            outcomes.extend(o.to_dict() for o in outs)
+            for k in stats:
+                stats[k] += st.get(k, 0)
+        return {"run_id": request.run_id, "host": self.name, "outcomes": outcomes, "stats": stats}
+
+    async def observations(self, run_id: str) -> dict:
+        since = self._runs.get(run_id, trio.current_time() - UNKNOWN_RUN_WINDOW)
+        return {"run_id": run_id, "host": self.name, "observations": self.core.observations(since),
+                "stats": dict(self.core.stats)}
+
+    async def preflight(self, params: dict) -> dict:
+        from netprobe.preflight import collect
+
+        report = collect("/", pool_cidrs=params.get("pool_cidrs"), service_cidr=params.get("service_cidr"),
+                         profile=params.get("profile", "calico"))
+        return report.to_dict()
+
+
+async def serve_responder(token: str, listen: str, *, name: str | None = None, tls_cert=None, tls_key=None,
+                          task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Captures first, then the control API; ``started(url)`` once both are ready."""
+    from netprobe.agent.api import build_app
+    from netprobe.agent.server import serve_api
+
+    responder = Responder(token, name=name)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(responder.run)
+        app = build_app(responder, token=token)
+        url = await nursery.start(lambda task_status: serve_api(app, listen, tls_cert=tls_cert, tls_key=tls_key,
+                                                                 task_status=task_status))
+        task_status.started(url)
+

@@ -1,0 +1,186 @@
+"""`netprobe mesh`, `verify` and `diff`: run the matrix, judge it, compare runs."""
+
+from __future__ import annotations
+
+import click
+
+FORMATS = ["table", "json", "junit", "markdown"]
+
+
+def _read(path: str) -> str:
+    from netprobe.errors import ConfigError
+
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
+
+
+def load_result(path: str):
+    from netprobe.core.result import Result
+
+    return Result.from_json(_read(path), source=path)
+
+
+def _write(path: str, text: str) -> None:
+    from netprobe.errors import ConfigError
+
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write: {exc.strerror}", file=path) from None
+
+
+def _emit(result, fmt: str, mismatches=None) -> None:
+    import shutil
+    import sys
+
+    from netprobe.report import render
+
+    tty = sys.stdout.isatty()
+    width = shutil.get_terminal_size((110, 24)).columns if tty else 110
+    click.echo(render(result, fmt, mismatches=mismatches, color=tty, width=width), nl=False)
+
+
+def execute_mesh(inventory_path, profile, checks, timeout, retries, token_file, output):
+    """Load the inventory, run the mesh with a progress bar on stderr, save JSON if asked."""
+    import sys
+
+    import trio
+
+    from netprobe.commands.common import parse_checks
+    from netprobe.mesh import inventory_token, load_inventory, run_mesh
+
+    inventory = load_inventory(inventory_path)
+    selected = parse_checks(profile, checks, apiserver_port=inventory.apiserver_port, custom=inventory.custom_checks)
+    token = inventory_token(inventory, token_file)
+
+    async def go(progress):
+        return await run_mesh(inventory, selected, token=token, timeout=timeout, retries=retries,
+                              profile=None if checks else profile, progress=progress)
+
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            tasks = {}
+
+            def progress(stage, done, total):
+                if stage not in tasks:
+                    label = "probing" if stage == "probe" else "collecting observations"
+                    tasks[stage] = bar.add_task(label, total=total)
+                bar.update(tasks[stage], completed=done)
+
+            result = trio.run(go, progress)
+    else:
+        result = trio.run(go, None)
+    if output:
+        _write(output, result.to_json())
+    return inventory, result
+
+
+def _common_options(f):
+    f = click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+                     help="Cluster token; default: the inventory's token_file, else NETPROBE_TOKEN.")(f)
+    f = click.option("--retries", type=click.IntRange(0, 5), default=1, show_default=True,
+                     help="Extra attempts for probes that got no answer.")(f)
+    f = click.option("--timeout", type=click.FloatRange(0.05, 30), default=1.0, show_default=True,
+                     help="Reply window per attempt, in seconds.")(f)
+    f = click.option("--checks", default=None, metavar="LIST",
+                     help="Comma-separated check ids; replaces the profile's list.")(f)
+    f = click.option("--profile", default="calico", show_default=True,
+                     help="calico (bgp, ipip, typha, apiserver, etcd), calico-noipip, or canal.")(f)
+    return f
+
+
+@click.command()
+@click.option("--inventory", "-i", "inventory_path", required=True, type=click.Path(dir_okay=False),
+              help="Inventory YAML: hosts, roles, agent addresses, token_file.")
+@_common_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Also save the result JSON here (for `verify --baseline` and `diff`).")
+def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, output):
+    """Make every host pair probe each other through the agents and print one reachability
+    matrix per check: allowed, or blocked and where it died (S source-egress, N network,
+    D destination-ingress, R return-path).
+
+    \b
+    Exit: 0 every cell allowed; 1 a cell blocked or unproven; 3 an agent failed (its cells
+    are 'unknown' and its error is listed); 2 bad input.
+    """
+    from netprobe.mesh import exit_code
+
+    _inventory, result = execute_mesh(inventory_path, profile, checks, timeout, retries, token_file, output)
+    _emit(result, fmt)
+    return exit_code(result)
+
+
+@click.command()
+@click.option("--inventory", "-i", "inventory_path", type=click.Path(dir_okay=False), default=None,
+              help="Inventory to run the mesh on now (not needed with --result).")
+@click.option("--expect", "expect_path", type=click.Path(dir_okay=False), default=None,
+              help="Expectation YAML: which cells must be allowed or blocked.")
+@click.option("--baseline", "baseline_path", type=click.Path(dir_okay=False), default=None,
+              help="A saved result: every cell whose reach changed since is reported.")
+@click.option("--result", "result_path", type=click.Path(dir_okay=False), default=None,
+              help="Judge this saved result instead of running the mesh.")
+@_common_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Save the new result JSON here.")
+def verify(inventory_path, expect_path, baseline_path, result_path, profile, checks, timeout, retries, token_file,
+           fmt, output):
+    """Prove a firewall change: compare a run (made now, or --result) against an expectation
+    (--expect) or a run saved before the change (--baseline). Lists every cell that differs;
+    exit 1 if any does.
+
+    \b
+    Example:
+      netprobe mesh -i inventory.yaml -o before.json     # before the change
+      netprobe verify -i inventory.yaml --baseline before.json
+    """
+    from netprobe.errors import ConfigError
+
+    if (expect_path is None) == (baseline_path is None):
+        raise ConfigError("give exactly one of --expect FILE or --baseline RESULT.json")
+    if result_path is None and inventory_path is None:
+        raise ConfigError("give --inventory to run the mesh now, or --result RESULT.json")
+    if result_path is not None:
+        result = load_result(result_path)
+    else:
+        _inv, result = execute_mesh(inventory_path, profile, checks, timeout, retries, token_file, output)
+    code = 3 if result.errors else 0
+    if expect_path is not None:
+        from netprobe.core.expect import compare, load_expectation_text
+        from netprobe.report import render_mismatches
+
+        expectation = load_expectation_text(_read(expect_path), source=expect_path)
+        mismatches = compare(expectation, result)
+        _emit(result, fmt, mismatches)
+        if fmt == "table":
+            click.echo(render_mismatches(mismatches), nl=False)
+        return 1 if mismatches else code
+    from netprobe.core.result import diff as diff_results
+    from netprobe.report import render_changes
+
+    changes = diff_results(load_result(baseline_path), result)
+    _emit(result, fmt)
+    if fmt == "table":
+        click.echo(render_changes(changes), nl=False)
+    return 1 if changes else code
+
+
+@click.command()
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+def diff(old, new):
+    """Show the cells whose reach (or where) changed between two saved results. Exit 1 if any."""
+    from netprobe.core.result import diff as diff_results
+    from netprobe.report import render_changes
+
+    changes = diff_results(load_result(old), load_result(new))
+    click.echo(render_changes(changes), nl=False)
+    return 1 if changes else 0

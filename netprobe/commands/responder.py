@@ -1,0 +1,49 @@
+"""`netprobe responder`: the agent every host runs."""
+
+from __future__ import annotations
+
+import click
+
+from netprobe.core.inventory import DEFAULT_AGENT_PORT
+
+
+@click.command()
+@click.option("--listen", default=f"tcp://0.0.0.0:{DEFAULT_AGENT_PORT}", show_default=True,
+              help="Control API address: tcp://ADDR:PORT or unix:/PATH (the socket is made 0600).")
+@click.option("--token-file", type=click.Path(dir_okay=False), default=None,
+              help="Cluster token (or NETPROBE_TOKEN). Required: it keys probe ids and guards the API.")
+@click.option("--name", default=None, help="Host name reported to the mesh (default: the hostname).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None, help="Serve HTTPS with this certificate.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="The certificate's key.")
+def responder(listen, token_file, name, tls_cert, tls_key):
+    """Run the agent: taps and raw sockets that see every probe arrive, be accepted and be
+    answered; echoes for authenticated UDP/IPIP/VXLAN probes; the control API that
+    `netprobe mesh` drives. Needs root or CAP_NET_RAW+CAP_NET_ADMIN. SIGTERM stops it cleanly.
+
+    \b
+    Example:  netprobe responder --listen tcp://192.0.2.11:7879 --token-file /etc/netprobe/token
+    """
+    import signal
+    import sys
+
+    import trio
+
+    from netprobe.agent.responder import serve_responder
+    from netprobe.agent.server import check_listen_policy
+    from netprobe.commands.common import read_token
+
+    token = read_token(token_file, required=True)
+    check_listen_policy(listen, token)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(lambda task_status: serve_responder(
+                token, listen, name=name, tls_cert=tls_cert, tls_key=tls_key, task_status=task_status))
+            print(f"netprobe responder ready on {url}", file=sys.stderr, flush=True)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main)
+    return 0

@@ -1,0 +1,167 @@
+"""`netprobe mesh`: plan -> ask every agent at once -> collect observations -> classify -> Result.
+
+Two rounds over the control API, each to all agents concurrently: ``run_probes`` (every agent
+probes its peers; the run id also tells each responder when the run started), then
+``observations`` (what each responder saw arrive, be accepted and be answered). A failing agent
+costs only its own cells (``unknown``, its error in ``errors``), never the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+
+import trio
+
+from netprobe import __version__
+from netprobe.agent.protocol import ProbeRequest, Target
+from netprobe.core.checks import Check, HostRef, PlannedCell, plan_cells
+from netprobe.core.inventory import Inventory, parse_inventory
+from netprobe.core.result import Cell, Evidence, HostInfo, Reach, Result, Verdict
+from netprobe.core.verdict import classify
+from netprobe.errors import AgentError, ConfigError
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def load_inventory(path: str) -> Inventory:
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
+    return parse_inventory(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def inventory_token(inventory: Inventory, override: str | None = None) -> str:
+    """--token-file, else the inventory's token_file, else NETPROBE_TOKEN."""
+    from netprobe.commands.common import read_token
+
+    if override:
+        return read_token(override, required=True)
+    if inventory.token_file:
+        return read_token(inventory.token_file, required=True)
+    return read_token(None, required=True)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def plan(inventory: Inventory, checks: Sequence[Check]):
+    hosts = [HostRef(h.name, h.address, h.roles) for h in inventory.hosts]
+    return plan_cells(hosts, checks)
+
+
+def probe_requests(run_id: str, cells: Sequence[PlannedCell], checks: Sequence[Check], inventory: Inventory, *,
+                   timeout: float, retries: int) -> dict[str, ProbeRequest]:
+    """One request per host (an empty one where the host probes nobody: it still learns the run)."""
+    wanted: dict[str, dict[str, list[str]]] = {h.name: {} for h in inventory.hosts}
+    for cell in cells:
+        wanted[cell.src.name].setdefault(cell.dst.name, []).append(cell.check.id)
+    check_dicts = tuple(c.to_dict() for c in checks)
+    requests = {}
+    for host in inventory.hosts:
+        targets = tuple(Target(dst, inventory.host(dst).address, tuple(ids)) for dst, ids in wanted[host.name].items())
+        requests[host.name] = ProbeRequest(run_id, targets, check_dicts if targets else (), timeout, retries,
+                                           inventory.vni)
+    return requests
+
+
+def classify_cells(cells: Sequence[PlannedCell], sent: dict[str, dict], seen: dict[str, dict],
+                   failed: dict[str, str]) -> list[Cell]:
+    """Join each planned cell with its sender outcome and its destination's observation."""
+    out = []
+    outcome_index = {}
+    for host, reply in sent.items():
+        for o in reply.get("outcomes", []):
+            outcome_index[(host, o["check"], o["name"])] = o
+    obs_index = {}
+    for host, reply in seen.items():
+        for o in reply.get("observations", []):
+            obs_index[(host, o["src"], o["probe_id"])] = o
+    for pc in cells:
+        check, src, dst = pc.check, pc.src.name, pc.dst.name
+        outcome = outcome_index.get((src, check.id, dst))
+        if outcome is None:
+            reason = failed.get(src, "the agent returned no outcome for this cell")
+            ev = Evidence(sent=False, attempts=0, send_error=f"not probed: {reason}")
+            out.append(Cell(check.id, src, dst, Reach.UNKNOWN, None, Verdict.ERROR, None, ev))
+            continue
+        ev = Evidence.from_dict(outcome["evidence"])
+        if dst in seen:
+            obs = obs_index.get((dst, outcome["source"], outcome["probe_id"]))
+            ev = dataclasses.replace(ev, arrived=bool(obs and obs["arrived"]), accepted=bool(obs and obs["accepted"]),
+                                     answered=bool(obs and obs["answered"]))
+        c = classify(check.proto, ev, pc.dst.address)
+        out.append(Cell(check.id, src, dst, c.reach, c.where, c.verdict, outcome.get("rtt_ms"), ev))
+    return out
+
+
+async def run_mesh(
+    inventory: Inventory,
+    checks: Sequence[Check],
+    *,
+    token: str,
+    timeout: float = 1.0,
+    retries: int = 1,
+    profile: str | None = None,
+    progress: Progress | None = None,
+    client_factory=None,
+    agent_timeout: float = 10.0,
+) -> Result:
+    from netprobe.agent.client import AgentClient
+
+    make_client = client_factory or (lambda url: AgentClient(url, token=token, timeout=agent_timeout))
+    started = _now()
+    cells, skipped = plan(inventory, checks)
+    run_id = os.urandom(8).hex()
+    requests = probe_requests(run_id, cells, checks, inventory, timeout=timeout, retries=retries)
+    sent: dict[str, dict] = {}
+    seen: dict[str, dict] = {}
+    failed: dict[str, str] = {}
+    errors: list[dict] = []
+    total = len(inventory.hosts)
+
+    async def ask(stage: str, host, call, into: dict):
+        try:
+            async with make_client(host.agent) as client:
+                into[host.name] = await call(client)
+        except AgentError as exc:
+            failed.setdefault(host.name, str(exc))
+            errors.append({"host": host.name, "stage": stage, "message": str(exc)})
+        finally:
+            if progress:
+                progress(stage, len(into) + sum(1 for e in errors if e["stage"] == stage), total)
+
+    async with trio.open_nursery() as nursery:
+        for host in inventory.hosts:
+            nursery.start_soon(ask, "probe", host, lambda c, h=host: c.run_probes(requests[h.name]), sent)
+    async with trio.open_nursery() as nursery:
+        for host in inventory.hosts:
+            if host.name not in failed:
+                nursery.start_soon(ask, "observe", host, lambda c: c.observations(run_id), seen)
+
+    result_cells = classify_cells(cells, sent, seen, failed)
+    return Result(
+        cells=result_cells,
+        hosts=[HostInfo(h.name, h.address, tuple(sorted(h.roles))) for h in inventory.hosts],
+        checks=[c.to_dict() for c in checks],
+        profile=profile,
+        started=started,
+        finished=_now(),
+        errors=errors,
+        skipped=[{"check": s.check, "reason": s.reason} for s in skipped],
+        netprobe_version=__version__,
+    )
+
+
+def exit_code(result: Result) -> int:
+    """3 when the run was partial, 1 when a cell is blocked or unproven, else 0."""
+    if result.errors:
+        return 3
+    if any(c.reach is not Reach.ALLOWED for c in result.cells):
+        return 1
+    return 0
