@@ -85,3 +85,58 @@ table inet filter {
             assert cell["reach"] == "allowed", cell
             assert cell["verdict"] == "answered", cell
     assert cells[("bgp", "a", "b")]["reach"] == "allowed"
+
+
+def count_echoes(pair, ns: str, src: str, run) -> int:
+    """Run ``run()`` while tcpdump in ``ns`` counts UDP packets from ``src`` carrying our magic."""
+    dump = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-l", "-n", "-i", "eth0",
+                             f"udp and src {src} and udp[8:4] = 0x4e505242"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(0.5)
+        run()
+        time.sleep(0.5)
+    finally:
+        dump.terminate()
+        out, _ = dump.communicate(timeout=5)
+    return len([line for line in out.splitlines() if line.strip()])
+
+
+def test_unauthenticated_probes_get_no_answer(mesh_pair, tmp_path):
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text("not-the-cluster-token\n")
+
+    def probe_with(token_file):
+        def run():
+            proc = mesh_pair.netprobe(mesh_pair.a, ["probe", mesh_pair.addr_b, "--checks", "ipip,vxlan",
+                                                   "--timeout", "0.3", "--retries", "2", "--token-file", str(token_file)])
+            assert proc.returncode in (0, 1), proc.stderr
+        return run
+
+    assert count_echoes(mesh_pair, mesh_pair.a, mesh_pair.addr_b, probe_with(wrong)) == 0
+    # positive control: the cluster token gets its echoes (one per probe kind at least)
+    assert count_echoes(mesh_pair, mesh_pair.a, mesh_pair.addr_b, probe_with(mesh_pair.inventory.parent / "token")) >= 2
+
+
+def test_killing_an_agent_mid_mesh_exits_3_with_the_rest_right(mesh_pair):
+    for ns in (mesh_pair.a, mesh_pair.b):  # silent drops keep both agents busy for the window
+        mesh_pair.nft(ns, "table inet f {\n chain i { type filter hook input priority 0; tcp dport 2379 drop; }\n}\n")
+    listener = subprocess.Popen(["ip", "netns", "exec", mesh_pair.b, sys.executable, "-c",
+                                 "import socket,time; s=socket.socket(); s.bind(('0.0.0.0',179)); s.listen(); time.sleep(60)"])
+    try:
+        time.sleep(0.3)
+        mesh_proc = subprocess.Popen([sys.executable, "-m", "netprobe", "mesh", "-i", str(mesh_pair.inventory),
+                                      "--format", "json", "--checks", "bgp,etcd", "--timeout", "2", "--retries", "0"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.8)
+        mesh_pair.procs[1].kill()  # b's responder dies while the probes are in flight
+        out, err = mesh_proc.communicate(timeout=60)
+    finally:
+        listener.kill()
+    assert mesh_proc.returncode == 3, err
+    result = json.loads(out)
+    assert [e["host"] for e in result["errors"]][:1] == ["b"]
+    cells = {(c["check"], c["src"], c["dst"]): c for c in result["cells"]}
+    assert cells[("bgp", "b", "a")]["reach"] == "unknown"
+    assert cells[("bgp", "a", "b")]["reach"] == "allowed"  # a's own evidence: the SYN-ACK came back in
+    assert cells[("bgp", "a", "b")]["evidence"]["arrived"] is None

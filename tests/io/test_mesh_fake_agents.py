@@ -1,0 +1,136 @@
+"""`run_mesh` against fake agents over real unix sockets: a healthy fabric, a slow agent and a
+dead one. The fake fabric plays both ends: what a sender's probe met decides what the
+destination's responder later reports."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import trio
+
+from netprobe.agent.api import build_app
+from netprobe.agent.server import serve_api
+from netprobe.core.checks import select_checks
+from netprobe.core.inventory import parse_inventory
+from netprobe.mesh import exit_code, run_mesh
+
+TOKEN = "fake-fabric-token"
+ADDRESSES = {"n1": "192.0.2.11", "n2": "192.0.2.12", "n3": "192.0.2.13"}
+
+
+class Fabric:
+    """Decides each flow's fate: ``blocked[(check, src, dst)] = 'ingress' | 'network'``."""
+
+    def __init__(self, blocked=None):
+        self.blocked = blocked or {}
+        self.ids = itertools.count(1000)
+        self.arrivals: dict[str, list[dict]] = {name: [] for name in ADDRESSES}
+
+
+class FakeAgent:
+    def __init__(self, name: str, fabric: Fabric, delay: float = 0.0):
+        self.name, self.fabric, self.delay = name, fabric, delay
+
+    async def health(self):
+        return {"host": self.name}
+
+    async def run_probes(self, request):
+        await trio.sleep(self.delay)
+        outcomes = []
+        for target in request.targets:
+            for check_id in target.checks:
+                pid = next(self.fabric.ids)
+                fate = self.fabric.blocked.get((check_id, self.name, target.name))
+                if fate != "network":
+                    self.fabric.arrivals[target.name].append({
+                        "src": ADDRESSES[self.name], "probe_id": pid, "proto": "tcp",
+                        "arrived": True, "accepted": fate is None, "answered": fate is None, "t": 0.0})
+                reply = "syn-ack" if fate is None else None
+                outcomes.append({
+                    "probe_id": pid, "check": check_id, "name": target.name, "address": target.address,
+                    "source": ADDRESSES[self.name], "rtt_ms": 0.2 if reply else None,
+                    "evidence": {"sent": True, "reply": reply, "reply_arrived": bool(reply),
+                                 "reply_accepted": bool(reply), "attempts": 1 if reply else 2},
+                })
+        return {"run_id": request.run_id, "outcomes": outcomes}
+
+    async def observations(self, run_id):
+        return {"run_id": run_id, "observations": self.fabric.arrivals[self.name]}
+
+    async def preflight(self, params):
+        return {}
+
+
+@pytest.fixture
+def sock_dir():
+    d = tempfile.mkdtemp(prefix="np-mesh-")
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def inventory(sock_dir: Path):
+    lines = ["hosts:"]
+    for name, addr in ADDRESSES.items():
+        roles = "[node, apiserver, etcd]" if name == "n1" else "[node]"
+        lines.append(f"  - {{name: {name}, address: {addr}, roles: {roles}, agent: 'unix:{sock_dir / name}.sock'}}")
+    return parse_inventory("\n".join(lines) + "\n")
+
+
+async def start(nursery, sock_dir, fabric, *, dead=(), slow=None, delay=0.0):
+    for name in ADDRESSES:
+        if name in dead:
+            continue
+        agent = FakeAgent(name, fabric, delay if name == slow else 0.0)
+        await nursery.start(serve_api, build_app(agent, token=TOKEN), f"unix:{sock_dir / name}.sock")
+
+
+async def test_healthy_fabric_classifies_both_ends(nursery, sock_dir):
+    fabric = Fabric({("bgp", "n2", "n3"): "ingress", ("bgp", "n3", "n1"): "network"})
+    await start(nursery, sock_dir, fabric)
+    checks = select_checks(names=["bgp", "etcd"])
+    result = await run_mesh(inventory(sock_dir), checks, token=TOKEN, timeout=0.1, retries=0)
+    cells = {c.key: c for c in result.cells}
+    assert len(cells) == 6 + 2  # bgp both ways among 3 nodes; etcd from n2, n3 to n1
+    assert (cells[("bgp", "n2", "n3")].reach, str(cells[("bgp", "n2", "n3")].where)) == ("blocked", "destination-ingress")
+    assert (cells[("bgp", "n3", "n1")].reach, str(cells[("bgp", "n3", "n1")].where)) == ("blocked", "network")
+    assert cells[("etcd", "n2", "n1")].reach == "allowed"
+    assert result.errors == []
+    assert exit_code(result) == 1
+
+
+async def test_dead_agent_gives_a_partial_result_and_exit_3(nursery, sock_dir):
+    fabric = Fabric()
+    await start(nursery, sock_dir, fabric, dead=("n3",))
+    result = await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token=TOKEN, timeout=0.1, retries=0)
+    cells = {c.key: c for c in result.cells}
+    assert [e["host"] for e in result.errors] == ["n3"]
+    assert cells[("bgp", "n3", "n1")].reach == "unknown" and cells[("bgp", "n3", "n1")].verdict == "error"
+    # n3 can't report what arrived: n1 -> n3 falls back to the sender's evidence alone
+    assert cells[("bgp", "n1", "n3")].evidence.arrived is None
+    assert cells[("bgp", "n1", "n2")].reach == "allowed"
+    assert exit_code(result) == 3
+
+
+async def test_slow_agent_times_out_without_holding_up_the_rest(nursery, sock_dir):
+    fabric = Fabric()
+    await start(nursery, sock_dir, fabric, slow="n2", delay=30)
+    with trio.fail_after(10):
+        result = await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token=TOKEN, timeout=0.1,
+                                retries=0, agent_timeout=0.5)
+    assert [e["host"] for e in result.errors] == ["n2"]
+    assert "timed out" in result.errors[0]["message"] or "timeout" in result.errors[0]["message"].lower()
+    cells = {c.key: c for c in result.cells}
+    assert cells[("bgp", "n1", "n3")].reach == "allowed"
+    assert cells[("bgp", "n2", "n1")].reach == "unknown"
+
+
+async def test_wrong_token_is_an_agent_error_for_every_host(nursery, sock_dir):
+    await start(nursery, sock_dir, Fabric())
+    result = await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token="wrong", timeout=0.1, retries=0)
+    assert sorted(e["host"] for e in result.errors) == ["n1", "n2", "n3"]
+    assert all("401" in e["message"] for e in result.errors)
+    assert all(c.reach == "unknown" for c in result.cells)
