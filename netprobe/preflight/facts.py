@@ -18,6 +18,7 @@ class KernelFacts:
     arch: str | None = None               # "x86_64"
     arch_source: str | None = None
     loaded: frozenset[str] | None = None  # /proc/modules (None: absent, e.g. a non-modular kernel)
+    loaded_source: str = "/proc/modules"
     builtin: frozenset[str] | None = None  # lib/modules/RELEASE/modules.builtin
     modular: frozenset[str] | None = None  # lib/modules/RELEASE/modules.dep
     modules_dir: str | None = None        # "/lib/modules/RELEASE" when it matched the release

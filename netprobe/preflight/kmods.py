@@ -62,13 +62,13 @@ def lookup(kernel: KernelFacts, module: str) -> Lookup:
     cfg = f"{option}={value} ({kernel.config_source})" if value in ("y", "m") else None
 
     if kernel.loaded is not None and names & kernel.loaded:
-        return Lookup(Status.OK, "loaded (/proc/modules)" + (f"; {cfg}" if cfg else ""))
+        return Lookup(Status.OK, f"loaded ({kernel.loaded_source})")
     if kernel.builtin is not None and names & kernel.builtin:
         return Lookup(Status.OK, f"built in ({mods_dir}/modules.builtin)")
     if value == "y":
         return Lookup(Status.OK, f"built in: {cfg}")
     if kernel.modular is not None and names & kernel.modular:
-        return Lookup(Status.OK, f"available as a module ({mods_dir}/modules.dep)" + (f"; {cfg}" if cfg else ""))
+        return Lookup(Status.OK, f"available as a module ({mods_dir}/modules.dep)")
     if value == "m":
         if kernel.modular is not None:
             return Lookup(Status.FAIL, f"{option}=m ({kernel.config_source}) but {shown} is not installed: "

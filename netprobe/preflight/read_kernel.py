@@ -72,7 +72,7 @@ def read_kernel(root: Root) -> KernelFacts:
 
     loaded = root.text("proc/modules")
     if loaded is not None:
-        facts.loaded = parse_proc_modules(loaded)
+        facts.loaded, facts.loaded_source = parse_proc_modules(loaded), root.show("proc/modules")
 
     if facts.release:
         for base in ("lib/modules", "usr/lib/modules"):

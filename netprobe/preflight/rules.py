@@ -21,14 +21,14 @@ MIN_KERNEL = (3, 10)
 AMD64 = {"x86_64", "amd64"}
 # Not on the requirements page's list, but Calico publishes images for them.
 OTHER_CALICO_ARCHES = {"aarch64", "arm64", "ppc64le", "s390x"}
-# ID -> (shown name, minimum VERSION_ID) known to work (Calico's list, or newer releases of them).
+# ID -> (shown name, minimum VERSION_ID as written) known to work: Calico's list, or newer releases.
 KNOWN_GOOD = {
-    "rhel": ("RHEL", (7,)),
-    "centos": ("CentOS", (7,)),
-    "ubuntu": ("Ubuntu", (16, 4)),
-    "debian": ("Debian", (8,)),
-    "coreos": ("CoreOS", (0,)),
-    "flatcar": ("Flatcar (CoreOS Container Linux)", (0,)),
+    "rhel": ("RHEL", "7"),
+    "centos": ("CentOS", "7"),
+    "ubuntu": ("Ubuntu", "16.04"),
+    "debian": ("Debian", "8"),
+    "coreos": ("CoreOS", ""),
+    "flatcar": ("Flatcar (CoreOS Container Linux)", ""),
 }
 
 
@@ -128,13 +128,15 @@ def distro_item(os_facts: OsFacts) -> Item:
         return good("Fedora CoreOS")
     if ident in KNOWN_GOOD:
         name, minimum = KNOWN_GOOD[ident]
+        if not minimum:
+            return good(name)
         if version is None:
-            if ident == "debian":  # testing/unstable carry no VERSION_ID: newer than any release
-                return good(name, ", testing/unstable")
-        elif version >= minimum:
-            return good(name, f" {'.'.join(map(str, minimum))} or newer" if minimum != (0,) else "")
+            if ident == "debian" and not rel.get("VERSION_ID"):  # testing/unstable: newer than any release
+                return good(name, " testing/unstable")
+        elif version >= (_version_tuple(minimum) or ()):
+            return good(name, f" {minimum} or newer")
         return Item("distro", "system", title, Status.WARN,
-                    f"{pretty}{src}: older than the known-good {name} {'.'.join(map(str, minimum))}")
+                    f"{pretty}{src}: not the known-good {name} {minimum} or newer; information only")
     for family in ("rhel", "centos"):
         if family in like and version is not None and version >= (7,):
             return good("RHEL", "-like, 7 or newer")
