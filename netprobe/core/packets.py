@@ -100,26 +100,43 @@ def _scapy():
 
 
 class TcpSynTemplate:
-    """A TCP SYN from ``src`` to ``dst``:``dport`` with options a real Linux client sends."""
+    """A TCP SYN from ``src`` to ``dst``:``dport`` with options a real Linux client sends.
+
+    Per probe only the IP id (the marker), the source port and the sequence number change, so
+    both checksums are finished incrementally from sums precomputed over the template.
+    """
 
     def __init__(self, src: str, dst: str, dport: int, *, ttl: int = 64):
         IP, TCP, *_ = _scapy()
         pkt = IP(src=src, dst=dst, ttl=ttl, id=0, flags="DF") / TCP(
-            sport=SLOT_PLACEHOLDER, dport=dport, seq=0, flags="S", window=64240,
+            sport=0, dport=dport, seq=0, flags="S", window=64240, chksum=0,
             options=[("MSS", 1460), ("SAckOK", b""), ("NOP", None), ("WScale", 7)],
         )
-        self.template = bytes(pkt)
+        tpl = bytearray(bytes(pkt))
+        tpl[10:12] = b"\0\0"
+        self.template = bytes(tpl)
         self.src, self.dst, self.dport = src, dst, dport
-        self._pseudo = _pseudo_sum(self.template[12:16], self.template[16:20], IPPROTO_TCP, len(self.template) - 20)
+        self.dst_bytes = self.template[16:20]
+        self._ip_sum = ones_sum(self.template[:20])
+        self._tcp_sum = _fold(ones_sum(self.template[20:]) + _pseudo_sum(
+            self.template[12:16], self.template[16:20], IPPROTO_TCP, len(self.template) - 20))
 
     def build(self, sport: int, seq: int) -> bytes:
-        buf = bytearray(self.template)
-        struct.pack_into("!H", buf, 4, sport ^ SYN_MARK)  # lets the responder's BPF pick our SYNs
-        _store_ip_checksum(buf)
-        struct.pack_into("!H", buf, 20, sport)
-        struct.pack_into("!I", buf, 24, seq)
-        _store_checksum(buf, 36, 20, self._pseudo)
-        return bytes(buf)
+        ip_id = sport ^ SYN_MARK  # lets the responder's BPF pick our SYNs
+        hi, lo = seq >> 16, seq & 0xFFFF
+        if _LITTLE:  # ones_sum works in native order: swap the 16-bit words we add
+            ip_id_n = ((ip_id >> 8) | (ip_id << 8)) & 0xFFFF
+            sport_n = ((sport >> 8) | (sport << 8)) & 0xFFFF
+            hi = ((hi >> 8) | (hi << 8)) & 0xFFFF
+            lo = ((lo >> 8) | (lo << 8)) & 0xFFFF
+        else:
+            ip_id_n, sport_n = ip_id, sport
+        ip_csum = ~_fold(self._ip_sum + ip_id_n) & 0xFFFF
+        tcp_csum = ~_fold(self._tcp_sum + sport_n + hi + lo) & 0xFFFF
+        t = self.template
+        return b"".join((t[:4], struct.pack("!H", ip_id), t[6:10], struct.pack("=H", ip_csum), t[12:20],
+                         struct.pack("!H", sport), t[22:24], struct.pack("!I", seq), t[28:36],
+                         struct.pack("=H", tcp_csum), t[38:]))
 
 
 SLOT_PLACEHOLDER = 32768

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno as errno_mod
 import os
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -66,11 +67,13 @@ class Outcome:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Probe:
     probe_id: int
     target: Target
     source: str
+    dst: bytes = b""      # target address, packed
+    port: int = 0
     attempts: int = 0
     sent_ok: int = 0
     last_sent: float | None = None
@@ -82,6 +85,9 @@ class _Probe:
     reply_accepted: bool = False
     rtt: float | None = None
     done: bool = False
+
+
+_TCP_FAST = struct.Struct("!HHIIBB")
 
 
 def key_from_token(token: str | bytes) -> bytes:
@@ -115,15 +121,19 @@ class ProbeSession:
 
     def __post_init__(self) -> None:
         self._src_bytes = packets.ip_bytes(self.source)
+        packed: dict[str, bytes] = {}
         for i, target in enumerate(self.targets):
             pid = (self.first_id + i) & cookies.ID_MASK
-            self._probes[pid] = _Probe(pid, target, self.source)
+            dst = packed.get(target.address)
+            if dst is None:
+                dst = packed[target.address] = packets.ip_bytes(target.address)
+            self._probes[pid] = _Probe(pid, target, self.source, dst, target.check.port or 0)
             slot = cookies.slot_of(pid)
             proto = target.check.proto
             if proto is Proto.IPIP:
-                self._by_flow.setdefault((IPPROTO_IPIP, target.address, 0, slot), pid)
+                self._by_flow.setdefault((IPPROTO_IPIP, dst, 0, slot), pid)
             elif proto in (Proto.UDP, Proto.VXLAN):
-                self._by_flow.setdefault((IPPROTO_UDP, target.address, target.check.port, slot), pid)
+                self._by_flow.setdefault((IPPROTO_UDP, dst, target.check.port, slot), pid)
 
     # ------------------------------------------------------------ commands out
 
@@ -157,12 +167,25 @@ class ProbeSession:
         p.attempts += 1
         p.last_sent = now
         p.deadline = now + self.window
-        return Send(p.probe_id, p.target.address, self.build(p.probe_id, p.target, wall_ns))
+        return Send(p.probe_id, p.target.address, self._build(p, wall_ns))
+
+    def _build(self, p: _Probe, wall_ns: int) -> bytes:
+        check = p.target.check
+        tpl = self._templates.get((check.proto, p.port, p.dst)) or self._template(p.target)
+        slot = cookies.SLOT_BASE | (p.probe_id & cookies.SLOT_MASK)
+        if check.proto is Proto.TCP:
+            return tpl.build(slot, cookies.tcp_seq(self.key, p.probe_id, self._src_bytes, p.dst, p.port))
+        payload = cookies.encode_payload(self.key, cookies.ProbePayload(p.probe_id, wall_ns))
+        return tpl.build(slot, payload)
 
     def build(self, probe_id: int, target: Target, wall_ns: int) -> bytes:
         """The bytes of one probe (templates are made once per check and target)."""
+        return self._build(_Probe(probe_id, target, self.source, packets.ip_bytes(target.address),
+                                  target.check.port or 0), wall_ns)
+
+    def _template(self, target: Target):
         check = target.check
-        tkey = (check.proto, check.port, target.address)
+        tkey = (check.proto, check.port or 0, packets.ip_bytes(target.address))
         tpl = self._templates.get(tkey)
         if tpl is None:
             if check.proto is Proto.TCP:
@@ -174,12 +197,7 @@ class ProbeSession:
             else:
                 tpl = packets.IpipProbeTemplate(self.source, target.address)
             self._templates[tkey] = tpl
-        slot = cookies.slot_of(probe_id)
-        if check.proto is Proto.TCP:
-            seq = cookies.tcp_seq(self.key, probe_id, self._src_bytes, packets.ip_bytes(target.address), check.port)
-            return tpl.build(slot, seq)
-        payload = cookies.encode_payload(self.key, cookies.ProbePayload(probe_id, wall_ns))
-        return tpl.build(slot, payload)
+        return tpl
 
     # ------------------------------------------------------------ events in
 
@@ -197,13 +215,15 @@ class ProbeSession:
 
     def receive(self, data: bytes, via: Via, now: float) -> int | None:
         """A packet seen on the tap or a raw socket. Returns the probe id it answered, if any."""
-        try:
-            pkt = packets.parse_packet_untrusted(data)
-        except BadPacket:
-            self.stats["malformed"] += 1
-            return None
-        match = self._match(pkt)
+        match = self._match_tcp_fast(data)
         if match is None:
+            try:
+                pkt = packets.parse_packet_untrusted(data)
+            except BadPacket:
+                self.stats["malformed"] += 1
+                return None
+            match = self._match(pkt)
+        if match is False or match is None:
             self.stats["ignored"] += 1
             return None
         p, kind, icmp = match
@@ -220,17 +240,31 @@ class ProbeSession:
             p.done = True
         return p.probe_id
 
+    def _match_tcp_fast(self, data: bytes):
+        """The common case, a plain SYN-ACK or RST, without building a parsed packet: a match,
+        False (TCP but not ours), or None (not a plain TCP reply: take the full parser)."""
+        if len(data) < 40 or data[0] != 0x45 or data[9] != IPPROTO_TCP or data[6] & 0x3F or data[7]:
+            return None
+        sport, dport, _seq, ack, _off, flags = _TCP_FAST.unpack_from(data, 20)
+        if data[16:20] != self._src_bytes:
+            return False
+        return self._match_tcp(data[12:16], sport, dport, ack, flags)
+
+    def _match_tcp(self, src: bytes, sport: int, dport: int, ack: int, flags: int):
+        syn_ack = flags & 0x16 == 0x12
+        if not (syn_ack or flags & 0x04):
+            return False
+        pid = cookies.tcp_probe_id(self.key, self._src_bytes, src, dport, sport, (ack - 1) & 0xFFFFFFFF)
+        p = self._probes.get(pid) if pid is not None else None
+        if p is None or p.port != sport or p.dst != src or p.target.check.proto is not Proto.TCP:
+            return False
+        return p, (ReplyKind.SYN_ACK if syn_ack else ReplyKind.RST), None
+
     def _match(self, pkt) -> tuple[_Probe, ReplyKind, Icmp | None] | None:
         if isinstance(pkt, TcpPacket):
-            if not (pkt.is_syn_ack or pkt.is_rst) or pkt.dst != self._src_bytes:
+            if pkt.dst != self._src_bytes:
                 return None
-            pid = cookies.tcp_probe_id(self.key, pkt.dst, pkt.src, pkt.dport, pkt.sport, (pkt.ack - 1) & 0xFFFFFFFF)
-            p = self._probes.get(pid) if pid is not None else None
-            if p is None or p.target.check.proto is not Proto.TCP or p.target.check.port != pkt.sport:
-                return None
-            if packets.ip_str(pkt.src) != p.target.address:
-                return None
-            return p, (ReplyKind.SYN_ACK if pkt.is_syn_ack else ReplyKind.RST), None
+            return self._match_tcp(pkt.src, pkt.sport, pkt.dport, pkt.ack, pkt.flags) or None
         if isinstance(pkt, IcmpPacket):
             q = pkt.quoted
             if q.src != self._src_bytes:
@@ -245,10 +279,10 @@ class ProbeSession:
                 except BadPacket:
                     return None
             elif q.proto == IPPROTO_UDP:
-                p = self._probes.get(self._by_flow.get((IPPROTO_UDP, packets.ip_str(q.dst), q.dport, q.sport), -1))
+                p = self._probes.get(self._by_flow.get((IPPROTO_UDP, q.dst, q.dport, q.sport), -1))
             elif q.proto == IPPROTO_IPIP:
-                p = self._probes.get(self._by_flow.get((IPPROTO_IPIP, packets.ip_str(q.dst), 0, q.ip_id), -1))
-            if p is None or packets.ip_str(q.dst) != p.target.address:
+                p = self._probes.get(self._by_flow.get((IPPROTO_IPIP, q.dst, 0, q.ip_id), -1))
+            if p is None or q.dst != p.dst:
                 return None
             return p, ReplyKind.ICMP, Icmp(pkt.type, pkt.code, packets.ip_str(pkt.src))
         if isinstance(pkt, PayloadPacket):
@@ -259,7 +293,7 @@ class ProbeSession:
             except BadPacket:
                 return None
             p = self._probes.get(payload.probe_id)
-            if p is None or packets.ip_str(pkt.src) != p.target.address:
+            if p is None or pkt.src != p.dst:
                 return None
             return p, ReplyKind.ECHO, None
         return None
