@@ -6,7 +6,7 @@ preflight --inventory`` can rebuild it on the other side (``Report.from_dict``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from netprobe.errors import ConfigError
@@ -53,7 +53,6 @@ class Report:
     pool_cidrs: tuple[str, ...] = ()
     service_cidr: str | None = None
     root: str = "/"
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def exit_code(self) -> int:
@@ -80,7 +79,6 @@ class Report:
             "status": "fail" if self.exit_code else "ok",
             "counts": self.counts(),
             "items": [i.to_dict() for i in self.items],
-            "notes": list(self.notes),
         }
 
     @classmethod
@@ -98,5 +96,4 @@ class Report:
             pool_cidrs=tuple(data.get("pool_cidrs") or ()),
             service_cidr=data.get("service_cidr"),
             root=str(data.get("root", "/")),
-            notes=tuple(data.get("notes") or ()),
         )

@@ -93,7 +93,8 @@ def arch_item(kernel: KernelFacts) -> Item:
 def kernel_item(kernel: KernelFacts) -> Item:
     title = f"kernel >= {MIN_KERNEL[0]}.{MIN_KERNEL[1]}"
     if not kernel.release:
-        return Item("kernel", "system", title, Status.UNKNOWN, "kernel release not readable (/proc/sys/kernel/osrelease)")
+        return Item("kernel", "system", title, Status.UNKNOWN,
+                    "kernel release not readable (/proc/sys/kernel/osrelease)")
     src = f" ({kernel.release_source})" if kernel.release_source else ""
     version = parse_version(kernel.release)
     if version is None:
@@ -175,7 +176,8 @@ def pool_items(facts: Facts, pools: list[overlap.Network]) -> list[Item]:
                 evidence += f"; {host_text}"
         else:
             status, evidence = host_status, host_text
-        items.append(Item(f"pool:{pool}", "ip pools", f"pool {pool} apart from host networks", status, evidence + notes))
+        items.append(Item(f"pool:{pool}", "ip pools", f"pool {pool} apart from host networks",
+                          status, evidence + notes))
     return items
 
 

@@ -107,7 +107,8 @@ def kube_proxy_item(facts: Facts) -> Item:
         mode, source = "ipvs", "kube-ipvs0 exists (no kube-proxy process visible)"
     if mode is None:
         if procs is None and kube.ipvs_link is None:
-            return Item("kube-proxy", "kube-proxy", title, Status.UNKNOWN, "process table and /sys/class/net unreadable")
+            return Item("kube-proxy", "kube-proxy", title, Status.UNKNOWN,
+                        "process table and /sys/class/net unreadable")
         return Item("kube-proxy", "kube-proxy", title, Status.UNKNOWN,
                     "not detectable: no kube-proxy process here and no kube-ipvs0 link")
     mode = mode.strip().lower()

@@ -248,3 +248,33 @@ def test_report_from_dict_rejects_garbage():
         Report.from_dict({"schema": "netprobe.preflight/v1", "items": [{"id": "x", "status": "maybe"}]})
     bad = Report(items=(Item("x", "g", "t", Status.FAIL, "e"),))
     assert Report.from_dict(bad.to_dict()).exit_code == 1
+
+
+PURE = ("facts", "kmods", "kube", "model", "overlap", "render", "rules", "rules_cluster")
+IMPURE = {"os", "socket", "subprocess", "pyroute2", "gzip", "pathlib", "shutil", "glob", "trio",
+          "netprobe.preflight.read_host", "netprobe.preflight.read_kernel", "netprobe.preflight.read_net",
+          "netprobe.preflight.gather", "netprobe.preflight.fsroot"}
+
+
+@pytest.mark.parametrize("name", PURE)
+def test_judging_modules_stay_pure(name):
+    """The rules and renderers never read a file nor netlink: only the read_* modules do."""
+    import ast
+    from pathlib import Path
+
+    import netprobe.preflight
+
+    path = Path(netprobe.preflight.__file__).parent / f"{name}.py"
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            modules = [node.module or ""]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open":
+            raise AssertionError(f"{name}.py calls open()")
+        else:
+            continue
+        for module in modules:
+            top = module.split(".")[0]
+            assert module not in IMPURE and top not in IMPURE, f"{name}.py imports {module}"
