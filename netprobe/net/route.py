@@ -30,24 +30,19 @@ def resolve_target(target: str) -> str:
 
 
 def route_to(address: str) -> RouteInfo:
-    """Ask the kernel (pyroute2, RTM_GETROUTE) how it would reach ``address``."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
+    """The source address the kernel's routing table picks for ``address``.
 
-    with IPRoute() as ipr:
+    A UDP socket's connect() runs exactly the kernel's route lookup (policy rules, metrics,
+    preferred source) and sends nothing. This replaces a pyroute2 RTM_GETROUTE here: importing
+    pyroute2 costs ~22 MB RSS, which alone would break netprobe probe's 60 MB budget (DESIGN
+    section 10); the lab and preflight, where netlink is the job, still use pyroute2.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
-            routes = ipr.route("get", dst=address)
-        except NetlinkError as exc:
-            raise ConfigError(f"no route to {address}: {exc.args[-1]}", field="TARGET") from None
-        if not routes:
-            raise ConfigError(f"no route to {address}", field="TARGET")
-        route = routes[0]
-        source = route.get("RTA_PREFSRC")
-        oif = route.get("RTA_OIF")
-        ifname = None
-        if oif is not None:
-            links = ipr.link("get", index=oif)
-            ifname = links[0].get("IFLA_IFNAME") if links else None
-        if source is None:
-            raise ConfigError(f"the route to {address} has no source address", field="TARGET")
-        return RouteInfo(source=source, ifname=ifname, gateway=route.get("RTA_GATEWAY"))
+            sock.connect((address, 9))  # port 9 (discard); connect() on UDP sends no packet
+        except OSError as exc:
+            raise ConfigError(f"no route to {address}: {exc.strerror}", field="TARGET") from None
+        source = sock.getsockname()[0]
+    if source == "0.0.0.0":
+        raise ConfigError(f"no source address for {address}", field="TARGET")
+    return RouteInfo(source=source, ifname=None, gateway=None)
