@@ -83,9 +83,10 @@ def test_bad_input_in_a_real_process():
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("netprobe: --pool-cidr:")
 
 
-def test_inventory_not_wired_yet(capsys):
-    code, _, err = run(["preflight", "--inventory", "inv.yaml"], capsys)
-    assert code == 3 and "not available yet" in err and len(err.strip().splitlines()) == 1
+def test_inventory_that_does_not_exist_is_one_line_exit_2(capsys, tmp_path):
+    missing = tmp_path / "inv.yaml"
+    code, _, err = run(["preflight", "--inventory", str(missing)], capsys)
+    assert code == 2 and str(missing) in err and len(err.strip().splitlines()) == 1
 
 
 def report(host, *statuses):
