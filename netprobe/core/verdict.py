@@ -65,7 +65,9 @@ def _sender_only(proto: Proto, ev: Evidence, dst: str | None, verdict: Verdict) 
                 return Reach.BLOCKED, here
             if ev.icmp.code == ICMP_PORT_UNREACH and proto is Proto.TCP:
                 return Reach.BLOCKED, here  # no TCP stack answers a SYN with ICMP: a REJECT rule did
-    return Reach.UNKNOWN, None  # silence, an RST, a UDP port unreachable: a firewall could be the author
+            if ev.icmp.code == ICMP_PORT_UNREACH and dst is not None and ev.icmp.sender != dst:
+                return Reach.BLOCKED, Where.NETWORK  # a router owns no UDP port: a REJECT rule on the way did
+    return Reach.UNKNOWN, None  # silence, an RST, the target's UDP port unreachable: a firewall could be the author
 
 
 def classify(proto: Proto, ev: Evidence, dst: str | None = None) -> Classification:
