@@ -74,6 +74,7 @@ class _Probe:
     source: str
     dst: bytes = b""      # target address, packed
     port: int = 0
+    seq: int | None = None  # TCP: the keyed sequence number, the same on every attempt
     attempts: int = 0
     sent_ok: int = 0
     last_sent: float | None = None
@@ -115,6 +116,7 @@ class ProbeSession:
     vni: int = 1
     _probes: dict[int, _Probe] = field(default_factory=dict, init=False)
     _by_flow: dict[tuple, int] = field(default_factory=dict, init=False)
+    _by_seq: dict[tuple, _Probe] = field(default_factory=dict, init=False)  # TCP: (dst, dport, sport, seq)
     _templates: dict[tuple, object] = field(default_factory=dict, init=False)
     _src_bytes: bytes = field(default=b"", init=False)
     stats: dict[str, int] = field(default_factory=lambda: {"ignored": 0, "malformed": 0, "matched": 0}, init=False)
@@ -174,14 +176,19 @@ class ProbeSession:
         tpl = self._templates.get((check.proto, p.port, p.dst)) or self._template(p.target)
         slot = cookies.SLOT_BASE | (p.probe_id & cookies.SLOT_MASK)
         if check.proto is Proto.TCP:
-            return tpl.build(slot, cookies.tcp_seq(self.key, p.probe_id, self._src_bytes, p.dst, p.port))
+            if p.seq is None:
+                p.seq = cookies.tcp_seq(self.key, p.probe_id, self._src_bytes, p.dst, p.port)
+                self._by_seq[(p.dst, p.port, slot, p.seq)] = p
+            return tpl.build(slot, p.seq)
         payload = cookies.encode_payload(self.key, cookies.ProbePayload(p.probe_id, wall_ns))
         return tpl.build(slot, payload)
 
     def build(self, probe_id: int, target: Target, wall_ns: int) -> bytes:
         """The bytes of one probe (templates are made once per check and target)."""
-        return self._build(_Probe(probe_id, target, self.source, packets.ip_bytes(target.address),
-                                  target.check.port or 0), wall_ns)
+        p = self._probes.get(probe_id)
+        if p is None or p.target != target:
+            p = _Probe(probe_id, target, self.source, packets.ip_bytes(target.address), target.check.port or 0)
+        return self._build(p, wall_ns)
 
     def _template(self, target: Target):
         check = target.check
@@ -254,9 +261,9 @@ class ProbeSession:
         syn_ack = flags & 0x16 == 0x12
         if not (syn_ack or flags & 0x04):
             return False
-        pid = cookies.tcp_probe_id(self.key, self._src_bytes, src, dport, sport, (ack - 1) & 0xFFFFFFFF)
-        p = self._probes.get(pid) if pid is not None else None
-        if p is None or p.port != sport or p.dst != src or p.target.check.proto is not Proto.TCP:
+        # the exact keyed (address, ports, sequence) we sent, so a guess can't match
+        p = self._by_seq.get((src, sport, dport, (ack - 1) & 0xFFFFFFFF))
+        if p is None:
             return False
         return p, (ReplyKind.SYN_ACK if syn_ack else ReplyKind.RST), None
 
@@ -271,8 +278,7 @@ class ProbeSession:
                 return None
             p = None
             if q.proto == IPPROTO_TCP and q.seq is not None:
-                pid = cookies.tcp_probe_id(self.key, q.src, q.dst, q.sport, q.dport, q.seq)
-                p = self._probes.get(pid) if pid is not None else None
+                p = self._by_seq.get((q.dst, q.dport, q.sport, q.seq))
             elif q.payload is not None:
                 try:
                     p = self._probes.get(cookies.verify_payload(self.key, q.payload).probe_id)
