@@ -47,6 +47,8 @@ def inner(args) -> None:
     from netprobe.core.verdict import classify
     from netprobe.net.prober import open_probe_io, run_session
 
+    if args.rps:
+        os.sched_setaffinity(0, {0})  # the prober on CPU 0; the "other host's" kernel work elsewhere
     key = os.urandom(32)
     checks = [Check(f"p{p}", "closed port", Proto.TCP, p, Direction.BOTH) for p in CLOSED_PORTS]
     figures = {}
@@ -100,6 +102,9 @@ def inner(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--probes", type=int, default=100_000, help="probes in the closed-port run (max 1,000,000)")
+    parser.add_argument("--no-rps", dest="rps", action="store_false",
+                        help="keep the receive path of both namespaces on the sender's CPU (by default RPS moves "
+                             "it to the other CPUs, as separate hosts would have it)")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--src", help=argparse.SUPPRESS)
     parser.add_argument("--dst", help=argparse.SUPPRESS)
@@ -112,13 +117,22 @@ def main() -> None:
     from netprobe.lab.spec import parse_scenario
 
     scenario = parse_scenario(SCENARIO, source="bench/probe_rate.py")
+    cpus = os.cpu_count() or 1
+    rps = args.rps and cpus > 1
     with running_lab(scenario, f"rate{os.getpid() % 10000}") as lab:
+        if rps:  # steer both namespaces' receive processing away from the prober's CPU 0
+            mask = format(((1 << cpus) - 1) & ~1, "x")
+            for host in ("a", "b"):
+                lab.exec(host, ["sh", "-c", f"for f in /sys/class/net/*/queues/rx-*/rps_cpus; do echo {mask} > $f; done"],
+                         check=True)
         proc = lab.exec("a", [sys.executable, os.path.abspath(__file__), "--inner", "--probes", str(args.probes),
+                              *([] if rps else ["--no-rps"]),
                               "--src", lab.address("a"), "--dst", lab.address("b")],
                         capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         sys.exit(f"bench failed:\n{proc.stderr}")
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"receive path steered to other CPUs (RPS): {rps}")
     run = figures["closed_port_run"]
     print(f"closed-port run: {run['probes']} probes in {run['wall_s']} s = {run['probes_per_s']:,} probes/s "
           f"sent and answered; {run['replies_per_s']:,} replies/s classified "
