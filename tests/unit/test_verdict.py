@@ -1,0 +1,191 @@
+"""verdict.classify: one row per rule of DESIGN section 2, with the responder's evidence and from
+the sender alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from netprobe.core.checks import Proto
+from netprobe.core.result import Evidence, Icmp, Reach, ReplyKind, Verdict, Where
+from netprobe.core.verdict import Classification, classify, sender_verdict
+
+DST = "198.18.0.2"
+ROUTER = "198.18.9.1"
+
+ALLOWED, BLOCKED, UNKNOWN = Reach.ALLOWED, Reach.BLOCKED, Reach.UNKNOWN
+EGRESS, NETWORK, INGRESS, RETURN = Where.SOURCE_EGRESS, Where.NETWORK, Where.DESTINATION_INGRESS, Where.RETURN_PATH
+OPEN, CLOSED, FILTERED, REJECTED, ANSWERED = Verdict.OPEN, Verdict.CLOSED, Verdict.FILTERED, Verdict.REJECTED, Verdict.ANSWERED
+TCP, UDP, IPIP, VXLAN = Proto.TCP, Proto.UDP, Proto.IPIP, Proto.VXLAN
+
+SYN_ACK, RST, ICMP, ECHO = ReplyKind.SYN_ACK, ReplyKind.RST, ReplyKind.ICMP, ReplyKind.ECHO
+
+
+def icmp(type_, code, sender=DST):
+    return Icmp(type_, code, sender)
+
+
+# the reply got all the way into the sender (its tap and its raw socket saw it)
+GOT = {"reply_arrived": True, "reply_accepted": True}
+# the reply reached the sender's tap, but the sender's INPUT dropped it
+TAP_ONLY = {"reply_arrived": True, "reply_accepted": False}
+# responder evidence
+ACCEPTED = {"arrived": True, "accepted": True, "answered": False}
+ACCEPTED_ANSWERED = {"arrived": True, "accepted": True, "answered": True}
+ARRIVED_ONLY = {"arrived": True, "accepted": False, "answered": False}
+NEVER_ARRIVED = {"arrived": False, "accepted": False, "answered": False}
+
+# (id, proto, evidence fields, expected (reach, where, verdict))
+WITH_RESPONDER = [
+    ("tcp-accepted-syn-ack-back-open", TCP, {**ACCEPTED_ANSWERED, "reply": SYN_ACK, **GOT}, (ALLOWED, None, OPEN)),
+    ("tcp-accepted-rst-back-closed", TCP, {**ACCEPTED_ANSWERED, "reply": RST, **GOT}, (ALLOWED, None, CLOSED)),
+    ("tcp-accepted-implies-arrived", TCP, {"arrived": False, "accepted": True, "answered": True, "reply": SYN_ACK,
+                                           **GOT}, (ALLOWED, None, OPEN)),
+    ("tcp-arrived-not-accepted-silence-filtered", TCP, ARRIVED_ONLY, (BLOCKED, INGRESS, FILTERED)),
+    ("tcp-forged-rst-answered-not-accepted", TCP, {**ARRIVED_ONLY, "answered": True, "reply": RST, **GOT},
+     (BLOCKED, INGRESS, REJECTED)),
+    ("tcp-forged-rst-seen-though-not-answered", TCP, {**ARRIVED_ONLY, "reply": RST, **GOT},
+     (BLOCKED, INGRESS, REJECTED)),
+    ("tcp-forged-rst-lost-on-the-way-back", TCP, {**ARRIVED_ONLY, "answered": True}, (BLOCKED, INGRESS, REJECTED)),
+    ("tcp-admin-prohibited-by-target", TCP, {**ARRIVED_ONLY, "answered": True, "reply": ICMP, "icmp": icmp(3, 13),
+                                             **GOT}, (BLOCKED, INGRESS, REJECTED)),
+    ("tcp-never-arrived-network", TCP, NEVER_ARRIVED, (BLOCKED, NETWORK, FILTERED)),
+    ("tcp-never-arrived-router-rejects", TCP, {**NEVER_ARRIVED, "reply": ICMP, "icmp": icmp(3, 13, ROUTER), **GOT},
+     (BLOCKED, NETWORK, REJECTED)),
+    ("tcp-never-arrived-time-exceeded", TCP, {**NEVER_ARRIVED, "reply": ICMP, "icmp": icmp(11, 0, ROUTER), **GOT},
+     (BLOCKED, NETWORK, REJECTED)),
+    ("tcp-refused-by-sender-output", TCP, {"sent": False, **NEVER_ARRIVED, "send_error": "Operation not permitted"},
+     (BLOCKED, EGRESS, FILTERED)),
+    ("tcp-answered-reply-never-reached-sender", TCP, ACCEPTED_ANSWERED, (BLOCKED, RETURN, FILTERED)),
+    ("tcp-accepted-not-answered-return-path", TCP, ACCEPTED, (BLOCKED, RETURN, FILTERED)),
+    ("tcp-syn-ack-dropped-by-sender-input", TCP, {**ACCEPTED_ANSWERED, "reply": SYN_ACK, **TAP_ONLY},
+     (BLOCKED, RETURN, OPEN)),
+    ("tcp-rst-dropped-by-sender-input", TCP, {**ACCEPTED_ANSWERED, "reply": RST, **TAP_ONLY},
+     (BLOCKED, RETURN, CLOSED)),
+    ("udp-echo-back-answered", UDP, {**ACCEPTED_ANSWERED, "reply": ECHO, **GOT}, (ALLOWED, None, ANSWERED)),
+    ("udp-echo-dropped-by-sender-input", UDP, {**ACCEPTED_ANSWERED, "reply": ECHO, **TAP_ONLY},
+     (BLOCKED, RETURN, ANSWERED)),
+    ("udp-accepted-no-echo", UDP, ACCEPTED, (BLOCKED, RETURN, FILTERED)),
+    ("udp-accepted-port-unreachable-back", UDP, {**ACCEPTED, "reply": ICMP, "icmp": icmp(3, 3), **GOT},
+     (ALLOWED, None, CLOSED)),
+    ("udp-arrived-not-accepted", UDP, ARRIVED_ONLY, (BLOCKED, INGRESS, FILTERED)),
+    ("udp-rejected-with-port-unreachable-by-target-firewall", UDP,
+     {**ARRIVED_ONLY, "answered": True, "reply": ICMP, "icmp": icmp(3, 3), **GOT}, (BLOCKED, INGRESS, REJECTED)),
+    ("udp-never-arrived", UDP, NEVER_ARRIVED, (BLOCKED, NETWORK, FILTERED)),
+    ("ipip-accepted-is-allowed", IPIP, ACCEPTED, (ALLOWED, None, OPEN)),
+    ("ipip-accepted-protocol-unreachable-still-allowed", IPIP,
+     {**ACCEPTED_ANSWERED, "reply": ICMP, "icmp": icmp(3, 2), **GOT}, (ALLOWED, None, ANSWERED)),
+    ("ipip-accepted-echoed", IPIP, {**ACCEPTED_ANSWERED, "reply": ECHO, **GOT}, (ALLOWED, None, ANSWERED)),
+    ("ipip-accepted-echo-lost-still-allowed", IPIP, ACCEPTED_ANSWERED, (ALLOWED, None, ANSWERED)),
+    ("ipip-arrived-not-accepted", IPIP, ARRIVED_ONLY, (BLOCKED, INGRESS, FILTERED)),
+    ("ipip-never-arrived", IPIP, NEVER_ARRIVED, (BLOCKED, NETWORK, FILTERED)),
+    ("ipip-refused-by-sender-output", IPIP, {"sent": False, **NEVER_ARRIVED}, (BLOCKED, EGRESS, FILTERED)),
+    ("vxlan-accepted-is-allowed", VXLAN, ACCEPTED, (ALLOWED, None, OPEN)),
+    ("vxlan-accepted-echo-dropped-on-return-still-allowed", VXLAN, {**ACCEPTED_ANSWERED, "reply": ECHO, **TAP_ONLY},
+     (ALLOWED, None, ANSWERED)),
+    ("vxlan-arrived-not-accepted-rejected", VXLAN,
+     {**ARRIVED_ONLY, "answered": True, "reply": ICMP, "icmp": icmp(3, 13), **GOT}, (BLOCKED, INGRESS, REJECTED)),
+    ("vxlan-never-arrived", VXLAN, NEVER_ARRIVED, (BLOCKED, NETWORK, FILTERED)),
+]
+
+SENDER_ONLY = [
+    ("tcp-syn-ack-accepted-allowed", TCP, {"reply": SYN_ACK, **GOT}, (ALLOWED, None, OPEN)),
+    ("tcp-syn-ack-dropped-by-own-input", TCP, {"reply": SYN_ACK, **TAP_ONLY}, (BLOCKED, RETURN, OPEN)),
+    ("tcp-syn-ack-without-capture-facts", TCP, {"reply": SYN_ACK}, (UNKNOWN, None, OPEN)),
+    ("tcp-rst-may-be-forged", TCP, {"reply": RST, **GOT}, (UNKNOWN, None, CLOSED)),
+    ("tcp-silence", TCP, {}, (UNKNOWN, None, FILTERED)),
+    ("tcp-refused-by-own-output", TCP, {"sent": False, "send_error": "Operation not permitted"},
+     (BLOCKED, EGRESS, FILTERED)),
+    ("tcp-icmp-net-unreachable-from-router", TCP, {"reply": ICMP, "icmp": icmp(3, 0, ROUTER), **GOT},
+     (BLOCKED, NETWORK, REJECTED)),
+    ("tcp-icmp-host-unreachable-from-router", TCP, {"reply": ICMP, "icmp": icmp(3, 1, ROUTER), **GOT},
+     (BLOCKED, NETWORK, REJECTED)),
+    ("tcp-icmp-port-unreachable-from-target", TCP, {"reply": ICMP, "icmp": icmp(3, 3), **GOT},
+     (BLOCKED, INGRESS, REJECTED)),
+    ("tcp-icmp-port-unreachable-from-router", TCP, {"reply": ICMP, "icmp": icmp(3, 3, ROUTER), **GOT},
+     (BLOCKED, NETWORK, REJECTED)),
+    ("tcp-icmp-net-prohibited-9-from-target", TCP, {"reply": ICMP, "icmp": icmp(3, 9), **GOT},
+     (BLOCKED, INGRESS, REJECTED)),
+    ("tcp-icmp-host-prohibited-10-from-target", TCP, {"reply": ICMP, "icmp": icmp(3, 10), **GOT},
+     (BLOCKED, INGRESS, REJECTED)),
+    ("tcp-icmp-admin-prohibited-13-from-target", TCP, {"reply": ICMP, "icmp": icmp(3, 13), **GOT},
+     (BLOCKED, INGRESS, REJECTED)),
+    ("tcp-icmp-admin-prohibited-13-from-router", TCP, {"reply": ICMP, "icmp": icmp(3, 13, ROUTER), **GOT},
+     (BLOCKED, NETWORK, REJECTED)),
+    ("tcp-icmp-admin-prohibited-seen-on-tap-only", TCP, {"reply": ICMP, "icmp": icmp(3, 13), **TAP_ONLY},
+     (BLOCKED, INGRESS, REJECTED)),
+    ("tcp-time-exceeded", TCP, {"reply": ICMP, "icmp": icmp(11, 0, ROUTER), **GOT}, (BLOCKED, NETWORK, REJECTED)),
+    ("tcp-icmp-frag-needed-unknown", TCP, {"reply": ICMP, "icmp": icmp(3, 4, ROUTER), **GOT},
+     (UNKNOWN, None, REJECTED)),
+    ("udp-port-unreachable-from-target-closed", UDP, {"reply": ICMP, "icmp": icmp(3, 3), **GOT},
+     (UNKNOWN, None, CLOSED)),
+    ("udp-port-unreachable-from-router-rejected", UDP, {"reply": ICMP, "icmp": icmp(3, 3, ROUTER), **GOT},
+     (BLOCKED, NETWORK, REJECTED)),
+    ("vxlan-port-unreachable-from-target-closed", VXLAN, {"reply": ICMP, "icmp": icmp(3, 3), **GOT},
+     (UNKNOWN, None, CLOSED)),
+    ("vxlan-port-unreachable-from-router-rejected", VXLAN, {"reply": ICMP, "icmp": icmp(3, 3, ROUTER), **GOT},
+     (BLOCKED, NETWORK, REJECTED)),
+    ("udp-admin-prohibited-from-target", UDP, {"reply": ICMP, "icmp": icmp(3, 13), **GOT},
+     (BLOCKED, INGRESS, REJECTED)),
+    ("udp-echo-answered", UDP, {"reply": ECHO, **GOT}, (ALLOWED, None, ANSWERED)),
+    ("udp-echo-dropped-by-own-input", UDP, {"reply": ECHO, **TAP_ONLY}, (BLOCKED, RETURN, ANSWERED)),
+    ("udp-silence", UDP, {}, (UNKNOWN, None, FILTERED)),
+    ("ipip-protocol-unreachable-from-target", IPIP, {"reply": ICMP, "icmp": icmp(3, 2), **GOT},
+     (UNKNOWN, None, REJECTED)),
+    ("ipip-echo-answered", IPIP, {"reply": ECHO, **GOT}, (ALLOWED, None, ANSWERED)),
+    ("ipip-silence", IPIP, {}, (UNKNOWN, None, FILTERED)),
+    ("ipip-refused-by-own-output", IPIP, {"sent": False}, (BLOCKED, EGRESS, FILTERED)),
+    ("vxlan-silence", VXLAN, {}, (UNKNOWN, None, FILTERED)),
+    ("vxlan-time-exceeded", VXLAN, {"reply": ICMP, "icmp": icmp(11, 0, ROUTER), **GOT}, (BLOCKED, NETWORK, REJECTED)),
+]
+
+
+def _params(rows):
+    return [pytest.param(proto, fields, expected, id=row_id) for row_id, proto, fields, expected in rows]
+
+
+@pytest.mark.parametrize("proto,fields,expected", _params(WITH_RESPONDER))
+def test_with_responder_evidence(proto, fields, expected):
+    ev = Evidence(**fields)
+    assert ev.has_responder
+    assert classify(proto, ev, DST) == Classification(*expected)
+
+
+@pytest.mark.parametrize("proto,fields,expected", _params(SENDER_ONLY))
+def test_sender_only(proto, fields, expected):
+    ev = Evidence(**fields)
+    assert not ev.has_responder
+    assert classify(proto, ev, DST) == Classification(*expected)
+
+
+def test_every_outcome_is_reached():
+    """Every reach, every where and every verdict but `error` appears in the tables above."""
+    outcomes = [row[3] for row in WITH_RESPONDER + SENDER_ONLY]
+    assert {o[0] for o in outcomes} == set(Reach)
+    assert {o[1] for o in outcomes} == set(Where) | {None}
+    assert {o[2] for o in outcomes} == set(Verdict) - {Verdict.ERROR}
+
+
+def test_blocked_always_says_where_and_allowed_never_does():
+    for _id, proto, fields, _exp in WITH_RESPONDER + SENDER_ONLY:
+        c = classify(proto, Evidence(**fields), DST)
+        assert (c.where is not None) == (c.reach is Reach.BLOCKED), _id
+
+
+def test_without_a_target_address_an_icmp_sender_cannot_be_the_target():
+    ev = Evidence(reply=ICMP, icmp=icmp(3, 13), **GOT)
+    assert classify(TCP, ev) == Classification(BLOCKED, NETWORK, REJECTED)
+    assert sender_verdict(UDP, Evidence(reply=ICMP, icmp=icmp(3, 3), **GOT)) is REJECTED
+
+
+def test_refused_send_wins_over_everything():
+    ev = Evidence(sent=False, reply=SYN_ACK, **GOT, **ACCEPTED_ANSWERED)
+    assert classify(TCP, ev, DST) == Classification(BLOCKED, EGRESS, FILTERED)
+
+
+@pytest.mark.parametrize("reply,expected", [(SYN_ACK, OPEN), (RST, CLOSED), (ECHO, ANSWERED), (None, FILTERED)])
+def test_sender_verdict_words(reply, expected):
+    assert sender_verdict(TCP, Evidence(reply=reply)) is expected
+
+
+def test_icmp_reply_without_details_is_filtered():
+    assert sender_verdict(TCP, Evidence(reply=ICMP)) is FILTERED
