@@ -152,7 +152,7 @@ class Cell:
             reach=Reach(d["reach"]),
             where=None if d.get("where") is None else Where(d["where"]),
             verdict=Verdict(d["verdict"]),
-            rtt_ms=d.get("rtt_ms"),
+            rtt_ms=None if d.get("rtt_ms") is None else float(d["rtt_ms"]),
             evidence=Evidence.from_dict(d.get("evidence") or {}),
         )
 
@@ -206,22 +206,23 @@ class Result:
         if d.get("schema") != SCHEMA:
             raise ConfigError(f"expected {SCHEMA!r}, got {d.get('schema')!r}", file=source, field="schema")
         try:
-            cells = [Cell.from_dict(c) for c in d.get("cells", [])]
-        except (KeyError, TypeError, ValueError) as exc:
+            cells = [Cell.from_dict(c) for c in _list(d, "cells", source)]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # AttributeError: a non-object evidence
             raise ConfigError(f"malformed cell: {exc}", file=source, field="cells") from None
         try:
-            hosts = [HostInfo(h["name"], h.get("address", ""), tuple(h.get("roles", ()))) for h in d.get("hosts", [])]
-        except (KeyError, TypeError) as exc:
+            hosts = [HostInfo(h["name"], h.get("address", ""), tuple(h.get("roles", ())))
+                     for h in _list(d, "hosts", source)]
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"malformed host: {exc}", file=source, field="hosts") from None
         return cls(
             cells=cells,
             hosts=hosts,
-            checks=list(d.get("checks", [])),
+            checks=list(_list(d, "checks", source)),
             profile=d.get("profile"),
             started=d.get("started"),
             finished=d.get("finished"),
-            errors=list(d.get("errors", [])),
-            skipped=list(d.get("skipped", [])),
+            errors=list(_list(d, "errors", source)),
+            skipped=list(_list(d, "skipped", source)),
             netprobe_version=d.get("netprobe_version", ""),
         )
 
@@ -232,6 +233,14 @@ class Result:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"not valid JSON ({exc.msg} at line {exc.lineno})", file=source) from None
         return cls.from_dict(data, source=source)
+
+
+def _list(d: dict, key: str, source: str) -> list:
+    """``d[key]`` (default empty), which must be a JSON array."""
+    value = d.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"must be a list, got {type(value).__name__}", file=source, field=key)
+    return value
 
 
 @dataclass(frozen=True)
