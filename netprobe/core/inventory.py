@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from netprobe.core.checks import DEFAULT_APISERVER_PORT, ROLES, Check, Direction, Proto
+from netprobe.core.checks import CHECKS, DEFAULT_APISERVER_PORT, ROLES, Check, Direction, Proto
 from netprobe.errors import ConfigError
 
 DEFAULT_AGENT_PORT = 7879  # used by no Calico or Kubernetes component
@@ -99,9 +99,9 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
         raise ConfigError(f"not valid YAML: {exc}", file=source) from None
     if not isinstance(data, dict):
         raise ConfigError("must be a mapping with a 'hosts' list", file=source)
-    unknown = set(data) - {"token_file", "apiserver_port", "vni", "hosts", "checks"}
-    if unknown:
-        raise ConfigError(f"unknown key {sorted(unknown)[0]!r}", file=source, field=sorted(unknown)[0])
+    unknown = sorted(str(k) for k in set(data) - {"token_file", "apiserver_port", "vni", "hosts", "checks"})
+    if unknown:  # str(): YAML keys may be numbers, which neither sort with strings nor name a field
+        raise ConfigError(f"unknown key {unknown[0]!r}", file=source, field=unknown[0])
     raw_hosts = data.get("hosts")
     if not isinstance(raw_hosts, list) or not raw_hosts:
         raise ConfigError("must be a non-empty list", file=source, field="hosts")
@@ -112,9 +112,9 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
         field = f"hosts[{i}]"
         if not isinstance(raw, dict):
             raise ConfigError("must be a mapping", file=source, field=field)
-        extra = set(raw) - {"name", "address", "roles", "agent"}
+        extra = sorted(str(k) for k in set(raw) - {"name", "address", "roles", "agent"})
         if extra:
-            raise ConfigError(f"unknown key {sorted(extra)[0]!r}", file=source, field=field)
+            raise ConfigError(f"unknown key {extra[0]!r}", file=source, field=field)
         name = raw.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise ConfigError(f"name must be a host name, got {name!r}", file=source, field=f"{field}.name")
@@ -155,4 +155,10 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
     if not isinstance(raw_checks, list):
         raise ConfigError("must be a list", file=source, field="checks")
     custom = tuple(_custom_check(c, i, source) for i, c in enumerate(raw_checks))
+    seen_ids = set(CHECKS)
+    for i, check in enumerate(custom):  # a repeated id would silently replace a check, or plan it twice
+        if check.id in seen_ids:
+            what = "a built-in check" if check.id in CHECKS else "a duplicate check id"
+            raise ConfigError(f"{check.id!r} is {what}", file=source, field=f"checks[{i}].id")
+        seen_ids.add(check.id)
     return Inventory(tuple(hosts), token_file, apiserver_port, vni, custom, source)
