@@ -8,6 +8,7 @@ costs only its own cells (``unknown``, its error in ``errors``), never the run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
@@ -125,24 +126,41 @@ async def run_mesh(
     errors: list[dict] = []
     total = len(inventory.hosts)
 
-    async def ask(stage: str, host, call, into: dict):
+    probed = trio.Event()
+    pending = [total]
+
+    def fail(host, stage: str, exc: Exception) -> None:
+        failed.setdefault(host.name, str(exc))
+        errors.append({"host": host.name, "stage": stage, "message": str(exc)})
+
+    def round_done(stage: str, count: int) -> None:
+        if progress:
+            progress(stage, count, total)
+
+    async def agent(host) -> None:
+        """One client per agent for both rounds; round two starts when every agent finished
+        round one (the responders must have seen every probe before they are asked)."""
+        stage = "probe"
         try:
-            async with make_client(host.agent) as client:
-                into[host.name] = await call(client)
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    client = await stack.enter_async_context(make_client(host.agent))
+                    sent[host.name] = await client.run_probes(requests[host.name])
+                finally:  # whatever happened, this agent's round one is over
+                    pending[0] -= 1
+                    round_done("probe", total - pending[0])
+                    if pending[0] == 0:
+                        probed.set()
+                stage = "observe"
+                await probed.wait()
+                seen[host.name] = await client.observations(run_id)
+                round_done("observe", len(seen))
         except AgentError as exc:
-            failed.setdefault(host.name, str(exc))
-            errors.append({"host": host.name, "stage": stage, "message": str(exc)})
-        finally:
-            if progress:
-                progress(stage, len(into) + sum(1 for e in errors if e["stage"] == stage), total)
+            fail(host, stage, exc)
 
     async with trio.open_nursery() as nursery:
         for host in inventory.hosts:
-            nursery.start_soon(ask, "probe", host, lambda c, h=host: c.run_probes(requests[h.name]), sent)
-    async with trio.open_nursery() as nursery:
-        for host in inventory.hosts:
-            if host.name not in failed:
-                nursery.start_soon(ask, "observe", host, lambda c: c.observations(run_id), seen)
+            nursery.start_soon(agent, host)
 
     result_cells = classify_cells(cells, sent, seen, failed)
     return Result(

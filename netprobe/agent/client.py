@@ -77,15 +77,17 @@ class AgentClient:
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        verify: ssl.SSLContext | bool = True
+        # No TLS on unix or plain http: skip loading the CA bundle (~25 ms a client, serial on
+        # the CPU, which a 32-agent mesh felt). https agents always verify.
+        verify: ssl.SSLContext | bool = False
         if url.startswith("unix:"):
-            transport = httpx.AsyncHTTPTransport(uds=url[5:])
+            transport = httpx.AsyncHTTPTransport(uds=url[5:], verify=False)
             base_url = UNIX_BASE_URL
         else:
             scheme, _, rest = url.partition("://")
             if scheme == "https":
                 try:
-                    verify = ssl.create_default_context(cafile=ca_file)
+                    verify = ssl.create_default_context(cafile=ca_file)  # never False for https
                 except (OSError, ssl.SSLError) as exc:
                     raise AgentError(f"agent {url}: cannot load CA file {ca_file}: {exc}") from None
             transport = httpx.AsyncHTTPTransport(verify=verify)

@@ -15,7 +15,7 @@ import trio
 
 from netprobe import __version__
 from netprobe.agent.protocol import ProbeRequest
-from netprobe.core import bpf
+from netprobe.core import bpf, packets
 from netprobe.core.responder import ResponderCore
 from netprobe.core.session import Target, Via, key_from_token
 from netprobe.net import sockets
@@ -54,6 +54,7 @@ class Responder:
                 raw = sockets.open_raw_listener(proto, bpf.responder_filter(tap=False))
                 opened.append(raw)
                 self._captures.append((raw, Via.RAW))
+            packets.load_designer()  # scapy's import (~0.4 s) now, not inside the first mesh
             async with trio.open_nursery() as nursery:
                 for sock, via in self._captures:
                     nursery.start_soon(self._drain, sock, via)

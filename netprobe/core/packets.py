@@ -91,6 +91,11 @@ def _store_udp_checksum(buf: bytearray, offset: int, start: int, pseudo: int) ->
 # ---------------------------------------------------------------- builders
 
 
+def load_designer() -> None:
+    """Import the scapy layers now (a daemon does it before it says it is ready)."""
+    _scapy()
+
+
 def _scapy():
     from scapy.layers.inet import IP, TCP, UDP  # only the layers used, never scapy.all
     from scapy.layers.l2 import Ether

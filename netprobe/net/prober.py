@@ -72,7 +72,7 @@ def open_probe_io() -> ProbeIO:
     )
 
 
-async def _drain_forever(session: ProbeSession, cap: Capture, progress: trio.Event | None) -> None:
+async def _drain_forever(session: ProbeSession, cap: Capture, finished: trio.Event) -> None:
     sock = cap.sock
     while True:
         await trio.lowlevel.wait_readable(sock)
@@ -80,17 +80,20 @@ async def _drain_forever(session: ProbeSession, cap: Capture, progress: trio.Eve
         while True:
             try:
                 data = sock.recv(65535)
-            except BlockingIOError:
+            except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 break
             session.receive(data, cap.via, now)
+        if session.finished:
+            finished.set()
 
 
 async def _send_all(session: ProbeSession, io: ProbeIO, sends) -> None:
+    send, send_done = io.send, session.send_done
     for i, cmd in enumerate(sends):
         while True:
-            err = io.send(cmd.data, cmd.address)
+            err = send(cmd.data, cmd.address)
             if err in (errno.EAGAIN, errno.ENOBUFS):
                 if io.wait_writable is not None:
                     await io.wait_writable()
@@ -98,24 +101,28 @@ async def _send_all(session: ProbeSession, io: ProbeIO, sends) -> None:
                     await trio.sleep(0)
                 continue
             break
-        session.send_done(cmd.probe_id, trio.current_time(), err)
+        send_done(cmd.probe_id, trio.current_time(), err)
         if i % SEND_BATCH == SEND_BATCH - 1:
             await trio.lowlevel.checkpoint()
 
 
 async def run_session(session: ProbeSession, io: ProbeIO, *, wall_clock: Callable[[], int] = time.time_ns) -> list[Outcome]:
-    """Run every probe of ``session`` to completion over ``io``; returns the sender outcomes."""
+    """Run every probe of ``session`` to completion over ``io``; returns the sender outcomes.
+
+    Wakes at the session's next deadline, or as soon as a capture task sees the last probe
+    answered, whichever comes first."""
+    finished = trio.Event()
     async with trio.open_nursery() as nursery:
         for cap in io.captures:
-            nursery.start_soon(_drain_forever, session, cap, None)
+            nursery.start_soon(_drain_forever, session, cap, finished)
         await trio.lowlevel.checkpoint()
         await _send_all(session, io, session.start(trio.current_time(), wall_clock()))
         while not session.finished:
             deadline = session.deadline
             if deadline is None:
                 break
-            # wake at the deadline, or earlier now and then to notice probes finished early
-            await trio.sleep_until(min(deadline, trio.current_time() + 0.05))
+            with trio.move_on_at(deadline):
+                await finished.wait()
             if session.finished:
                 break
             await _send_all(session, io, session.tick(trio.current_time(), wall_clock()))
