@@ -130,6 +130,29 @@ def test_template_builds_do_not_leak_into_each_other():
     assert tpl.build(40000, 1) == first
 
 
+ADDRS = st.tuples(st.integers(1, 223), st.integers(0, 255), st.integers(0, 255), st.integers(1, 254)).map(
+    lambda t: ".".join(map(str, t)))
+
+
+@settings(max_examples=200)
+@given(ADDRS, ADDRS, st.integers(1, 65535), st.integers(0, 65535), st.integers(0, 0xFFFFFFFF), st.integers(1, 255))
+def test_tcp_syn_checksums_for_any_flow(src, dst, dport, sport, seq, ttl):
+    """The SYN's checksums are finished incrementally from the template: scapy recomputes them."""
+    data = TcpSynTemplate(src, dst, dport, ttl=ttl).build(sport, seq)
+    assert rechecksummed(data, (IP, 1), (TCP, 1)) == data
+    pkt = parse_packet_untrusted(data)
+    assert (ip_str(pkt.src), ip_str(pkt.dst), pkt.sport, pkt.dport, pkt.seq) == (src, dst, sport, dport, seq)
+
+
+@settings(max_examples=100)
+@given(ADDRS, ADDRS, st.integers(1, 65535), st.integers(0, 65535), st.binary(min_size=PAYLOAD_LEN, max_size=PAYLOAD_LEN))
+def test_udp_and_ipip_checksums_for_any_flow(src, dst, dport, sport, body):
+    udp = UdpProbeTemplate(src, dst, dport).build(sport, body)
+    assert rechecksummed(udp, (IP, 1), (UDP, 1)) == udp
+    ipip = IpipProbeTemplate(src, dst).build(sport, body)
+    assert rechecksummed(ipip, (IP, 1), (IP, 2), (UDP, 1)) == ipip
+
+
 # ------------------------------------------------------------------ UDP
 
 
