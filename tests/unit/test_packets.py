@@ -566,8 +566,7 @@ def test_mutated_and_truncated_packets_raise_only_bad_packet(data):
             pass
 
 
-@pytest.mark.parametrize("index", range(20))
-def test_every_truncation_of_every_valid_packet(index):
+def test_every_truncation_of_every_valid_packet():
     for data in VALID:
         for cut in range(len(data) + 1):
             _only_bad_packet(data[:cut])
