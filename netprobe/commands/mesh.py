@@ -88,7 +88,7 @@ def _common_options(f):
     f = click.option("--retries", type=click.IntRange(0, 5), default=1, show_default=True,
                      help="Extra attempts for probes that got no answer.")(f)
     f = click.option("--timeout", type=click.FloatRange(0.05, 30), default=1.0, show_default=True,
-                     help="Reply window per attempt, in seconds.")(f)
+                     help="Longest reply window per attempt, in seconds; once answers arrive it adapts to 4x the slowest RTT seen (at least 0.2 s).")(f)
     f = click.option("--checks", default=None, metavar="LIST",
                      help="Comma-separated check ids; replaces the profile's list.")(f)
     f = click.option("--profile", default="calico", show_default=True,

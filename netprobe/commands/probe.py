@@ -15,7 +15,7 @@ from netprobe.commands.common import read_token
               help="calico, calico-noipip or canal: picks the checks when --checks is not given.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.05, 30), default=1.0, show_default=True,
-              help="Reply window per attempt, in seconds.")
+              help="Longest reply window per attempt, in seconds; once answers arrive it adapts to 4x the slowest RTT seen (at least 0.2 s).")
 @click.option("--retries", type=click.IntRange(0, 5), default=1, show_default=True,
               help="Extra attempts for probes that got no answer.")
 @click.option("--apiserver-port", type=click.IntRange(1, 65535), default=6443, show_default=True)

@@ -78,7 +78,6 @@ class _Probe:
     attempts: int = 0
     sent_ok: int = 0
     last_sent: float | None = None
-    deadline: float | None = None
     send_error: str | None = None
     reply: ReplyKind | None = None
     icmp: Icmp | None = None
@@ -103,6 +102,10 @@ def key_from_token(token: str | bytes) -> bytes:
 class ProbeSession:
     """Run ``targets`` from ``source`` with a reply ``window`` (s) and ``retries``.
 
+    ``window`` is the longest wait for an answer. Once answers arrive the wait adapts, as nmap's
+    and TCP's retransmission timers do: ``rtt_factor`` times the slowest answer seen, never
+    under ``min_window``. Answers that come later still count until the session ends.
+
     Probe ids are ``first_id``, ``first_id+1``, ... (the caller picks a random start so runs don't
     collide at the responders).
     """
@@ -111,6 +114,8 @@ class ProbeSession:
     source: str
     targets: Sequence[Target]
     window: float = 1.0
+    min_window: float = 0.2
+    rtt_factor: float = 4.0
     retries: int = 1
     first_id: int = 0
     vni: int = 1
@@ -119,6 +124,7 @@ class ProbeSession:
     _by_seq: dict[tuple, _Probe] = field(default_factory=dict, init=False)  # TCP: (dst, dport, sport, seq)
     _templates: dict[tuple, object] = field(default_factory=dict, init=False)
     _src_bytes: bytes = field(default=b"", init=False)
+    _max_rtt: float | None = field(default=None, init=False)
     stats: dict[str, int] = field(default_factory=lambda: {"ignored": 0, "malformed": 0, "matched": 0}, init=False)
 
     def __post_init__(self) -> None:
@@ -146,8 +152,9 @@ class ProbeSession:
     def tick(self, now: float, wall_ns: int) -> list[Send]:
         """Retransmit probes whose window passed without a final answer; finish the rest."""
         sends = []
+        window = self.effective_window
         for p in self._probes.values():
-            if p.done or p.deadline is None or now < p.deadline:
+            if p.done or p.last_sent is None or now < p.last_sent + window:
                 continue
             if p.reply is None and p.attempts <= self.retries:
                 sends.append(self._attempt(p, now, wall_ns))
@@ -156,10 +163,17 @@ class ProbeSession:
         return sends
 
     @property
+    def effective_window(self) -> float:
+        """The reply window now: ``window`` until an answer is timed, then adapted to the RTT."""
+        if self._max_rtt is None:
+            return self.window
+        return min(self.window, max(self.min_window, self.rtt_factor * self._max_rtt))
+
+    @property
     def deadline(self) -> float | None:
         """When ``tick`` must next be called (None: nothing pending)."""
-        pending = [p.deadline for p in self._probes.values() if not p.done and p.deadline is not None]
-        return min(pending) if pending else None
+        pending = [p.last_sent for p in self._probes.values() if not p.done and p.last_sent is not None]
+        return min(pending) + self.effective_window if pending else None
 
     @property
     def finished(self) -> bool:
@@ -168,7 +182,6 @@ class ProbeSession:
     def _attempt(self, p: _Probe, now: float, wall_ns: int) -> Send:
         p.attempts += 1
         p.last_sent = now
-        p.deadline = now + self.window
         return Send(p.probe_id, p.target.address, self._build(p, wall_ns))
 
     def _build(self, p: _Probe, wall_ns: int) -> bytes:
@@ -213,8 +226,7 @@ class ProbeSession:
         p = self._probes[probe_id]
         if error is None:
             p.sent_ok += 1
-            p.last_sent = now  # rtt counts from the moment the packet really left
-            p.deadline = now + self.window
+            p.last_sent = now  # rtt and the window count from the moment the packet really left
             return
         p.send_error = os.strerror(error) if error in errno_mod.errorcode else str(error)
         if error in (errno_mod.EPERM, errno_mod.EACCES) and p.sent_ok == 0:
@@ -239,6 +251,8 @@ class ProbeSession:
             p.reply, p.icmp = kind, icmp
         if p.rtt is None and p.last_sent is not None:
             p.rtt = max(0.0, now - p.last_sent)
+            if p.attempts == 1:  # a retransmitted probe's answer can't be timed (Karn)
+                self._max_rtt = p.rtt if self._max_rtt is None else max(self._max_rtt, p.rtt)
         if via is Via.TAP:
             p.reply_arrived = True
         else:

@@ -121,7 +121,8 @@ async def run_session(session: ProbeSession, io: ProbeIO, *, wall_clock: Callabl
             deadline = session.deadline
             if deadline is None:
                 break
-            with trio.move_on_at(deadline):
+            # wake by the deadline, but look again now and then: answers shrink the window
+            with trio.move_on_at(min(deadline, trio.current_time() + session.min_window / 2)):
                 await finished.wait()
             if session.finished:
                 break
