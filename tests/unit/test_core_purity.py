@@ -84,7 +84,13 @@ def test_core_source_does_no_io(path):
 def test_core_source_text_has_none_of_the_banned_words():
     """The brief's literal list, as plain text (comments and docstrings may mention them)."""
     for path in SOURCES:
-        code = ast.unparse(ast.parse(path.read_text()))  # without comments
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):  # drop docstrings; unparse drops the comments
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                body[0] = ast.Pass()
+        code = ast.unparse(tree)
         for word in ("import socket", "import trio", "import subprocess", "pyroute2", "time.time", " open("):
             assert word not in code, f"{path.name}: {word}"
 
