@@ -191,7 +191,8 @@ class ProbeSession:
         if check.proto is Proto.TCP:
             if p.seq is None:
                 p.seq = cookies.tcp_seq(self.key, p.probe_id, self._src_bytes, p.dst, p.port)
-                self._by_seq[(p.dst, p.port, slot, p.seq)] = p
+                if self._probes.get(p.probe_id) is p:  # a throwaway build() is never matched
+                    self._by_seq[(p.dst, p.port, slot, p.seq)] = p
             return tpl.build(slot, p.seq)
         payload = cookies.encode_payload(self.key, cookies.ProbePayload(p.probe_id, wall_ns))
         return tpl.build(slot, payload)
