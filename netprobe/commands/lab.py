@@ -1,0 +1,168 @@
+"""`netprobe lab`: cluster hosts in network namespaces, wired like racks, with real firewalls.
+
+Only click is imported here at module level; each command imports what it needs, so
+`netprobe --help` stays instant. New subcommands attach with ``@lab.command()``.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def lab() -> None:
+    """Cluster hosts in network namespaces with real nftables/iptables firewalls.
+
+    \b
+    SCENARIO is a scenario file or a name from scenarios/ (e.g. demo).
+    Needs root. Nothing is added to the root network namespace; every namespace is
+    named nplab-LAB.NODE and state lives in /run/netprobe/lab/LAB.
+    """
+
+
+def _say(text: str = "", **style) -> None:
+    click.secho(text, **style) if style else click.echo(text)
+
+
+@lab.command()
+@click.argument("scenario")
+@click.option("--name", "name", help="Lab name (default: the scenario's name); two labs need two names.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (every step, in order) and change nothing.")
+def up(scenario: str, name: str | None, dry_run: bool) -> int:
+    """Bring a scenario's lab up and leave it up (take it down with `lab down`)."""
+    from netprobe.lab.spec import load_scenario
+
+    spec = load_scenario(scenario)
+    if dry_run:
+        from netprobe.lab.runtime import plan_for
+
+        lab_name, steps = plan_for(spec, name)
+        _say(f"# lab {lab_name}: {len(steps)} steps")
+        for step in steps:
+            _say(step.describe())
+        return 0
+    from netprobe.lab.runtime import bring_up
+
+    the_lab = bring_up(spec, name)
+    _say(f"lab {the_lab.name} is up (scenario {spec.name}, profile {spec.profile})", fg="green")
+    for h in spec.hosts:
+        _say(f"  {h.name:<12} {h.address:<15} {','.join(sorted(h.roles)):<22} {the_lab.netns(h.name)}")
+    for r in spec.routers:
+        addrs = ", ".join(f"{a} ({s})" for s, a in r.addresses)
+        _say(f"  {r.name:<12} router: {addrs}")
+    _say(f"inventory: {the_lab.inventory_path}")
+    _say(f"try:       netprobe lab exec {the_lab.name} {spec.hosts[0].name} -- ip -br addr")
+    _say(f"down:      netprobe lab down {the_lab.name}")
+    return 0
+
+
+@lab.command()
+@click.argument("name", required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(name: str | None, fmt: str) -> int:
+    """Show the labs that are up (or one lab), their namespaces and processes.
+
+    Exit 1 when a lab is not healthy (a namespace or process is gone) or stray
+    nplab- namespaces are left over.
+    """
+    import json
+
+    from netprobe.lab.runtime import lab_names, lab_status, open_lab, stray_namespaces
+
+    if name is not None:
+        open_lab(name)  # a clear error when there is no such lab
+    labs = [lab_status(n) for n in ([name] if name else lab_names())]
+    stray = [] if name else stray_namespaces()
+    if fmt == "json":
+        _say(json.dumps({"labs": [s.to_dict() for s in labs], "stray_namespaces": stray}, indent=2))
+    else:
+        if not labs and not stray:
+            _say("no lab is up")
+        for s in labs:
+            _say(f"{s.name}: scenario {s.scenario}, {s.status}" + ("" if s.healthy else " (NOT healthy)"),
+                 fg="green" if s.healthy else "red")
+            for h in s.hosts:
+                _say(f"  {h['name']:<12} {h['address']:<15} {','.join(h['roles'])}")
+            missing = [ns for ns, ok in s.namespaces.items() if not ok]
+            _say(f"  namespaces: {len(s.namespaces) - len(missing)}/{len(s.namespaces)} present"
+                 + (f" (missing: {', '.join(missing)})" if missing else ""))
+            for log_name, (pid, alive) in s.processes.items():
+                _say(f"  process {log_name:<24} pid {pid:<8} {'running' if alive else 'DEAD'}")
+        if stray:
+            _say(f"stray namespaces (no lab state; `netprobe lab down --all` removes them): {', '.join(stray)}",
+                 fg="yellow")
+    return 0 if all(s.healthy for s in labs) and not stray else 1
+
+
+@lab.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("host")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(name: str, host: str, command: tuple[str, ...]) -> int:
+    """Run COMMAND inside HOST's namespace of lab NAME: lab exec NAME HOST -- CMD...
+
+    Exits with COMMAND's exit code.
+    """
+    from netprobe.lab.runtime import open_lab, require_root
+
+    require_root()
+    the_lab = open_lab(name)
+    if host not in the_lab.namespaces:
+        from netprobe.errors import ConfigError
+
+        raise ConfigError(f"lab {name} has no host {host!r} (known: {', '.join(the_lab.namespaces)})", field="HOST")
+    try:
+        return the_lab.exec(host, list(command)).returncode
+    except FileNotFoundError as exc:
+        from netprobe.errors import LabError
+
+        raise LabError(f"cannot run {command[0]!r}: {exc.strerror}") from None
+
+
+@lab.command()
+@click.argument("name", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every netprobe lab, and any nplab- namespace left over.")
+def down(name: str | None, everything: bool) -> int:
+    """Take a lab down: stop its processes, delete its namespaces, remove its state."""
+    from netprobe.errors import ConfigError
+    from netprobe.lab.runtime import tear_down, tear_down_all
+
+    if bool(name) == everything:
+        raise ConfigError("give a lab NAME or --all (not both)", field="NAME")
+    results = tear_down_all() if everything else {name: tear_down(name)}
+    if not results:
+        _say("no lab was up")
+    for lab_name, done in results.items():
+        _say(f"{lab_name}: removed {len(done['namespaces'])} namespaces, stopped {len(done['pids'])} processes")
+    return 0
+
+
+@lab.command()
+@click.argument("scenario")
+@click.option("--host", "host", required=True, help="The host (or router) whose firewall to apply.")
+@click.option("--dry-run", is_flag=True, help="Print the commands and their input; apply nothing.")
+def firewall(scenario: str, host: str, dry_run: bool) -> int:
+    """Apply one host's firewall from SCENARIO to the current network namespace.
+
+    This is how a VM (see the Vagrantfile) gets its part of a scenario: the same
+    commands the netns lab runs inside the host's namespace.
+    """
+    from netprobe.lab import firewall as fw
+    from netprobe.lab.spec import load_scenario
+
+    spec = load_scenario(scenario)
+    rules, field = spec.firewall_of(host)
+    cmds = fw.commands(rules)
+    if dry_run:
+        click.echo(fw.render(f"{host} from {spec.source}", cmds), nl=False)
+        return 0
+    import os
+
+    from netprobe.errors import PrivilegeError
+    from netprobe.lab.apply import apply_firewall
+
+    if os.geteuid() != 0:
+        raise PrivilegeError("applying a firewall needs root (or use --dry-run)")
+    apply_firewall(rules, source=spec.source, field=field)
+    _say(f"{host}: applied {len(cmds)} command(s) from {spec.source}" if cmds else f"{host}: no firewall to apply")
+    return 0

@@ -1,0 +1,39 @@
+"""Names the lab gives things, so two labs run side by side and `lab down --all` finds only ours.
+
+Every namespace is ``nplab-<lab>.<node>``: the prefix marks it as netprobe's, the dot cannot
+appear in a lab or node name, so ``nplab-a.x`` and ``nplab-a-b.x`` never get confused.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from netprobe.errors import ConfigError
+
+PREFIX = "nplab-"
+STATE_ROOT = Path("/run/netprobe/lab")
+LAB_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,22}[a-z0-9])?$")
+
+
+def check_lab_name(name: str, *, field: str = "--name") -> str:
+    if not isinstance(name, str) or not LAB_NAME_RE.match(name):
+        raise ConfigError(f"lab name must be 1-24 lowercase letters, digits or '-', got {name!r}", field=field)
+    return name
+
+
+def netns_name(lab: str, node: str) -> str:
+    """The namespace of a host, router or segment fabric of a lab."""
+    return f"{PREFIX}{lab}.{node}"
+
+
+def parse_netns(ns: str) -> tuple[str, str] | None:
+    """(lab, node) of one of our namespace names, None for any other namespace."""
+    if not ns.startswith(PREFIX) or "." not in ns:
+        return None
+    lab, _, node = ns[len(PREFIX):].partition(".")
+    return (lab, node) if lab and node else None
+
+
+def state_dir(lab: str) -> Path:
+    return STATE_ROOT / lab

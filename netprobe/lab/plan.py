@@ -1,0 +1,401 @@
+"""Scenario -> ordered steps, each with its undo. Pure: nothing here touches the kernel.
+
+Layout: each segment is a bridge ``br0`` in a *fabric* namespace of its own; each host is a
+namespace with ``eth0`` (a veth whose peer is a bridge port ``to-<host>``); each router is a
+namespace with ``eth0``, ``eth1``... one per segment it joins, forwarding between them. The
+root namespace gets nothing: veths are created inside the fabric namespace with their peer
+placed straight into the host's.
+
+An undo of ``None`` means the step's effect goes away with an earlier step's undo (its link
+or its namespace). ``teardown`` turns the steps that were done into the undos worth running:
+nothing inside a namespace that is about to be deleted anyway.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from netprobe.lab import firewall as fw
+from netprobe.lab.names import netns_name, state_dir
+from netprobe.lab.spec import DAEMONS, VXLAN_PORT, HostSpec, Scenario
+
+BRIDGE = "br0"
+VXLAN_DEV = "vxlan0"
+BIRD_AS = 64512
+
+
+# -- actions -------------------------------------------------------------------------------
+# Each knows the namespace it acts in (``ns``) and how to say itself as a one-line command.
+
+@dataclass(frozen=True)
+class CreateNetns:
+    ns: str
+
+    def describe(self) -> str:
+        return f"ip netns add {self.ns}"
+
+
+@dataclass(frozen=True)
+class DeleteNetns:
+    ns: str
+
+    def describe(self) -> str:
+        return f"ip netns del {self.ns}"
+
+
+@dataclass(frozen=True)
+class AddBridge:
+    ns: str
+    ifname: str
+
+    def describe(self) -> str:
+        return f"[{self.ns}] ip link add {self.ifname} type bridge"
+
+
+@dataclass(frozen=True)
+class AddVeth:
+    ns: str
+    ifname: str
+    peer_ns: str
+    peer_ifname: str
+
+    def describe(self) -> str:
+        return f"[{self.ns}] ip link add {self.ifname} type veth peer {self.peer_ifname} netns {self.peer_ns}"
+
+
+@dataclass(frozen=True)
+class DeleteLink:
+    ns: str
+    ifname: str
+
+    def describe(self) -> str:
+        return f"[{self.ns}] ip link del {self.ifname}"
+
+
+@dataclass(frozen=True)
+class SetMaster:
+    ns: str
+    ifname: str
+    master: str
+
+    def describe(self) -> str:
+        return f"[{self.ns}] ip link set {self.ifname} master {self.master}"
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    ns: str
+    ifname: str
+
+    def describe(self) -> str:
+        return f"[{self.ns}] ip link set {self.ifname} up"
+
+
+@dataclass(frozen=True)
+class AddAddress:
+    ns: str
+    ifname: str
+    address: str
+    prefixlen: int
+
+    def describe(self) -> str:
+        return f"[{self.ns}] ip addr add {self.address}/{self.prefixlen} dev {self.ifname}"
+
+
+@dataclass(frozen=True)
+class DeleteAddress:
+    ns: str
+    ifname: str
+    address: str
+    prefixlen: int
+
+    def describe(self) -> str:
+        return f"[{self.ns}] ip addr del {self.address}/{self.prefixlen} dev {self.ifname}"
+
+
+@dataclass(frozen=True)
+class AddRoute:
+    ns: str
+    dst: str
+    gateway: str
+
+    def describe(self) -> str:
+        return f"[{self.ns}] ip route add {self.dst} via {self.gateway}"
+
+
+@dataclass(frozen=True)
+class DeleteRoute:
+    ns: str
+    dst: str
+    gateway: str
+
+    def describe(self) -> str:
+        return f"[{self.ns}] ip route del {self.dst} via {self.gateway}"
+
+
+@dataclass(frozen=True)
+class SetSysctl:
+    ns: str
+    key: str  # dotted, e.g. net.ipv4.ip_forward
+    value: str
+
+    def describe(self) -> str:
+        return f"[{self.ns}] sysctl -w {self.key}={self.value}"
+
+
+@dataclass(frozen=True)
+class AddVxlan:
+    ns: str
+    ifname: str
+    vni: int
+    port: int
+    dev: str
+    local: str
+
+    def describe(self) -> str:
+        return (f"[{self.ns}] ip link add {self.ifname} type vxlan id {self.vni} dstport {self.port} "
+                f"dev {self.dev} local {self.local}")
+
+
+@dataclass(frozen=True)
+class LoadFirewall:
+    ns: str
+    owner: str     # host or router name
+    field: str     # e.g. hosts[2].firewall, for error messages
+    commands: tuple[fw.FirewallCommand, ...]
+
+    def describe(self) -> str:
+        return f"[{self.ns}] " + "; ".join(" ".join(c.argv) + f" < {c.kind} text" for c in self.commands)
+
+
+@dataclass(frozen=True)
+class FlushFirewall:
+    ns: str
+
+    def describe(self) -> str:
+        return f"[{self.ns}] nft flush ruleset; ipset destroy"
+
+
+@dataclass(frozen=True)
+class StartListener:
+    ns: str
+    host: str
+    tcp: tuple[int, ...]
+    udp: tuple[int, ...]
+    log_name: str
+
+    def describe(self) -> str:
+        ports = [f"tcp/{p}" for p in self.tcp] + [f"udp/{p}" for p in self.udp]
+        return f"[{self.ns}] listen on {' '.join(ports)} (logs/{self.log_name}.log)"
+
+
+@dataclass(frozen=True)
+class StartDaemon:
+    """A real daemon when installed; otherwise a listener on ``fallback_tcp`` stands in for it."""
+
+    ns: str
+    host: str
+    daemon: str
+    argv: tuple[str, ...]
+    config_path: str | None
+    config_text: str | None
+    fallback_tcp: tuple[int, ...]
+    log_name: str
+
+    def describe(self) -> str:
+        return f"[{self.ns}] start {self.daemon} if installed: {' '.join(self.argv)}"
+
+
+@dataclass(frozen=True)
+class StopProcess:
+    ns: str
+    log_name: str
+
+    def describe(self) -> str:
+        return f"[{self.ns}] stop {self.log_name}"
+
+
+Action = (CreateNetns | DeleteNetns | AddBridge | AddVeth | DeleteLink | SetMaster | LinkUp | AddAddress
+          | DeleteAddress | AddRoute | DeleteRoute | SetSysctl | AddVxlan | LoadFirewall | FlushFirewall
+          | StartListener | StartDaemon | StopProcess)
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    undo: Action | None = None
+
+    def describe(self) -> str:
+        return self.action.describe()
+
+
+# -- the plan ------------------------------------------------------------------------------
+
+def port_name(node: str, index: int) -> str:
+    """The bridge port facing ``node`` (interface names have 15 characters at most)."""
+    name = f"to-{node}"
+    return name if len(name) <= 15 else f"port{index}"
+
+
+def routes(scenario: Scenario) -> dict[str, list[tuple[str, str]]]:
+    """Static routes: node (host or router) -> [(remote subnet, gateway)], by shortest path.
+
+    A hop is a router joining two segments; the gateway is that first router's address on a
+    segment the node sits on. Segments no router leads to get no route.
+    """
+    attached: dict[str, list[str]] = {h.name: [h.segment] for h in scenario.hosts}
+    for r in scenario.routers:
+        attached[r.name] = list(r.segments)
+    out: dict[str, list[tuple[str, str]]] = {}
+    for node, segs in attached.items():
+        # BFS over segments; first_hop[seg] = gateway address used to get there
+        first_hop: dict[str, str | None] = {s: None for s in segs}
+        queue = deque(segs)
+        while queue:
+            seg = queue.popleft()
+            for r in scenario.routers:
+                if r.name == node or seg not in r.segments:
+                    continue
+                for nxt in r.segments:
+                    if nxt not in first_hop:
+                        first_hop[nxt] = first_hop[seg] or r.address_on(seg)
+                        queue.append(nxt)
+        out[node] = [(s.subnet, first_hop[s.name]) for s in scenario.segments
+                     if s.name in first_hop and first_hop[s.name] is not None]
+    return out
+
+
+def _daemon(scenario: Scenario, host: HostSpec, ns: str, daemon: str, lab_name: str) -> StartDaemon:
+    state = state_dir(lab_name)
+    addr = host.address
+    log = f"{host.name}-{daemon}"
+    if daemon == "etcd":
+        argv = ("etcd", "--name", host.name, "--data-dir", f"{state}/{host.name}-etcd",
+                "--listen-client-urls", f"http://{addr}:2379,http://127.0.0.1:2379",
+                "--advertise-client-urls", f"http://{addr}:2379",
+                "--listen-peer-urls", f"http://{addr}:2380",
+                "--initial-advertise-peer-urls", f"http://{addr}:2380",
+                "--initial-cluster", f"{host.name}=http://{addr}:2380")
+        return StartDaemon(ns, host.name, daemon, argv, None, None, DAEMONS[daemon], log)
+    # bird: a BGP session to every other node, as Calico's BIRD has (full mesh)
+    peers = [h for h in scenario.hosts if "node" in h.roles and h.name != host.name]
+    conf = [f"router id {addr};", "protocol device {}", 'protocol direct { ipv4; interface "eth0"; }']
+    for p in peers:
+        conf.append(f"protocol bgp {p.name.replace('-', '_')} {{ local {addr} as {BIRD_AS}; "
+                    f"neighbor {p.address} as {BIRD_AS}; ipv4 {{ import all; export all; }}; }}")
+    path = f"{state}/{host.name}-bird.conf"
+    argv = ("bird", "-f", "-c", path, "-s", f"{state}/{host.name}-bird.ctl")
+    return StartDaemon(ns, host.name, daemon, argv, path, "\n".join(conf) + "\n", DAEMONS[daemon], log)
+
+
+def build_plan(scenario: Scenario, lab_name: str) -> list[Step]:
+    """Every step that brings the lab up, in order; ``Step.undo`` says how to take it back."""
+    ns = {name: netns_name(lab_name, name) for name in
+          [s.name for s in scenario.segments] + [r.name for r in scenario.routers] + [h.name for h in scenario.hosts]}
+    steps: list[Step] = []
+    add = steps.append
+
+    for name in ns.values():
+        add(Step(CreateNetns(name), DeleteNetns(name)))
+    for name in ns.values():
+        add(Step(LinkUp(name, "lo")))
+
+    # fabric: one bridge per segment; a switch does not firewall, so bridged frames skip netfilter
+    for seg in scenario.segments:
+        fab = ns[seg.name]
+        for key in ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
+                    "net.bridge.bridge-nf-call-arptables"):
+            add(Step(SetSysctl(fab, key, "0")))
+        add(Step(AddBridge(fab, BRIDGE), DeleteLink(fab, BRIDGE)))
+        add(Step(LinkUp(fab, BRIDGE)))
+
+    # cables: hosts and routers into their segments' bridges
+    index = {name: i for i, name in enumerate(ns)}
+    cables: list[tuple[str, str, str]] = [(h.segment, h.name, "eth0") for h in scenario.hosts]
+    for r in scenario.routers:
+        cables += [(seg, r.name, f"eth{i}") for i, seg in enumerate(r.segments)]
+    for seg, node, ifname in cables:
+        fab, port = ns[seg], port_name(node, index[node])
+        add(Step(AddVeth(fab, port, ns[node], ifname), DeleteLink(fab, port)))
+        add(Step(SetMaster(fab, port, BRIDGE)))
+        add(Step(LinkUp(fab, port)))
+
+    # addresses and routes
+    table = routes(scenario)
+    for h in scenario.hosts:
+        add(Step(AddAddress(ns[h.name], "eth0", h.address, h.prefixlen),
+                 DeleteAddress(ns[h.name], "eth0", h.address, h.prefixlen)))
+        add(Step(LinkUp(ns[h.name], "eth0")))
+    prefix = {s.name: int(s.subnet.split("/")[1]) for s in scenario.segments}
+    for r in scenario.routers:
+        for i, (seg, addr) in enumerate(r.addresses):
+            add(Step(AddAddress(ns[r.name], f"eth{i}", addr, prefix[seg]),
+                     DeleteAddress(ns[r.name], f"eth{i}", addr, prefix[seg])))
+            add(Step(LinkUp(ns[r.name], f"eth{i}")))
+        add(Step(SetSysctl(ns[r.name], "net.ipv4.ip_forward", "1")))
+    for node, node_routes in table.items():
+        for dst, gw in node_routes:
+            add(Step(AddRoute(ns[node], dst, gw), DeleteRoute(ns[node], dst, gw)))
+
+    # kernel VXLAN devices (flannel's flannel.1 in a canal cluster)
+    for h in scenario.hosts:
+        if h.services.vxlan_vni is not None:
+            n = ns[h.name]
+            add(Step(AddVxlan(n, VXLAN_DEV, h.services.vxlan_vni, VXLAN_PORT, "eth0", h.address),
+                     DeleteLink(n, VXLAN_DEV)))
+            add(Step(LinkUp(n, VXLAN_DEV)))
+
+    # firewalls, routers first: the path exists before the hosts guard themselves
+    for node in (*scenario.routers, *scenario.hosts):
+        cmds = tuple(fw.commands(node.firewall))
+        if cmds:
+            n = ns[node.name]
+            add(Step(LoadFirewall(n, node.name, f"{node.field}.firewall", cmds), FlushFirewall(n)))
+
+    # services: listeners for the ports, real daemons where installed
+    for h in scenario.hosts:
+        n = ns[h.name]
+        daemon_ports = {p for d in h.services.daemons for p in DAEMONS[d]}
+        tcp = tuple(p for p in h.services.tcp if p not in daemon_ports)
+        if tcp or h.services.udp:
+            log = f"{h.name}-listener"
+            add(Step(StartListener(n, h.name, tcp, h.services.udp, log), StopProcess(n, log)))
+        for d in h.services.daemons:
+            start = _daemon(scenario, h, n, d, lab_name)
+            add(Step(start, StopProcess(n, start.log_name)))
+    return steps
+
+
+def namespaces(steps: list[Step]) -> list[str]:
+    """Every namespace the plan creates, in creation order."""
+    return [s.action.ns for s in steps if isinstance(s.action, CreateNetns)]
+
+
+def teardown(done: list[Step]) -> list[Action]:
+    """The undos to run for the steps in ``done``, newest first, skipping work inside a namespace
+    that is deleted anyway (its links, addresses, routes and rules vanish with it)."""
+    doomed = {s.action.ns for s in done if isinstance(s.action, CreateNetns)}
+    out = []
+    for step in reversed(done):
+        undo = step.undo
+        if undo is None:
+            continue
+        if isinstance(undo, (DeleteNetns, StopProcess)) or undo.ns not in doomed:
+            out.append(undo)
+    return out
+
+
+def inventory(scenario: Scenario, lab_name: str) -> dict:
+    """The inventory (DESIGN section 6) of a lab: its hosts, each agent on a unix socket in the
+    lab's state directory, the token file beside it (relative paths: the inventory's folder)."""
+    sd = state_dir(lab_name)
+    return {
+        "token_file": "token",
+        "apiserver_port": 6443,
+        "vni": scenario.vni,
+        "hosts": [
+            {"name": h.name, "address": h.address, "roles": sorted(h.roles), "agent": f"unix:{sd}/{h.name}.sock"}
+            for h in scenario.hosts
+        ],
+    }
