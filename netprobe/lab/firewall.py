@@ -109,7 +109,9 @@ def check_iptables_restore(text: str) -> None:
 
 
 def normalize_ipset(text: str) -> str:
-    """``ipset restore`` text from an operator's lines: drops comments and a leading ``ipset``."""
+    """``ipset restore`` text from an operator's lines: drops comments and a leading ``ipset``,
+    and flushes each set right after creating it, so applying again (``-exist``) leaves exactly
+    the members written here, not the union with an earlier run's."""
     out = []
     for n, line in _lines(text):
         if not line or line.startswith("#"):
@@ -121,6 +123,9 @@ def normalize_ipset(text: str) -> str:
                 f"line {n}: {line.split()[0]!r} is not an ipset command (create, add, del, flush, destroy, swap)"
             )
         out.append(line)
+        words = line.split()
+        if words[0] in ("create", "-N") and len(words) > 1:
+            out.append(f"flush {words[1]}")
     if not out:
         raise FirewallTextError("no ipset commands")
     return "\n".join(out) + "\n"
