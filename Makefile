@@ -4,7 +4,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 APT_PKGS := nftables iptables ipset iproute2 libpcap0.8 kmod procps tcpdump
-SCENARIO ?= calico-default
+SCENARIO ?= demo
 
 .PHONY: deps demo test unit bench clean
 

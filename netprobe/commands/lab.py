@@ -166,3 +166,12 @@ def firewall(scenario: str, host: str, dry_run: bool) -> int:
     apply_firewall(rules, source=spec.source, field=field)
     _say(f"{host}: applied {len(cmds)} command(s) from {spec.source}" if cmds else f"{host}: no firewall to apply")
     return 0
+
+
+def _add_run() -> None:
+    from netprobe.commands.lab_run import run
+
+    lab.add_command(run)
+
+
+_add_run()

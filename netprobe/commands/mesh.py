@@ -155,13 +155,10 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
     code = 3 if result.errors else 0
     if expect_path is not None:
         from netprobe.core.expect import compare, load_expectation_text
-        from netprobe.report import render_mismatches
 
         expectation = load_expectation_text(_read(expect_path), source=expect_path)
         mismatches = compare(expectation, result)
-        _emit(result, fmt, mismatches)
-        if fmt == "table":
-            click.echo(render_mismatches(mismatches), nl=False)
+        _emit(result, fmt, mismatches)  # the table lists the mismatches itself
         return 1 if mismatches else code
     from netprobe.core.result import diff as diff_results
     from netprobe.report import render_changes
