@@ -314,16 +314,16 @@ def bring_up(scenario: Scenario, name: str | None = None) -> Lab:
     if sd.exists() or any(netns_exists(ns) for ns in nss):
         raise ConfigError(f"lab {lab_name!r} is already up (take it down: netprobe lab down {lab_name})",
                           field="--name")
-    sd.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        sd.mkdir()  # also the lock: a second `lab up` of this name fails here
-    except FileExistsError:
-        raise ConfigError(f"lab {lab_name!r} is already up", field="--name") from None
     namespaces = {name: names.netns_name(lab_name, name) for name in
                   [s.name for s in scenario.segments] + [r.name for r in scenario.routers]
                   + [h.name for h in scenario.hosts]}
     lab = Lab(lab_name, scenario, sd, namespaces)
+    sd.parent.mkdir(parents=True, exist_ok=True)
     with _signals("raise"):
+        try:
+            sd.mkdir()  # also the lock: a second `lab up` of this name fails here
+        except FileExistsError:
+            raise ConfigError(f"lab {lab_name!r} is already up", field="--name") from None
         try:
             for sub in ("logs", "pids", "run"):
                 (sd / sub).mkdir()
