@@ -1,7 +1,8 @@
 """`netprobe lab`: cluster hosts in network namespaces, wired like racks, with real firewalls.
 
 Only click is imported here at module level; each command imports what it needs, so
-`netprobe --help` stays instant. New subcommands attach with ``@lab.command()``.
+`netprobe --help` stays instant. New subcommands attach with ``@lab.command()`` here, or live in
+a module of their own listed in ``LabGroup.LAZY``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,35 @@ from __future__ import annotations
 import click
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LabGroup(click.Group):
+    """The subcommands below, plus any in ``LAZY`` (name -> module, attribute), imported only
+    when used -- so a subcommand can live in a module of its own (``lab run`` does)."""
+
+    LAZY: dict[str, tuple[str, str]] = {"run": ("netprobe.commands.lab_run", "run")}
+
+    def _lazy(self, name: str) -> click.Command | None:
+        import importlib
+
+        module, attr = self.LAZY[name]
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            return None  # not installed in this tree: simply not offered
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        lazy = [n for n in self.LAZY if n not in self.commands and self._lazy(n) is not None]
+        return sorted([*super().list_commands(ctx), *lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is None and name in self.LAZY:
+            cmd = self._lazy(name)
+        return cmd
+
+
+@click.group(cls=LabGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def lab() -> None:
     """Cluster hosts in network namespaces with real nftables/iptables firewalls.
 
