@@ -445,8 +445,8 @@ def tear_down_all() -> dict[str, dict[str, list]]:
 @contextlib.contextmanager
 def running_lab(scenario: Scenario, name: str | None = None) -> Iterator[Lab]:
     """Bring the lab up, yield it, and always take it down (error, Ctrl-C, SIGTERM included)."""
-    lab = bring_up(scenario, name)
-    with _signals("raise"):
+    with _signals("raise"):  # from before bring_up returns: no SIGTERM gap between up and try
+        lab = bring_up(scenario, name)
         try:
             yield lab
         finally:

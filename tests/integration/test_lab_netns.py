@@ -76,7 +76,11 @@ def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def root_links() -> list[str]:
-    return sorted(line.split(":")[1].strip().split("@")[0] for line in sh(["ip", "-o", "link"]).stdout.splitlines())
+    """The root namespace's links, addresses and routes: the lab must never change any of them."""
+    links = sorted(line.split(":")[1].strip().split("@")[0] for line in sh(["ip", "-o", "link"]).stdout.splitlines())
+    addrs = sorted(" ".join(line.split()[1:4]) for line in sh(["ip", "-o", "addr"]).stdout.splitlines())
+    routes = sorted(sh(["ip", "route", "show", "table", "all"]).stdout.splitlines())
+    return links + addrs + routes
 
 
 def namespaces(prefix: str) -> list[str]:
@@ -340,6 +344,25 @@ def test_a_rule_nft_rejects_fails_the_up_cleanly(tmp_path):
     proc = sh([*NETPROBE, "lab", "up", str(bad), "--name", name])
     assert proc.returncode == 2 and f"{bad}: hosts[2].firewall.nft: nft rejected it" in proc.stderr
     assert_gone(name, [], links_before)
+
+
+def test_daemons_run_when_installed_and_a_listener_stands_in_otherwise():
+    import shutil
+
+    text = """
+name: daemons
+hosts:
+  - {name: cp1, roles: [node, etcd], services: {daemons: [etcd, bird]}}
+  - {name: node1}
+"""
+    scenario = parse_scenario(text, source="daemons.yaml")
+    with running_lab(scenario, f"dmn-{TAG}") as lab:
+        for daemon, port in (("etcd", 2379), ("bird", 179)):
+            log = (lab.log_dir / f"cp1-{daemon}.log").read_text()
+            if shutil.which(daemon) is None:
+                assert f"{daemon} is not installed; a listener" in log
+                assert connect(lab, "node1", "cp1", port) == "open"
+            assert lab.processes()[f"cp1-{daemon}"][1]
 
 
 # -- side by side ---------------------------------------------------------------------------------
