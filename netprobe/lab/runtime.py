@@ -213,13 +213,7 @@ class Lab:
 
     def processes(self) -> dict[str, tuple[int, bool]]:
         """log name -> (pid, alive) for everything spawned."""
-        out = {}
-        for f in sorted(self.pid_dir.glob("*")) if self.pid_dir.is_dir() else []:
-            pid, start = _read_pid_file(f)
-            if pid is not None:
-                alive = _start_time(pid) is not None and (start is None or _start_time(pid) == start)
-                out[f.name] = (pid, alive)
-        return out
+        return _processes(self.pid_dir)
 
     def stop_process(self, log_name: str) -> None:
         f = self.pid_dir / log_name
@@ -271,6 +265,16 @@ class Lab:
             if waiting and time.monotonic() > deadline:
                 raise LabError(f"not listening after {timeout:.0f}s: {', '.join(waiting)}")
             time.sleep(0.01)
+
+
+def _processes(pid_dir: Path) -> dict[str, tuple[int, bool]]:
+    out = {}
+    for f in sorted(pid_dir.glob("*")) if pid_dir.is_dir() else []:
+        pid, start = _read_pid_file(f)
+        if pid is not None:
+            now = _start_time(pid)
+            out[f.name] = (pid, now is not None and (start is None or now == start))
+    return out
 
 
 def _read_pid_file(path: Path) -> tuple[int | None, str | None]:
@@ -328,8 +332,7 @@ def bring_up(scenario: Scenario, name: str | None = None) -> Lab:
             for sub in ("logs", "pids", "run"):
                 (sd / sub).mkdir()
             _write_state(lab, "starting")
-            with contextlib.suppress(OSError):
-                (sd / "scenario.yaml").write_text(Path(scenario.source).read_text())
+            (sd / "scenario.yaml").write_text(scenario.text)
             applier = Applier(lab)
             try:
                 for step in steps:
@@ -505,13 +508,12 @@ def lab_status(name: str) -> LabStatus:
         state = json.loads((sd / "state.json").read_text())
     except (OSError, ValueError):
         return LabStatus(name, "?", "broken (no state.json)", {}, {}, [])
-    lab = Lab(name, None, sd, dict(state.get("namespaces", {})))  # type: ignore[arg-type]
     return LabStatus(
         name=name,
         scenario=state.get("scenario", "?"),
         status=state.get("status", "?"),
-        namespaces={ns: netns_exists(ns) for ns in lab.namespaces.values()},
-        processes=lab.processes(),
+        namespaces={ns: netns_exists(ns) for ns in state.get("namespaces", {}).values()},
+        processes=_processes(sd / "pids"),
         hosts=state.get("hosts", []),
     )
 

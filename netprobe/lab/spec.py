@@ -109,6 +109,7 @@ class Scenario:
     description: str = ""
     vni: int = 1
     source: str = "scenario"
+    text: str = field(default="", repr=False, compare=False)  # the YAML it came from (the lab keeps a copy)
 
     def host(self, name: str) -> HostSpec:
         for h in self.hosts:
@@ -418,7 +419,7 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
     segments = tuple(SegmentSpec(s, str(subnets[s]), seg_hosts[s], seg_fields[s]) for s in subnets)
     roles_by_host = {h.name: h.roles for h in hosts}
     expect = parse_expectation(data.get("expect"), source=source, field="expect", hosts=roles_by_host)
-    return Scenario(name, profile, tuple(hosts), segments, routers, expect, description.strip(), vni, source)
+    return Scenario(name, profile, tuple(hosts), segments, routers, expect, description.strip(), vni, source, text)
 
 
 # -- finding scenario files (the only I/O here) ------------------------------------------------
