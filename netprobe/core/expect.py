@@ -214,9 +214,8 @@ def _rule(
     sel = {}
     for key in ("from", "to"):
         sub = _at(field, key)
-        sel[key] = tuple(
-            _selector(t, source=source, field=sub, hosts=hosts) for t in _terms(raw.get(key, ANY), source=source, field=sub)
-        )
+        terms = _terms(raw.get(key, ANY), source=source, field=sub)
+        sel[key] = tuple(_selector(t, source=source, field=sub, hosts=hosts) for t in terms)
     return Rule(tuple(check_ids), sel["from"], sel["to"], reach, where, index)
 
 

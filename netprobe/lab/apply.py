@@ -163,10 +163,8 @@ class Applier:
 
     def undo(self, action: p.Action) -> None:
         """Like ``run``, for teardown: something already gone is fine, nothing else stops it."""
-        try:
+        with contextlib.suppress(Exception):  # teardown goes on; the sweep after it catches the rest
             self._run(action)
-        except Exception:  # noqa: BLE001 -- teardown goes on; the sweep after it catches the rest
-            pass
 
     def _run(self, a: p.Action) -> None:  # noqa: C901 -- one flat dispatch is the clearest form
         from pyroute2 import netns as pnetns

@@ -89,7 +89,8 @@ def check_iptables_restore(text: str) -> None:
                 raise FirewallTextError(f"line {n}: *{line[1:]} starts before *{table} has its COMMIT")
             table = line[1:]
             if table not in IPTABLES_TABLES:
-                raise FirewallTextError(f"line {n}: unknown table *{table} (known: {', '.join(sorted(IPTABLES_TABLES))})")
+                known = ", ".join(sorted(IPTABLES_TABLES))
+                raise FirewallTextError(f"line {n}: unknown table *{table} (known: {known})")
             tables += 1
         elif line == "COMMIT":
             if table is None:

@@ -217,7 +217,8 @@ def _services(raw: Any, roles: frozenset[str], profile: str, vni: int, source: s
         vdata = _mapping(vx, frozenset({"vni"}), source, f"{fld}.vxlan")
         vxlan_vni = _vni(vdata.get("vni", vni), source, f"{fld}.vxlan.vni")
     if vxlan_vni is not None and VXLAN_PORT in udp:
-        raise _err(f"UDP {VXLAN_PORT} is the VXLAN device's port; do not also listen on it", source, f"{fld}.listen.udp")
+        raise _err(f"UDP {VXLAN_PORT} is the VXLAN device's port; do not also listen on it",
+                   source, f"{fld}.listen.udp")
     daemons = _str_list(data.get("daemons", []), source, f"{fld}.daemons")
     for i, d in enumerate(daemons):
         if d not in DAEMONS:
@@ -382,7 +383,7 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
                 raise _err(f"{sname!r} is not one of this router's segments", source, afld)
             chosen[sname] = take(_address(addr, subnets[sname], source, afld), afld)
         routers_raw.append((rname, segs, chosen, r, fld))
-    for rname, segs, chosen, _r, fld in routers_raw:
+    for _, segs, chosen, _r, fld in routers_raw:
         for sname in segs:
             if sname not in chosen:
                 addr = _allocate(subnets[sname], set(taken), skip=0)

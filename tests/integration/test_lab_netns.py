@@ -334,9 +334,8 @@ def test_a_rule_nft_rejects_fails_the_up_cleanly(tmp_path):
     scenario = parse_scenario(text, source=str(bad), default_name="typo")
     name = f"typo-{TAG}"
     links_before = root_links()
-    with pytest.raises(ConfigError) as info:
-        with running_lab(scenario, name):
-            pass
+    with pytest.raises(ConfigError) as info, running_lab(scenario, name):
+        pass
     assert info.value.file == str(bad) and info.value.field == "hosts[2].firewall.nft"
     assert "nft rejected it" in str(info.value)
     assert_gone(name, [], links_before)
