@@ -61,3 +61,19 @@ def test_pid_files(tmp_path):
     f.write_text("garbage")
     assert _read_pid_file(f) == (None, None)
     assert _read_pid_file(tmp_path / "missing") == (None, None)
+
+
+def test_lab_commands_need_root(monkeypatch):
+    import pytest
+
+    from netprobe.errors import PrivilegeError
+    from netprobe.lab import runtime
+    from netprobe.lab.spec import load_scenario
+
+    monkeypatch.setattr(runtime.os, "geteuid", lambda: 1000)
+    with pytest.raises(PrivilegeError, match="needs root") as info:
+        runtime.bring_up(load_scenario("demo"), "x")
+    assert info.value.exit_code == 2
+    for call in (lambda: runtime.tear_down("x"), runtime.tear_down_all):
+        with pytest.raises(PrivilegeError):
+            call()
