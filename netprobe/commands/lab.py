@@ -57,7 +57,8 @@ def _say(text: str = "", **style) -> None:
 @click.argument("scenario")
 @click.option("--name", "name", help="Lab name (default: the scenario's name); two labs need two names.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (every step, in order) and change nothing.")
-def up(scenario: str, name: str | None, dry_run: bool) -> int:
+@click.option("--responders", is_flag=True, help="Also start a responder in every host, ready for `netprobe mesh`.")
+def up(scenario: str, name: str | None, dry_run: bool, responders: bool) -> int:
     """Bring a scenario's lab up and leave it up (take it down with `lab down`)."""
     from netprobe.lab.spec import load_scenario
 
@@ -73,6 +74,8 @@ def up(scenario: str, name: str | None, dry_run: bool) -> int:
     from netprobe.lab.runtime import bring_up
 
     the_lab = bring_up(spec, name)
+    if responders:
+        _start_responders(the_lab, spec)
     _say(f"lab {the_lab.name} is up (scenario {spec.name}, profile {spec.profile})", fg="green")
     for h in spec.hosts:
         _say(f"  {h.name:<12} {h.address:<15} {','.join(sorted(h.roles)):<22} {the_lab.netns(h.name)}")
@@ -80,9 +83,28 @@ def up(scenario: str, name: str | None, dry_run: bool) -> int:
         addrs = ", ".join(f"{a} ({s})" for s, a in r.addresses)
         _say(f"  {r.name:<12} router: {addrs}")
     _say(f"inventory: {the_lab.inventory_path}")
+    if responders:
+        _say(f"mesh:      netprobe mesh -i {the_lab.inventory_path}")
     _say(f"try:       netprobe lab exec {the_lab.name} {spec.hosts[0].name} -- ip -br addr")
     _say(f"down:      netprobe lab down {the_lab.name}")
     return 0
+
+
+def _start_responders(the_lab, spec) -> None:
+    """Responders in every host, waited for; the lab comes down again if they don't start."""
+    import trio
+
+    from netprobe.lab.runtime import tear_down_lab
+    from netprobe.labrun import start_responders, wait_for_agents
+    from netprobe.mesh import inventory_token, load_inventory
+
+    try:
+        inventory = load_inventory(str(the_lab.inventory_path))
+        start_responders(the_lab, [h.name for h in spec.hosts])
+        trio.run(wait_for_agents, inventory, inventory_token(inventory))
+    except BaseException:
+        tear_down_lab(the_lab)
+        raise
 
 
 @lab.command()
@@ -195,12 +217,3 @@ def firewall(scenario: str, host: str, dry_run: bool) -> int:
     apply_firewall(rules, source=spec.source, field=field)
     _say(f"{host}: applied {len(cmds)} command(s) from {spec.source}" if cmds else f"{host}: no firewall to apply")
     return 0
-
-
-def _add_run() -> None:
-    from netprobe.commands.lab_run import run
-
-    lab.add_command(run)
-
-
-_add_run()
