@@ -19,7 +19,7 @@ import time
 WINDOW = 1.0
 RETRIES = 1
 IDLE_SECONDS = 5.0
-LOAD_BYTES = 200 << 20  # the bounded unrelated load during the idle measurement
+LOAD_BYTES = 4 << 30  # the bounded unrelated load during the idle measurement (and IDLE_SECONDS)
 
 DROP_BGP = """
       nft: |

@@ -110,6 +110,7 @@ class Responder:
         from netprobe.probe import probe_targets
 
         self._remember_run(request.run_id)
+        began = trio.current_time()
         checks = request.check_map()
         by_source: dict[str, list[Target]] = {}
         for t in request.targets:
@@ -130,6 +131,7 @@ class Responder:
             outcomes.extend(o.to_dict() for o in outs)
             for k in stats:
                 stats[k] += st.get(k, 0)
+        stats["seconds"] = round(trio.current_time() - began, 4)
         return {"run_id": request.run_id, "host": self.name, "outcomes": outcomes, "stats": stats}
 
     async def observations(self, run_id: str) -> dict:

@@ -11,6 +11,7 @@ IPv4 socket delivers it; they return small frozen dataclasses and raise only Bad
 
 from __future__ import annotations
 
+import functools
 import struct
 import sys
 from array import array
@@ -104,6 +105,51 @@ def _scapy():
     return IP, TCP, UDP, Ether, VXLAN
 
 
+@functools.lru_cache(maxsize=256)
+def _design(kind: str, port: int, vni: int, ttl: int) -> bytes:
+    """scapy designs each probe kind once per port (and VNI), with 0.0.0.0 for the addresses;
+    every target then gets a copy with its addresses patched in (``_addressed``), so a mesh of
+    N hosts costs scapy one build per kind, not one per peer."""
+    IP, TCP, UDP, Ether, VXLAN = _scapy()
+    zero = "0.0.0.0"
+    body = b"\0" * PAYLOAD_LEN
+    if kind == "tcp":
+        pkt = IP(src=zero, dst=zero, ttl=ttl, id=0, flags="DF") / TCP(
+            sport=0, dport=port, seq=0, flags="S", window=64240, chksum=0,
+            options=[("MSS", 1460), ("SAckOK", b""), ("NOP", None), ("WScale", 7)])
+    elif kind == "udp":
+        pkt = IP(src=zero, dst=zero, ttl=ttl, id=0, flags="DF") / UDP(sport=SLOT_PLACEHOLDER, dport=port) / body
+    elif kind == "vxlan":
+        inner = Ether(src=VXLAN_INNER_SRC_MAC, dst=VXLAN_INNER_DST_MAC, type=0x0800) / IP(
+            src=zero, dst=zero, ttl=64, id=0, flags="DF") / UDP(
+            sport=SLOT_PLACEHOLDER, dport=SLOT_PLACEHOLDER, chksum=0) / body
+        pkt = IP(src=zero, dst=zero, ttl=ttl, id=0, flags="DF") / UDP(
+            sport=SLOT_PLACEHOLDER, dport=port, chksum=0) / VXLAN(flags=0x08, vni=vni) / inner
+    elif kind == "ipip":
+        inner = IP(src=zero, dst=zero, ttl=64, id=0, flags="DF") / UDP(
+            sport=SLOT_PLACEHOLDER, dport=SLOT_PLACEHOLDER) / body
+        pkt = IP(src=zero, dst=zero, ttl=ttl, id=0, flags="DF", proto=IPPROTO_IPIP) / inner
+    else:
+        raise ValueError(f"unknown probe kind {kind!r}")
+    return bytes(pkt)
+
+
+def _addressed(design: bytes, src: str, dst: str, *, inner_ip: int | None = None) -> bytearray:
+    """A designed packet with the outer header src -> dst and, when ``inner_ip`` is the offset
+    of an inner IPv4 header, that one dst -> src (it is addressed to go back home); both IP
+    checksums redone."""
+    buf = bytearray(design)
+    s, d = ip_bytes(src), ip_bytes(dst)
+    buf[12:16], buf[16:20] = s, d
+    _store_ip_checksum(buf)
+    if inner_ip is not None:
+        buf[inner_ip + 12 : inner_ip + 16], buf[inner_ip + 16 : inner_ip + 20] = d, s
+        header = bytearray(buf[inner_ip : inner_ip + 20])
+        _store_ip_checksum(header)
+        buf[inner_ip : inner_ip + 20] = header
+    return buf
+
+
 class TcpSynTemplate:
     """A TCP SYN from ``src`` to ``dst``:``dport`` with options a real Linux client sends.
 
@@ -112,12 +158,7 @@ class TcpSynTemplate:
     """
 
     def __init__(self, src: str, dst: str, dport: int, *, ttl: int = 64):
-        IP, TCP, *_ = _scapy()
-        pkt = IP(src=src, dst=dst, ttl=ttl, id=0, flags="DF") / TCP(
-            sport=0, dport=dport, seq=0, flags="S", window=64240, chksum=0,
-            options=[("MSS", 1460), ("SAckOK", b""), ("NOP", None), ("WScale", 7)],
-        )
-        tpl = bytearray(bytes(pkt))
+        tpl = _addressed(_design("tcp", dport, 0, ttl), src, dst)
         tpl[10:12] = b"\0\0"
         self.template = bytes(tpl)
         self.src, self.dst, self.dport = src, dst, dport
@@ -152,11 +193,7 @@ class UdpProbeTemplate:
     """An authenticated UDP probe to ``dst``:``dport`` (payload patched per probe)."""
 
     def __init__(self, src: str, dst: str, dport: int, *, ttl: int = 64):
-        IP, _TCP, UDP, *_ = _scapy()
-        pkt = IP(src=src, dst=dst, ttl=ttl, id=0, flags="DF") / UDP(sport=SLOT_PLACEHOLDER, dport=dport) / (
-            b"\0" * PAYLOAD_LEN
-        )
-        self.template = bytes(pkt)
+        self.template = bytes(_addressed(_design("udp", dport, 0, ttl), src, dst))
         self._pseudo = _pseudo_sum(self.template[12:16], self.template[16:20], IPPROTO_UDP, len(self.template) - 20)
 
     def build(self, sport: int, payload: bytes) -> bytes:
@@ -174,16 +211,11 @@ class VxlanProbeTemplate:
     would route it home; outer and inner UDP checksums are 0, as Linux VXLAN sends them.
     """
 
-    INNER_UDP = 20 + 8 + 8 + 14 + 20  # offset of the inner UDP header
+    INNER_IP = 20 + 8 + 8 + 14
+    INNER_UDP = INNER_IP + 20  # offset of the inner UDP header
 
     def __init__(self, src: str, dst: str, vni: int, *, dport: int = VXLAN_PORT, ttl: int = 64):
-        IP, _TCP, UDP, Ether, VXLAN = _scapy()
-        inner = Ether(src=VXLAN_INNER_SRC_MAC, dst=VXLAN_INNER_DST_MAC, type=0x0800) / IP(
-            src=dst, dst=src, ttl=64, id=0, flags="DF") / UDP(sport=SLOT_PLACEHOLDER, dport=SLOT_PLACEHOLDER, chksum=0) / (
-            b"\0" * PAYLOAD_LEN)
-        pkt = IP(src=src, dst=dst, ttl=ttl, id=0, flags="DF") / UDP(
-            sport=SLOT_PLACEHOLDER, dport=dport, chksum=0) / VXLAN(flags=0x08, vni=vni) / inner
-        self.template = bytes(pkt)
+        self.template = bytes(_addressed(_design("vxlan", dport, vni, ttl), src, dst, inner_ip=self.INNER_IP))
 
     def build(self, sport: int, payload: bytes) -> bytes:
         buf = bytearray(self.template)
@@ -198,11 +230,7 @@ class IpipProbeTemplate:
     ``src``: a host that decapsulates it (Calico's tunl0) sends the inner packet home."""
 
     def __init__(self, src: str, dst: str, *, ttl: int = 64):
-        IP, _TCP, UDP, *_ = _scapy()
-        inner = IP(src=dst, dst=src, ttl=64, id=0, flags="DF") / UDP(
-            sport=SLOT_PLACEHOLDER, dport=SLOT_PLACEHOLDER) / (b"\0" * PAYLOAD_LEN)
-        pkt = IP(src=src, dst=dst, ttl=ttl, id=0, flags="DF", proto=IPPROTO_IPIP) / inner
-        self.template = bytes(pkt)
+        self.template = bytes(_addressed(_design("ipip", 0, 0, ttl), src, dst, inner_ip=20))
         self._pseudo = _pseudo_sum(self.template[32:36], self.template[36:40], IPPROTO_UDP, len(self.template) - 40)
 
     def build(self, ip_id: int, payload: bytes) -> bytes:
