@@ -70,7 +70,28 @@ def main(argv: list[str] | None = None) -> None:
     except NetprobeError as exc:
         click.echo(f"netprobe: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except BaseExceptionGroup as group:  # trio nurseries wrap what their tasks raised
+        exc = _first_leaf(group, NetprobeError)
+        if exc is None:
+            if _first_leaf(group, KeyboardInterrupt) is not None:
+                click.echo("interrupted", err=True)
+                sys.exit(130)
+            raise
+        click.echo(f"netprobe: {exc}", err=True)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _first_leaf(group: BaseExceptionGroup, kind: type) -> BaseException | None:
+    """The first exception of ``kind`` inside nested exception groups."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_leaf(exc, kind)
+            if found is not None:
+                return found
+        elif isinstance(exc, kind):
+            return exc
+    return None
