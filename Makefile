@@ -36,6 +36,8 @@ unit: deps
 	$(PY) -m pytest -q tests/unit tests/io
 
 bench: deps
+	@# nmap only for the side-by-side figure in mesh_scale.py
+	@command -v nmap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nmap; }
 	$(PY) bench/probe_rate.py
 	$(PY) bench/mesh_scale.py
 
