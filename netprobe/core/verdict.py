@@ -16,6 +16,7 @@ from netprobe.core.result import Evidence, Reach, ReplyKind, Verdict, Where
 ICMP_UNREACH = 3
 ICMP_TIME_EXCEEDED = 11
 ICMP_PORT_UNREACH = 3
+ICMP_PROTO_UNREACH = 2
 ICMP_ADMIN_PROHIBITED = frozenset({9, 10, 13})  # net, host, communication administratively prohibited
 ENCAPSULATIONS = frozenset({Proto.IPIP, Proto.VXLAN})
 
@@ -42,9 +43,11 @@ def sender_verdict(proto: Proto, ev: Evidence, dst: str | None = None) -> Verdic
     if ev.reply is ReplyKind.ECHO:
         return Verdict.ANSWERED
     if ev.reply is ReplyKind.ICMP and ev.icmp is not None:
-        if (proto is not Proto.TCP and ev.icmp.type == ICMP_UNREACH and ev.icmp.code == ICMP_PORT_UNREACH
-                and _icmp_from_target(ev, dst)):
-            return Verdict.CLOSED  # a UDP port with no socket, as nmap says it
+        if ev.icmp.type == ICMP_UNREACH and _icmp_from_target(ev, dst) and (
+                (proto is not Proto.TCP and ev.icmp.code == ICMP_PORT_UNREACH)
+                or (proto is Proto.IPIP and ev.icmp.code == ICMP_PROTO_UNREACH)):
+            # a UDP port with no socket, or a host with no IPIP decapsulation: nmap's "closed"
+            return Verdict.CLOSED
         return Verdict.REJECTED
     return Verdict.FILTERED
 

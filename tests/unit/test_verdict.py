@@ -129,7 +129,11 @@ SENDER_ONLY = [
     ("udp-echo-answered", UDP, {"reply": ECHO, **GOT}, (ALLOWED, None, ANSWERED)),
     ("udp-echo-dropped-by-own-input", UDP, {"reply": ECHO, **TAP_ONLY}, (BLOCKED, RETURN, ANSWERED)),
     ("udp-silence", UDP, {}, (UNKNOWN, None, FILTERED)),
+    # nmap -sO's "closed": the host has no IPIP decapsulation (a firewall could send it too)
     ("ipip-protocol-unreachable-from-target", IPIP, {"reply": ICMP, "icmp": icmp(3, 2), **GOT},
+     (UNKNOWN, None, CLOSED)),
+    ("ipip-protocol-unreachable-from-a-router", IPIP,
+     {"reply": ICMP, "icmp": icmp(3, 2, ROUTER), **GOT},
      (UNKNOWN, None, REJECTED)),
     ("ipip-echo-answered", IPIP, {"reply": ECHO, **GOT}, (ALLOWED, None, ANSWERED)),
     ("ipip-silence", IPIP, {}, (UNKNOWN, None, FILTERED)),
