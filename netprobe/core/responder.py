@@ -150,7 +150,10 @@ class ResponderCore:
         if not cookies.is_fresh(payload, wall_ns, window_ns=self.freshness_ns):
             self.stats["stale"] += 1
             return None
-        seen_key = (pkt.src, payload.probe_id, payload.timestamp_ns)
+        # replay guard and rate limit are keyed by where the echo goes (for IPIP the inner
+        # destination), so rewriting an outer source can't make a probe echo again
+        target = pkt.inner_dst if pkt.encap is Encap.IPIP else pkt.src
+        seen_key = (target, payload.probe_id, payload.timestamp_ns)
         if seen_key in self._seen:
             self.stats["replayed"] += 1
             return None
@@ -158,7 +161,7 @@ class ResponderCore:
         while self._seen and (len(self._seen) > self.max_observations
                               or next(iter(self._seen.values())) < now - self.freshness_ns / 1e9 * 2):
             self._seen.popitem(last=False)
-        if not self._take_token(pkt.src, now):
+        if not self._take_token(target, now):
             self.stats["rate_limited"] += 1
             return None
         body = cookies.encode_payload(self.key, cookies.ProbePayload(payload.probe_id, payload.timestamp_ns,
@@ -167,7 +170,6 @@ class ResponderCore:
         if len(reply) > size:
             return None  # never amplify
         self.stats["echoes"] += 1
-        target = pkt.inner_dst if pkt.encap is Encap.IPIP else pkt.src
         return Echo(packets.ip_str(target), reply)
 
     def _take_token(self, src: bytes, now: float) -> bool:
