@@ -331,6 +331,7 @@ class PayloadPacket:
 Parsed = TcpPacket | IcmpPacket | PayloadPacket
 
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
+VXLAN_QUOTED_PAYLOAD = 8 + 8 + 14 + 20 + 8  # from a VXLAN probe's outer UDP header to its payload
 _TCP = struct.Struct("!HHIIBB")
 
 
@@ -404,7 +405,8 @@ def _parse_quoted(data: memoryview) -> Quoted:
         sport, dport, seq = struct.unpack_from("!HHI", body)
         if proto == IPPROTO_TCP:
             return Quoted(proto, src, dst, ip_id, sport, dport, seq)
-        payload = _payload_of(body[8:])
+        # our payload right after UDP, or inside a quoted VXLAN probe (VXLAN + Ethernet + IP + UDP)
+        payload = _payload_of(body[8:]) or _payload_of(body[VXLAN_QUOTED_PAYLOAD:])
         return Quoted(proto, src, dst, ip_id, sport, dport, None, payload)
     if proto == IPPROTO_IPIP:
         try:
