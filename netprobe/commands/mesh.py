@@ -154,9 +154,14 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
         _inv, result = execute_mesh(inventory_path, profile, checks, timeout, retries, token_file, output)
     code = 3 if result.errors else 0
     if expect_path is not None:
+        from netprobe.core.checks import CHECKS
         from netprobe.core.expect import compare, load_expectation_text
 
-        expectation = load_expectation_text(_read(expect_path), source=expect_path)
+        # names checked against the result's hosts and checks: a typo must not select nothing and pass
+        hosts = {h.name: frozenset(h.roles) for h in result.hosts} or None
+        known = [*CHECKS, *(c["id"] for c in result.checks if isinstance(c, dict) and "id" in c)]
+        expectation = load_expectation_text(_read(expect_path), source=expect_path, hosts=hosts,
+                                            checks=list(dict.fromkeys(known)))
         mismatches = compare(expectation, result)
         _emit(result, fmt, mismatches)  # the table lists the mismatches itself
         return 1 if mismatches else code
