@@ -1,0 +1,469 @@
+"""ResponderCore, the responder as a state machine: real probes (built by ProbeSession) in,
+observations and echoes out. Replies leaving the responder are built with scapy from the probe."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+
+from netprobe.core import cookies, packets
+from netprobe.core.checks import CHECKS, Check, Direction, Proto
+from netprobe.core.cookies import FLAG_ECHO, ProbePayload, encode_payload, verify_payload
+from netprobe.core.packets import Encap, PayloadPacket, parse_packet_untrusted
+from netprobe.core.responder import Echo, ResponderCore
+from netprobe.core.session import ProbeSession, Send, Target, Via, key_from_token
+
+KEY = key_from_token("responder-unit-token")
+OTHER_KEY = key_from_token("some-other-cluster")
+SRC, DST, SRC2 = "198.18.0.1", "198.18.0.2", "198.18.0.3"
+WALL = 1_700_000_000_000_000_000
+SEC = 10**9
+DNS = Check("dns", "cluster DNS", Proto.UDP, 53, Direction.BOTH)
+BGP, VXLAN, IPIP = CHECKS["bgp"], CHECKS["vxlan"], CHECKS["ipip"]
+PAYLOAD_CHECKS = {"udp": DNS, "vxlan": VXLAN, "ipip": IPIP}
+
+
+def probe(check: Check, *, key: bytes = KEY, source: str = SRC, address: str = DST, probe_id: int = 4242,
+          wall_ns: int = WALL) -> Send:
+    """The bytes a real prober sends for one check."""
+    session = ProbeSession(key, source, [Target(check, address)], first_id=probe_id)
+    (send,) = session.start(0.0, wall_ns)
+    return send
+
+
+def core(**kw) -> ResponderCore:
+    return ResponderCore(KEY, **kw)
+
+
+def feed(c: ResponderCore, data: bytes, via: Via = Via.RAW, *, outgoing: bool = False, now: float = 1.0,
+         wall_ns: int = WALL) -> Echo | None:
+    return c.on_packet(data, via=via, outgoing=outgoing, now=now, wall_ns=wall_ns)
+
+
+def only(c: ResponderCore) -> dict:
+    obs = c.observations()
+    assert len(obs) == 1, obs
+    return obs[0]
+
+
+def tcp_answer(send: Send, flags: str) -> bytes:
+    """What the probed host sends back to a SYN: ack = the SYN's seq + 1."""
+    syn = IP(send.data)
+    return bytes(IP(src=syn.dst, dst=syn.src) / TCP(sport=syn[TCP].dport, dport=syn[TCP].sport, flags=flags,
+                                                    seq=999, ack=(syn[TCP].seq + 1) & 0xFFFFFFFF))
+
+
+def icmp_error(send: Send, type_: int = 3, code: int = 13) -> bytes:
+    """An ICMP error the probed host sends about the probe (quoting all of it)."""
+    return bytes(IP(src=IP(send.data).dst, dst=IP(send.data).src) / ICMP(type=type_, code=code) / send.data)
+
+
+# ------------------------------------------------------------------ TCP
+
+
+def test_syn_on_the_tap_arrived_only():
+    c, send = core(), probe(BGP)
+    assert feed(c, send.data, Via.TAP, now=5.0) is None
+    assert only(c) == {"src": SRC, "probe_id": 4242, "proto": "tcp", "arrived": True, "accepted": False,
+                       "answered": False, "t": 5.0}
+
+
+def test_syn_on_the_raw_socket_accepted_only():
+    c, send = core(), probe(BGP)
+    assert feed(c, send.data, Via.RAW) is None  # TCP is answered by the kernel, never echoed
+    obs = only(c)
+    assert (obs["arrived"], obs["accepted"], obs["proto"]) == (False, True, "tcp")
+
+
+def test_one_observation_per_source_and_probe_id():
+    c = core()
+    first = probe(BGP, probe_id=7)
+    feed(c, first.data, Via.TAP, now=1.0)
+    feed(c, first.data, Via.RAW, now=1.5)
+    feed(c, probe(BGP, probe_id=8).data, Via.TAP, now=2.0)
+    feed(c, probe(BGP, source=SRC2, probe_id=7).data, Via.TAP, now=3.0)  # same id, another prober
+    obs = {(o["src"], o["probe_id"]): o for o in c.observations()}
+    assert set(obs) == {(SRC, 7), (SRC, 8), (SRC2, 7)}
+    assert obs[(SRC, 7)]["arrived"] and obs[(SRC, 7)]["accepted"]
+    assert obs[(SRC, 7)]["t"] == 1.0  # first seen, not last
+    assert not obs[(SRC, 8)]["accepted"] and not obs[(SRC2, 7)]["accepted"]
+    assert c.stats["probes"] == 3
+
+
+@pytest.mark.parametrize("flags", ["SA", "R", "RA"])
+def test_outgoing_syn_ack_or_rst_marks_answered(flags):
+    c, send = core(), probe(BGP)
+    feed(c, send.data, Via.TAP)
+    assert not only(c)["answered"]
+    feed(c, tcp_answer(send, flags), Via.TAP, outgoing=True)
+    assert only(c)["answered"]
+
+
+def test_incoming_syn_ack_does_not_mark_answered():
+    c, send = core(), probe(BGP)
+    feed(c, send.data, Via.TAP)
+    feed(c, tcp_answer(send, "SA"), Via.TAP, outgoing=False)
+    assert not only(c)["answered"]
+
+
+def test_outgoing_syn_ack_with_a_wrong_ack_does_not_mark_answered():
+    c, send = core(), probe(BGP)
+    feed(c, send.data, Via.TAP)
+    syn = IP(send.data)
+    wrong = bytes(IP(src=DST, dst=SRC) / TCP(sport=179, dport=syn[TCP].sport, flags="SA", ack=syn[TCP].seq + 2))
+    feed(c, wrong, Via.TAP, outgoing=True)
+    assert not only(c)["answered"]
+
+
+def test_outgoing_syn_is_not_a_probe_to_this_host():
+    c = core()
+    feed(c, probe(BGP, source=DST, address=SRC).data, Via.TAP, outgoing=True)
+    assert c.observations() == [] and c.stats["probes"] == 0
+
+
+def test_syn_made_with_another_key_is_unauthenticated_and_not_recorded():
+    c = core()
+    feed(c, probe(BGP, key=OTHER_KEY).data, Via.TAP)
+    feed(c, probe(BGP, key=OTHER_KEY, probe_id=99).data, Via.RAW)
+    assert c.observations() == []
+    assert c.stats["unauthenticated"] == 2 and c.stats["probes"] == 0
+
+
+def test_syn_from_an_ordinary_client_port_is_not_recorded():
+    c = core()
+    feed(c, bytes(IP(src=SRC, dst=DST) / TCP(sport=40000, dport=179, flags="S", seq=123)), Via.TAP)
+    feed(c, bytes(IP(src=SRC, dst=DST) / TCP(sport=1234, dport=179, flags="S", seq=123)), Via.TAP)
+    assert c.observations() == []
+
+
+# ------------------------------------------------------------------ ICMP answers
+
+
+@pytest.mark.parametrize("check", [BGP, DNS, IPIP], ids=["tcp", "udp", "ipip"])
+def test_outgoing_icmp_error_quoting_the_probe_marks_answered(check):
+    c, send = core(), probe(check)
+    feed(c, send.data, Via.TAP)
+    assert not only(c)["answered"]
+    feed(c, icmp_error(send), Via.TAP, outgoing=True)
+    assert only(c)["answered"]
+
+
+def test_outgoing_icmp_error_quoting_a_vxlan_probe_marks_answered():
+    c, send = core(), probe(VXLAN)
+    feed(c, send.data, Via.TAP)
+    feed(c, icmp_error(send, code=3), Via.TAP, outgoing=True)
+    assert only(c)["answered"]
+
+
+def test_incoming_icmp_error_does_not_mark_answered():
+    c, send = core(), probe(BGP)
+    feed(c, send.data, Via.TAP)
+    feed(c, icmp_error(send), Via.TAP, outgoing=False)
+    assert not only(c)["answered"]
+
+
+def test_icmp_error_quoting_a_probe_of_another_key_marks_nothing():
+    c, send = core(), probe(DNS)
+    feed(c, send.data, Via.TAP)
+    forged = probe(DNS, key=OTHER_KEY)
+    feed(c, icmp_error(forged), Via.TAP, outgoing=True)
+    assert not only(c)["answered"]
+
+
+# ------------------------------------------------------------------ payload probes
+
+
+@pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])
+def test_payload_probe_recorded_with_its_proto(proto):
+    c, send = core(), probe(PAYLOAD_CHECKS[proto], probe_id=31337)
+    assert feed(c, send.data, Via.TAP, now=2.0) is None  # the tap alone never echoes
+    assert only(c) == {"src": SRC, "probe_id": 31337, "proto": proto, "arrived": True, "accepted": False,
+                       "answered": False, "t": 2.0}
+    feed(c, send.data, Via.RAW, now=2.5)
+    assert only(c)["accepted"] and only(c)["arrived"]
+
+
+@pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])
+def test_echo_only_for_raw_not_tap(proto):
+    send = probe(PAYLOAD_CHECKS[proto])
+    tap = core()
+    assert feed(tap, send.data, Via.TAP) is None
+    assert tap.stats["echoes"] == 0
+    raw = core()
+    assert isinstance(feed(raw, send.data, Via.RAW), Echo)
+    assert raw.stats["echoes"] == 1
+
+
+@pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])
+def test_echo_parses_back_as_udp_to_the_prober_and_verifies(proto):
+    send = probe(PAYLOAD_CHECKS[proto], probe_id=0x12345)
+    arrived = parse_packet_untrusted(send.data)
+    echo = feed(core(), send.data, Via.RAW, wall_ns=WALL + 2 * SEC)
+    assert echo is not None
+    assert echo.address == SRC
+    assert len(echo.data) <= len(send.data)  # never amplify
+
+    back = parse_packet_untrusted(echo.data)
+    assert isinstance(back, PayloadPacket) and back.encap is Encap.UDP
+    if proto == "ipip":  # the inner packet, as a decapsulating host would route it home
+        expected = (arrived.inner_src, arrived.inner_dst, arrived.sport, arrived.dport)
+    elif proto == "vxlan":  # from the VXLAN port back to the prober's outer slot
+        expected = (arrived.dst, arrived.src, arrived.outer_dport, arrived.outer_sport)
+    else:
+        expected = (arrived.dst, arrived.src, arrived.dport, arrived.sport)
+    assert (back.src, back.dst, back.sport, back.dport) == expected
+    assert (packets.ip_str(back.src), packets.ip_str(back.dst)) == (DST, SRC)
+    if proto == "vxlan":
+        assert back.sport == 4789 and back.dport == cookies.slot_of(0x12345)
+
+    body = verify_payload(KEY, back.payload)
+    assert body.probe_id == 0x12345
+    assert body.timestamp_ns == WALL  # the probe's own timestamp, not the responder's clock
+    assert body.flags & FLAG_ECHO and body.is_echo
+    with pytest.raises(Exception):
+        verify_payload(OTHER_KEY, back.payload)
+
+    s = IP(echo.data)  # both checksums as scapy computes them
+    sums = (s[IP].chksum, s[UDP].chksum)
+    del s[IP].chksum, s[UDP].chksum
+    again = IP(bytes(s))
+    assert sums == (again[IP].chksum, again[UDP].chksum)
+
+
+@pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])
+def test_the_prober_accepts_the_echo(proto):
+    session = ProbeSession(KEY, SRC, [Target(PAYLOAD_CHECKS[proto], DST)], first_id=500)
+    (send,) = session.start(0.0, WALL)
+    session.send_done(send.probe_id, 0.0)
+    echo = feed(core(), send.data, Via.RAW)
+    assert session.receive(echo.data, Via.RAW, 0.01) == 500
+
+
+@pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])
+def test_wrong_key_payload_gets_no_echo_and_no_record(proto):
+    c = core()
+    send = probe(PAYLOAD_CHECKS[proto], key=OTHER_KEY)
+    assert feed(c, send.data, Via.RAW) is None
+    assert c.stats["unauthenticated"] == 1 and c.stats["echoes"] == 0
+    assert c.observations() == []
+
+
+def test_tampered_payload_gets_no_echo():
+    c = core()
+    data = bytearray(probe(DNS).data)
+    data[-1] ^= 0x01  # last byte of the HMAC tag
+    assert feed(c, bytes(data), Via.RAW) is None
+    assert c.stats["unauthenticated"] == 1 and c.observations() == []
+
+
+@pytest.mark.parametrize("skew", [-31 * SEC, 31 * SEC, -3600 * SEC])
+def test_stale_probe_recorded_but_not_echoed(skew):
+    c = core()
+    send = probe(DNS, wall_ns=WALL + skew)
+    assert feed(c, send.data, Via.RAW, wall_ns=WALL) is None
+    assert c.stats["stale"] == 1 and c.stats["echoes"] == 0
+    assert only(c)["accepted"]  # it did get in; it just won't be answered
+
+
+def test_freshness_window_is_configurable():
+    send = probe(DNS, wall_ns=WALL - 5 * SEC)
+    assert feed(core(freshness_ns=10 * SEC), send.data, wall_ns=WALL) is not None
+    strict = core(freshness_ns=1 * SEC)
+    assert feed(strict, send.data, wall_ns=WALL) is None
+    assert strict.stats["stale"] == 1
+
+
+@pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])
+def test_the_same_probe_twice_is_echoed_once(proto):
+    c, send = core(), probe(PAYLOAD_CHECKS[proto])
+    assert feed(c, send.data, Via.RAW, now=1.0) is not None
+    assert feed(c, send.data, Via.RAW, now=1.1) is None
+    assert c.stats["replayed"] == 1 and c.stats["echoes"] == 1
+
+
+def test_a_retry_with_a_new_timestamp_is_echoed_again():
+    c = core()
+    assert feed(c, probe(DNS, wall_ns=WALL).data, now=1.0) is not None
+    assert feed(c, probe(DNS, wall_ns=WALL + SEC).data, now=2.0, wall_ns=WALL + SEC) is not None
+    assert c.stats["replayed"] == 0 and c.stats["echoes"] == 2
+    assert len(c.observations()) == 1  # still one probe
+
+
+def test_replayed_ipip_probe_with_a_spoofed_outer_source_is_not_echoed_again():
+    """The IPIP echo goes to the inner destination: rewriting the outer source must not make a
+    captured probe echo again towards the same prober."""
+    c, send = core(), probe(IPIP)
+    assert feed(c, send.data).address == SRC
+    spoofed = IP(send.data)
+    spoofed[IP].src = SRC2
+    del spoofed[IP].chksum
+    assert feed(c, bytes(spoofed), now=1.1) is None
+    assert c.stats["echoes"] == 1 and c.stats["replayed"] == 1
+
+
+def test_ipip_echoes_are_rate_limited_by_where_they_go_not_the_outer_source():
+    c = core(echo_rate=0.0, echo_burst=2.0)
+    echoes = []
+    for i, outer in enumerate(["198.18.1.1", "198.18.1.2", "198.18.1.3"]):
+        pkt = IP(probe(IPIP, probe_id=i).data)  # inner packet DST -> SRC: the echo goes to SRC
+        pkt[IP].src = outer
+        del pkt[IP].chksum
+        echoes.append(feed(c, bytes(pkt)))
+    assert [e is not None for e in echoes] == [True, True, False]
+    assert {e.address for e in echoes if e} == {SRC}
+    assert c.stats["rate_limited"] == 1
+
+
+def test_echoes_are_rate_limited_per_source_and_refill_with_time():
+    c = core(echo_rate=2.0, echo_burst=3.0)
+    sends = [probe(DNS, probe_id=i) for i in range(10)]
+    got = [feed(c, s.data, now=10.0) for s in sends[:4]]
+    assert [e is not None for e in got] == [True, True, True, False]
+    assert c.stats["rate_limited"] == 1 and c.stats["echoes"] == 3
+
+    other = probe(DNS, source=SRC2, probe_id=1)  # another source has its own bucket
+    assert feed(c, other.data, now=10.0) is not None
+
+    assert feed(c, sends[4].data, now=10.25) is None  # half a token
+    assert feed(c, sends[5].data, now=10.5) is not None  # one token refilled (2/s)
+    assert feed(c, sends[6].data, now=10.5) is None
+    assert feed(c, sends[7].data, now=100.0) is not None  # refilled, but never above the burst
+    assert feed(c, sends[8].data, now=100.0) is not None
+    assert feed(c, sends[9].data, now=100.0) is not None
+    assert feed(c, probe(DNS, probe_id=10).data, now=100.0) is None
+    assert c.stats["rate_limited"] == 4
+
+
+def test_rate_limited_probes_are_still_recorded():
+    c = core(echo_burst=1.0, echo_rate=0.0)
+    feed(c, probe(DNS, probe_id=1).data)
+    assert feed(c, probe(DNS, probe_id=2).data) is None
+    assert {o["probe_id"] for o in c.observations()} == {1, 2}
+
+
+@pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])
+def test_incoming_echo_is_neither_recorded_nor_echoed(proto):
+    """This host's own prober gets echoes back from its peers: they are not probes."""
+    peer = core()
+    send = probe(PAYLOAD_CHECKS[proto], source=DST, address=SRC)  # this host (DST) probed SRC
+    echo = feed(peer, send.data)
+    c = core()
+    assert feed(c, echo.data, Via.RAW) is None
+    assert feed(c, echo.data, Via.TAP) is None
+    assert c.observations() == [] and c.stats["echoes"] == 0 and c.stats["probes"] == 0
+
+
+def test_forged_echo_flag_payload_is_not_echoed():
+    c = core()
+    probe_pkt = parse_packet_untrusted(probe(DNS).data)
+    body = encode_payload(KEY, ProbePayload(1, WALL, FLAG_ECHO))
+    data = bytes(IP(src=SRC, dst=DST) / UDP(sport=probe_pkt.sport, dport=probe_pkt.dport) / body)
+    assert feed(c, data) is None and c.stats["echoes"] == 0
+    assert c.observations() == []
+
+
+@pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])
+def test_outgoing_echo_marks_answered(proto):
+    c, send = core(), probe(PAYLOAD_CHECKS[proto])
+    feed(c, send.data, Via.TAP)
+    echo = feed(c, send.data, Via.RAW)
+    assert not only(c)["answered"]
+    feed(c, echo.data, Via.TAP, outgoing=True)
+    assert only(c)["answered"]
+    assert c.stats["echoes"] == 1  # seeing its own echo leave answers nothing
+
+
+def test_outgoing_probe_of_this_hosts_prober_is_ignored():
+    c = core()
+    assert feed(c, probe(DNS, source=DST, address=SRC).data, Via.TAP, outgoing=True) is None
+    assert c.observations() == [] and c.stats["unauthenticated"] == 0
+
+
+def test_echo_never_larger_than_what_arrived():
+    for check in PAYLOAD_CHECKS.values():
+        send = probe(check)
+        echo = feed(core(), send.data)
+        assert 0 < len(echo.data) <= len(send.data)
+
+
+# ------------------------------------------------------------------ robustness and bounds
+
+
+@pytest.mark.parametrize("data", [
+    b"",
+    b"\x45",
+    b"\x60" + b"\0" * 39,  # IPv6
+    b"\x45\x00\x00\x14" + b"\0" * 16,  # IPv4 with nothing inside (protocol 0)
+    bytes(IP(src=SRC, dst=DST) / UDP(sport=1, dport=53) / b"hello"),  # not ours
+    bytes(IP(src=SRC, dst=DST) / ICMP(type=8)),  # an echo request
+])
+def test_malformed_or_foreign_bytes_are_counted_never_raised(data):
+    c = core()
+    assert feed(c, data) is None
+    assert c.stats["malformed"] == 1 and c.observations() == []
+
+
+@pytest.mark.parametrize("check", [BGP, DNS, VXLAN, IPIP], ids=["tcp", "udp", "vxlan", "ipip"])
+def test_truncated_probes_are_counted_never_raised(check):
+    data = probe(check).data
+    c = core()
+    for n in range(len(data)):
+        assert feed(c, data[:n], via=Via.RAW) is None
+    assert c.stats["echoes"] == 0
+
+
+MUTATION_BASE = {"tcp": probe(BGP).data, "udp": probe(DNS).data, "vxlan": probe(VXLAN).data,
+                 "ipip": probe(IPIP).data}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["tcp", "udp", "vxlan", "ipip"]), flips=st.lists(
+    st.tuples(st.integers(0, 200), st.integers(0, 255)), min_size=1, max_size=4),
+    via=st.sampled_from(list(Via)), outgoing=st.booleans())
+def test_mutated_probes_never_raise(kind, flips, via, outgoing):
+    data = bytearray(MUTATION_BASE[kind])
+    for pos, value in flips:
+        if pos < len(data):
+            data[pos] = value
+    c = core()
+    echo = feed(c, bytes(data), via, outgoing=outgoing)
+    if echo is not None:
+        assert len(echo.data) <= len(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_never_raise(data):
+    c = core()
+    assert feed(c, data) is None  # nothing random carries a valid tag
+    assert c.stats["echoes"] == 0
+
+
+def test_log_is_bounded_oldest_evicted():
+    c = core(max_observations=3)
+    for i in range(5):
+        feed(c, probe(BGP, probe_id=100 + i).data, Via.TAP, now=float(i))
+    assert [o["probe_id"] for o in c.observations()] == [102, 103, 104]
+    assert c.stats["evicted"] == 2 and c.stats["probes"] == 5
+
+
+def test_evicted_probe_answer_is_ignored():
+    c = core(max_observations=1)
+    first = probe(BGP, probe_id=1)
+    feed(c, first.data, Via.TAP)
+    feed(c, probe(BGP, probe_id=2).data, Via.TAP)
+    feed(c, tcp_answer(first, "SA"), Via.TAP, outgoing=True)
+    assert only(c)["probe_id"] == 2 and not only(c)["answered"]
+
+
+def test_observations_since_filters_by_first_seen():
+    c = core()
+    for i, t in enumerate([1.0, 2.0, 3.0]):
+        feed(c, probe(BGP, probe_id=i).data, Via.TAP, now=t)
+    feed(c, probe(BGP, probe_id=0).data, Via.RAW, now=10.0)  # seen again later: still first seen at 1.0
+    assert [o["probe_id"] for o in c.observations(since=2.0)] == [1, 2]
+    assert [o["probe_id"] for o in c.observations(since=3.5)] == []
+    assert len(c.observations()) == 3
+    assert [o["t"] for o in c.observations(since=0)] == [1.0, 2.0, 3.0]
