@@ -162,6 +162,13 @@ async def run_mesh(
         for host in inventory.hosts:
             nursery.start_soon(agent, host)
 
+    for stage, replies in (("probe", sent), ("observe", seen)):
+        for host, reply in replies.items():
+            drops = (reply.get("stats") or {}).get("kernel_drops", 0)
+            if drops:
+                side = "its probes' replies" if stage == "probe" else "what arrived at it"
+                errors.append({"host": host, "stage": stage, "message":
+                               f"the kernel dropped {drops} captured packets ({side}): its verdicts may be wrong"})
     result_cells = classify_cells(cells, sent, seen, failed)
     return Result(
         cells=result_cells,

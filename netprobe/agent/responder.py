@@ -39,6 +39,7 @@ class Responder:
         self._probe_lock = trio.Lock()
         self._sender: socket.socket | None = None
         self._captures: list[tuple[socket.socket, Via]] = []
+        self._raw_drops_seen = 0
 
     # ------------------------------------------------------------ capture loop
 
@@ -82,10 +83,12 @@ class Responder:
                     sockets.send_packet(sender, echo.data, echo.address)
 
     def kernel_drops(self) -> int:
-        total = 0
-        for sock, via in self._captures:
-            total += sockets.tap_drops(sock) if via is Via.TAP else sockets.raw_drops(sock)
-        return total
+        """Captured packets the kernel dropped since the last call (never silent: the mesh
+        reports them, since a lost observation can turn a verdict)."""
+        tap = sum(sockets.tap_drops(sock) for sock, via in self._captures if via is Via.TAP)  # resets on read
+        raw = sum(sockets.raw_drops(sock) for sock, via in self._captures if via is Via.RAW)  # cumulative
+        new_raw, self._raw_drops_seen = raw - self._raw_drops_seen, raw
+        return tap + new_raw
 
     # ------------------------------------------------------------ AgentService
 
@@ -137,7 +140,7 @@ class Responder:
     async def observations(self, run_id: str) -> dict:
         since = self._runs.get(run_id, trio.current_time() - UNKNOWN_RUN_WINDOW)
         return {"run_id": run_id, "host": self.name, "observations": self.core.observations(since),
-                "stats": dict(self.core.stats)}
+                "stats": {**self.core.stats, "kernel_drops": self.kernel_drops()}}
 
     async def preflight(self, params: dict) -> dict:
         from netprobe.preflight import collect

@@ -134,3 +134,19 @@ async def test_wrong_token_is_an_agent_error_for_every_host(nursery, sock_dir):
     assert sorted(e["host"] for e in result.errors) == ["n1", "n2", "n3"]
     assert all("401" in e["message"] for e in result.errors)
     assert all(c.reach == "unknown" for c in result.cells)
+
+
+async def test_kernel_drops_reported_by_an_agent_make_the_run_partial(nursery, sock_dir):
+    class DroppingAgent(FakeAgent):
+        async def observations(self, run_id):
+            reply = await super().observations(run_id)
+            return {**reply, "stats": {"kernel_drops": 7}}
+
+    fabric = Fabric()
+    for name in ADDRESSES:
+        agent = (DroppingAgent if name == "n2" else FakeAgent)(name, fabric)
+        await nursery.start(serve_api, build_app(agent, token=TOKEN), f"unix:{sock_dir / name}.sock")
+    result = await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token=TOKEN, timeout=0.1, retries=0)
+    assert [(e["host"], e["stage"]) for e in result.errors] == [("n2", "observe")]
+    assert "dropped 7" in result.errors[0]["message"]
+    assert exit_code(result) == 3
