@@ -44,16 +44,15 @@ def _emit(result, fmt: str, mismatches=None) -> None:
     click.echo(render(result, fmt, mismatches=mismatches, color=tty, width=width), nl=False)
 
 
-def execute_mesh(inventory_path, profile, checks, timeout, retries, token_file, output):
-    """Load the inventory, run the mesh with a progress bar on stderr, save JSON if asked."""
+def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output):
+    """Run the mesh over a loaded inventory with a progress bar on stderr, save JSON if asked."""
     import sys
 
     import trio
 
     from netprobe.commands.common import parse_checks
-    from netprobe.mesh import inventory_token, load_inventory, run_mesh
+    from netprobe.mesh import inventory_token, run_mesh
 
-    inventory = load_inventory(inventory_path)
     selected = parse_checks(profile, checks, apiserver_port=inventory.apiserver_port, custom=inventory.custom_checks)
     token = inventory_token(inventory, token_file)
 
@@ -112,9 +111,10 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
     Exit: 0 every cell allowed; 1 a cell blocked or unproven; 3 an agent failed (its cells
     are 'unknown' and its error is listed); 2 bad input.
     """
-    from netprobe.mesh import exit_code
+    from netprobe.mesh import exit_code, load_inventory
 
-    _inventory, result = execute_mesh(inventory_path, profile, checks, timeout, retries, token_file, output)
+    _inventory, result = execute_mesh(load_inventory(inventory_path), profile, checks, timeout, retries, token_file,
+                                      output)
     _emit(result, fmt)
     return exit_code(result)
 
@@ -148,27 +148,43 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
         raise ConfigError("give exactly one of --expect FILE or --baseline RESULT.json")
     if result_path is None and inventory_path is None:
         raise ConfigError("give --inventory to run the mesh now, or --result RESULT.json")
+    # every input is read and checked before the mesh runs: a typo must cost no probing
+    from netprobe.core.checks import CHECKS
+
     if result_path is not None:
         result = load_result(result_path)
-    else:
-        _inv, result = execute_mesh(inventory_path, profile, checks, timeout, retries, token_file, output)
-    code = 3 if result.errors else 0
-    if expect_path is not None:
-        from netprobe.core.checks import CHECKS
-        from netprobe.core.expect import compare, load_expectation_text
-
-        # names checked against the result's hosts and checks: a typo must not select nothing and pass
+        inventory = None
         hosts = {h.name: frozenset(h.roles) for h in result.hosts} or None
         known = [*CHECKS, *(c["id"] for c in result.checks if isinstance(c, dict) and "id" in c)]
+    else:
+        from netprobe.mesh import load_inventory
+
+        result = None
+        inventory = load_inventory(inventory_path)
+        hosts = {h.name: h.roles for h in inventory.hosts}
+        known = [*CHECKS, *(c.id for c in inventory.custom_checks)]
+    expectation = baseline = None
+    if expect_path is not None:
+        from netprobe.core.expect import load_expectation_text
+
+        # names checked against the hosts and checks: a typo must not select nothing and pass
         expectation = load_expectation_text(_read(expect_path), source=expect_path, hosts=hosts,
                                             checks=list(dict.fromkeys(known)))
+    else:
+        baseline = load_result(baseline_path)
+    if result is None:
+        _inv, result = execute_mesh(inventory, profile, checks, timeout, retries, token_file, output)
+    code = 3 if result.errors else 0
+    if expectation is not None:
+        from netprobe.core.expect import compare
+
         mismatches = compare(expectation, result)
         _emit(result, fmt, mismatches)  # the table lists the mismatches itself
         return 1 if mismatches else code
     from netprobe.core.result import diff as diff_results
     from netprobe.report import render_changes
 
-    changes = diff_results(load_result(baseline_path), result)
+    changes = diff_results(baseline, result)
     _emit(result, fmt)
     if fmt == "table":
         click.echo(render_changes(changes), nl=False)

@@ -323,3 +323,16 @@ def test_diff_needs_two_files(tmp_path, capsys):
     o = write_result(tmp_path / "old.json", result())
     code, out, _ = run(["diff", o], capsys)
     assert code == 2 and out == ""
+
+
+def test_a_bad_expectation_is_refused_before_any_agent_is_asked(tmp_path, capsys):
+    # the agents' sockets don't exist: had verify run the mesh, it would report them (exit 3)
+    inventory = write(tmp_path / "inventory.yaml",
+                      "hosts:\n"
+                      f"  - {{name: n1, address: 192.0.2.1, agent: 'unix:{tmp_path}/n1.sock'}}\n"
+                      f"  - {{name: n2, address: 192.0.2.2, agent: 'unix:{tmp_path}/n2.sock'}}\n")
+    expect = write(tmp_path / "expect.yaml", "default: allowed\nrules:\n  - {check: bgp, from: n1, to: nX, reach: blocked}\n")
+    code, out, err = run(["verify", "--inventory", inventory, "--expect", expect], capsys)
+    assert code == 2, err
+    assert expect in err and "nX" in err
+    assert len(err.strip().splitlines()) == 1
