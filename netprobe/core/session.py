@@ -125,6 +125,7 @@ class ProbeSession:
     _templates: dict[tuple, object] = field(default_factory=dict, init=False)
     _src_bytes: bytes = field(default=b"", init=False)
     _max_rtt: float | None = field(default=None, init=False)
+    _done: int = field(default=0, init=False)
     stats: dict[str, int] = field(default_factory=lambda: {"ignored": 0, "malformed": 0, "matched": 0}, init=False)
 
     def __post_init__(self) -> None:
@@ -159,7 +160,7 @@ class ProbeSession:
             if p.reply is None and p.attempts <= self.retries:
                 sends.append(self._attempt(p, now, wall_ns))
             else:
-                p.done = True
+                self._finish(p)
         return sends
 
     @property
@@ -177,7 +178,12 @@ class ProbeSession:
 
     @property
     def finished(self) -> bool:
-        return all(p.done for p in self._probes.values())
+        return self._done == len(self._probes)  # O(1): the capture tasks ask after every batch
+
+    def _finish(self, p: _Probe) -> None:
+        if not p.done:
+            p.done = True
+            self._done += 1
 
     def _attempt(self, p: _Probe, now: float, wall_ns: int) -> Send:
         p.attempts += 1
@@ -231,7 +237,7 @@ class ProbeSession:
             return
         p.send_error = os.strerror(error) if error in errno_mod.errorcode else str(error)
         if error in (errno_mod.EPERM, errno_mod.EACCES) and p.sent_ok == 0:
-            p.done = True  # a refused send is the answer: retrying can't change it
+            self._finish(p)  # a refused send is the answer: retrying can't change it
 
     def receive(self, data: bytes, via: Via, now: float) -> int | None:
         """A packet seen on the tap or a raw socket. Returns the probe id it answered, if any."""
@@ -259,7 +265,7 @@ class ProbeSession:
         else:
             p.reply_accepted = True
             p.reply_arrived = True  # accepted implies it arrived (the tap may just be later)
-            p.done = True
+            self._finish(p)
         return p.probe_id
 
     def _match_tcp_fast(self, data: bytes):
