@@ -115,7 +115,8 @@ async def run_mesh(
 ) -> Result:
     from netprobe.agent.client import AgentClient
 
-    make_client = client_factory or (lambda url: AgentClient(url, token=token, timeout=agent_timeout))
+    make_client = client_factory or (lambda url: AgentClient(url, token=token, timeout=agent_timeout,
+                                                             ca_file=inventory.ca_file))
     started = _now()
     cells, skipped = plan(inventory, checks)
     run_id = os.urandom(8).hex()
@@ -209,7 +210,7 @@ def fetch_preflight(inventory_path: str, *, pool_cidrs=None, service_cidr=None, 
 
     async def ask(host):
         try:
-            async with AgentClient(host.agent, token=token, timeout=30) as client:
+            async with AgentClient(host.agent, token=token, timeout=30, ca_file=inventory.ca_file) as client:
                 reports[host.name] = Report.from_dict(await client.preflight(params))
         except (AgentError, ConfigError) as exc:
             reports[host.name] = Report((Item(AGENT_ITEM, "agent", "agent reachable", Status.UNKNOWN, str(exc)),),

@@ -35,6 +35,7 @@ class Inventory:
     vni: int = 1
     custom_checks: tuple[Check, ...] = ()
     source: str = "inventory"
+    ca_file: str | None = None  # verifies https:// agents (a private CA); absolute
 
     def host(self, name: str) -> Host:
         for h in self.hosts:
@@ -99,7 +100,7 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
         raise ConfigError(f"not valid YAML: {exc}", file=source) from None
     if not isinstance(data, dict):
         raise ConfigError("must be a mapping with a 'hosts' list", file=source)
-    unknown = sorted(str(k) for k in set(data) - {"token_file", "apiserver_port", "vni", "hosts", "checks"})
+    unknown = sorted(str(k) for k in set(data) - {"token_file", "ca_file", "apiserver_port", "vni", "hosts", "checks"})
     if unknown:  # str(): YAML keys may be numbers, which neither sort with strings nor name a field
         raise ConfigError(f"unknown key {unknown[0]!r}", file=source, field=unknown[0])
     raw_hosts = data.get("hosts")
@@ -161,4 +162,9 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
             what = "a built-in check" if check.id in CHECKS else "a duplicate check id"
             raise ConfigError(f"{check.id!r} is {what}", file=source, field=f"checks[{i}].id")
         seen_ids.add(check.id)
-    return Inventory(tuple(hosts), token_file, apiserver_port, vni, custom, source)
+    ca_file = data.get("ca_file")
+    if ca_file is not None:
+        if not isinstance(ca_file, str) or not ca_file:
+            raise ConfigError("must be a path", file=source, field="ca_file")
+        ca_file = os.path.normpath(os.path.join(base_dir, ca_file))
+    return Inventory(tuple(hosts), token_file, apiserver_port, vni, custom, source, ca_file)

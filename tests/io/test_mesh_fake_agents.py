@@ -150,3 +150,31 @@ async def test_kernel_drops_reported_by_an_agent_make_the_run_partial(nursery, s
     assert [(e["host"], e["stage"]) for e in result.errors] == [("n2", "observe")]
     assert "dropped 7" in result.errors[0]["message"]
     assert exit_code(result) == 3
+
+
+async def test_https_agents_are_verified_with_the_inventory_ca_file(nursery, tmp_path):
+    """Agents on https://127.0.0.1 with a self-signed certificate: the inventory's ca_file makes
+    the mesh trust them; without it every agent fails verification (exit 3, never plaintext)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=np",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    fabric = Fabric()
+    urls = {}
+    for name in ADDRESSES:
+        urls[name] = await nursery.start(lambda task_status, n=name: serve_api(
+            build_app(FakeAgent(n, fabric), token=TOKEN), "https://127.0.0.1:0", tls_cert=str(cert),
+            tls_key=str(key), task_status=task_status))
+    hosts = "\n".join(f"  - {{name: {n}, address: {a}, agent: '{urls[n]}'}}" for n, a in ADDRESSES.items())
+    trusted = parse_inventory(f"ca_file: {cert}\nhosts:\n{hosts}\n")
+    result = await run_mesh(trusted, select_checks(names=["bgp"]), token=TOKEN, timeout=0.1, retries=0)
+    assert result.errors == [] and all(c.reach == "allowed" for c in result.cells)
+    untrusted = parse_inventory(f"hosts:\n{hosts}\n")
+    result = await run_mesh(untrusted, select_checks(names=["bgp"]), token=TOKEN, timeout=0.1, retries=0)
+    assert len(result.errors) == 3 and exit_code(result) == 3
+    assert all("certificate" in e["message"].lower() or "ssl" in e["message"].lower() for e in result.errors)

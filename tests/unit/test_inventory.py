@@ -81,6 +81,16 @@ def test_token_file_paths():
     assert parse("token_file: /abs/t\nhosts: [{name: a, address: 198.51.100.1}]", base_dir="/x").token_file == "/abs/t"
 
 
+def test_ca_file_for_https_agents_is_resolved_next_to_the_inventory():
+    inv = parse("ca_file: certs/ca.pem\nhosts: [{name: a, address: 198.51.100.1, agent: 'https://198.51.100.1:7879'}]",
+                base_dir="/etc/netprobe")
+    assert inv.ca_file == "/etc/netprobe/certs/ca.pem"
+    assert parse("hosts: [{name: a, address: 198.51.100.1}]").ca_file is None
+    with pytest.raises(ConfigError) as err:
+        parse("ca_file: ''\nhosts: [{name: a, address: 198.51.100.1}]")
+    assert err.value.field == "ca_file"
+
+
 @pytest.mark.parametrize("from_role", ["'*'", "all"])
 def test_custom_check_from_every_host(from_role):
     inv = parse(f"hosts: [{{name: a, address: 198.51.100.1}}]\nchecks: [{{id: x, proto: tcp, port: 1, "
