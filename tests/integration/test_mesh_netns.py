@@ -138,3 +138,17 @@ def test_killing_an_agent_mid_mesh_exits_3_with_the_rest_right(mesh_pair):
     a_to_b = cells[("etcd", "a", "b")]
     assert a_to_b["evidence"]["sent"] is True and a_to_b["evidence"]["arrived"] is None
     assert (a_to_b["reach"], a_to_b["verdict"]) == ("unknown", "filtered")
+
+
+def test_custom_udp_check_from_the_inventory(mesh_pair):
+    """A custom UDP check (no listener on the port): the responder's echo proves the flow; a
+    drop on b's INPUT for that port is blocked at destination-ingress."""
+    text = mesh_pair.inventory.read_text() + "checks:\n  - {id: metrics, proto: udp, port: 9999}\n"
+    mesh_pair.inventory.write_text(text)
+    mesh_pair.nft(mesh_pair.b, "table inet f {\n chain i { type filter hook input priority 0; udp dport 9999 drop; }\n}\n")
+    code, cells = mesh(mesh_pair, "--checks", "metrics")
+    assert code == 1
+    a_to_b, b_to_a = cells[("metrics", "a", "b")], cells[("metrics", "b", "a")]
+    assert (b_to_a["reach"], b_to_a["verdict"]) == ("allowed", "answered")
+    assert (a_to_b["reach"], a_to_b["where"]) == ("blocked", "destination-ingress")
+    assert a_to_b["evidence"]["arrived"] is True and a_to_b["evidence"]["accepted"] is False
