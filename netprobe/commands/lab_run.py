@@ -26,7 +26,7 @@ def run(scenario, name, checks, timeout, retries, fmt, output):
     """
     import sys
 
-    from netprobe.commands.mesh import _emit, _write
+    from netprobe.commands.mesh import emit_result, write_file
     from netprobe.labrun import run_scenario
 
     def ready(lab, seconds):
@@ -40,8 +40,8 @@ def run(scenario, name, checks, timeout, retries, fmt, output):
 
     outcome = run_scenario(scenario, name=name, timeout=timeout, retries=retries, checks=checks, on_ready=ready)
     if output:
-        _write(output, outcome.result.to_json())
-    _emit(outcome.result, fmt, outcome.mismatches)
+        write_file(output, outcome.result.to_json())
+    emit_result(outcome.result, fmt, outcome.mismatches)
     if fmt == "table":
         verdict = "holds" if outcome.exit_code == 0 else "does NOT hold"
         click.echo(f"scenario {outcome.scenario.name}: expectation {verdict}; lab removed.", file=sys.stdout)

@@ -23,7 +23,7 @@ def load_result(path: str):
     return Result.from_json(_read(path), source=path)
 
 
-def _write(path: str, text: str) -> None:
+def write_file(path: str, text: str) -> None:
     from netprobe.errors import ConfigError
 
     try:
@@ -33,7 +33,7 @@ def _write(path: str, text: str) -> None:
         raise ConfigError(f"cannot write: {exc.strerror}", file=path) from None
 
 
-def _emit(result, fmt: str, mismatches=None) -> None:
+def emit_result(result, fmt: str, mismatches=None) -> None:
     import shutil
     import sys
 
@@ -77,7 +77,7 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
     else:
         result = trio.run(go, None)
     if output:
-        _write(output, result.to_json())
+        write_file(output, result.to_json())
     return inventory, result
 
 
@@ -115,7 +115,7 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
 
     _inventory, result = execute_mesh(load_inventory(inventory_path), profile, checks, timeout, retries, token_file,
                                       output)
-    _emit(result, fmt)
+    emit_result(result, fmt)
     return exit_code(result)
 
 
@@ -179,13 +179,13 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
         from netprobe.core.expect import compare
 
         mismatches = compare(expectation, result)
-        _emit(result, fmt, mismatches)  # the table lists the mismatches itself
+        emit_result(result, fmt, mismatches)  # the table lists the mismatches itself
         return 1 if mismatches else code
     from netprobe.core.result import diff as diff_results
     from netprobe.report import render_changes
 
     changes = diff_results(baseline, result)
-    _emit(result, fmt)
+    emit_result(result, fmt)
     if fmt == "table":
         click.echo(render_changes(changes), nl=False)
     return 1 if changes else code
