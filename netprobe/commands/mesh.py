@@ -41,7 +41,8 @@ def emit_result(result, fmt: str, mismatches=None) -> None:
 
     tty = sys.stdout.isatty()
     width = shutil.get_terminal_size((110, 24)).columns if tty else 110
-    click.echo(render(result, fmt, mismatches=mismatches, color=tty, width=width), nl=False)
+    text = render(result, fmt, mismatches=mismatches, color=tty, width=width)
+    click.echo(text, nl=not text.endswith("\n"))  # every format ends its last line
 
 
 def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output):
