@@ -1,0 +1,126 @@
+"""The trio prober shell (net.prober.run_session) against a fake fabric, on trio's autojump
+clock: datagram socketpairs stand in for the tap and the raw socket, and the fabric decides per
+port whether a SYN is answered, dropped, or answered only as far as the tap (a local INPUT drop).
+No privileges, no real packets, and reply windows cost no real time."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+import trio
+
+from netprobe.core import packets
+from netprobe.core.checks import Check, Direction, Proto
+from netprobe.core.session import ProbeSession, Target, Via
+from netprobe.net.prober import Capture, ProbeIO, run_session
+
+SRC, DST = "198.51.100.1", "198.51.100.2"
+KEY = b"f" * 32
+
+
+def check(port: int) -> Check:
+    return Check(f"p{port}", "fake", Proto.TCP, port, Direction.BOTH)
+
+
+def syn_ack_for(syn_bytes: bytes) -> bytes:
+    syn = packets.parse_packet_untrusted(syn_bytes)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, syn.dst, syn.src)
+    return ip + struct.pack("!HHIIBBHHH", syn.dport, syn.sport, 1, (syn.seq + 1) & 0xFFFFFFFF, 0x50, 0x12, 0, 0, 0)
+
+
+class Fabric:
+    """``open`` ports answer on tap and raw; ``input_drop`` ports only reach the tap; the rest
+    are silently dropped. Counts every send."""
+
+    def __init__(self, *, open_ports=(), input_drop=(), eperm=()):
+        self.open, self.input_drop, self.eperm = set(open_ports), set(input_drop), set(eperm)
+        self.sent: list[int] = []
+        self.tap_in, self.tap = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.raw_in, self.raw = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        for s in (self.tap, self.raw):
+            s.setblocking(False)
+
+    def send(self, data: bytes, address: str):
+        import errno
+
+        port = packets.parse_packet_untrusted(data).dport
+        if port in self.eperm:
+            return errno.EPERM
+        self.sent.append(port)
+        if port in self.open or port in self.input_drop:
+            self.tap_in.send(syn_ack_for(data))
+        if port in self.open:
+            self.raw_in.send(syn_ack_for(data))
+        return None
+
+    def io(self) -> ProbeIO:
+        return ProbeIO(send=self.send, captures=[Capture(self.tap, Via.TAP), Capture(self.raw, Via.RAW)])
+
+    def close(self):
+        for s in (self.tap_in, self.tap, self.raw_in, self.raw):
+            s.close()
+
+
+@pytest.fixture
+def fabric_factory():
+    made = []
+
+    def make(**kw):
+        f = Fabric(**kw)
+        made.append(f)
+        return f
+
+    yield make
+    for f in made:
+        f.close()
+
+
+async def test_answered_probes_finish_without_waiting_a_window(fabric_factory, autojump_clock):
+    fabric = fabric_factory(open_ports={179, 2379})
+    session = ProbeSession(KEY, SRC, [Target(check(179), DST), Target(check(2379), DST)], window=5.0, retries=2)
+    t0 = trio.current_time()
+    outcomes = await run_session(session, fabric.io())
+    assert trio.current_time() - t0 < 0.01
+    assert all(o.evidence.reply_accepted and o.evidence.attempts == 1 for o in outcomes)
+    assert sorted(fabric.sent) == [179, 2379]
+
+
+async def test_filtered_probes_are_retried_and_cost_windows_not_probes(fabric_factory, autojump_clock):
+    fabric = fabric_factory()
+    targets = [Target(check(9), DST)] * 1000
+    session = ProbeSession(KEY, SRC, targets, window=1.0, retries=1)
+    t0 = trio.current_time()
+    outcomes = await run_session(session, fabric.io())
+    elapsed = trio.current_time() - t0
+    assert 2.0 <= elapsed < 2.2  # (retries + 1) windows for all 1,000 together
+    assert len(fabric.sent) == 2000
+    assert all(o.evidence.reply is None and o.evidence.attempts == 2 for o in outcomes)
+
+
+async def test_an_answer_shrinks_the_window_of_the_silent_ones(fabric_factory, autojump_clock):
+    fabric = fabric_factory(open_ports={179})
+    session = ProbeSession(KEY, SRC, [Target(check(179), DST), Target(check(9), DST)], window=5.0, retries=1)
+    t0 = trio.current_time()
+    await run_session(session, fabric.io())
+    assert trio.current_time() - t0 < 1.0  # 2 x the 0.2 s floor (plus a wake-up), not 2 x 5 s
+
+
+async def test_reply_seen_only_on_the_tap_is_arrived_not_accepted(fabric_factory, autojump_clock):
+    fabric = fabric_factory(input_drop={5473})
+    session = ProbeSession(KEY, SRC, [Target(check(5473), DST)], window=1.0, retries=2)
+    (outcome,) = await run_session(session, fabric.io())
+    ev = outcome.evidence
+    assert (ev.reply_arrived, ev.reply_accepted, str(ev.reply)) == (True, False, "syn-ack")
+    assert ev.attempts == 1  # an answer came: no retransmission, only the window to wait
+
+
+async def test_a_refused_send_is_final(fabric_factory, autojump_clock):
+    fabric = fabric_factory(eperm={179})
+    session = ProbeSession(KEY, SRC, [Target(check(179), DST)], window=1.0, retries=3)
+    t0 = trio.current_time()
+    (outcome,) = await run_session(session, fabric.io())
+    assert trio.current_time() - t0 < 0.01
+    assert outcome.evidence.sent is False and outcome.evidence.attempts == 1
+    assert "not permitted" in outcome.evidence.send_error
