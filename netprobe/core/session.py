@@ -265,7 +265,10 @@ class ProbeSession:
         else:
             p.reply_accepted = True
             p.reply_arrived = True  # accepted implies it arrived (the tap may just be later)
-            self._finish(p)
+            if kind is not ReplyKind.ICMP or p.target.check.proto is Proto.TCP:
+                # a payload probe's ICMP error (a port or protocol with no socket) may still be
+                # followed by the responder's echo, the better evidence: keep listening
+                self._finish(p)
         return p.probe_id
 
     def _match_tcp_fast(self, data: bytes):
