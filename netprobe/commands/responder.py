@@ -36,11 +36,12 @@ def responder(listen, token_file, name, tls_cert, tls_key):
     check_listen_policy(listen, token)
 
     async def main():
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(lambda task_status: serve_responder(
-                token, listen, name=name, tls_cert=tls_cert, tls_key=tls_key, task_status=task_status))
-            print(f"netprobe responder ready on {url}", file=sys.stderr, flush=True)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # the signal receiver first: a SIGTERM right after "ready" must stop us cleanly too
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(lambda task_status: serve_responder(
+                    token, listen, name=name, tls_cert=tls_cert, tls_key=tls_key, task_status=task_status))
+                print(f"netprobe responder ready on {url}", file=sys.stderr, flush=True)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
