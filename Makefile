@@ -3,7 +3,7 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-APT_PKGS := nftables iptables ipset iproute2 libpcap0.8 kmod procps tcpdump
+APT_PKGS := nftables iptables ipset iproute2 kmod procps tcpdump iputils-ping openssl util-linux
 SCENARIO ?= demo
 
 .PHONY: deps demo test unit bench clean
