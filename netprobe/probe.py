@@ -65,5 +65,5 @@ def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: 
                                                      retries=retries, vni=vni))
     src_name = socket_mod.gethostname()
     cells = [outcome_cell(o, src_name, target) for o in outcomes]
-    stats.update(source=route.source, address=address, interface=route.ifname)
+    stats.update(source=route.source, address=address)
     return cells, stats

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno as errno_mod
 import os
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -344,7 +344,3 @@ class ProbeSession:
             )
             out.append(Outcome(p.probe_id, p.target, p.source, ev, None if p.rtt is None else p.rtt * 1000))
         return out
-
-
-def targets_for(checks: Iterable[Check], address: str, name: str = "") -> list[Target]:
-    return [Target(c, address, name) for c in checks]

@@ -1,4 +1,4 @@
-"""The kernel's route to a target: which source address and interface a probe leaves from."""
+"""The kernel's route to a target: which source address a probe leaves from."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from netprobe.errors import ConfigError
 @dataclass(frozen=True)
 class RouteInfo:
     source: str
-    ifname: str | None
-    gateway: str | None
 
 
 def resolve_target(target: str) -> str:
@@ -45,4 +43,4 @@ def route_to(address: str) -> RouteInfo:
         source = sock.getsockname()[0]
     if source == "0.0.0.0":
         raise ConfigError(f"no source address for {address}", field="TARGET")
-    return RouteInfo(source=source, ifname=None, gateway=None)
+    return RouteInfo(source=source)

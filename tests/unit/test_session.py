@@ -15,7 +15,7 @@ from netprobe.core.checks import CHECKS, Check, Direction, Proto
 from netprobe.core.cookies import FLAG_ECHO, ProbePayload, encode_payload
 from netprobe.core.packets import Encap, build_udp_echo, parse_packet_untrusted
 from netprobe.core.result import Icmp, Reach, ReplyKind, Verdict, Where
-from netprobe.core.session import Outcome, ProbeSession, Send, Target, Via, key_from_token, targets_for
+from netprobe.core.session import Outcome, ProbeSession, Send, Target, Via, key_from_token
 from netprobe.core.verdict import classify
 
 PACKETS = Path(__file__).resolve().parent.parent / "data" / "packets"
@@ -101,10 +101,6 @@ def test_probe_ids_wrap_around_32_bits():
 def test_vxlan_probe_uses_the_session_vni():
     _s, sends = started(VXLAN, vni=4242)
     assert IP(sends[0].data)["VXLAN"].vni == 4242
-
-
-def test_targets_for():
-    assert targets_for([BGP, ETCD], DST, "b") == [Target(BGP, DST, "b"), Target(ETCD, DST, "b")]
 
 
 @pytest.mark.parametrize("err", [errno.EPERM, errno.EACCES])
