@@ -158,6 +158,15 @@ def _name(raw: Any, source: str, fld: str) -> str:
     return raw
 
 
+def _claim_name(raw: Any, used: dict[str, str], source: str, fld: str) -> str:
+    """A valid name no other host, segment or router of the scenario took (they share names)."""
+    name = _name(raw, source, f"{fld}.name")
+    if name in used:
+        raise _err(f"name {name!r} is already used by {used[name]}", source, f"{fld}.name")
+    used[name] = fld
+    return name
+
+
 def _str_list(raw: Any, source: str, fld: str) -> list[str]:
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
         raise _err(f"must be a list of names, got {raw!r}", source, fld)
@@ -277,10 +286,7 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
     for i, raw in enumerate(raw_hosts):
         fld = f"hosts[{i}]"
         h = _mapping(raw, HOST_KEYS, source, fld)
-        hname = _name(h.get("name"), source, f"{fld}.name")
-        if hname in used:
-            raise _err(f"name {hname!r} is already used by {used[hname]}", source, f"{fld}.name")
-        used[hname] = fld
+        hname = _claim_name(h.get("name"), used, source, fld)
         roles = h.get("roles", ["node"])
         roles = _str_list(roles, source, f"{fld}.roles")
         for j, r in enumerate(roles):
@@ -304,10 +310,7 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
     for i, raw in enumerate(raw_segments):
         fld = f"segments[{i}]"
         s = _mapping(raw, SEGMENT_KEYS, source, fld)
-        sname = _name(s.get("name"), source, f"{fld}.name")
-        if sname in used:
-            raise _err(f"name {sname!r} is already used by {used[sname]}", source, f"{fld}.name")
-        used[sname] = fld
+        sname = _claim_name(s.get("name"), used, source, fld)
         try:
             subnet = ipaddress.IPv4Network(str(s.get("subnet")), strict=True)
         except ValueError as exc:
@@ -360,10 +363,7 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
     for i, raw in enumerate(raw_routers):
         fld = f"routers[{i}]"
         r = _mapping(raw, ROUTER_KEYS, source, fld)
-        rname = _name(r.get("name"), source, f"{fld}.name")
-        if rname in used:
-            raise _err(f"name {rname!r} is already used by {used[rname]}", source, f"{fld}.name")
-        used[rname] = fld
+        rname = _claim_name(r.get("name"), used, source, fld)
         segs = _str_list(r.get("segments"), source, f"{fld}.segments")
         for j, sname in enumerate(segs):
             if sname not in subnets:
