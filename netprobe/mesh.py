@@ -21,7 +21,7 @@ from netprobe.agent.protocol import ProbeRequest, Target
 from netprobe.core.checks import Check, HostRef, PlannedCell, plan_cells
 from netprobe.core.inventory import Inventory, parse_inventory
 from netprobe.core.result import Cell, Evidence, HostInfo, Reach, Result, Verdict
-from netprobe.core.verdict import classify
+from netprobe.core.verdict import classify_cell
 from netprobe.errors import AgentError, ConfigError
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -96,8 +96,7 @@ def classify_cells(cells: Sequence[PlannedCell], sent: dict[str, dict], seen: di
             obs = obs_index.get((dst, outcome["source"], outcome["probe_id"]))
             ev = dataclasses.replace(ev, arrived=bool(obs and obs["arrived"]), accepted=bool(obs and obs["accepted"]),
                                      answered=bool(obs and obs["answered"]))
-        c = classify(check.proto, ev, pc.dst.address)
-        out.append(Cell(check.id, src, dst, c.reach, c.where, c.verdict, outcome.get("rtt_ms"), ev))
+        out.append(classify_cell(check, src, dst, pc.dst.address, ev, outcome.get("rtt_ms")))
     return out
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from netprobe.core.checks import Check
 from netprobe.core.result import Cell
 from netprobe.core.session import Outcome, ProbeSession, Target, key_from_token
-from netprobe.core.verdict import classify
+from netprobe.core.verdict import classify_cell
 
 
 def random_probe_id_base() -> int:
@@ -45,9 +45,8 @@ async def probe_targets(
 
 def outcome_cell(outcome: Outcome, src_name: str, dst_name: str) -> Cell:
     """A cell from the sender's evidence alone (reach unknown where the sender can't know)."""
-    c = classify(outcome.target.check.proto, outcome.evidence, outcome.target.address)
-    return Cell(outcome.target.check.id, src_name, dst_name, c.reach, c.where, c.verdict,
-                outcome.rtt_ms, outcome.evidence)
+    t = outcome.target
+    return classify_cell(t.check, src_name, dst_name, t.address, outcome.evidence, outcome.rtt_ms)
 
 
 def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: int, vni: int = 1,

@@ -13,7 +13,6 @@ from collections import OrderedDict
 
 import trio
 
-from netprobe import __version__
 from netprobe.agent.protocol import ProbeRequest
 from netprobe.core import bpf, packets
 from netprobe.core.responder import ResponderCore

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netprobe.core.checks import Proto
-from netprobe.core.result import Evidence, Reach, ReplyKind, Verdict, Where
+from netprobe.core.checks import Check, Proto
+from netprobe.core.result import Cell, Evidence, Reach, ReplyKind, Verdict, Where
 
 ICMP_UNREACH = 3
 ICMP_TIME_EXCEEDED = 11
@@ -101,3 +101,9 @@ def classify(proto: Proto, ev: Evidence, dst: str | None = None) -> Classificati
     # accepted, but the answer never got back into the sender: dropped on its way out of the
     # target, in the network, or by the sender's INPUT
     return Classification(Reach.BLOCKED, Where.RETURN_PATH, verdict)
+
+
+def classify_cell(check: Check, src: str, dst: str, dst_address: str, ev: Evidence, rtt_ms: float | None) -> Cell:
+    """One matrix cell from a probe's evidence (what `probe` and `mesh` both print)."""
+    c = classify(check.proto, ev, dst_address)
+    return Cell(check.id, src, dst, c.reach, c.where, c.verdict, rtt_ms, ev)
