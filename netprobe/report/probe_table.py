@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import json
 
+from netprobe.report.words import icmp_words
+
 
 def _detail(cell) -> str:
     ev = cell.evidence
     if not ev.sent:
         return f"send refused by this host: {ev.send_error or 'EPERM'}"
     if ev.icmp is not None:
-        return f"ICMP type {ev.icmp.type} code {ev.icmp.code} from {ev.icmp.sender}"
+        return icmp_words(ev.icmp)
     if ev.reply is not None and ev.reply_arrived and not ev.reply_accepted:
         return f"{ev.reply} arrived but this host's INPUT dropped it"
     if ev.reply is not None:
