@@ -77,7 +77,7 @@ def run_scenario(ref: str, *, name: str | None = None, timeout: float = 0.5, ret
         start_responders(lab, [h.name for h in scenario.hosts])
         trio.run(wait_for_agents, inventory, token)
         if on_ready is not None:
-            on_ready(lab, time.monotonic() - started)
+            on_ready(lab, len(scenario.hosts), time.monotonic() - started)
         result = trio.run(lambda: run_mesh(inventory, selected, token=token, timeout=timeout, retries=retries,
                                            profile=None if checks else scenario.profile))
     return LabRun(scenario, result, compare(scenario.expect, result))

@@ -29,14 +29,8 @@ def run(scenario, name, checks, timeout, retries, fmt, output):
     from netprobe.commands.mesh import emit_result, write_file
     from netprobe.labrun import run_scenario
 
-    def ready(lab, seconds):
-        click.echo(f"lab {lab.name}: up, {len(lab_hosts(lab))} responders ready in {seconds:.1f} s; probing ...",
-                   err=True)
-
-    def lab_hosts(lab):
-        from netprobe.core.inventory import parse_inventory
-
-        return parse_inventory(lab.inventory_path.read_text()).hosts
+    def ready(lab, hosts, seconds):
+        click.echo(f"lab {lab.name}: up, {hosts} responders ready in {seconds:.1f} s; probing ...", err=True)
 
     outcome = run_scenario(scenario, name=name, timeout=timeout, retries=retries, checks=checks, on_ready=ready)
     if output:
