@@ -39,6 +39,7 @@ class Responder:
         self._sender: socket.socket | None = None
         self._captures: list[tuple[socket.socket, Via]] = []
         self._raw_drops_seen = 0
+        self.echo_send_errors = 0
 
     # ------------------------------------------------------------ capture loop
 
@@ -79,7 +80,8 @@ class Responder:
                     break
                 echo = core.on_packet(data, via=via, outgoing=outgoing, now=now, wall_ns=wall)
                 if echo is not None and sender is not None:
-                    sockets.send_packet(sender, echo.data, echo.address)
+                    if sockets.send_packet(sender, echo.data, echo.address) is not None:
+                        self.echo_send_errors += 1  # e.g. this host's OUTPUT refused it
 
     def kernel_drops(self) -> int:
         """Captured packets the kernel dropped since the last call (never silent: the mesh
@@ -96,7 +98,7 @@ class Responder:
             "host": self.name,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "captures": len(self._captures),
-            "stats": dict(self.core.stats),
+            "stats": {**self.core.stats, "echo_send_errors": self.echo_send_errors},
             "kernel_drops": self.kernel_drops(),
         }
 
@@ -139,7 +141,8 @@ class Responder:
     async def observations(self, run_id: str) -> dict:
         since = self._runs.get(run_id, trio.current_time() - UNKNOWN_RUN_WINDOW)
         return {"run_id": run_id, "host": self.name, "observations": self.core.observations(since),
-                "stats": {**self.core.stats, "kernel_drops": self.kernel_drops()}}
+                "stats": {**self.core.stats, "echo_send_errors": self.echo_send_errors,
+                          "kernel_drops": self.kernel_drops()}}
 
     async def preflight(self, params: dict) -> dict:
         from netprobe.preflight import collect
