@@ -109,8 +109,9 @@ def run_size(n: int, with_nmap: bool) -> dict:
     from netprobe.core.expect import compare
     from netprobe.lab.runtime import running_lab
     from netprobe.lab.spec import parse_scenario
-    from netprobe.labrun import start_responders, wait_for_agents
-    from netprobe.mesh import inventory_token, load_inventory, run_mesh
+    from netprobe.orchestration.lab_session import start_responders, wait_for_agents
+    from netprobe.config import inventory_token, load_inventory
+    from netprobe.orchestration.mesh_run import run_mesh
 
     scenario = parse_scenario(scenario_text(n), source=f"bench scale{n}")
     out: dict = {"hosts": n}

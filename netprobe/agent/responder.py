@@ -111,7 +111,7 @@ class Responder:
     async def run_probes(self, request: ProbeRequest) -> dict:
         """Probe the requested targets from this host (one session per source address)."""
         from netprobe.net.route import route_to
-        from netprobe.probe import probe_targets
+        from netprobe.net.prober import probe_targets
 
         self._remember_run(request.run_id)
         began = trio.current_time()

@@ -95,8 +95,8 @@ def _start_responders(the_lab, spec) -> None:
     import trio
 
     from netprobe.lab.runtime import tear_down_lab
-    from netprobe.labrun import start_responders, wait_for_agents
-    from netprobe.mesh import inventory_token, load_inventory
+    from netprobe.orchestration.lab_session import start_responders, wait_for_agents
+    from netprobe.config import inventory_token, load_inventory
 
     try:
         inventory = load_inventory(str(the_lab.inventory_path))

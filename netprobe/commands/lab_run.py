@@ -26,8 +26,9 @@ def run(scenario, name, checks, timeout, retries, fmt, output):
     """
     import sys
 
-    from netprobe.commands.mesh import emit_result, write_file
-    from netprobe.labrun import run_scenario
+    from netprobe.commands.output import emit_result
+    from netprobe.config import write_file
+    from netprobe.orchestration.lab_session import run_scenario
 
     def ready(lab, hosts, seconds):
         click.echo(f"lab {lab.name}: up, {hosts} responders ready in {seconds:.1f} s; probing ...", err=True)

@@ -7,52 +7,14 @@ import click
 FORMATS = ["table", "json", "junit", "markdown"]
 
 
-def _read(path: str) -> str:
-    from netprobe.errors import ConfigError
-
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
-
-
-def load_result(path: str):
-    from netprobe.core.result import Result
-
-    return Result.from_json(_read(path), source=path)
-
-
-def write_file(path: str, text: str) -> None:
-    from netprobe.errors import ConfigError
-
-    try:
-        with open(path, "w") as f:
-            f.write(text)
-    except OSError as exc:
-        raise ConfigError(f"cannot write: {exc.strerror}", file=path) from None
-
-
-def emit_result(result, fmt: str, mismatches=None) -> None:
-    import shutil
-    import sys
-
-    from netprobe.report import render
-
-    tty = sys.stdout.isatty()
-    width = shutil.get_terminal_size((110, 24)).columns if tty else 110
-    text = render(result, fmt, mismatches=mismatches, color=tty, width=width)
-    click.echo(text, nl=not text.endswith("\n"))  # every format ends its last line
-
-
 def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output):
     """Run the mesh over a loaded inventory with a progress bar on stderr, save JSON if asked."""
     import sys
 
     import trio
 
-    from netprobe.commands.common import parse_checks
-    from netprobe.mesh import inventory_token, run_mesh
+    from netprobe.config import inventory_token, parse_checks, write_file
+    from netprobe.orchestration.mesh_run import run_mesh
 
     selected = parse_checks(profile, checks, apiserver_port=inventory.apiserver_port, custom=inventory.custom_checks)
     token = inventory_token(inventory, token_file)
@@ -112,7 +74,9 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
     Exit: 0 every cell allowed; 1 a cell blocked or unproven; 3 an agent failed (its cells
     are 'unknown' and its error is listed); 2 bad input.
     """
-    from netprobe.mesh import exit_code, load_inventory
+    from netprobe.commands.output import emit_result
+    from netprobe.config import load_inventory
+    from netprobe.orchestration.mesh_run import exit_code
 
     _inventory, result = execute_mesh(load_inventory(inventory_path), profile, checks, timeout, retries, token_file,
                                       output)
@@ -143,6 +107,8 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
       netprobe mesh -i inventory.yaml -o before.json     # before the change
       netprobe verify -i inventory.yaml --baseline before.json
     """
+    from netprobe.commands.output import emit_result
+    from netprobe.config import load_result, read_text
     from netprobe.errors import ConfigError
 
     if (expect_path is None) == (baseline_path is None):
@@ -158,7 +124,7 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
         hosts = {h.name: frozenset(h.roles) for h in result.hosts} or None
         known = [*CHECKS, *(c["id"] for c in result.checks if isinstance(c, dict) and "id" in c)]
     else:
-        from netprobe.mesh import load_inventory
+        from netprobe.config import load_inventory
 
         result = None
         inventory = load_inventory(inventory_path)
@@ -169,7 +135,7 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
         from netprobe.core.expect import load_expectation_text
 
         # names checked against the hosts and checks: a typo must not select nothing and pass
-        expectation = load_expectation_text(_read(expect_path), source=expect_path, hosts=hosts,
+        expectation = load_expectation_text(read_text(expect_path), source=expect_path, hosts=hosts,
                                             checks=list(dict.fromkeys(known)))
     else:
         baseline = load_result(baseline_path)
@@ -197,6 +163,7 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
 @click.argument("new", type=click.Path(dir_okay=False))
 def diff(old, new):
     """Show the cells whose reach (or where) changed between two saved results. Exit 1 if any."""
+    from netprobe.config import load_result
     from netprobe.core.result import diff as diff_results
     from netprobe.report import render_changes
 

@@ -63,7 +63,7 @@ def make_command(fetch_reports: FetchReports | str | None = None) -> click.Comma
                 click.echo(render.render_hosts_json(reports))
             else:
                 _print(render.render_hosts_table(reports))
-            from netprobe.mesh import AGENT_ITEM
+            from netprobe.orchestration.fleet_preflight import AGENT_ITEM
 
             if any(r.item(AGENT_ITEM) is not None for r in reports.values()):
                 return 3  # partial: an agent could not be asked
@@ -104,4 +104,4 @@ def _print(renderable) -> None:
     Console(width=None if sys.stdout.isatty() else 120).print(renderable)
 
 
-preflight = make_command("netprobe.mesh:fetch_preflight")
+preflight = make_command("netprobe.orchestration.fleet_preflight:fetch_preflight")

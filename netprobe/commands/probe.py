@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from netprobe.commands.common import read_token
+
 
 
 @click.command()
@@ -32,9 +32,9 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, t
     the sender alone can know; elsewhere it is 'unknown' (run `netprobe mesh` for the
     full answer). Needs root or CAP_NET_RAW. Exit 1 when a check is blocked.
     """
-    from netprobe.commands.common import parse_checks
+    from netprobe.config import parse_checks, read_token
     from netprobe.core.result import Reach
-    from netprobe.probe import run_probe
+    from netprobe.orchestration.one_shot import run_probe
     from netprobe.report.probe_table import render_probe
 
     selected = parse_checks(profile, checks, apiserver_port=apiserver_port)

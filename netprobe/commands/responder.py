@@ -30,7 +30,7 @@ def responder(listen, token_file, name, tls_cert, tls_key):
 
     from netprobe.agent.responder import serve_responder
     from netprobe.agent.server import check_listen_policy
-    from netprobe.commands.common import read_token
+    from netprobe.config import read_token
 
     token = read_token(token_file, required=True)
     check_listen_policy(listen, token)

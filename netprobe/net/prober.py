@@ -5,6 +5,7 @@ block (never a cancel scope per packet)."""
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import trio
 
 from netprobe.core import bpf
-from netprobe.core.session import Outcome, ProbeSession, Via
+from netprobe.core.session import Outcome, ProbeSession, Target, Via
 from netprobe.net import sockets
 
 SEND_BATCH = 256  # sends between checkpoints, so the capture tasks keep draining
@@ -129,3 +130,32 @@ async def run_session(session: ProbeSession, io: ProbeIO, *, wall_clock: Callabl
             await _send_all(session, io, session.tick(trio.current_time(), wall_clock()))
         nursery.cancel_scope.cancel()
     return session.outcomes()
+
+
+def random_probe_id_base() -> int:
+    return int.from_bytes(os.urandom(4), "big")
+
+
+async def probe_targets(
+    source: str,
+    targets: Sequence[Target],
+    *,
+    key: bytes,
+    window: float,
+    retries: int,
+    vni: int = 1,
+    io=None,
+) -> tuple[list[Outcome], dict]:
+    """Probe ``targets`` from ``source``; returns the sender outcomes and capture statistics."""
+    session = ProbeSession(key, source, targets, window=window, retries=retries,
+                           first_id=random_probe_id_base(), vni=vni)
+    own_io = io is None
+    io = io or open_probe_io()
+    try:
+        outcomes = await run_session(session, io)
+        stats = dict(session.stats)
+        stats["kernel_drops"] = io.kernel_drops() if own_io else 0
+    finally:
+        if own_io:
+            io.close()
+    return outcomes, stats

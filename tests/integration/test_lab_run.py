@@ -3,9 +3,11 @@ lab's agents: the whole product against real kernels and real rules."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,17 @@ pytestmark = pytest.mark.netns
 NETPROBE = [sys.executable, "-m", "netprobe"]
 
 
-def lab_run(*args, timeout=120):
-    return subprocess.run([*NETPROBE, "lab", "run", *args], capture_output=True, text=True, timeout=timeout)
+TAG = uuid.uuid4().hex[:5]
+
+
+def lab_name(scenario: str) -> str:
+    """A lab name of this test run alone, so runs side by side (two checkouts) never collide."""
+    return f"t{TAG}-{hashlib.sha1(scenario.encode()).hexdigest()[:6]}"
+
+
+def lab_run(scenario, *args, timeout=120):
+    return subprocess.run([*NETPROBE, "lab", "run", scenario, "--name", lab_name(scenario), *args],
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def leftover(name: str) -> list[str]:
@@ -33,7 +44,7 @@ def test_every_scenario_holds_its_expectation(scenario, tmp_path):
     result = json.loads(out.read_text())
     assert result["errors"] == []
     assert all(c["reach"] != "unknown" for c in result["cells"])
-    assert leftover(scenario) == []
+    assert leftover(lab_name(scenario)) == []
 
 
 def test_scenario_verdicts_name_where_flows_die(tmp_path):
@@ -65,19 +76,19 @@ def test_a_wrong_expectation_exits_1_naming_the_cell(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "bgp node1 -> node2: expected allowed" in proc.stdout
     assert "expectation does NOT hold" in proc.stdout
-    assert leftover("demowrong") == []
+    assert leftover(lab_name(str(path))) == []
 
 
 def test_preflight_through_the_lab_agents():
     from netprobe.lab.runtime import running_lab
     from netprobe.lab.spec import load_scenario
-    from netprobe.labrun import start_responders, wait_for_agents
-    from netprobe.mesh import inventory_token, load_inventory
+    from netprobe.orchestration.lab_session import start_responders, wait_for_agents
+    from netprobe.config import inventory_token, load_inventory
 
     import trio
 
     scenario = load_scenario("calico-default")
-    with running_lab(scenario, "pfmesh") as lab:
+    with running_lab(scenario, f"pf{TAG}") as lab:
         inventory = load_inventory(str(lab.inventory_path))
         start_responders(lab, [h.name for h in scenario.hosts])
         trio.run(wait_for_agents, inventory, inventory_token(inventory))

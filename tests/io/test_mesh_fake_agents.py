@@ -16,7 +16,7 @@ from netprobe.agent.api import build_app
 from netprobe.agent.server import serve_api
 from netprobe.core.checks import select_checks
 from netprobe.core.inventory import parse_inventory
-from netprobe.mesh import exit_code, run_mesh
+from netprobe.orchestration.mesh_run import exit_code, run_mesh
 
 TOKEN = "fake-fabric-token"
 ADDRESSES = {"n1": "192.0.2.11", "n2": "192.0.2.12", "n3": "192.0.2.13"}

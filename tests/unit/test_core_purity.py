@@ -30,7 +30,7 @@ NEVER_LOADED = ["trio", "socket", "subprocess", "pyroute2", "scapy", "selectors"
 BANNED_IMPORTS = {"socket", "trio", "subprocess", "pyroute2", "time", "select", "selectors", "asyncio",
                   "threading", "multiprocessing", "random", "secrets", "urllib", "http", "httpx", "ssl",
                   "shutil", "tempfile", "glob", "netprobe.net", "netprobe.agent", "netprobe.lab",
-                  "netprobe.preflight", "netprobe.commands", "netprobe.probe", "netprobe.mesh"}
+                  "netprobe.preflight", "netprobe.commands", "netprobe.orchestration", "netprobe.config", "netprobe.cli"}
 BANNED_CALLS = {"open", "input", "print", "exec", "eval", "__import__"}
 # attribute calls that read the clock, the environment, the disk or randomness
 BANNED_ATTRS = {

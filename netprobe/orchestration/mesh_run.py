@@ -19,32 +19,12 @@ import trio
 from netprobe import __version__
 from netprobe.agent.protocol import ProbeRequest, Target
 from netprobe.core.checks import Check, HostRef, PlannedCell, plan_cells
-from netprobe.core.inventory import Inventory, parse_inventory
+from netprobe.core.inventory import Inventory
 from netprobe.core.result import Cell, Evidence, HostInfo, Reach, Result, Verdict
 from netprobe.core.verdict import classify_cell
-from netprobe.errors import AgentError, ConfigError
+from netprobe.errors import AgentError
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-def load_inventory(path: str) -> Inventory:
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
-    return parse_inventory(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
-
-
-def inventory_token(inventory: Inventory, override: str | None = None) -> str:
-    """--token-file, else the inventory's token_file, else NETPROBE_TOKEN."""
-    from netprobe.commands.common import read_token
-
-    if override:
-        return read_token(override, required=True)
-    if inventory.token_file:
-        return read_token(inventory.token_file, required=True)
-    return read_token(None, required=True)
 
 
 def _now() -> str:
@@ -190,35 +170,3 @@ def exit_code(result: Result) -> int:
     if any(c.reach is not Reach.ALLOWED for c in result.cells):
         return 1
     return 0
-
-
-AGENT_ITEM = "agent"  # the one preflight item of a host whose agent could not be asked
-
-
-def fetch_preflight(inventory_path: str, *, pool_cidrs=None, service_cidr=None, profile="calico",
-                    token_file: str | None = None) -> dict:
-    """Every host's preflight report, asked of all agents at once; an agent that fails gives a
-    report whose only item is ``agent: unknown`` with the error as evidence."""
-    from netprobe.agent.client import AgentClient
-    from netprobe.preflight.model import Item, Report, Status
-
-    inventory = load_inventory(inventory_path)
-    token = inventory_token(inventory, token_file)
-    params = {"pool_cidrs": pool_cidrs, "service_cidr": service_cidr, "profile": profile}
-    reports: dict = {}
-
-    async def ask(host):
-        try:
-            async with AgentClient(host.agent, token=token, timeout=30, ca_file=inventory.ca_file) as client:
-                reports[host.name] = Report.from_dict(await client.preflight(params))
-        except (AgentError, ConfigError) as exc:
-            reports[host.name] = Report((Item(AGENT_ITEM, "agent", "agent reachable", Status.UNKNOWN, str(exc)),),
-                                        host=host.name, profile=profile)
-
-    async def main():
-        async with trio.open_nursery() as nursery:
-            for host in inventory.hosts:
-                nursery.start_soon(ask, host)
-
-    trio.run(main)
-    return {h.name: reports[h.name] for h in inventory.hosts}

@@ -62,11 +62,12 @@ def run_scenario(ref: str, *, name: str | None = None, timeout: float = 0.5, ret
     """Run one scenario end to end; the lab is removed whatever happens."""
     import trio
 
-    from netprobe.commands.common import parse_checks
+    from netprobe.config import parse_checks
     from netprobe.core.expect import compare
     from netprobe.lab.runtime import running_lab
     from netprobe.lab.spec import load_scenario
-    from netprobe.mesh import inventory_token, load_inventory, run_mesh
+    from netprobe.config import inventory_token, load_inventory
+    from netprobe.orchestration.mesh_run import run_mesh
 
     scenario = load_scenario(ref)
     with running_lab(scenario, name) as lab:

@@ -1,0 +1,18 @@
+"""Printing a result in the format asked for: the one place commands turn results into stdout."""
+
+from __future__ import annotations
+
+import click
+
+
+def emit_result(result, fmt: str, mismatches=None) -> None:
+    """Render ``result`` (and the mismatches of a verify) to stdout; every format ends its last line."""
+    import shutil
+    import sys
+
+    from netprobe.report import render
+
+    tty = sys.stdout.isatty()
+    width = shutil.get_terminal_size((110, 24)).columns if tty else 110
+    text = render(result, fmt, mismatches=mismatches, color=tty, width=width)
+    click.echo(text, nl=not text.endswith("\n"))

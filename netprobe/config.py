@@ -1,0 +1,68 @@
+"""Reading what the user hands us (inventory, token, result files, --checks) and writing result
+files: one place, each failure one ``ConfigError`` naming the file and field (exit 2)."""
+
+from __future__ import annotations
+
+import os
+
+from netprobe.core.inventory import Inventory, parse_inventory
+from netprobe.errors import ConfigError
+
+
+def read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
+
+
+def write_file(path: str, text: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write: {exc.strerror}", file=path) from None
+
+
+def load_inventory(path: str) -> Inventory:
+    return parse_inventory(read_text(path), source=path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def load_result(path: str):
+    from netprobe.core.result import Result
+
+    return Result.from_json(read_text(path), source=path)
+
+
+def read_token(token_file: str | None, *, required: bool, env: str = "NETPROBE_TOKEN") -> str | None:
+    """The cluster token from a file (its whole content, stripped) or the environment."""
+    if token_file:
+        token = read_text(token_file).strip()
+        if not token:
+            raise ConfigError("token file is empty", file=token_file)
+        return token
+    token = os.environ.get(env, "").strip() or None
+    if required and not token:
+        raise ConfigError(f"a token is required: --token-file FILE or {env}")
+    return token
+
+
+def inventory_token(inventory: Inventory, override: str | None = None) -> str:
+    """--token-file, else the inventory's token_file, else NETPROBE_TOKEN."""
+    if override:
+        return read_token(override, required=True)
+    if inventory.token_file:
+        return read_token(inventory.token_file, required=True)
+    return read_token(None, required=True)
+
+
+def parse_checks(profile: str, checks: str | None, *, apiserver_port: int = 6443, custom=()):
+    """The checks a run probes: the profile's, or the comma-separated ``--checks`` list."""
+    from netprobe.core.checks import UnknownCheck, select_checks
+
+    names = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
+    try:
+        return select_checks(profile, names, apiserver_port=apiserver_port, custom=custom)
+    except UnknownCheck as exc:
+        raise ConfigError(str(exc), field="--checks" if names else "--profile") from None

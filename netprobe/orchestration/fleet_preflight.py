@@ -1,0 +1,39 @@
+"""Preflight of every inventory host through its agent, all asked at once."""
+
+from __future__ import annotations
+
+import trio
+
+from netprobe.config import inventory_token, load_inventory
+from netprobe.errors import AgentError, ConfigError
+
+AGENT_ITEM = "agent"  # the one preflight item of a host whose agent could not be asked
+
+
+def fetch_preflight(inventory_path: str, *, pool_cidrs=None, service_cidr=None, profile="calico",
+                    token_file: str | None = None) -> dict:
+    """Every host's preflight report, asked of all agents at once; an agent that fails gives a
+    report whose only item is ``agent: unknown`` with the error as evidence."""
+    from netprobe.agent.client import AgentClient
+    from netprobe.preflight.model import Item, Report, Status
+
+    inventory = load_inventory(inventory_path)
+    token = inventory_token(inventory, token_file)
+    params = {"pool_cidrs": pool_cidrs, "service_cidr": service_cidr, "profile": profile}
+    reports: dict = {}
+
+    async def ask(host):
+        try:
+            async with AgentClient(host.agent, token=token, timeout=30, ca_file=inventory.ca_file) as client:
+                reports[host.name] = Report.from_dict(await client.preflight(params))
+        except (AgentError, ConfigError) as exc:
+            reports[host.name] = Report((Item(AGENT_ITEM, "agent", "agent reachable", Status.UNKNOWN, str(exc)),),
+                                        host=host.name, profile=profile)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            for host in inventory.hosts:
+                nursery.start_soon(ask, host)
+
+    trio.run(main)
+    return {h.name: reports[h.name] for h in inventory.hosts}
