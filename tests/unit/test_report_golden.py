@@ -8,12 +8,12 @@ the files, then review them with ``git diff tests/data/golden``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from netprobe.core.result import Cell, Reach, Result, diff
+from netprobe.core.expect import Mismatch, compare, load_expectation_text
+from netprobe.core.result import Reach, Result, diff
 from netprobe.report import render, render_changes, render_mismatches
 from netprobe.report.table import render_table_text
 
@@ -31,32 +31,29 @@ def golden(name: str, actual: str) -> None:
     assert actual == path.read_text(encoding="utf-8"), f"differs from {path} (UPDATE_GOLDEN=1 rewrites it)"
 
 
-@dataclass(frozen=True)
-class FakeMismatch:
-    """The shape netprobe.core.expect.Mismatch offers the renderers: check/src/dst, cell, describe()."""
-
-    check: str
-    src: str
-    dst: str
-    expected: str
-    cell: Cell | None
-
-    def describe(self) -> str:
-        got = "absent" if self.cell is None else f"{self.cell.reach} ({self.cell.verdict})"
-        return f"{self.check} {self.src} -> {self.dst}: expected {self.expected}, got {got}"
-
-
 @pytest.fixture
 def result() -> Result:
     return Result.from_json((GOLDEN / "sample_result.json").read_text(encoding="utf-8"))
 
 
-def mismatches_for(result: Result) -> list[FakeMismatch]:
-    """Expectation: bgp node3 -> node1 and every ipip block are intended; node2's bgp return path
-    is not, and unknown cells never match (nothing proven)."""
-    out = [FakeMismatch("bgp", "node2", "node1", "allowed", result.cell("bgp", "node2", "node1"))]
-    out += [FakeMismatch(c.check, c.src, c.dst, "allowed", c) for c in result.cells if c.reach is Reach.UNKNOWN]
-    return out
+EXPECTATION = """
+default: allowed
+rules:
+  - {check: bgp, from: node3, to: node1, reach: blocked, where: destination-ingress}
+  - {check: ipip, from: node1, to: node2, reach: allowed}
+  - {check: ipip, from: "*", to: "*", reach: blocked}
+"""
+
+
+def mismatches_for(result: Result) -> list[Mismatch]:
+    """The real comparison: bgp node3 -> node1 and the ipip blocks are intended; node2's bgp
+    return path is not, and unknown cells never match (nothing proven)."""
+    return compare(load_expectation_text(EXPECTATION, source="expect.yaml"), result)
+
+
+def test_the_mismatches_are_the_intended_ones(result):
+    assert [(m.check, m.src, m.dst) for m in mismatches_for(result)] == [
+        ("bgp", "node1", "node3"), ("bgp", "node2", "node1"), ("bgp", "node2", "node3"), ("ipip", "node2", "node3")]
 
 
 def test_sample_covers_every_reach_where_and_verdict(result):
