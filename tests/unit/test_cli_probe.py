@@ -6,14 +6,8 @@ import socket
 
 import pytest
 
-from netprobe.cli import main
+from helpers import run_cli as run
 
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def test_unknown_check(capsys):

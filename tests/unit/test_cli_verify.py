@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from netprobe.cli import main
+from helpers import run_cli as run
 from netprobe.core.checks import CHECKS
 from netprobe.core.result import SCHEMA, Cell, Evidence, HostInfo, Reach, Result, Verdict, Where, diff
 
@@ -41,12 +41,6 @@ def write(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)
 
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    out, err = capsys.readouterr()
-    return exit_.value.code, out, err
 
 
 ALL_ALLOWED = "default: allowed\n"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import cell
 from netprobe.core.expect import Mismatch, compare, load_expectation_text, parse_expectation
-from netprobe.core.result import Cell, HostInfo, Reach, Result, Verdict, Where
+from netprobe.core.result import HostInfo, Reach, Result, Verdict, Where
 from netprobe.errors import ConfigError
 
 ROLES = {
@@ -18,10 +19,6 @@ ROLES = {
 def exp(rules, default="allowed", **kw):
     return parse_expectation({"default": default, "rules": rules}, source="e.yaml", **kw)
 
-
-def cell(check, src, dst, reach, where=None, verdict=None):
-    verdict = verdict or {"allowed": Verdict.OPEN, "blocked": Verdict.FILTERED, "unknown": Verdict.ERROR}[reach]
-    return Cell(check, src, dst, Reach(reach), None if where is None else Where(where), verdict)
 
 
 def result(*cells):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from netprobe.cli import main
+from helpers import run_cli as run
 from netprobe.commands.preflight import make_command
 from netprobe.preflight.model import Item, Report, Status
 from netprobe.preflight.render import (column_label, render_hosts_json, render_hosts_table, render_report_json,
@@ -19,12 +19,6 @@ from netprobe.preflight.render import (column_label, render_hosts_json, render_h
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "preflight" / "ubuntu-node"
 
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    out, err = capsys.readouterr()
-    return exit_.value.code, out, err
 
 
 def test_json_on_the_checked_in_tree(capsys):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import sample_result
 from netprobe.core.expect import Mismatch, compare, load_expectation_text
 from netprobe.core.result import Reach, Result, diff
 from netprobe.report import render, render_changes, render_mismatches
@@ -33,7 +34,7 @@ def golden(name: str, actual: str) -> None:
 
 @pytest.fixture
 def result() -> Result:
-    return Result.from_json((GOLDEN / "sample_result.json").read_text(encoding="utf-8"))
+    return sample_result()
 
 
 EXPECTATION = """

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
+from helpers import sample_result
 from netprobe.core.expect import Mismatch
 from netprobe.core.result import Cell, Evidence, Reach, Result, Verdict, Where
 from netprobe.report.junit import render_junit
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "golden" / "sample_result.json"
 
 
 def mismatch(result: Result, check: str, src: str, dst: str, expected: Reach = Reach.BLOCKED) -> Mismatch:
@@ -21,7 +20,7 @@ def mismatch(result: Result, check: str, src: str, dst: str, expected: Reach = R
 
 @pytest.fixture
 def result() -> Result:
-    return Result.from_json(SAMPLE.read_text(encoding="utf-8"))
+    return sample_result()
 
 
 def counts(el: ET.Element) -> tuple[int, int, int, int]:

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from rich.console import Group
 
+from helpers import sample_result
 from netprobe.core.result import Cell, Evidence, HostInfo, Reach, Result, Verdict, Where
 from netprobe.report import FORMATS, render
 from netprobe.report.jsonout import render_json
 from netprobe.report.matrix import check_title, matrices
 from netprobe.report.table import render_table, render_table_text
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "golden" / "sample_result.json"
 
 
 @pytest.fixture
 def result() -> Result:
-    return Result.from_json(SAMPLE.read_text(encoding="utf-8"))
+    return sample_result()
 
 
 def allowed(check, src, dst):

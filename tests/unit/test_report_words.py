@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from netprobe.core.result import Cell, Evidence, Icmp, Reach, ReplyKind, Result, Verdict, Where
+from helpers import cell
+from netprobe.core.result import Icmp, Reach, ReplyKind, Result, Where
 from netprobe.report.words import (
     change_side, count_reach, describe_cell, error_line, icmp_words, skipped_line, total_line, where_letter,
 )
 
-
-def cell(check, src, dst, reach, where, verdict, **ev) -> Cell:
-    return Cell(check, src, dst, Reach(reach), None if where is None else Where(where), Verdict(verdict),
-                evidence=Evidence(**ev))
 
 
 CASES = [

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import cell
 from netprobe.core.checks import CHECKS
 from netprobe.core.result import (
     SCHEMA,
@@ -29,9 +30,6 @@ FULL_EVIDENCE = Evidence(sent=True, reply=ReplyKind.ICMP, icmp=Icmp(3, 13, "198.
                          reply_accepted=False, arrived=True, accepted=False, answered=True, attempts=2,
                          send_error="Network is unreachable")
 
-
-def cell(check="bgp", src="a", dst="b", reach=Reach.ALLOWED, where=None, verdict=Verdict.OPEN, **kw) -> Cell:
-    return Cell(check, src, dst, reach, where, verdict, **kw)
 
 
 def sample() -> Result:

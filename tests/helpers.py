@@ -1,0 +1,68 @@
+"""Builders every test module shares: CLI runs, cells and results, captured packets.
+
+Importable as ``helpers`` (pytest puts tests/ on sys.path for its conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parent / "data"
+PACKETS = DATA / "packets"
+SAMPLE_RESULT = DATA / "golden" / "sample_result.json"
+
+_DEFAULT_VERDICT = {"allowed": "open", "blocked": "filtered", "unknown": "error"}
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``netprobe ARGV`` in-process, as the entry point runs it: (exit code, stdout, stderr)."""
+    from netprobe.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def cell(check="bgp", src="a", dst="b", reach="allowed", where=None, verdict=None, *, rtt_ms=None, evidence=None,
+         **evidence_fields):
+    """A result cell; enums may be given as their strings, the verdict defaults from the reach,
+    evidence from keyword fields (``arrived=True, accepted=False``)."""
+    from netprobe.core.result import Cell, Evidence, Reach, Verdict, Where
+
+    reach = Reach(reach)
+    verdict = Verdict(verdict if verdict is not None else _DEFAULT_VERDICT[str(reach)])
+    if evidence is None:
+        evidence = Evidence(**evidence_fields)
+    return Cell(check, src, dst, reach, None if where is None else Where(where), verdict, rtt_ms, evidence)
+
+
+def result(*cells, hosts=None, errors=None, checks=None, **fields):
+    """A Result of ``cells``; hosts default to every name the cells use (no roles)."""
+    from netprobe.core.result import HostInfo, Result
+
+    if hosts is None:
+        names = dict.fromkeys(n for c in cells for n in (c.src, c.dst))
+        hosts = [HostInfo(n, "", ()) for n in names]
+    return Result(cells=list(cells), hosts=list(hosts), errors=list(errors or []), checks=list(checks or []), **fields)
+
+
+def sample_result():
+    """The golden sample: 3 hosts, 2 checks, every reach, where and verdict, a skip, an error."""
+    from netprobe.core.result import Result
+
+    return Result.from_json(SAMPLE_RESULT.read_text(encoding="utf-8"))
+
+
+def captured(name: str) -> dict:
+    """A packet captured from real namespaces (tests/data/packets/NAME.json): its bytes in
+    ``data``, the probe key of the token it was made with in ``key``."""
+    from netprobe.core.session import key_from_token
+
+    record = json.loads((PACKETS / f"{name}.json").read_text())
+    record["data"] = bytes.fromhex(record["hex"])
+    record["key"] = key_from_token(record["token"])
+    return record
