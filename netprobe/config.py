@@ -6,15 +6,25 @@ from __future__ import annotations
 import os
 
 from netprobe.core.inventory import Inventory, parse_inventory
+from netprobe.core.untrusted import MAX_TEXT, decode_text
 from netprobe.errors import ConfigError
 
 
-def read_text(path: str) -> str:
+MAX_RESULT = 2 << 30  # a result file: the v1 form of a 1,000-host mesh is ~1 GB
+
+
+def read_text(path: str, *, limit: int = MAX_TEXT) -> str:
+    """A file's UTF-8 text; a directory, a missing file, a file over ``limit`` bytes or one that
+    is not UTF-8 is one ConfigError naming it (checked before reading all of it)."""
     try:
-        with open(path) as f:
-            return f.read()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise ConfigError(f"is {size:,} bytes; at most {limit:,} are read", file=path)
+            data = f.read(limit + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
+    return decode_text(data, source=path, limit=limit)
 
 
 def write_file(path: str, text: str) -> None:
@@ -32,7 +42,7 @@ def load_inventory(path: str) -> Inventory:
 def load_result(path: str):
     from netprobe.core.result import Result
 
-    return Result.from_json(read_text(path), source=path)
+    return Result.from_json(read_text(path, limit=MAX_RESULT), source=path)
 
 
 def read_token(token_file: str | None, *, required: bool, env: str = "NETPROBE_TOKEN") -> str | None:

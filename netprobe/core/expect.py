@@ -14,10 +14,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from netprobe.core.checks import CHECKS, ROLES
 from netprobe.core.result import Cell, Reach, Result, Where
+from netprobe.core.untrusted import load_yaml
 from netprobe.errors import ConfigError
 
 ANY = "*"
@@ -263,10 +262,7 @@ def load_expectation_text(
 ) -> Expectation:
     """Parse a standalone expectation file: the block itself, or any mapping with an ``expect:`` key
     (so a scenario file works as an expectation file too)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", file=source) from None
+    data = load_yaml(text, source=source)
     if isinstance(data, dict) and "expect" in data:
         return parse_expectation(data["expect"], source=source, field="expect", hosts=hosts, checks=checks)
     if data is None:

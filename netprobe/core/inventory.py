@@ -10,9 +10,8 @@ import os.path
 import re
 from dataclasses import dataclass
 
-import yaml
-
 from netprobe.core.checks import CHECKS, DEFAULT_APISERVER_PORT, ROLES, Check, Direction, Proto
+from netprobe.core.untrusted import load_yaml
 from netprobe.errors import ConfigError
 
 DEFAULT_AGENT_PORT = 7879  # used by no Calico or Kubernetes component
@@ -94,10 +93,7 @@ def _custom_check(raw, i: int, source: str) -> Check:
 
 def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = ".") -> Inventory:
     """Parse and validate inventory YAML; every error names the file and the field."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", file=source) from None
+    data = load_yaml(text, source=source)
     if not isinstance(data, dict):
         raise ConfigError("must be a mapping with a 'hosts' list", file=source)
     unknown = sorted(str(k) for k in set(data) - {"token_file", "ca_file", "apiserver_port", "vni", "hosts", "checks"})

@@ -1,6 +1,9 @@
-"""The result model and its JSON form (``netprobe.result/v1``, DESIGN section 7), plus diff.
+"""The result model and its JSON form (``netprobe.result/v1``, docs/design.md "Result JSON"),
+plus diff.
 
 Pure: ``Result.to_json``/``from_json`` work on strings; reading and writing files is the caller's.
+Reading is strict (a result file may come from anywhere): every field is checked, and a bad one
+is one ``ConfigError`` naming the file and the field path.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from netprobe.core import fields as f
+from netprobe.core.untrusted import load_json
 from netprobe.errors import ConfigError
 
 SCHEMA = "netprobe.result/v1"
@@ -56,8 +61,16 @@ class Icmp:
         return {"type": self.type, "code": self.code, "from": self.sender}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Icmp:
-        return cls(type=int(d["type"]), code=int(d["code"]), sender=str(d["from"]))
+    def from_dict(cls, d: Any, field: str = "icmp") -> Icmp:
+        f.mapping(d, field, allowed={"type", "code", "from"}, required={"type", "code", "from"})
+        return cls(type=f.integer(d["type"], f"{field}.type", 0, 255), code=f.integer(d["code"], f"{field}.code", 0, 255),
+                   sender=f.string(d["from"], f"{field}.from", limit=64))
+
+
+_EVIDENCE_KEYS = {"sent", "reply", "icmp", "reply_arrived", "reply_accepted", "arrived", "accepted", "answered",
+                  "attempts", "send_error"}
+_CELL_KEYS = {"check", "src", "dst", "reach", "where", "verdict", "rtt_ms", "evidence"}
+MAX_RTT_MS = 3_600_000.0
 
 
 @dataclass(frozen=True)
@@ -101,18 +114,22 @@ class Evidence:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> Evidence:
+    def from_dict(cls, d: Any, field: str = "evidence") -> Evidence:
+        """Strict: unknown keys, wrong types, out-of-range numbers raise ``fields.FieldError``."""
+        f.mapping(d, field, allowed=_EVIDENCE_KEYS)
+        at = f"{field}."
+        icmp = d.get("icmp")
         return cls(
-            sent=bool(d.get("sent", True)),
-            reply=None if d.get("reply") is None else ReplyKind(d["reply"]),
-            icmp=None if d.get("icmp") is None else Icmp.from_dict(d["icmp"]),
-            reply_arrived=bool(d.get("reply_arrived", False)),
-            reply_accepted=bool(d.get("reply_accepted", False)),
-            arrived=d.get("arrived"),
-            accepted=d.get("accepted"),
-            answered=d.get("answered"),
-            attempts=int(d.get("attempts", 1)),
-            send_error=d.get("send_error"),
+            sent=f.boolean(d.get("sent", True), at + "sent"),
+            reply=f.choice(d.get("reply"), ReplyKind, at + "reply", optional=True),
+            icmp=None if icmp is None else Icmp.from_dict(icmp, at + "icmp"),
+            reply_arrived=f.boolean(d.get("reply_arrived", False), at + "reply_arrived"),
+            reply_accepted=f.boolean(d.get("reply_accepted", False), at + "reply_accepted"),
+            arrived=f.boolean(d.get("arrived"), at + "arrived", optional=True),
+            accepted=f.boolean(d.get("accepted"), at + "accepted", optional=True),
+            answered=f.boolean(d.get("answered"), at + "answered", optional=True),
+            attempts=f.integer(d.get("attempts", 1), at + "attempts", 0, 1000),
+            send_error=f.string(d.get("send_error"), at + "send_error", optional=True, limit=500),
         )
 
 
@@ -144,16 +161,20 @@ class Cell:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> Cell:
+    def from_dict(cls, d: Any, field: str = "cell") -> Cell:
+        """Strict, like ``Evidence.from_dict``; ``field`` prefixes the path in errors."""
+        f.mapping(d, field, allowed=_CELL_KEYS, required={"check", "src", "dst", "reach", "verdict"})
+        at = f"{field}."
+        evidence = d.get("evidence")
         return cls(
-            check=str(d["check"]),
-            src=str(d["src"]),
-            dst=str(d["dst"]),
-            reach=Reach(d["reach"]),
-            where=None if d.get("where") is None else Where(d["where"]),
-            verdict=Verdict(d["verdict"]),
-            rtt_ms=None if d.get("rtt_ms") is None else float(d["rtt_ms"]),
-            evidence=Evidence.from_dict(d.get("evidence") or {}),
+            check=f.string(d["check"], at + "check", limit=64),
+            src=f.string(d["src"], at + "src", limit=255),
+            dst=f.string(d["dst"], at + "dst", limit=255),
+            reach=f.choice(d["reach"], Reach, at + "reach"),
+            where=f.choice(d.get("where"), Where, at + "where", optional=True),
+            verdict=f.choice(d["verdict"], Verdict, at + "verdict"),
+            rtt_ms=f.number(d.get("rtt_ms"), at + "rtt_ms", 0.0, MAX_RTT_MS, optional=True),
+            evidence=Evidence() if evidence is None else Evidence.from_dict(evidence, at + "evidence"),
         )
 
 
@@ -201,46 +222,59 @@ class Result:
 
     @classmethod
     def from_dict(cls, d: Any, *, source: str = "result") -> Result:
+        """Strict: any malformed field is one ConfigError naming the file and the field path."""
         if not isinstance(d, dict):
             raise ConfigError("not a JSON object", file=source)
         if d.get("schema") != SCHEMA:
             raise ConfigError(f"expected {SCHEMA!r}, got {d.get('schema')!r}", file=source, field="schema")
         try:
-            cells = [Cell.from_dict(c) for c in _list(d, "cells", source)]
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # AttributeError: a non-object evidence
-            raise ConfigError(f"malformed cell: {exc}", file=source, field="cells") from None
-        try:
-            hosts = [HostInfo(h["name"], h.get("address", ""), tuple(h.get("roles", ())))
-                     for h in _list(d, "hosts", source)]
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(f"malformed host: {exc}", file=source, field="hosts") from None
+            return cls._from_checked_dict(d)
+        except f.FieldError as exc:
+            raise ConfigError(exc.message, file=source, field=exc.field) from None
+
+    @classmethod
+    def _from_checked_dict(cls, d: dict) -> Result:
+        f.mapping(d, "", allowed=_RESULT_KEYS)
+        cells = [Cell.from_dict(c, f"cells[{i}]") for i, c in enumerate(f.array(d.get("cells", []), "cells"))]
+        hosts = []
+        for i, h in enumerate(f.array(d.get("hosts", []), "hosts")):
+            at = f"hosts[{i}]"
+            f.mapping(h, at, required={"name"})
+            roles = [f.string(r, f"{at}.roles[{j}]", limit=64) for j, r in enumerate(f.array(h.get("roles", []), f"{at}.roles"))]
+            hosts.append(HostInfo(f.string(h["name"], f"{at}.name", limit=255),
+                                  f.string(h.get("address", ""), f"{at}.address", limit=64), tuple(roles)))
         return cls(
             cells=cells,
             hosts=hosts,
-            checks=list(_list(d, "checks", source)),
-            profile=d.get("profile"),
-            started=d.get("started"),
-            finished=d.get("finished"),
-            errors=list(_list(d, "errors", source)),
-            skipped=list(_list(d, "skipped", source)),
-            netprobe_version=d.get("netprobe_version", ""),
+            checks=_objects(d.get("checks", []), "checks"),
+            profile=f.string(d.get("profile"), "profile", optional=True, limit=64),
+            started=f.string(d.get("started"), "started", optional=True, limit=64),
+            finished=f.string(d.get("finished"), "finished", optional=True, limit=64),
+            errors=_string_objects(d.get("errors", []), "errors"),
+            skipped=_string_objects(d.get("skipped", []), "skipped"),
+            netprobe_version=f.string(d.get("netprobe_version", ""), "netprobe_version", limit=64),
         )
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "result") -> Result:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"not valid JSON ({exc.msg} at line {exc.lineno})", file=source) from None
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(load_json(text, source=source), source=source)
 
 
-def _list(d: dict, key: str, source: str) -> list:
-    """``d[key]`` (default empty), which must be a JSON array."""
-    value = d.get(key, [])
-    if not isinstance(value, list):
-        raise ConfigError(f"must be a list, got {type(value).__name__}", file=source, field=key)
-    return value
+_RESULT_KEYS = {"schema", "netprobe_version", "started", "finished", "profile", "hosts", "checks", "cells", "skipped",
+                "errors"}
+
+
+def _objects(value: Any, field: str) -> list[dict]:
+    return [f.mapping(item, f"{field}[{i}]") for i, item in enumerate(f.array(value, field))]
+
+
+def _string_objects(value: Any, field: str) -> list[dict]:
+    """A list of objects whose values are strings (errors, skipped checks)."""
+    items = _objects(value, field)
+    for i, item in enumerate(items):
+        for key, v in item.items():
+            f.string(v, f"{field}[{i}].{key}")
+    return items
 
 
 @dataclass(frozen=True)
@@ -253,13 +287,6 @@ class Change:
     old: Cell | None
     new: Cell | None
 
-    def describe(self) -> str:
-        def side(c: Cell | None) -> str:
-            if c is None:
-                return "absent"
-            return f"{c.reach}" + (f" at {c.where}" if c.where else "") + f" ({c.verdict})"
-
-        return f"{self.check} {self.src} -> {self.dst}: {side(self.old)} -> {side(self.new)}"
 
 
 def diff(old: Result, new: Result) -> list[Change]:
