@@ -25,7 +25,7 @@ class LabGroup(click.Group):
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
-            return None  # not installed in this tree: simply not offered
+            return None  # a LAZY entry whose module is missing is simply not offered
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         lazy = [n for n in self.LAZY if n not in self.commands and self._lazy(n) is not None]

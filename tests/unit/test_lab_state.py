@@ -1,6 +1,6 @@
 """A lab's state directory read back by another process: what `lab status`, `lab exec` and
-`lab down` know of a lab comes from what the runtime wrote there (here under a temporary root,
-with fake namespace names: no privileges, nothing spawned)."""
+`lab down` know of a lab comes from what bring_up writes there with ``state.write_state``.
+Here under a temporary root, with fake namespace files: no privileges, nothing spawned."""
 
 from __future__ import annotations
 
