@@ -25,7 +25,7 @@ class LabGroup(click.Group):
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
-            return None  # not installed in this tree: simply not offered
+            return None  # a LAZY entry whose module is missing is simply not offered
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         lazy = [n for n in self.LAZY if n not in self.commands and self._lazy(n) is not None]
@@ -118,7 +118,7 @@ def status(name: str | None, fmt: str) -> int:
     """
     import json
 
-    from netprobe.lab.runtime import lab_names, lab_status, open_lab, stray_namespaces
+    from netprobe.lab.state import lab_names, lab_status, open_lab, stray_namespaces
 
     if name is not None:
         open_lab(name)  # a clear error when there is no such lab
@@ -154,7 +154,8 @@ def exec_(name: str, host: str, command: tuple[str, ...]) -> int:
 
     Exits with COMMAND's exit code.
     """
-    from netprobe.lab.runtime import open_lab, require_root
+    from netprobe.lab.runtime import require_root
+    from netprobe.lab.state import open_lab
 
     require_root()
     the_lab = open_lab(name)

@@ -1,5 +1,5 @@
 """Carry out plan actions on the kernel: pyroute2 for namespaces, links, addresses and routes,
-``nft``/``iptables-restore``/``ipset`` for firewalls. Process actions go to the ``Lab``.
+``nft``/``iptables-restore``/``ipset`` for firewalls, a ``Supervisor`` for processes.
 
 No forks: pyroute2's own netns helpers fork children that inherit our signal handlers (a
 SIGTERM or Ctrl-C landing in such a child makes it run *our* code from the fork point on).
@@ -8,6 +8,9 @@ namespace itself via unshare, or a netlink socket, which stays bound to it), and
 
 ``apply_firewall`` is also what ``netprobe lab firewall`` runs on a real VM, so a scenario's
 rules load the same way in a namespace and on a machine.
+
+Imports point one way: the runtime drives this module, never the reverse. Process actions go to
+the lab's ``processes.Supervisor``, which the Applier is handed, not to the lab handle.
 """
 
 from __future__ import annotations
@@ -18,16 +21,12 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from netprobe.errors import ConfigError, LabError
 from netprobe.lab import firewall as fw
 from netprobe.lab import plan as p
-
-if TYPE_CHECKING:
-    from netprobe.lab.runtime import Lab
-
-NETNS_DIR = Path("/run/netns")
+from netprobe.lab.names import NETNS_DIR
+from netprobe.lab.processes import Supervisor, stop_namespace
 TOOL_TIMEOUT = 30.0
 CLONE_NEWNET = 0x40000000
 
@@ -124,10 +123,13 @@ def flush_firewall(netns: str | None) -> None:
 
 
 class Applier:
-    """Runs plan actions; keeps one netlink socket per namespace while it works."""
+    """Runs plan actions; keeps one netlink socket per namespace while it works. ``source`` (the
+    scenario file) names where a rejected firewall came from; ``processes`` starts and stops the
+    plan's processes."""
 
-    def __init__(self, lab: Lab):
-        self.lab = lab
+    def __init__(self, source: str, processes: Supervisor):
+        self.source = source
+        self.processes = processes
         self._ipr: dict[str, object] = {}
 
     def close(self) -> None:
@@ -176,7 +178,7 @@ class Applier:
                 ipr = self._ipr.pop(ns, None)
                 if ipr is not None:
                     ipr.close()
-                self.lab.kill_namespace_processes(ns)
+                stop_namespace(ns)
                 if netns_exists(ns):
                     pnetns.remove(ns)
             case p.AddBridge(ns=ns, ifname=ifname):
@@ -215,12 +217,12 @@ class Applier:
                 self._rt(ns).link("add", ifname=ifname, kind="vxlan", vxlan_id=vni, vxlan_port=port,
                                   vxlan_link=self._need_index(ns, dev), vxlan_local=local)
             case p.LoadFirewall(ns=ns, field=field, commands=cmds):
-                run_firewall_commands(cmds, source=self.lab.scenario.source, field=field, netns=ns)
+                run_firewall_commands(cmds, source=self.source, field=field, netns=ns)
             case p.FlushFirewall(ns=ns):
                 flush_firewall(ns)
             case p.StartListener() | p.StartDaemon():
-                self.lab.start_service(a)
+                self.processes.start_service(a)
             case p.StopProcess(log_name=log_name):
-                self.lab.stop_process(log_name)
+                self.processes.stop(log_name)
             case _:
                 raise LabError(f"no way to apply {a!r}")

@@ -1,4 +1,5 @@
-"""Names the lab gives things, so two labs run side by side and `lab down --all` finds only ours.
+"""Names the lab gives things, and where it keeps them, so two labs run side by side and
+`lab down --all` finds only ours.
 
 Every namespace is ``nplab-<lab>.<node>``: the prefix marks it as netprobe's, the dot cannot
 appear in a lab or node name, so ``nplab-a.x`` and ``nplab-a-b.x`` never get confused.
@@ -13,6 +14,7 @@ from netprobe.errors import ConfigError
 
 PREFIX = "nplab-"
 STATE_ROOT = Path("/run/netprobe/lab")
+NETNS_DIR = Path("/run/netns")  # where `ip netns` (and we) name namespaces
 LAB_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,22}[a-z0-9])?$")
 
 

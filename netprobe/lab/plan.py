@@ -387,7 +387,7 @@ def teardown(done: list[Step]) -> list[Action]:
 
 
 def inventory(scenario: Scenario, lab_name: str) -> dict:
-    """The inventory (DESIGN section 6) of a lab: its hosts, each agent on a unix socket in the
+    """The inventory (docs/design.md, "The lab") of a lab: its hosts, each agent on a unix socket in the
     lab's state directory, the token file beside it (relative paths: the inventory's folder)."""
     sd = state_dir(lab_name)
     return {

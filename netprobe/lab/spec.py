@@ -1,4 +1,4 @@
-"""Scenario files (DESIGN section 8): hosts, segments, routers, firewalls, services, expectation.
+"""Scenario files (docs/design.md, "The lab"): hosts, segments, routers, firewalls, services, expectation.
 
 ``parse_scenario`` is pure (YAML text in, a validated ``Scenario`` out; every error is a
 ConfigError naming the file and the field path). ``load_scenario`` adds the one bit of I/O:

@@ -21,7 +21,8 @@ def test_help_lists_the_subcommands_without_heavy_imports():
         assert f"  {sub}" in proc.stdout
     probe = subprocess.run(
         [sys.executable, "-c", "import sys, netprobe.commands.lab; print(sorted(m for m in ('pyroute2', 'yaml', "
-         "'netprobe.lab.runtime') if m in sys.modules))"],
+         "'netprobe.lab.runtime', 'netprobe.lab.state', 'netprobe.lab.processes') "
+         "if m in sys.modules))"],
         capture_output=True, text=True, check=True,
     )
     assert probe.stdout.strip() == "[]"

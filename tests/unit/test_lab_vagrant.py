@@ -1,49 +1,11 @@
-"""The Vagrantfile validates (vagrant is installed by `make test`; skipped only where it is absent)
-and its provisioning uses the shipped unit and `netprobe lab firewall`."""
+"""The Vagrantfile and its provisioning, read as text (no vagrant run: see
+tests/integration/test_lab_vagrant_validate.py): VMs get the shipped unit and `netprobe lab firewall`."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
-
-
-def vagrant(tmp_path, *args, scenario=None):
-    env = {
-        **os.environ,
-        "VAGRANT_CHECKPOINT_DISABLE": "1",
-        "VAGRANT_DOTFILE_PATH": str(tmp_path / "dot"),  # keeps .vagrant/ (and the token) out of the tree
-        "VAGRANT_HOME": str(tmp_path / "home"),
-    }
-    if scenario:
-        env["NETPROBE_SCENARIO"] = scenario
-    return subprocess.run(["vagrant", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-
-
-needs_vagrant = pytest.mark.skipif(shutil.which("vagrant") is None, reason="vagrant is not installed")
-
-
-@needs_vagrant
-def test_vagrantfile_validates(tmp_path):
-    proc = vagrant(tmp_path, "validate", "--ignore-provider")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "validated successfully" in proc.stdout
-    for host in ("cp1", "node1", "node2"):  # the demo scenario's three hosts become three VMs
-        assert f"==> {host}:" in proc.stdout
-    token = tmp_path / "dot" / "netprobe-token"
-    assert token.stat().st_mode & 0o777 == 0o600 and len(token.read_text()) == 64
-
-
-@needs_vagrant
-def test_vagrantfile_refuses_scenarios_vms_cannot_be(tmp_path):
-    proc = vagrant(tmp_path, "validate", "--ignore-provider", scenario="two-racks-router")
-    assert proc.returncode != 0
-    assert "2 segments" in proc.stdout + proc.stderr
 
 
 def test_vagrantfile_shape():
