@@ -64,8 +64,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line, like every other bad input (no usage block)
+        where = exc.ctx.command_path if exc.ctx is not None else "netprobe"
+        click.echo(f"{where}: {exc.format_message()} (see --help)", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"netprobe: {exc.format_message()}", err=True)
         sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
     except NetprobeError as exc:
         click.echo(f"netprobe: {exc}", err=True)

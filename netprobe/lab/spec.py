@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from netprobe.core.checks import PROFILES, ROLES
 from netprobe.core.expect import Expectation, parse_expectation
+from netprobe.core.untrusted import load_yaml
 from netprobe.errors import ConfigError
 from netprobe.lab import firewall as fw
 
@@ -261,10 +261,7 @@ def _allocate(subnet: ipaddress.IPv4Network, taken: set[str], *, skip: int) -> s
 
 def parse_scenario(text: str, *, source: str, default_name: str | None = None) -> Scenario:
     """Validate scenario YAML. Errors name ``source`` and the field path; the CLI exits 2."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise _err(f"not valid YAML: {exc}", source, None) from None
+    data = load_yaml(text, source=source)
     if not isinstance(data, dict):
         raise _err("must be a mapping with a 'hosts' list", source, None)
     _mapping(data, TOP_KEYS, source, "")  # unknown top-level keys
@@ -462,9 +459,8 @@ def resolve_scenario(ref: str | os.PathLike) -> Path:
 
 def load_scenario(ref: str | os.PathLike) -> Scenario:
     """Find (by path or name), read and validate a scenario."""
+    from netprobe.config import read_text
+
     path = resolve_scenario(ref)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    text = read_text(str(path))
     return parse_scenario(text, source=str(path), default_name=path.stem)
