@@ -71,11 +71,15 @@ def up(scenario: str, name: str | None, dry_run: bool, responders: bool) -> int:
         for step in steps:
             _say(step.describe())
         return 0
+    from netprobe.lab.processes import signal_guard
     from netprobe.lab.runtime import bring_up
 
-    the_lab = bring_up(spec, name)
-    if responders:
-        _start_responders(the_lab, spec)
+    # one guard from the first step to the last responder: a SIGTERM anywhere in between takes
+    # the whole lab down again (never half up with `lab status` saying "up")
+    with signal_guard("raise"):
+        the_lab = bring_up(spec, name)
+        if responders:
+            _start_responders(the_lab, spec)
     _say(f"lab {the_lab.name} is up (scenario {spec.name}, profile {spec.profile})", fg="green")
     for h in spec.hosts:
         _say(f"  {h.name:<12} {h.address:<15} {','.join(sorted(h.roles)):<22} {the_lab.netns(h.name)}")

@@ -458,3 +458,32 @@ def test_lab_firewall_loads_what_the_lab_loads():
             proc = sh(["ip", "netns", "exec", vm, *NETPROBE, "lab", "firewall", "ipip-ipset", "--host", "node1"])
             assert proc.returncode == 0, proc.stderr
         assert firewall_listing(vm) == firewall_listing(lab.netns("node1"))
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.15])
+def test_sigterm_while_responders_start_leaves_nothing(delay):
+    """SIGTERM during `lab up --responders`, once the responders are being started (and a little
+    after): the lab comes down whole, never half up with `lab status` saying "up"."""
+    name = f"rt{int(delay * 100)}-{TAG}"
+    links_before = root_links()
+    proc = subprocess.Popen([*NETPROBE, "lab", "up", "demo", "--name", name, "--responders"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pids = state_dir(name) / "pids"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if pids.is_dir() and any(p.name.startswith("responder-") for p in pids.iterdir()):
+                break
+            time.sleep(0.005)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if proc.returncode == 0:  # up already: that is allowed, the lab must then be whole
+        assert "is up" in out
+        sh([*NETPROBE, "lab", "down", name]).check_returncode()
+        return
+    assert proc.returncode != 0, out + err
+    assert_gone(name, [], links_before)
