@@ -16,7 +16,8 @@ from netprobe.agent.api import build_app
 from netprobe.agent.server import serve_api
 from netprobe.core.checks import select_checks
 from netprobe.core.inventory import parse_inventory
-from netprobe.orchestration.mesh_run import exit_code, run_mesh
+from netprobe.core.exitcode import mesh_exit_code as exit_code
+from netprobe.orchestration.mesh_run import run_mesh
 
 TOKEN = "fake-fabric-token"
 ADDRESSES = {"n1": "192.0.2.11", "n2": "192.0.2.12", "n3": "192.0.2.13"}
@@ -36,7 +37,7 @@ class FakeAgent:
         self.name, self.fabric, self.delay = name, fabric, delay
 
     async def health(self):
-        return {"host": self.name}
+        return {"host": self.name, "version": "fake"}
 
     async def run_probes(self, request):
         await trio.sleep(self.delay)
@@ -53,13 +54,15 @@ class FakeAgent:
                 outcomes.append({
                     "probe_id": pid, "check": check_id, "name": target.name, "address": target.address,
                     "source": ADDRESSES[self.name], "rtt_ms": 0.2 if reply else None,
-                    "evidence": {"sent": True, "reply": reply, "reply_arrived": bool(reply),
-                                 "reply_accepted": bool(reply), "attempts": 1 if reply else 2},
+                    "evidence": {"sent": True, "arrived": None, "accepted": None, "answered": None, "reply": reply,
+                                 "icmp": None, "reply_arrived": bool(reply), "reply_accepted": bool(reply),
+                                 "attempts": 1 if reply else 2, "send_error": None},
                 })
-        return {"run_id": request.run_id, "outcomes": outcomes}
+        return {"run_id": request.run_id, "host": self.name, "outcomes": outcomes, "stats": {"kernel_drops": 0}}
 
     async def observations(self, run_id):
-        return {"run_id": run_id, "observations": self.fabric.arrivals[self.name]}
+        return {"run_id": run_id, "host": self.name, "observations": self.fabric.arrivals[self.name],
+                "stats": {"kernel_drops": 0}}
 
     async def preflight(self, params):
         return {}
