@@ -280,7 +280,7 @@ class Stats:
             raise InvalidReport(field, f"at most {MAX_COUNTERS} counters, got {len(d)}")
         counters: dict[str, int | float] = {}
         for key, value in d.items():
-            reports.name(key, f"{field} key")
+            reports.name(key, f"{field}.{key:.40}")
             reports.number(value, f"{field}.{key}")
             counters[key] = value
         drops = reports.integer(counters.pop("kernel_drops", 0), f"{field}.kernel_drops", MAX_COUNT)

@@ -37,7 +37,7 @@ from netprobe.agent.protocol import (
 from netprobe.agent.server import check_listen_policy, parse_listen, serve_api
 from netprobe.core.checks import CHECKS
 from netprobe.core.reports import ObservationReport
-from netprobe.errors import AgentError, ConfigError
+from netprobe.errors import AgentError, ConfigError, PrivilegeError
 from netprobe.preflight.model import Report
 
 TOKEN = "s3cret-token"
@@ -328,6 +328,8 @@ async def test_service_exception_is_500_and_the_server_keeps_serving(agent, capl
     (ValueError("target not on a local subnet"), 400),
     (UnknownRun("no run 'run-1'"), 404),
     (AgentError("a run is already in progress"), 409),
+    (PrivilegeError("needs CAP_NET_RAW"), 409),
+    (ConfigError("overlaps the pod pool", field="service_cidr"), 400),
 ])
 async def test_service_errors_map_to_client_errors(agent, error, status):
     agent.service.fail = error
@@ -335,6 +337,28 @@ async def test_service_errors_map_to_client_errors(agent, error, status):
         response = await http.get("/v1/runs/run-1/observations")
     assert response.status_code == status
     assert response.json() == {"error": str(error)}
+
+
+async def test_preflight_config_error_is_400_on_one_line(agent):
+    """Preflight's own judgement of its params (a CIDR that overlaps) is bad input, not a crash."""
+    agent.service.fail = ConfigError("10.96.0.0/12 overlaps\nthe pod pool 10.0.0.0/8", field="--service-cidr")
+    async with agent.http() as http:
+        response = await http.post("/v1/preflight", json={"service_cidr": "10.96.0.0/12"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "--service-cidr: 10.96.0.0/12 overlaps the pod pool 10.0.0.0/8"}
+    async with AgentClient(agent.url, token=None) as client:
+        with pytest.raises(AgentRequestError) as info:
+            await client.preflight(PreflightRequest(service_cidr="10.96.0.0/12"))
+    assert info.value.status == 400 and "\n" not in str(info.value)
+    assert str(info.value).endswith("HTTP 400: --service-cidr: 10.96.0.0/12 overlaps the pod pool 10.0.0.0/8")
+
+
+async def test_preflight_request_of_the_wrong_shape_is_400(agent):
+    async with agent.http() as http:
+        response = await http.post("/v1/preflight", json={"pool_cidrs": "10.0.0.0/8"})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("pool_cidrs: must be a list")
+    assert agent.service.calls == []
 
 
 @pytest.mark.parametrize("result", [["a", "list"], {"bad": math.nan}, {"bad": {1, 2}}])
