@@ -38,7 +38,7 @@ DEFAULT_VNI = 1
 MAX_CIDRS = 64
 MAX_SHORT_TEXT = 256
 MAX_HOSTNAME = 253
-MAX_EVIDENCE = 4096
+MAX_EVIDENCE = 16384  # a preflight item lists what it read; generous, but bounded
 MAX_COUNTERS = 64
 MAX_COUNT = 1 << 53
 MAX_REPORTS = 1 << 20  # outcomes or observations in one reply: beyond any real mesh
@@ -287,11 +287,15 @@ class Stats:
         return cls(drops, counters)
 
 
-def _host(raw: Any, field: str) -> str:
-    host = reports.text(raw, field, limit=MAX_HOSTNAME)
-    if not host:
+def _nonempty(raw: Any, field: str, limit: int) -> str:
+    value = reports.text(raw, field, limit=limit)
+    if not value:
         raise InvalidReport(field, "must not be empty")
-    return host
+    return value
+
+
+def _host(raw: Any, field: str) -> str:
+    return _nonempty(raw, field, MAX_HOSTNAME)
 
 
 @dataclass(frozen=True)
@@ -394,7 +398,7 @@ def preflight_report_from_dict_untrusted(raw: Any, field: str = "report") -> Rep
         where = f"{field}.items[{i}]"
         item = reports.obj(raw_item, where, ("id", "group", "title", "status", "evidence"))
         found.append(Item(
-            id=reports.name(item["id"], f"{where}.id"),
+            id=_nonempty(item["id"], f"{where}.id", MAX_SHORT_TEXT),
             group=reports.text(item["group"], f"{where}.group", limit=MAX_SHORT_TEXT),
             title=reports.text(item["title"], f"{where}.title", limit=MAX_SHORT_TEXT),
             status=reports.choice(Status, item["status"], f"{where}.status"),

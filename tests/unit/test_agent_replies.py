@@ -31,7 +31,9 @@ OBSERVATION = ObservationReport("198.51.100.11", 41, "tcp", True, False, True, 1
 PROBE = ProbeReply("run-1", "node1", (OUTCOME,), Stats(3, {"matched": 1, "seconds": 0.5}))
 OBSERVATIONS = ObservationsReply("run-1", "node2", (OBSERVATION,), Stats(0, {"echoes": 4}))
 HEALTH = HealthReply("node1", "1.0", uptime_s=3.5, captures=4, kernel_drops=1, stats=Stats(0, {"probes": 9}))
-PREFLIGHT = Report((Item("kernel", "host", "Kernel version", Status.OK, "6.1"),), host="node1", profile="calico",
+PREFLIGHT = Report((Item("kernel", "host", "Kernel version", Status.OK, "6.1"),
+                    Item("module:nf_conntrack_netlink", "kernel", "nf_conntrack_netlink", Status.WARN, "not loaded")),
+                   host="node1", profile="calico",
                    pool_cidrs=("192.168.0.0/16",), service_cidr="10.96.0.0/12")
 
 
@@ -180,6 +182,7 @@ ITEM = PREFLIGHT.items[0].to_dict()
     ({"items": [{**ITEM, "status": "maybe"}]}, "report.items[0].status"),
     ({"items": [{**ITEM, "evidence": None}]}, "report.items[0].evidence"),
     ({"items": [{k: v for k, v in ITEM.items() if k != "id"}]}, "report.items[0].id"),
+    ({"items": [{**ITEM, "id": ""}]}, "report.items[0].id"),
 ])
 def test_bad_preflight_reports_name_the_field(change, field):
     with pytest.raises(InvalidReport) as info:
