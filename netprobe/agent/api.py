@@ -1,8 +1,9 @@
 """The control API as a starlette app around an injected ``AgentService`` (DESIGN section 4).
 
 The app owns HTTP concerns only: the bearer token, body limits, JSON in and out, and mapping
-errors to status codes. Every request body is validated into a ``ProbeRequest`` before the
-service sees it, and an unauthenticated request never reaches the service (nor the router).
+errors to status codes (400 bad input, 404 unknown run, 409 another ``NetprobeError``, 500 a
+bug). Every request body is validated into its request type before the service sees it,
+and an unauthenticated request never reaches the service (nor the router).
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import netprobe
-from netprobe.agent.protocol import AgentService, InvalidRequest, ProbeRequest, UnknownRun, check_run_id
-from netprobe.errors import AgentError
+from netprobe.agent.protocol import (
+    AgentService,
+    InvalidRequest,
+    PreflightRequest,
+    ProbeRequest,
+    UnknownRun,
+    check_run_id,
+)
+from netprobe.errors import ConfigError, NetprobeError
 
 MAX_BODY = 1 << 20  # 1 MiB: 4096 targets fit with room to spare
 log = logging.getLogger("netprobe.agent.api")
@@ -38,7 +46,8 @@ class _Reject(Exception):
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    """``{"error": message}`` on one line: the client puts it in a one-line error."""
+    return JSONResponse({"error": " ".join(message.split())}, status_code=status, headers=headers)
 
 
 class BearerAuth:
@@ -102,10 +111,10 @@ async def _call(what: str, call: Callable[[], Awaitable[dict]]) -> Response:
         result = await call()
     except UnknownRun as exc:
         return _error(404, str(exc) or "unknown run")
-    except AgentError as exc:
-        return _error(409, str(exc) or type(exc).__name__)
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:  # bad input the request's shape could not show
         return _error(400, str(exc) or type(exc).__name__)
+    except NetprobeError as exc:  # AgentError and the like: the agent's state refuses it
+        return _error(409, str(exc) or type(exc).__name__)
     except Exception as exc:
         log.exception("agent service failed in %s", what)
         return _error(500, f"{what} failed: {type(exc).__name__}: {exc}")
@@ -133,7 +142,7 @@ def build_app(service: AgentService, *, token: str | None, max_body: int = MAX_B
 
     async def run_probes(request: Request) -> Response:
         try:
-            probe_request = ProbeRequest.from_dict(await _read_json_object(request, max_body))
+            probe_request = ProbeRequest.from_dict_untrusted(await _read_json_object(request, max_body))
         except InvalidRequest as exc:
             return _error(400, str(exc))
         except _Reject as exc:
@@ -149,10 +158,12 @@ def build_app(service: AgentService, *, token: str | None, max_body: int = MAX_B
 
     async def preflight(request: Request) -> Response:
         try:
-            params = await _read_json_object(request, max_body, empty_ok=True)
+            params = PreflightRequest.from_dict_untrusted(await _read_json_object(request, max_body, empty_ok=True))
+        except InvalidRequest as exc:
+            return _error(400, str(exc))
         except _Reject as exc:
             return _error(exc.status, exc.message)
-        return await _call("preflight", lambda: service.preflight(params))
+        return await _call("preflight", lambda: service.preflight(params.to_dict()))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -1,23 +1,45 @@
 """Talk to one agent's control API: httpx on trio (through anyio), TCP, TLS or a unix socket.
 
 One seam: every failure below this line (refused, missing socket, timeout, TLS, a non-2xx
-answer, a body that is not a JSON object) leaves as ``AgentError`` naming the agent and the
-cause, so ``mesh`` handles exactly one exception type per agent.
+answer, a body that is not a JSON object, a reply of the wrong shape) leaves as one
+``AgentError`` line naming the agent, the request and the cause (for a malformed reply, the
+field), so ``mesh`` handles exactly one exception type per agent. Replies leave typed.
 """
 
 from __future__ import annotations
 
-import json
 import ssl
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any, TypeVar
 
 import httpx
 
-from netprobe.agent.protocol import ProbeRequest, check_run_id
+from netprobe.agent.protocol import (
+    HealthReply,
+    ObservationsReply,
+    PreflightRequest,
+    ProbeReply,
+    ProbeRequest,
+    check_run_id,
+    preflight_report_from_dict_untrusted,
+)
 from netprobe.core.inventory import parse_agent_url
+from netprobe.core.reports import InvalidReport
 from netprobe.errors import AgentError
+from netprobe.preflight.model import Report
+
+T = TypeVar("T")
 
 UNIX_BASE_URL = "http://netprobe-agent"  # the Host header on a unix socket; never resolved
+
+
+class MalformedReply(AgentError):
+    """The agent answered 2xx with a body that breaks the contract; ``field`` names where."""
+
+    def __init__(self, message: str, *, field: str):
+        self.field = field
+        super().__init__(message)
 
 
 class AgentRequestError(AgentError):
@@ -126,34 +148,62 @@ class AgentClient:
             raise AgentError(f"agent {self.url}: {method} {path}: {_describe(exc)}") from exc
         try:
             data = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, an absurd number, absurd nesting
             data = None
         if not response.is_success:
             detail = data.get("error") if isinstance(data, dict) else None
             if not isinstance(detail, str):
                 detail = response.text[:200].strip() or response.reason_phrase
             raise AgentRequestError(
-                f"agent {self.url}: {method} {path}: HTTP {response.status_code}: {detail}",
+                f"agent {self.url}: {method} {path}: HTTP {response.status_code}: {_one_line(detail)}",
                 status=response.status_code,
             )
         if not isinstance(data, dict):
             raise AgentError(f"agent {self.url}: {method} {path}: answer is not a JSON object")
         return data
 
-    async def health(self) -> dict:
-        return await self._request("GET", "/v1/health")
+    async def _reply(self, method: str, path: str, parse: Callable[[Any], T], **kwargs) -> T:
+        """The answer to one request, parsed into its type; a malformed one is an AgentError."""
+        data = await self._request(method, path, **kwargs)
+        try:
+            return parse(data)
+        except InvalidReport as exc:
+            raise MalformedReply(f"agent {self.url}: {method} {path}: malformed reply: {_one_line(str(exc))}",
+                                 field=exc.field) from None
 
-    async def run_probes(self, request: ProbeRequest) -> dict:
+    async def health(self) -> HealthReply:
+        return await self._reply("GET", "/v1/health", HealthReply.from_dict_untrusted)
+
+    async def run_probes(self, request: ProbeRequest) -> ProbeReply:
         # the agent answers after its probing: up to timeout x (retries + 1), plus our margin
         budget = request.timeout * (request.retries + 1) + self.timeout
-        return await self._request("POST", "/v1/probes", body=request.to_dict(), timeout=budget)
+        reply = await self._reply("POST", "/v1/probes", ProbeReply.from_dict_untrusted, body=request.to_dict(),
+                                  timeout=budget)
+        _same_run(self.url, "POST /v1/probes", request.run_id, reply.run_id)
+        return reply
 
-    async def observations(self, run_id: str) -> dict:
+    async def observations(self, run_id: str) -> ObservationsReply:
         try:
             check_run_id(run_id)
         except ValueError as exc:
             raise AgentError(f"agent {self.url}: {exc}") from None
-        return await self._request("GET", f"/v1/runs/{run_id}/observations")
+        path = f"/v1/runs/{run_id}/observations"
+        reply = await self._reply("GET", path, ObservationsReply.from_dict_untrusted)
+        _same_run(self.url, f"GET {path}", run_id, reply.run_id)
+        return reply
 
-    async def preflight(self, params: dict) -> dict:
-        return await self._request("POST", "/v1/preflight", body=params)
+    async def preflight(self, request: PreflightRequest) -> Report:
+        return await self._reply("POST", "/v1/preflight", preflight_report_from_dict_untrusted,
+                                 body=request.to_dict())
+
+
+def _same_run(url: str, what: str, asked: str, answered: str) -> None:
+    if answered != asked:
+        raise MalformedReply(f"agent {url}: {what}: malformed reply: run_id: answers run {answered!r}, "
+                             f"not {asked!r}", field="run_id")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """An agent's words as one bounded line: they end up in a one-line error."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[:limit] + "..."

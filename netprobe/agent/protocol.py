@@ -1,7 +1,10 @@
-"""The control API's contract: the service an agent exposes and the probe request it accepts.
+"""The control API's contract: the service an agent exposes, the requests it accepts and the
+replies it sends, each a frozen type with ``to_dict()`` and a strict ``from_dict_untrusted``.
 
-Pure (no I/O): the API server validates every request body with ``ProbeRequest.from_dict``
-before the service sees it, so the service can trust its input. Errors name the field.
+Pure (no I/O). Both edges parse: the API server turns every request body into a typed request
+before the service sees it (``InvalidRequest``, answered 400), and the client turns every reply
+into a typed reply before the mesh joins it (``InvalidReport``, an ``AgentError`` there).
+Errors name the field path.
 """
 
 from __future__ import annotations
@@ -9,12 +12,19 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from netprobe.core import reports
 from netprobe.core.checks import ROLES, Check, Direction, Proto
 from netprobe.core.inventory import NAME_RE
+from netprobe.core.mesh_logic import Peer
+from netprobe.core.reports import InvalidReport, ObservationReport, OutcomeReport
 from netprobe.errors import AgentError
+from netprobe.preflight.model import SCHEMA as PREFLIGHT_SCHEMA
+from netprobe.preflight.model import Item, Report, Status
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_TARGETS = 4096
@@ -25,6 +35,13 @@ VNI_RANGE = (0, (1 << 24) - 1)
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_RETRIES = 1
 DEFAULT_VNI = 1
+MAX_CIDRS = 64
+MAX_SHORT_TEXT = 256
+MAX_HOSTNAME = 253
+MAX_EVIDENCE = 16384  # a preflight item lists what it read; generous, but bounded
+MAX_COUNTERS = 64
+MAX_COUNT = 1 << 53
+MAX_REPORTS = 1 << 20  # outcomes or observations in one reply: beyond any real mesh
 
 
 class InvalidRequest(ValueError):
@@ -79,6 +96,12 @@ def _list(value: Any, limit: int, field: str) -> list:
     return value
 
 
+def _short_text(value: Any, field: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_SHORT_TEXT:
+        raise InvalidRequest(field, f"must be a string of at most {MAX_SHORT_TEXT} characters, got {value!r:.40}")
+    return value
+
+
 _CHECK_KEYS = {"id", "description", "proto", "port", "direction", "to_role", "from_role"}
 
 
@@ -117,69 +140,57 @@ def parse_check(raw: Any, field: str) -> Check:
     return Check.from_dict(raw)
 
 
-@dataclass(frozen=True)
-class Target:
-    """A peer to probe: its host name, IPv4 address, and the check ids wanted towards it."""
-
-    name: str
-    address: str
-    checks: tuple[str, ...]
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "address": self.address, "checks": list(self.checks)}
-
-    @classmethod
-    def from_dict(cls, raw: Any, field: str = "target") -> Target:
-        if not isinstance(raw, dict):
-            raise InvalidRequest(field, "must be an object")
-        _check_keys(raw, {"name", "address", "checks"}, {"name", "address", "checks"}, field)
-        name = raw["name"]
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise InvalidRequest(f"{field}.name", f"must be a host name, got {name!r}")
-        try:
-            if not isinstance(raw["address"], str):
-                raise ValueError
-            address = str(ipaddress.IPv4Address(raw["address"]))
-        except ValueError:
-            raise InvalidRequest(f"{field}.address", f"must be an IPv4 address, got {raw['address']!r}") from None
-        checks = _list(raw["checks"], MAX_CHECKS, f"{field}.checks")
-        if not checks:
-            raise InvalidRequest(f"{field}.checks", "must name at least one check")
-        for i, cid in enumerate(checks):
-            if not isinstance(cid, str):
-                raise InvalidRequest(f"{field}.checks[{i}]", f"must be a check id, got {cid!r}")
-        if len(set(checks)) != len(checks):
-            raise InvalidRequest(f"{field}.checks", "names a check twice")
-        return cls(name, address, tuple(checks))
+def parse_target(raw: Any, field: str) -> Peer:
+    """One peer to probe: a host name, an IPv4 address and the check ids wanted towards it."""
+    if not isinstance(raw, dict):
+        raise InvalidRequest(field, "must be an object")
+    _check_keys(raw, {"name", "address", "checks"}, {"name", "address", "checks"}, field)
+    name = raw["name"]
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidRequest(f"{field}.name", f"must be a host name, got {name!r}")
+    try:
+        if not isinstance(raw["address"], str):
+            raise ValueError
+        address = str(ipaddress.IPv4Address(raw["address"]))
+    except ValueError:
+        raise InvalidRequest(f"{field}.address", f"must be an IPv4 address, got {raw['address']!r}") from None
+    checks = _list(raw["checks"], MAX_CHECKS, f"{field}.checks")
+    if not checks:
+        raise InvalidRequest(f"{field}.checks", "must name at least one check")
+    for i, cid in enumerate(checks):
+        if not isinstance(cid, str):
+            raise InvalidRequest(f"{field}.checks[{i}]", f"must be a check id, got {cid!r}")
+    if len(set(checks)) != len(checks):
+        raise InvalidRequest(f"{field}.checks", "names a check twice")
+    return Peer(name, address, tuple(checks))
 
 
 @dataclass(frozen=True)
 class ProbeRequest:
-    """Ask an agent to probe ``targets`` for a run; the checks are defined once, by id."""
+    """Ask an agent to probe ``targets`` for a run; the checks are defined once, as ``Check``s."""
 
     run_id: str
-    targets: tuple[Target, ...]
-    checks: tuple[dict, ...]  # each a Check.to_dict(), normalised
+    targets: tuple[Peer, ...]
+    checks: tuple[Check, ...]
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     vni: int = DEFAULT_VNI
 
     def check_map(self) -> dict[str, Check]:
-        """The checks by id, as ``Check`` objects."""
-        return {c["id"]: Check.from_dict(c) for c in self.checks}
+        return {c.id: c for c in self.checks}
 
     def to_dict(self) -> dict:
         return {
             "run_id": self.run_id,
             "targets": [t.to_dict() for t in self.targets],
-            "checks": [dict(c) for c in self.checks],
+            "checks": [c.to_dict() for c in self.checks],
             "timeout": self.timeout,
             "retries": self.retries,
             "vni": self.vni,
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> ProbeRequest:
+    def from_dict_untrusted(cls, data: Any) -> ProbeRequest:
         """Validate a decoded JSON body strictly; raises ``InvalidRequest`` (a ValueError)."""
         if not isinstance(data, dict):
             raise InvalidRequest("request", "must be a JSON object")
@@ -192,11 +203,11 @@ class ProbeRequest:
             if check.id in checks:
                 raise InvalidRequest(f"checks[{i}].id", f"duplicate check id {check.id!r}")
             checks[check.id] = check
-        targets: list[Target] = []
+        targets: list[Peer] = []
         names: set[str] = set()
         addresses: set[str] = set()
         for i, raw in enumerate(_list(data["targets"], MAX_TARGETS, "targets")):
-            target = Target.from_dict(raw, f"targets[{i}]")
+            target = parse_target(raw, f"targets[{i}]")
             if target.name in names:
                 raise InvalidRequest(f"targets[{i}].name", f"duplicate target {target.name!r}")
             if target.address in addresses:
@@ -210,21 +221,209 @@ class ProbeRequest:
         return cls(
             run_id=run_id,
             targets=tuple(targets),
-            checks=tuple(c.to_dict() for c in checks.values()),
+            checks=tuple(checks.values()),
             timeout=_number(data.get("timeout", DEFAULT_TIMEOUT), *TIMEOUT_RANGE, "timeout"),
             retries=_integer(data.get("retries", DEFAULT_RETRIES), *RETRIES_RANGE, "retries"),
             vni=_integer(data.get("vni", DEFAULT_VNI), *VNI_RANGE, "vni"),
         )
 
 
+@dataclass(frozen=True)
+class PreflightRequest:
+    """Ask an agent for its host's preflight report; None means the agent's own default."""
+
+    pool_cidrs: tuple[str, ...] | None = None
+    service_cidr: str | None = None
+    profile: str = "calico"
+
+    def to_dict(self) -> dict:
+        return {"pool_cidrs": None if self.pool_cidrs is None else list(self.pool_cidrs),
+                "service_cidr": self.service_cidr, "profile": self.profile}
+
+    @classmethod
+    def from_dict_untrusted(cls, data: Any) -> PreflightRequest:
+        """Types only: the values (CIDRs, profile) are the preflight rules' to judge (a 400)."""
+        if not isinstance(data, dict):
+            raise InvalidRequest("request", "must be a JSON object")
+        _check_keys(data, {"pool_cidrs", "service_cidr", "profile"}, set(), "")
+        pools = data.get("pool_cidrs")
+        if pools is not None:
+            for i, cidr in enumerate(_list(pools, MAX_CIDRS, "pool_cidrs")):
+                _short_text(cidr, f"pool_cidrs[{i}]")
+            pools = tuple(pools)
+        service = data.get("service_cidr")
+        if service is not None:
+            _short_text(service, "service_cidr")
+        return cls(pools, service, _short_text(data.get("profile", "calico"), "profile"))
+
+
+# ------------------------------------------------------------------ replies
+# Parsed once, by the client, from another machine's JSON: every failure is one InvalidReport
+# naming the field. Unknown keys are ignored (a newer agent may add some); missing ones are not.
+
+
+@dataclass(frozen=True)
+class Stats:
+    """An agent's counters. ``kernel_drops`` (captured packets the kernel lost) is the one the
+    mesh acts on; the others are carried as they come, each a finite non-negative number."""
+
+    kernel_drops: int = 0
+    counters: Mapping[str, int | float] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {**self.counters, "kernel_drops": self.kernel_drops}
+
+    @classmethod
+    def from_dict_untrusted(cls, raw: Any, field: str) -> Stats:
+        d = reports.obj(raw, field)
+        if len(d) > MAX_COUNTERS:
+            raise InvalidReport(field, f"at most {MAX_COUNTERS} counters, got {len(d)}")
+        counters: dict[str, int | float] = {}
+        for key, value in d.items():
+            reports.name(key, f"{field}.{key:.40}")
+            reports.number(value, f"{field}.{key}")
+            counters[key] = value
+        drops = reports.integer(counters.pop("kernel_drops", 0), f"{field}.kernel_drops", MAX_COUNT)
+        return cls(drops, counters)
+
+
+def _nonempty(raw: Any, field: str, limit: int) -> str:
+    value = reports.text(raw, field, limit=limit)
+    if not value:
+        raise InvalidReport(field, "must not be empty")
+    return value
+
+
+def _host(raw: Any, field: str) -> str:
+    return _nonempty(raw, field, MAX_HOSTNAME)
+
+
+@dataclass(frozen=True)
+class HealthReply:
+    """The agent is up: its host name, netprobe version, and how its captures are doing."""
+
+    host: str
+    version: str
+    uptime_s: float = 0.0
+    captures: int = 0
+    kernel_drops: int = 0
+    stats: Stats = dataclasses.field(default_factory=Stats)
+
+    def to_dict(self) -> dict:
+        return {"host": self.host, "version": self.version, "uptime_s": self.uptime_s, "captures": self.captures,
+                "kernel_drops": self.kernel_drops, "stats": self.stats.to_dict()}
+
+    @classmethod
+    def from_dict_untrusted(cls, raw: Any, field: str = "health") -> HealthReply:
+        d = reports.obj(raw, field, ("host", "version"))
+        return cls(
+            host=_host(d["host"], f"{field}.host"),
+            version=reports.text(d["version"], f"{field}.version", limit=MAX_SHORT_TEXT),
+            uptime_s=reports.number(d.get("uptime_s", 0.0), f"{field}.uptime_s"),
+            captures=reports.integer(d.get("captures", 0), f"{field}.captures", MAX_COUNT),
+            kernel_drops=reports.integer(d.get("kernel_drops", 0), f"{field}.kernel_drops", MAX_COUNT),
+            stats=Stats.from_dict_untrusted(d.get("stats", {}), f"{field}.stats"),
+        )
+
+
+@dataclass(frozen=True)
+class ProbeReply:
+    """What the agent's probes met: one sender outcome per (target, check)."""
+
+    run_id: str
+    host: str
+    outcomes: tuple[OutcomeReport, ...]
+    stats: Stats
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "host": self.host, "outcomes": [o.to_dict() for o in self.outcomes],
+                "stats": self.stats.to_dict()}
+
+    @classmethod
+    def from_dict_untrusted(cls, raw: Any, field: str = "reply") -> ProbeReply:
+        d = reports.obj(raw, field, ("run_id", "host", "outcomes", "stats"))
+        outcomes = reports.items(d["outcomes"], f"{field}.outcomes", MAX_REPORTS)
+        return cls(
+            run_id=_reply_run_id(d["run_id"], f"{field}.run_id"),
+            host=_host(d["host"], f"{field}.host"),
+            outcomes=tuple(OutcomeReport.from_dict_untrusted(o, f"{field}.outcomes[{i}]")
+                           for i, o in enumerate(outcomes)),
+            stats=Stats.from_dict_untrusted(d["stats"], f"{field}.stats"),
+        )
+
+
+@dataclass(frozen=True)
+class ObservationsReply:
+    """What arrived at the agent's host since the run began: one observation per probe."""
+
+    run_id: str
+    host: str
+    observations: tuple[ObservationReport, ...]
+    stats: Stats
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "host": self.host,
+                "observations": [o.to_dict() for o in self.observations], "stats": self.stats.to_dict()}
+
+    @classmethod
+    def from_dict_untrusted(cls, raw: Any, field: str = "reply") -> ObservationsReply:
+        d = reports.obj(raw, field, ("run_id", "host", "observations", "stats"))
+        observations = reports.items(d["observations"], f"{field}.observations", MAX_REPORTS)
+        return cls(
+            run_id=_reply_run_id(d["run_id"], f"{field}.run_id"),
+            host=_host(d["host"], f"{field}.host"),
+            observations=tuple(ObservationReport.from_dict_untrusted(o, f"{field}.observations[{i}]")
+                               for i, o in enumerate(observations)),
+            stats=Stats.from_dict_untrusted(d["stats"], f"{field}.stats"),
+        )
+
+
+def _reply_run_id(raw: Any, field: str) -> str:
+    if not isinstance(raw, str) or not RUN_ID_RE.fullmatch(raw):
+        raise InvalidReport(field, f"must be a run id, got {raw!r:.40}")
+    return raw
+
+
+_PREFLIGHT_KEYS = ("schema", "host", "profile", "pool_cidrs", "service_cidr", "root", "items")
+
+
+def preflight_report_from_dict_untrusted(raw: Any, field: str = "report") -> Report:
+    """A preflight ``Report.to_dict()`` checked field by field (``Report.from_dict`` would take a
+    number for a host or fail on a number for pool_cidrs with a TypeError)."""
+    d = reports.obj(raw, field, _PREFLIGHT_KEYS)
+    if d["schema"] != PREFLIGHT_SCHEMA:
+        raise InvalidReport(f"{field}.schema", f"must be {PREFLIGHT_SCHEMA!r}, got {d['schema']!r:.40}")
+    found = []
+    for i, raw_item in enumerate(reports.items(d["items"], f"{field}.items", MAX_REPORTS)):
+        where = f"{field}.items[{i}]"
+        item = reports.obj(raw_item, where, ("id", "group", "title", "status", "evidence"))
+        found.append(Item(
+            id=_nonempty(item["id"], f"{where}.id", MAX_SHORT_TEXT),
+            group=reports.text(item["group"], f"{where}.group", limit=MAX_SHORT_TEXT),
+            title=reports.text(item["title"], f"{where}.title", limit=MAX_SHORT_TEXT),
+            status=reports.choice(Status, item["status"], f"{where}.status"),
+            evidence=reports.text(item["evidence"], f"{where}.evidence", limit=MAX_EVIDENCE),
+        ))
+    pools = reports.items(d["pool_cidrs"], f"{field}.pool_cidrs", MAX_CIDRS)
+    return Report(
+        items=tuple(found),
+        host=None if d["host"] is None else _host(d["host"], f"{field}.host"),
+        profile=reports.text(d["profile"], f"{field}.profile", limit=MAX_SHORT_TEXT),
+        pool_cidrs=tuple(reports.text(p, f"{field}.pool_cidrs[{i}]", limit=MAX_SHORT_TEXT)
+                         for i, p in enumerate(pools)),
+        service_cidr=reports.text(d["service_cidr"], f"{field}.service_cidr", limit=MAX_SHORT_TEXT, optional=True),
+        root=reports.text(d["root"], f"{field}.root", limit=MAX_SHORT_TEXT),
+    )
+
+
 @runtime_checkable
 class AgentService(Protocol):
     """What the control API serves; the responder implements it, tests fake it.
 
-    Each method returns a JSON-able dict that the API passes through. Raise ``ValueError``
-    for a request the service cannot accept (400), ``UnknownRun`` for an unknown run id (404),
-    another ``AgentError`` for a conflict with the agent's state (409); anything else is a
-    bug, answered 500 and logged.
+    Each method returns the JSON-able ``to_dict()`` of its reply type, which the API passes
+    through. Raise ``ValueError`` or ``ConfigError`` for a request the service cannot accept
+    (400), ``UnknownRun`` for an unknown run id (404), another ``NetprobeError`` for a conflict
+    with the agent's state (409); anything else is a bug, answered 500 and logged.
     """
 
     async def health(self) -> dict: ...

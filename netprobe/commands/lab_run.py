@@ -22,7 +22,7 @@ def run(scenario, name, checks, timeout, retries, fmt, output):
 
     \b
     Exit 0 iff the expectation holds; 1 if a cell differs (each is named); 3 if an agent
-    failed; 2 for a bad scenario. Needs root.
+    failed, whatever the cells; 2 for a bad scenario. Needs root.
     """
     import sys
 

@@ -76,12 +76,12 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
     """
     from netprobe.commands.output import emit_result
     from netprobe.config import load_inventory
-    from netprobe.orchestration.mesh_run import exit_code
+    from netprobe.core.exitcode import mesh_exit_code
 
     _inventory, result = execute_mesh(load_inventory(inventory_path), profile, checks, timeout, retries, token_file,
                                       output)
     emit_result(result, fmt)
-    return exit_code(result)
+    return mesh_exit_code(result)
 
 
 @click.command()
@@ -100,7 +100,7 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
            fmt, output):
     """Prove a firewall change: compare a run (made now, or --result) against an expectation
     (--expect) or a run saved before the change (--baseline). Lists every cell that differs;
-    exit 1 if any does.
+    exit 1 if any does, 3 if the run (or the baseline) was partial.
 
     \b
     Example:
@@ -141,13 +141,14 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
         baseline = load_result(baseline_path)
     if result is None:
         _inv, result = execute_mesh(inventory, profile, checks, timeout, retries, token_file, output)
-    code = 3 if result.errors else 0
+    from netprobe.core.exitcode import compared_exit_code
+
     if expectation is not None:
         from netprobe.core.expect import compare
 
         mismatches = compare(expectation, result)
         emit_result(result, fmt, mismatches)  # the table lists the mismatches itself
-        return 1 if mismatches else code
+        return compared_exit_code([result], len(mismatches))
     from netprobe.core.result import diff as diff_results
     from netprobe.report import render_changes
 
@@ -155,18 +156,21 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
     emit_result(result, fmt)
     if fmt == "table":
         click.echo(render_changes(changes), nl=False)
-    return 1 if changes else code
+    return compared_exit_code([baseline, result], len(changes))
 
 
 @click.command()
 @click.argument("old", type=click.Path(dir_okay=False))
 @click.argument("new", type=click.Path(dir_okay=False))
 def diff(old, new):
-    """Show the cells whose reach (or where) changed between two saved results. Exit 1 if any."""
+    """Show the cells whose reach (or where) changed between two saved results. Exit 1 if any;
+    3 if either result was partial (the comparison then proves nothing)."""
     from netprobe.config import load_result
+    from netprobe.core.exitcode import compared_exit_code
     from netprobe.core.result import diff as diff_results
     from netprobe.report import render_changes
 
-    changes = diff_results(load_result(old), load_result(new))
+    before, after = load_result(old), load_result(new)
+    changes = diff_results(before, after)
     click.echo(render_changes(changes), nl=False)
-    return 1 if changes else 0
+    return compared_exit_code([before, after], len(changes))

@@ -47,8 +47,10 @@ def make_command(fetch_reports: FetchReports | str | None = None) -> click.Comma
 
         \b
         Status per requirement: ok, fail, warn (look at it), unknown (nothing to read).
-        Exit 0 when nothing fails, 1 when something fails, 2 on bad input.
+        Exit 0 when nothing fails, 1 when something fails, 2 on bad input, 3 (--inventory)
+        when an agent could not be asked.
         """
+        from netprobe.core.exitcode import exit_code
         from netprobe.errors import ConfigError
         from netprobe.preflight import render
         from netprobe.preflight.rules import check_options
@@ -65,9 +67,9 @@ def make_command(fetch_reports: FetchReports | str | None = None) -> click.Comma
                 _print(render.render_hosts_table(reports))
             from netprobe.orchestration.fleet_preflight import AGENT_ITEM
 
-            if any(r.item(AGENT_ITEM) is not None for r in reports.values()):
-                return 3  # partial: an agent could not be asked
-            return 1 if any(r.exit_code for r in reports.values()) else 0
+            # partial: an agent could not be asked (its report is that one unknown item)
+            return exit_code(partial=any(r.item(AGENT_ITEM) is not None for r in reports.values()),
+                             failed=any(r.exit_code for r in reports.values()))
 
         import os
 
@@ -81,7 +83,7 @@ def make_command(fetch_reports: FetchReports | str | None = None) -> click.Comma
             click.echo(render.render_report_json(report))
         else:
             _print(render.render_report_table(report))
-        return report.exit_code
+        return exit_code(partial=False, failed=bool(report.exit_code))
 
     return preflight
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import click
 
 
-
-
 @click.command()
 @click.argument("target")
 @click.option("--checks", "checks", default=None, metavar="LIST",
@@ -30,10 +28,11 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, t
     Verdicts, in nmap's words: open, closed, filtered, rejected (ICMP type/code and
     who sent it), answered. Without a responder on TARGET, reach is claimed only where
     the sender alone can know; elsewhere it is 'unknown' (run `netprobe mesh` for the
-    full answer). Needs root or CAP_NET_RAW. Exit 1 when a check is blocked.
+    full answer). Needs root or CAP_NET_RAW. Exit 1 when a check is blocked; 3 when the
+    kernel dropped captured packets (a verdict may be wrong).
     """
     from netprobe.config import parse_checks, read_token
-    from netprobe.core.result import Reach
+    from netprobe.core.exitcode import probe_exit_code
     from netprobe.orchestration.one_shot import run_probe
     from netprobe.report.probe_table import render_probe
 
@@ -41,4 +40,7 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, t
     token = read_token(token_file, required=False)
     cells, stats = run_probe(target, selected, timeout=timeout, retries=retries, vni=vni, token=token)
     click.echo(render_probe(cells, stats, fmt=fmt, color=click.get_text_stream("stdout").isatty()), nl=False)
-    return 1 if any(c.reach is Reach.BLOCKED for c in cells) else 0
+    drops = stats.get("kernel_drops", 0)
+    if drops:
+        click.echo(f"netprobe: the kernel dropped {drops} captured packets: a verdict may be wrong", err=True)
+    return probe_exit_code(cells, drops)

@@ -15,17 +15,18 @@ def fetch_preflight(inventory_path: str, *, pool_cidrs=None, service_cidr=None, 
     """Every host's preflight report, asked of all agents at once; an agent that fails gives a
     report whose only item is ``agent: unknown`` with the error as evidence."""
     from netprobe.agent.client import AgentClient
+    from netprobe.agent.protocol import PreflightRequest
     from netprobe.preflight.model import Item, Report, Status
 
     inventory = load_inventory(inventory_path)
     token = inventory_token(inventory, token_file)
-    params = {"pool_cidrs": pool_cidrs, "service_cidr": service_cidr, "profile": profile}
+    request = PreflightRequest(None if pool_cidrs is None else tuple(pool_cidrs), service_cidr, profile)
     reports: dict = {}
 
     async def ask(host):
         try:
             async with AgentClient(host.agent, token=token, timeout=30, ca_file=inventory.ca_file) as client:
-                reports[host.name] = Report.from_dict(await client.preflight(params))
+                reports[host.name] = await client.preflight(request)
         except (AgentError, ConfigError) as exc:
             reports[host.name] = Report((Item(AGENT_ITEM, "agent", "agent reachable", Status.UNKNOWN, str(exc)),),
                                         host=host.name, profile=profile)

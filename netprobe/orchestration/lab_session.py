@@ -20,9 +20,9 @@ class LabRun:
 
     @property
     def exit_code(self) -> int:
-        if self.result.errors:
-            return 3
-        return 1 if self.mismatches else 0
+        from netprobe.core.exitcode import compared_exit_code
+
+        return compared_exit_code([self.result], len(self.mismatches))
 
 
 def start_responders(lab, hosts) -> None:

@@ -25,10 +25,20 @@ from starlette.routing import Route
 import netprobe
 from netprobe.agent.api import MAX_BODY, build_app
 from netprobe.agent.client import AgentClient, AgentRequestError
-from netprobe.agent.protocol import ProbeRequest, UnknownRun
+from netprobe.agent.protocol import (
+    HealthReply,
+    ObservationsReply,
+    PreflightRequest,
+    ProbeReply,
+    ProbeRequest,
+    Stats,
+    UnknownRun,
+)
 from netprobe.agent.server import check_listen_policy, parse_listen, serve_api
 from netprobe.core.checks import CHECKS
-from netprobe.errors import AgentError, ConfigError
+from netprobe.core.reports import ObservationReport
+from netprobe.errors import AgentError, ConfigError, PrivilegeError
+from netprobe.preflight.model import Report
 
 TOKEN = "s3cret-token"
 
@@ -48,16 +58,19 @@ class FakeService:
         return default if self.result is None else self.result
 
     async def health(self) -> dict:
-        return self._answer(("health",), {"status": "ok", "taps": 2})
+        return self._answer(("health",), {"host": "fake", "captures": 2})
 
     async def run_probes(self, request: ProbeRequest) -> dict:
-        return self._answer(("run_probes", request), {"run_id": request.run_id, "probed": len(request.targets)})
+        return self._answer(("run_probes", request), ProbeReply(request.run_id, "fake", (), Stats()).to_dict())
 
     async def observations(self, run_id: str) -> dict:
-        return self._answer(("observations", run_id), {"run_id": run_id, "observations": [{"probe": 1}]})
+        return self._answer(("observations", run_id), ObservationsReply(run_id, "fake", (OBSERVED,), Stats()).to_dict())
 
     async def preflight(self, params: dict) -> dict:
-        return self._answer(("preflight", params), {"params": params, "findings": []})
+        return self._answer(("preflight", params), Report((), host="fake", profile=params["profile"]).to_dict())
+
+
+OBSERVED = ObservationReport("198.51.100.11", 7, "tcp", True, True, True, 12.5)
 
 
 def request_dict(**overrides) -> dict:
@@ -121,21 +134,20 @@ async def locked_agent(nursery, sock_dir):
 
 async def test_health_round_trip_adds_the_version(agent):
     async with AgentClient(agent.url, token=None) as client:
-        assert await client.health() == {"status": "ok", "taps": 2, "version": netprobe.__version__}
+        assert await client.health() == HealthReply("fake", netprobe.__version__, captures=2)
     assert agent.service.calls == [("health",)]
     assert agent.url == f"unix:{agent.path}"
 
 
 async def test_run_probes_round_trip(agent):
-    sent = ProbeRequest.from_dict(request_dict(
+    sent = ProbeRequest.from_dict_untrusted(request_dict(
         targets=[{"name": "node2", "address": "198.51.100.12", "checks": ["bgp", "ipip"]},
                  {"name": "node3", "address": "198.51.100.13", "checks": ["ipip"]}],
         checks=[CHECKS["bgp"].to_dict(), CHECKS["ipip"].to_dict()], vni=77,
     ))
-    agent.service.result = {"run_id": "run-1", "nested": {"list": [1, 2.5, None, "x"]}}
     async with AgentClient(agent.url, token=None) as client:
         answer = await client.run_probes(sent)
-    assert answer == {"run_id": "run-1", "nested": {"list": [1, 2.5, None, "x"]}}
+    assert answer == ProbeReply("run-1", "fake", (), Stats())
     [(method, received)] = agent.service.calls
     assert method == "run_probes"
     assert isinstance(received, ProbeRequest)
@@ -144,17 +156,17 @@ async def test_run_probes_round_trip(agent):
 
 async def test_observations_and_preflight_round_trips(agent):
     async with AgentClient(agent.url, token=None) as client:
-        assert await client.observations("run-7") == {"run_id": "run-7", "observations": [{"probe": 1}]}
-        assert await client.preflight({"pool_cidr": "198.18.0.0/16"}) == {
-            "params": {"pool_cidr": "198.18.0.0/16"}, "findings": []}
-    assert agent.service.calls == [("observations", "run-7"), ("preflight", {"pool_cidr": "198.18.0.0/16"})]
+        assert await client.observations("run-7") == ObservationsReply("run-7", "fake", (OBSERVED,), Stats())
+        asked = PreflightRequest(("198.18.0.0/16",), None, "canal")
+        assert await client.preflight(asked) == Report((), host="fake", profile="canal")
+    assert agent.service.calls == [("observations", "run-7"), ("preflight", asked.to_dict())]
 
 
 async def test_preflight_with_an_empty_body_means_no_params(agent):
     async with agent.http() as http:
         response = await http.post("/v1/preflight")
     assert response.status_code == 200
-    assert agent.service.calls == [("preflight", {})]
+    assert agent.service.calls == [("preflight", PreflightRequest().to_dict())]
 
 
 # --- the bearer token -----------------------------------------------------------------------
@@ -178,8 +190,8 @@ async def test_missing_or_wrong_token_is_401_and_never_reaches_the_service(locke
 
 async def test_right_token_is_accepted(locked_agent):
     async with AgentClient(locked_agent.url, token=TOKEN) as client:
-        assert (await client.health())["status"] == "ok"
-        assert (await client.run_probes(ProbeRequest.from_dict(request_dict())))["probed"] == 1
+        assert (await client.health()).host == "fake"
+        assert (await client.run_probes(ProbeRequest.from_dict_untrusted(request_dict()))).run_id == "run-1"
     async with locked_agent.http() as http:  # the scheme is case-insensitive
         assert (await http.get("/v1/health", headers={"Authorization": f"bearer {TOKEN}"})).status_code == 200
     assert [c[0] for c in locked_agent.service.calls] == ["health", "run_probes", "health"]
@@ -305,10 +317,10 @@ async def test_service_exception_is_500_and_the_server_keeps_serving(agent, capl
     agent.service.fail = RuntimeError("tap exploded")
     async with AgentClient(agent.url, token=None) as client:
         with pytest.raises(AgentRequestError, match="HTTP 500: run_probes failed: RuntimeError: tap exploded") as info:
-            await client.run_probes(ProbeRequest.from_dict(request_dict()))
+            await client.run_probes(ProbeRequest.from_dict_untrusted(request_dict()))
         assert info.value.status == 500
         agent.service.fail = None
-        assert (await client.health())["status"] == "ok"
+        assert (await client.health()).host == "fake"
     assert "tap exploded" in caplog.text  # logged with its traceback
 
 
@@ -316,6 +328,8 @@ async def test_service_exception_is_500_and_the_server_keeps_serving(agent, capl
     (ValueError("target not on a local subnet"), 400),
     (UnknownRun("no run 'run-1'"), 404),
     (AgentError("a run is already in progress"), 409),
+    (PrivilegeError("needs CAP_NET_RAW"), 409),
+    (ConfigError("overlaps the pod pool", field="service_cidr"), 400),
 ])
 async def test_service_errors_map_to_client_errors(agent, error, status):
     agent.service.fail = error
@@ -323,6 +337,28 @@ async def test_service_errors_map_to_client_errors(agent, error, status):
         response = await http.get("/v1/runs/run-1/observations")
     assert response.status_code == status
     assert response.json() == {"error": str(error)}
+
+
+async def test_preflight_config_error_is_400_on_one_line(agent):
+    """Preflight's own judgement of its params (a CIDR that overlaps) is bad input, not a crash."""
+    agent.service.fail = ConfigError("10.96.0.0/12 overlaps\nthe pod pool 10.0.0.0/8", field="--service-cidr")
+    async with agent.http() as http:
+        response = await http.post("/v1/preflight", json={"service_cidr": "10.96.0.0/12"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "--service-cidr: 10.96.0.0/12 overlaps the pod pool 10.0.0.0/8"}
+    async with AgentClient(agent.url, token=None) as client:
+        with pytest.raises(AgentRequestError) as info:
+            await client.preflight(PreflightRequest(service_cidr="10.96.0.0/12"))
+    assert info.value.status == 400 and "\n" not in str(info.value)
+    assert str(info.value).endswith("HTTP 400: --service-cidr: 10.96.0.0/12 overlaps the pod pool 10.0.0.0/8")
+
+
+async def test_preflight_request_of_the_wrong_shape_is_400(agent):
+    async with agent.http() as http:
+        response = await http.post("/v1/preflight", json={"pool_cidrs": "10.0.0.0/8"})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("pool_cidrs: must be a list")
+    assert agent.service.calls == []
 
 
 @pytest.mark.parametrize("result", [["a", "list"], {"bad": math.nan}, {"bad": {1, 2}}])
@@ -361,7 +397,7 @@ async def test_stale_socket_file_is_replaced(sock_dir):
     async with trio.open_nursery() as nursery:
         agent = await start_agent(nursery, sock_dir, token=None)
         async with AgentClient(agent.url, token=None) as client:
-            assert (await client.health())["status"] == "ok"
+            assert (await client.health()).host == "fake"
         nursery.cancel_scope.cancel()
     assert not path.exists()
 
@@ -370,7 +406,7 @@ async def test_a_live_socket_is_not_stolen(agent, sock_dir, nursery):
     with pytest.raises(ConfigError, match="in use by a running server"):
         await start_agent(nursery, sock_dir, token=None)
     async with AgentClient(agent.url, token=None) as client:
-        assert (await client.health())["status"] == "ok"
+        assert (await client.health()).host == "fake"
 
 
 async def test_a_file_that_is_not_a_socket_is_left_alone(sock_dir, nursery):
@@ -395,7 +431,7 @@ async def test_tcp_on_loopback_with_a_token(nursery):
     assert url.startswith("tcp://127.0.0.1:")
     assert int(url.rsplit(":", 1)[1]) > 0
     async with AgentClient(url, token=TOKEN) as client:
-        assert (await client.health())["version"] == netprobe.__version__
+        assert (await client.health()).version == netprobe.__version__
     async with AgentClient(url, token=None) as client:
         with pytest.raises(AgentRequestError, match="401"):
             await client.health()
@@ -464,7 +500,7 @@ async def test_tls_listener_with_a_private_ca(nursery, tmp_path):
     )
     assert url.startswith("https://127.0.0.1:")
     async with AgentClient(url, token=TOKEN, ca_file=str(cert)) as client:
-        assert (await client.health())["status"] == "ok"
+        assert (await client.health()).host == "fake"
     async with AgentClient(url, token=TOKEN) as client:  # not trusted without the CA
         with pytest.raises(AgentError, match="TLS failed|CERTIFICATE_VERIFY_FAILED"):
             await client.health()
@@ -564,8 +600,8 @@ async def test_client_waits_for_probing_longer_than_its_own_timeout(nursery, soc
 
     service = SlowService()
     url = await nursery.start(serve_api, build_app(service, token=None), f"unix:{sock_dir / 'slow.sock'}")
-    request = ProbeRequest.from_dict(request_dict(timeout=0.3, retries=1))
+    request = ProbeRequest.from_dict_untrusted(request_dict(timeout=0.3, retries=1))
     async with AgentClient(url, token=None, timeout=0.2) as client:
-        assert (await client.run_probes(request))["probed"] == 1
+        assert (await client.run_probes(request)).run_id == "run-1"
         with pytest.raises(AgentError, match="timed out"):
-            await client.run_probes(ProbeRequest.from_dict(request_dict(timeout=0.05, retries=0)))
+            await client.run_probes(ProbeRequest.from_dict_untrusted(request_dict(timeout=0.05, retries=0)))

@@ -16,7 +16,8 @@ from netprobe.agent.api import build_app
 from netprobe.agent.server import serve_api
 from netprobe.core.checks import select_checks
 from netprobe.core.inventory import parse_inventory
-from netprobe.orchestration.mesh_run import exit_code, run_mesh
+from netprobe.core.exitcode import mesh_exit_code as exit_code
+from netprobe.orchestration.mesh_run import run_mesh
 
 TOKEN = "fake-fabric-token"
 ADDRESSES = {"n1": "192.0.2.11", "n2": "192.0.2.12", "n3": "192.0.2.13"}
@@ -36,7 +37,7 @@ class FakeAgent:
         self.name, self.fabric, self.delay = name, fabric, delay
 
     async def health(self):
-        return {"host": self.name}
+        return {"host": self.name, "version": "fake"}
 
     async def run_probes(self, request):
         await trio.sleep(self.delay)
@@ -53,13 +54,15 @@ class FakeAgent:
                 outcomes.append({
                     "probe_id": pid, "check": check_id, "name": target.name, "address": target.address,
                     "source": ADDRESSES[self.name], "rtt_ms": 0.2 if reply else None,
-                    "evidence": {"sent": True, "reply": reply, "reply_arrived": bool(reply),
-                                 "reply_accepted": bool(reply), "attempts": 1 if reply else 2},
+                    "evidence": {"sent": True, "arrived": None, "accepted": None, "answered": None, "reply": reply,
+                                 "icmp": None, "reply_arrived": bool(reply), "reply_accepted": bool(reply),
+                                 "attempts": 1 if reply else 2, "send_error": None},
                 })
-        return {"run_id": request.run_id, "outcomes": outcomes}
+        return {"run_id": request.run_id, "host": self.name, "outcomes": outcomes, "stats": {"kernel_drops": 0}}
 
     async def observations(self, run_id):
-        return {"run_id": run_id, "observations": self.fabric.arrivals[self.name]}
+        return {"run_id": run_id, "host": self.name, "observations": self.fabric.arrivals[self.name],
+                "stats": {"kernel_drops": 0}}
 
     async def preflight(self, params):
         return {}
@@ -178,3 +181,128 @@ async def test_https_agents_are_verified_with_the_inventory_ca_file(nursery, tmp
     result = await run_mesh(untrusted, select_checks(names=["bgp"]), token=TOKEN, timeout=0.1, retries=0)
     assert len(result.errors) == 3 and exit_code(result) == 3
     assert all("certificate" in e["message"].lower() or "ssl" in e["message"].lower() for e in result.errors)
+
+
+# --- an agent answering 200 with the wrong shape ------------------------------------------------
+
+RAW = "__RAW__"  # a placeholder for JSON text json.dumps would never write (NaN aside)
+
+
+def _first_outcome(reply: dict, key: str, value) -> dict:
+    reply["outcomes"][0][key] = value
+    return reply
+
+
+def _drop_first_outcome_key(reply: dict, key: str) -> dict:
+    del reply["outcomes"][0][key]
+    return reply
+
+
+# (shape, stage, mangle(reply dict) -> dict, raw JSON text for RAW, what the error must say)
+WRONG_SHAPES = [
+    ("missing key", "probe", lambda r: _drop_first_outcome_key(r, "check"), None, "outcomes[0].check: is missing"),
+    ("wrong type", "probe", lambda r: _first_outcome(r, "probe_id", "1000"), None, "outcomes[0].probe_id"),
+    ("not a list", "probe", lambda r: {**r, "outcomes": {"0": 1}}, None, "reply.outcomes: must be a list"),
+    ("NaN", "probe", lambda r: _first_outcome(r, "rtt_ms", RAW), "NaN", "outcomes[0].rtt_ms"),
+    ("infinite", "probe", lambda r: _first_outcome(r, "rtt_ms", RAW), "1e999", "outcomes[0].rtt_ms"),
+    ("huge integer", "probe", lambda r: _first_outcome(r, "probe_id", RAW), "1" + "0" * 400, "outcomes[0].probe_id"),
+    ("no stats", "probe", lambda r: {k: v for k, v in r.items() if k != "stats"}, None, "reply.stats: is missing"),
+    ("other run", "probe", lambda r: {**r, "run_id": "someone-else"}, None, "run_id"),
+    ("not an object", "probe", lambda r: [r], None, "answer is not a JSON object"),
+    ("absurd nesting", "probe", lambda r: RAW, "[" * 100_000 + "]" * 100_000, "answer is not a JSON object"),
+    ("bad observation", "observe", lambda r: {**r, "observations": [{**r["observations"][0], "src": "n1"}]}, None,
+     "observations[0].src"),
+    ("drops not a count", "observe", lambda r: {**r, "stats": {"kernel_drops": "many"}}, None,
+     "stats.kernel_drops"),
+]
+
+
+def wrong_shape_app(agent: FakeAgent, stage: str, mangle, raw: str | None):
+    """An agent (of another version, or broken) that answers 200 with ``mangle``d JSON in ``stage``."""
+    import json
+
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from netprobe.agent.protocol import ProbeRequest
+
+    def send(reply: dict, mine: bool) -> Response:
+        text = json.dumps(mangle(reply) if mine else reply)
+        if mine and raw is not None:
+            text = text.replace(f'"{RAW}"', raw)
+        return Response(text, media_type="application/json")
+
+    async def probes(request):
+        return send(await agent.run_probes(ProbeRequest.from_dict_untrusted(await request.json())), stage == "probe")
+
+    async def observations(request):
+        return send(await agent.observations(request.path_params["run_id"]), stage == "observe")
+
+    return Starlette(routes=[Route("/v1/probes", probes, methods=["POST"]),
+                             Route("/v1/runs/{run_id}/observations", observations)])
+
+
+async def start_with_a_wrong_shape(nursery, sock_dir, stage, mangle, raw) -> None:
+    fabric = Fabric()
+    for name in ADDRESSES:
+        agent = FakeAgent(name, fabric)
+        app = wrong_shape_app(agent, stage, mangle, raw) if name == "n2" else build_app(agent, token=TOKEN)
+        await nursery.start(serve_api, app, f"unix:{sock_dir / name}.sock")
+
+
+@pytest.mark.parametrize("stage, mangle, raw, says", [w[1:] for w in WRONG_SHAPES],
+                         ids=[w[0] for w in WRONG_SHAPES])
+async def test_an_agent_answering_the_wrong_shape_costs_only_its_cells(nursery, sock_dir, stage, mangle, raw, says):
+    await start_with_a_wrong_shape(nursery, sock_dir, stage, mangle, raw)
+    result = await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token=TOKEN, timeout=0.1, retries=0)
+    [error] = result.errors
+    assert (error["host"], error["stage"]) == ("n2", stage)
+    assert f"unix:{sock_dir / 'n2'}.sock" in error["message"] and says in error["message"]
+    assert "\n" not in error["message"] and len(error["message"]) < 600
+    cells = {c.key: c for c in result.cells}
+    if stage == "probe":
+        assert all(cells[("bgp", "n2", dst)].reach == "unknown" for dst in ("n1", "n3"))
+    assert cells[("bgp", "n1", "n3")].reach == "allowed"
+    assert exit_code(result) == 3
+
+
+def test_netprobe_mesh_exits_3_with_one_error_line_for_a_wrong_shape(sock_dir, tmp_path):
+    """End to end: the real CLI, in its own process, against agents served from a thread."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    ready, stop = threading.Event(), []
+
+    async def serve():
+        async with trio.open_nursery() as nursery:
+            await start_with_a_wrong_shape(nursery, sock_dir, "probe", WRONG_SHAPES[1][2], None)
+            stop.append((trio.lowlevel.current_trio_token(), nursery.cancel_scope))
+            ready.set()
+
+    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        inv = tmp_path / "inventory.yaml"
+        lines = ["hosts:"] + [f"  - {{name: {n}, address: {a}, roles: [node], agent: 'unix:{sock_dir / n}.sock'}}"
+                              for n, a in ADDRESSES.items()]
+        inv.write_text("\n".join(lines) + "\n")
+        proc = subprocess.run([sys.executable, "-m", "netprobe", "mesh", "-i", str(inv), "--checks", "bgp",
+                               "--timeout", "0.1", "--retries", "0", "--format", "json"],
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "NETPROBE_TOKEN": TOKEN})
+    finally:
+        if stop:
+            token, scope = stop[0]
+            trio.from_thread.run_sync(scope.cancel, trio_token=token)
+        thread.join(10)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    result = json.loads(proc.stdout)
+    [error] = result["errors"]
+    assert error["host"] == "n2" and "outcomes[0].probe_id" in error["message"]
+    assert {c["reach"] for c in result["cells"] if c["src"] == "n2"} == {"unknown"}

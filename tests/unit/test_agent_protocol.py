@@ -1,4 +1,5 @@
-"""ProbeRequest: the control API's request contract. Round trips and every validation rule."""
+"""ProbeRequest and PreflightRequest: the control API's request contract. Round trips and every
+validation rule."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from netprobe.agent.protocol import (
     MAX_TARGETS,
     AgentService,
     InvalidRequest,
+    PreflightRequest,
     ProbeRequest,
-    Target,
 )
 from netprobe.core.checks import CHECKS, Check, Direction, Proto
+from netprobe.core.mesh_logic import Peer
 
 
 def request_dict(**overrides) -> dict:
@@ -38,31 +40,31 @@ def request_dict(**overrides) -> dict:
 
 def test_round_trip_through_json():
     data = request_dict()
-    request = ProbeRequest.from_dict(data)
+    request = ProbeRequest.from_dict_untrusted(data)
     assert request.run_id == "run-1_a"
-    assert request.targets[0] == Target("node2", "198.51.100.12", ("bgp", "ipip"))
+    assert request.targets[0] == Peer("node2", "198.51.100.12", ("bgp", "ipip"))
     assert (request.timeout, request.retries, request.vni) == (0.5, 2, 4096)
     wire = json.loads(json.dumps(request.to_dict()))
     assert wire == data
-    assert ProbeRequest.from_dict(wire) == request
+    assert ProbeRequest.from_dict_untrusted(wire) == request
 
 
 def test_defaults_apply_when_optional_fields_are_missing():
     data = request_dict()
     for key in ("timeout", "retries", "vni"):
         del data[key]
-    request = ProbeRequest.from_dict(data)
+    request = ProbeRequest.from_dict_untrusted(data)
     assert (request.timeout, request.retries, request.vni) == (1.0, 1, 1)
     assert isinstance(request.timeout, float)
 
 
-def test_checks_are_normalised_and_available_as_check_objects():
+def test_checks_are_parsed_once_into_check_objects():
     minimal = {"id": "dns", "proto": "udp", "port": 53}
-    request = ProbeRequest.from_dict(
+    request = ProbeRequest.from_dict_untrusted(
         request_dict(checks=[minimal, CHECKS["bgp"].to_dict()],
                      targets=[{"name": "n2", "address": "192.0.2.2", "checks": ["dns", "bgp"]}])
     )
-    assert request.checks[0] == Check.from_dict(minimal).to_dict()
+    assert request.checks[0] == Check.from_dict(minimal)
     checks = request.check_map()
     assert checks["bgp"] == CHECKS["bgp"]
     assert checks["dns"].proto is Proto.UDP and checks["dns"].port == 53
@@ -70,7 +72,7 @@ def test_checks_are_normalised_and_available_as_check_objects():
 
 
 def test_every_builtin_check_is_accepted():
-    request = ProbeRequest.from_dict(
+    request = ProbeRequest.from_dict_untrusted(
         request_dict(checks=[c.to_dict() for c in CHECKS.values()],
                      targets=[{"name": "n2", "address": "192.0.2.2", "checks": list(CHECKS)}])
     )
@@ -78,12 +80,12 @@ def test_every_builtin_check_is_accepted():
 
 
 def test_empty_target_list_is_a_valid_request():
-    assert ProbeRequest.from_dict(request_dict(targets=[])).targets == ()
+    assert ProbeRequest.from_dict_untrusted(request_dict(targets=[])).targets == ()
 
 
 def test_address_is_normalised():
     data = request_dict(targets=[{"name": "n2", "address": "192.0.2.2", "checks": ["bgp"]}])
-    assert ProbeRequest.from_dict(data).targets[0].address == "192.0.2.2"
+    assert ProbeRequest.from_dict_untrusted(data).targets[0].address == "192.0.2.2"
 
 
 @pytest.mark.parametrize(
@@ -101,14 +103,14 @@ def test_address_is_normalised():
     ],
 )
 def test_boundaries_are_accepted(field, value):
-    assert getattr(ProbeRequest.from_dict(request_dict(**{field: value})), field) == value
+    assert getattr(ProbeRequest.from_dict_untrusted(request_dict(**{field: value})), field) == value
 
 
 def test_size_limits_are_accepted_at_the_limit():
     targets = [{"name": f"n{i}", "address": f"198.18.{i // 256}.{i % 256}", "checks": ["c0"]}
                for i in range(MAX_TARGETS)]
     checks = [{"id": f"c{i}", "proto": "tcp", "port": 1000 + i} for i in range(MAX_CHECKS)]
-    request = ProbeRequest.from_dict(request_dict(targets=targets, checks=checks))
+    request = ProbeRequest.from_dict_untrusted(request_dict(targets=targets, checks=checks))
     assert len(request.targets) == MAX_TARGETS and len(request.checks) == MAX_CHECKS
 
 
@@ -195,7 +197,7 @@ INVALID = [
 def test_invalid_requests_raise_naming_the_field(data, field):
     before = copy.deepcopy(data)
     with pytest.raises(InvalidRequest) as info:
-        ProbeRequest.from_dict(data)
+        ProbeRequest.from_dict_untrusted(data)
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}: ")
     assert isinstance(info.value, ValueError)
@@ -223,8 +225,8 @@ def test_any_valid_request_round_trips(run_id, hosts, wanted, timeout, retries, 
     targets = [{"name": n, "address": a, "checks": wanted} for n, a in zip(hosts, addresses)]
     data = {"run_id": run_id, "targets": targets, "checks": [CHECKS[c].to_dict() for c in wanted],
             "timeout": timeout, "retries": retries, "vni": vni}
-    request = ProbeRequest.from_dict(data)
-    assert ProbeRequest.from_dict(json.loads(json.dumps(request.to_dict()))) == request
+    request = ProbeRequest.from_dict_untrusted(data)
+    assert ProbeRequest.from_dict_untrusted(json.loads(json.dumps(request.to_dict()))) == request
     assert request.to_dict() == data
 
 
@@ -237,3 +239,26 @@ def test_fake_services_can_be_checked_against_the_protocol():
 
     assert isinstance(Fake(), AgentService)
     assert not isinstance(object(), AgentService)
+
+
+def test_preflight_request_round_trip_and_defaults():
+    request = PreflightRequest.from_dict_untrusted({"pool_cidrs": ["198.18.0.0/16"], "service_cidr": "10.96.0.0/12",
+                                                    "profile": "canal"})
+    assert request == PreflightRequest(("198.18.0.0/16",), "10.96.0.0/12", "canal")
+    assert PreflightRequest.from_dict_untrusted(json.loads(json.dumps(request.to_dict()))) == request
+    assert PreflightRequest.from_dict_untrusted({}) == PreflightRequest()
+
+
+@pytest.mark.parametrize("data, field", [
+    ([], "request"),
+    ({"pool_cidr": "x"}, "pool_cidr"),
+    ({"pool_cidrs": "198.18.0.0/16"}, "pool_cidrs"),
+    ({"pool_cidrs": [1]}, "pool_cidrs[0]"),
+    ({"service_cidr": 5}, "service_cidr"),
+    ({"profile": None}, "profile"),
+    ({"profile": "x" * 300}, "profile"),
+])
+def test_invalid_preflight_requests_name_the_field(data, field):
+    with pytest.raises(InvalidRequest) as info:
+        PreflightRequest.from_dict_untrusted(data)
+    assert info.value.field == field

@@ -1,0 +1,42 @@
+"""The one exit-code rule every command answers by (mesh, verify, diff, lab run, probe, preflight).
+
+    3  the run was partial: any error (an agent failed or answered garbage, the kernel dropped
+       captured packets, a compared result was itself partial). Checked first: a partial run
+       proves nothing either way, so its failures do not get to say 1.
+    1  otherwise, anything failed: a blocked or unknown cell (mesh), a blocked cell (probe), a
+       mismatch or change (verify, lab run, diff), a failing requirement (preflight).
+    0  otherwise.
+
+Bad input is 2 and comes from ``ConfigError`` before anything runs, never from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from netprobe.core.result import Cell, Reach, Result
+
+OK, FAILED, PARTIAL = 0, 1, 3
+
+
+def exit_code(*, partial: bool, failed: bool) -> int:
+    """The rule itself."""
+    if partial:
+        return PARTIAL
+    return FAILED if failed else OK
+
+
+def mesh_exit_code(result: Result) -> int:
+    """A mesh fails unless every cell is proven allowed."""
+    return exit_code(partial=bool(result.errors), failed=any(c.reach is not Reach.ALLOWED for c in result.cells))
+
+
+def compared_exit_code(results: Iterable[Result], differences: int) -> int:
+    """verify, lab run and diff: the results compared (any partial makes the answer partial),
+    and how many cells differ from the expectation or the baseline."""
+    return exit_code(partial=any(r.errors for r in results), failed=differences > 0)
+
+
+def probe_exit_code(cells: Iterable[Cell], kernel_drops: int) -> int:
+    """One-shot probe: without a responder, unknown is the normal answer; only blocked fails."""
+    return exit_code(partial=kernel_drops > 0, failed=any(c.reach is Reach.BLOCKED for c in cells))

@@ -1,0 +1,92 @@
+"""The mesh's decisions, pure: whom each host probes, and what both ends' reports add up to.
+
+The orchestrator only carries data between these functions and the agents (mitmproxy's
+layers decide, the server executes): ``plan_mesh`` says what every agent is asked,
+``join_cells`` turns the typed replies into classified cells, ``mesh_errors`` lists what made
+the run partial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from netprobe.core.checks import Check, HostRef, PlannedCell, Skipped, plan_cells
+from netprobe.core.inventory import Inventory
+from netprobe.core.reports import ObservationReport, OutcomeReport
+from netprobe.core.result import Cell, Evidence, Reach, Verdict
+from netprobe.core.verdict import classify_cell
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A host to probe: its name, IPv4 address, and the ids of the checks wanted towards it."""
+
+    name: str
+    address: str
+    checks: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "address": self.address, "checks": list(self.checks)}
+
+
+@dataclass(frozen=True)
+class MeshPlan:
+    cells: tuple[PlannedCell, ...]
+    skipped: tuple[Skipped, ...]
+    peers: Mapping[str, tuple[Peer, ...]]  # every host, in inventory order -> whom it probes (maybe nobody)
+
+
+def plan_mesh(inventory: Inventory, checks: Sequence[Check]) -> MeshPlan:
+    """Every cell the checks require, and per host the peers (with check ids) it must probe."""
+    refs = [HostRef(h.name, h.address, h.roles) for h in inventory.hosts]
+    cells, skipped = plan_cells(refs, checks)
+    address = {h.name: h.address for h in inventory.hosts}  # once, not a scan per cell
+    wanted: dict[str, dict[str, list[str]]] = {h.name: {} for h in inventory.hosts}
+    for cell in cells:
+        wanted[cell.src.name].setdefault(cell.dst.name, []).append(cell.check.id)
+    peers = {src: tuple(Peer(dst, address[dst], tuple(ids)) for dst, ids in dsts.items())
+             for src, dsts in wanted.items()}
+    return MeshPlan(tuple(cells), tuple(skipped), peers)
+
+
+def join_cells(cells: Sequence[PlannedCell], sent: Mapping[str, Sequence[OutcomeReport]],
+               seen: Mapping[str, Sequence[ObservationReport]], failed: Mapping[str, str]) -> list[Cell]:
+    """Join each planned cell with its sender's outcome and its destination's observation.
+
+    ``sent``/``seen`` hold the hosts whose agent answered that round; a cell whose sender gave
+    no outcome is ``unknown`` (with ``failed``'s reason), one whose destination gave no
+    observations keeps the sender's evidence alone.
+    """
+    outcomes = {(host, o.check, o.name): o for host, reports in sent.items() for o in reports}
+    observed = {(host, o.src, o.probe_id): o for host, reports in seen.items() for o in reports}
+    out = []
+    for pc in cells:
+        check, src, dst = pc.check, pc.src.name, pc.dst.name
+        outcome = outcomes.get((src, check.id, dst))
+        if outcome is None:
+            reason = failed.get(src, "the agent returned no outcome for this cell")
+            ev = Evidence(sent=False, attempts=0, send_error=f"not probed: {reason}")
+            out.append(Cell(check.id, src, dst, Reach.UNKNOWN, None, Verdict.ERROR, None, ev))
+            continue
+        ev = outcome.evidence
+        if dst in seen:
+            obs = observed.get((dst, outcome.source, outcome.probe_id))
+            ev = dataclasses.replace(ev, arrived=bool(obs and obs.arrived), accepted=bool(obs and obs.accepted),
+                                     answered=bool(obs and obs.answered))
+        out.append(classify_cell(check, src, dst, pc.dst.address, ev, outcome.rtt_ms))
+    return out
+
+
+def mesh_errors(hosts: Sequence[str], failures: Mapping[str, tuple[str, str]],
+                probe_drops: Mapping[str, int], observe_drops: Mapping[str, int]) -> list[dict]:
+    """The run's error lines in inventory order: each failed agent (``failures[host] = (stage,
+    message)``), then each agent whose kernel dropped captured packets (its verdicts may be wrong)."""
+    errors = [{"host": h, "stage": failures[h][0], "message": failures[h][1]} for h in hosts if h in failures]
+    for stage, drops, side in (("probe", probe_drops, "its probes' replies"),
+                               ("observe", observe_drops, "what arrived at it")):
+        errors += [{"host": h, "stage": stage,
+                    "message": f"the kernel dropped {drops[h]} captured packets ({side}): its verdicts may be wrong"}
+                   for h in hosts if drops.get(h)]
+    return errors
