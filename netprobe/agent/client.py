@@ -25,7 +25,7 @@ from netprobe.agent.protocol import (
     preflight_report_from_dict_untrusted,
 )
 from netprobe.core.inventory import parse_agent_url
-from netprobe.core.reports import InvalidReport
+from netprobe.core.fields import InvalidReport
 from netprobe.errors import AgentError
 from netprobe.preflight.model import Report
 

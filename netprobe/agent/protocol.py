@@ -17,11 +17,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from netprobe.core import reports
+from netprobe.core import fields
 from netprobe.core.checks import ROLES, Check, Direction, Proto
 from netprobe.core.inventory import NAME_RE
 from netprobe.core.mesh_logic import Peer
-from netprobe.core.reports import InvalidReport, ObservationReport, OutcomeReport
+from netprobe.core.fields import InvalidReport
+from netprobe.core.reports import ObservationReport, OutcomeReport
 from netprobe.errors import AgentError
 from netprobe.preflight.model import SCHEMA as PREFLIGHT_SCHEMA
 from netprobe.preflight.model import Item, Report, Status
@@ -275,20 +276,20 @@ class Stats:
 
     @classmethod
     def from_dict_untrusted(cls, raw: Any, field: str) -> Stats:
-        d = reports.obj(raw, field)
+        d = fields.obj(raw, field)
         if len(d) > MAX_COUNTERS:
             raise InvalidReport(field, f"at most {MAX_COUNTERS} counters, got {len(d)}")
         counters: dict[str, int | float] = {}
         for key, value in d.items():
-            reports.name(key, f"{field}.{key:.40}")
-            reports.number(value, f"{field}.{key}")
+            fields.name(key, f"{field}.{key:.40}")
+            fields.number(value, f"{field}.{key}")
             counters[key] = value
-        drops = reports.integer(counters.pop("kernel_drops", 0), f"{field}.kernel_drops", MAX_COUNT)
+        drops = fields.integer(counters.pop("kernel_drops", 0), f"{field}.kernel_drops", MAX_COUNT)
         return cls(drops, counters)
 
 
 def _nonempty(raw: Any, field: str, limit: int) -> str:
-    value = reports.text(raw, field, limit=limit)
+    value = fields.text(raw, field, limit=limit)
     if not value:
         raise InvalidReport(field, "must not be empty")
     return value
@@ -315,13 +316,13 @@ class HealthReply:
 
     @classmethod
     def from_dict_untrusted(cls, raw: Any, field: str = "health") -> HealthReply:
-        d = reports.obj(raw, field, ("host", "version"))
+        d = fields.obj(raw, field, ("host", "version"))
         return cls(
             host=_host(d["host"], f"{field}.host"),
-            version=reports.text(d["version"], f"{field}.version", limit=MAX_SHORT_TEXT),
-            uptime_s=reports.number(d.get("uptime_s", 0.0), f"{field}.uptime_s"),
-            captures=reports.integer(d.get("captures", 0), f"{field}.captures", MAX_COUNT),
-            kernel_drops=reports.integer(d.get("kernel_drops", 0), f"{field}.kernel_drops", MAX_COUNT),
+            version=fields.text(d["version"], f"{field}.version", limit=MAX_SHORT_TEXT),
+            uptime_s=fields.number(d.get("uptime_s", 0.0), f"{field}.uptime_s"),
+            captures=fields.integer(d.get("captures", 0), f"{field}.captures", MAX_COUNT),
+            kernel_drops=fields.integer(d.get("kernel_drops", 0), f"{field}.kernel_drops", MAX_COUNT),
             stats=Stats.from_dict_untrusted(d.get("stats", {}), f"{field}.stats"),
         )
 
@@ -341,8 +342,8 @@ class ProbeReply:
 
     @classmethod
     def from_dict_untrusted(cls, raw: Any, field: str = "reply") -> ProbeReply:
-        d = reports.obj(raw, field, ("run_id", "host", "outcomes", "stats"))
-        outcomes = reports.items(d["outcomes"], f"{field}.outcomes", MAX_REPORTS)
+        d = fields.obj(raw, field, ("run_id", "host", "outcomes", "stats"))
+        outcomes = fields.items(d["outcomes"], f"{field}.outcomes", MAX_REPORTS)
         return cls(
             run_id=_reply_run_id(d["run_id"], f"{field}.run_id"),
             host=_host(d["host"], f"{field}.host"),
@@ -367,8 +368,8 @@ class ObservationsReply:
 
     @classmethod
     def from_dict_untrusted(cls, raw: Any, field: str = "reply") -> ObservationsReply:
-        d = reports.obj(raw, field, ("run_id", "host", "observations", "stats"))
-        observations = reports.items(d["observations"], f"{field}.observations", MAX_REPORTS)
+        d = fields.obj(raw, field, ("run_id", "host", "observations", "stats"))
+        observations = fields.items(d["observations"], f"{field}.observations", MAX_REPORTS)
         return cls(
             run_id=_reply_run_id(d["run_id"], f"{field}.run_id"),
             host=_host(d["host"], f"{field}.host"),
@@ -390,29 +391,29 @@ _PREFLIGHT_KEYS = ("schema", "host", "profile", "pool_cidrs", "service_cidr", "r
 def preflight_report_from_dict_untrusted(raw: Any, field: str = "report") -> Report:
     """A preflight ``Report.to_dict()`` checked field by field (``Report.from_dict`` would take a
     number for a host or fail on a number for pool_cidrs with a TypeError)."""
-    d = reports.obj(raw, field, _PREFLIGHT_KEYS)
+    d = fields.obj(raw, field, _PREFLIGHT_KEYS)
     if d["schema"] != PREFLIGHT_SCHEMA:
         raise InvalidReport(f"{field}.schema", f"must be {PREFLIGHT_SCHEMA!r}, got {d['schema']!r:.40}")
     found = []
-    for i, raw_item in enumerate(reports.items(d["items"], f"{field}.items", MAX_REPORTS)):
+    for i, raw_item in enumerate(fields.items(d["items"], f"{field}.items", MAX_REPORTS)):
         where = f"{field}.items[{i}]"
-        item = reports.obj(raw_item, where, ("id", "group", "title", "status", "evidence"))
+        item = fields.obj(raw_item, where, ("id", "group", "title", "status", "evidence"))
         found.append(Item(
             id=_nonempty(item["id"], f"{where}.id", MAX_SHORT_TEXT),
-            group=reports.text(item["group"], f"{where}.group", limit=MAX_SHORT_TEXT),
-            title=reports.text(item["title"], f"{where}.title", limit=MAX_SHORT_TEXT),
-            status=reports.choice(Status, item["status"], f"{where}.status"),
-            evidence=reports.text(item["evidence"], f"{where}.evidence", limit=MAX_EVIDENCE),
+            group=fields.text(item["group"], f"{where}.group", limit=MAX_SHORT_TEXT),
+            title=fields.text(item["title"], f"{where}.title", limit=MAX_SHORT_TEXT),
+            status=fields.choice(Status, item["status"], f"{where}.status"),
+            evidence=fields.text(item["evidence"], f"{where}.evidence", limit=MAX_EVIDENCE),
         ))
-    pools = reports.items(d["pool_cidrs"], f"{field}.pool_cidrs", MAX_CIDRS)
+    pools = fields.items(d["pool_cidrs"], f"{field}.pool_cidrs", MAX_CIDRS)
     return Report(
         items=tuple(found),
         host=None if d["host"] is None else _host(d["host"], f"{field}.host"),
-        profile=reports.text(d["profile"], f"{field}.profile", limit=MAX_SHORT_TEXT),
-        pool_cidrs=tuple(reports.text(p, f"{field}.pool_cidrs[{i}]", limit=MAX_SHORT_TEXT)
+        profile=fields.text(d["profile"], f"{field}.profile", limit=MAX_SHORT_TEXT),
+        pool_cidrs=tuple(fields.text(p, f"{field}.pool_cidrs[{i}]", limit=MAX_SHORT_TEXT)
                          for i, p in enumerate(pools)),
-        service_cidr=reports.text(d["service_cidr"], f"{field}.service_cidr", limit=MAX_SHORT_TEXT, optional=True),
-        root=reports.text(d["root"], f"{field}.root", limit=MAX_SHORT_TEXT),
+        service_cidr=fields.text(d["service_cidr"], f"{field}.service_cidr", limit=MAX_SHORT_TEXT, optional=True),
+        root=fields.text(d["root"], f"{field}.root", limit=MAX_SHORT_TEXT),
     )
 
 

@@ -1,98 +1,104 @@
-"""Strict readers for fields of decoded JSON/YAML (data we did not write): each returns the value
-in its Python type or raises ``FieldError`` naming the field path, e.g. ``cells[3].evidence.reply``.
+"""Strict readers for fields of decoded JSON (data we did not write: an agent's reply, a result
+file): each returns the value in its Python type or raises ``InvalidReport`` naming the field
+path, e.g. ``outcomes[3].evidence.reply``. Callers turn that into their edge's error (AgentError
+in the client, ConfigError for files), so a malformed input is one line, never a traceback.
 
-Pure. Callers turn FieldError into their edge's error (ConfigError for files, AgentError for
-replies), so every malformed input is one line, never a KeyError or a traceback.
+Pure.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypeVar
 
-E = TypeVar("E", bound=Enum)
+from netprobe.core.inventory import NAME_RE
 
-MAX_STRING = 4096
+MAX_TEXT = 512        # longest free-text field (a send error)
+MAX_ATTEMPTS = 1000
+MAX_PROBE_ID = 0xFFFFFFFF
+MAX_NUMBER = 1e12     # a count, time or RTT beyond this is garbage, not data
+E = TypeVar("E", bound=StrEnum)
 
 
-class FieldError(ValueError):
+class InvalidReport(ValueError):
+    """A field that breaks its contract; ``field`` names where (``cells[3].evidence.reply``)."""
+
     def __init__(self, field: str, message: str):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}" if field else message)
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+def obj(raw: Any, field: str, required: tuple[str, ...] = ()) -> dict:
+    """``raw`` as a JSON object holding every key of ``required``."""
+    if not isinstance(raw, dict):
+        raise InvalidReport(field, f"must be an object, got {type(raw).__name__}")
+    for key in required:
+        if key not in raw:
+            raise InvalidReport(f"{field}.{key}", "is missing")
+    return raw
 
 
-def mapping(value: Any, field: str, *, allowed: set[str] | None = None, required: set[str] = frozenset()) -> dict:
-    if not isinstance(value, dict):
-        raise FieldError(field, f"must be an object, got {type(value).__name__}")
-    prefix = f"{field}." if field else ""
-    if allowed is not None:
-        for key in value:
-            if key not in allowed:
-                raise FieldError(f"{prefix}{key}", "unknown field")
-    for key in sorted(required):
-        if key not in value:
-            raise FieldError(f"{prefix}{key}", "is required")
-    return value
+def items(raw: Any, field: str, limit: int) -> list:
+    if not isinstance(raw, list):
+        raise InvalidReport(field, f"must be a list, got {type(raw).__name__}")
+    if len(raw) > limit:
+        raise InvalidReport(field, f"at most {limit} entries, got {len(raw)}")
+    return raw
 
 
-def array(value: Any, field: str, *, limit: int | None = None) -> list:
-    if not isinstance(value, list):
-        raise FieldError(field, f"must be a list, got {type(value).__name__}")
-    if limit is not None and len(value) > limit:
-        raise FieldError(field, f"at most {limit} entries, got {len(value)}")
-    return value
-
-
-def string(value: Any, field: str, *, optional: bool = False, limit: int = MAX_STRING) -> str | None:
-    if value is None and optional:
+def flag(raw: Any, field: str, *, optional: bool = False) -> bool | None:
+    if raw is None and optional:
         return None
-    if not isinstance(value, str):
-        raise FieldError(field, f"must be a string, got {_shown(value)}")
-    if len(value) > limit:
-        raise FieldError(field, f"at most {limit} characters, got {len(value)}")
-    return value
+    if not isinstance(raw, bool):
+        raise InvalidReport(field, f"must be true or false, got {raw!r:.40}")
+    return raw
 
 
-def boolean(value: Any, field: str, *, optional: bool = False) -> bool | None:
-    if value is None and optional:
+def integer(raw: Any, field: str, hi: int, lo: int = 0) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not lo <= raw <= hi:
+        raise InvalidReport(field, f"must be an integer in {lo}-{hi}, got {raw!r:.40}")
+    return raw
+
+
+def number(raw: Any, field: str, *, optional: bool = False, signed: bool = False) -> float | None:
+    """A finite number within ``MAX_NUMBER`` (NaN, inf and 1e308 are garbage), non-negative unless ``signed``."""
+    if raw is None and optional:
         return None
-    if not isinstance(value, bool):
-        raise FieldError(field, f"must be true or false, got {_shown(value)}")
-    return value
+    lo = -MAX_NUMBER if signed else 0
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not (
+            math.isfinite(raw) and lo <= raw <= MAX_NUMBER):
+        raise InvalidReport(field, f"must be a finite number in {lo:g}-{MAX_NUMBER:g}, got {raw!r:.40}")
+    return float(raw)
 
 
-def integer(value: Any, field: str, lo: int, hi: int, *, optional: bool = False) -> int | None:
-    if value is None and optional:
+def text(raw: Any, field: str, *, limit: int = MAX_TEXT, optional: bool = False) -> str | None:
+    if raw is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FieldError(field, f"must be an integer, got {_shown(value)}")
-    if not lo <= value <= hi:
-        raise FieldError(field, f"must be in {lo}-{hi}, got {value}")
-    return value
+    if not isinstance(raw, str) or len(raw) > limit:
+        raise InvalidReport(field, f"must be a string of at most {limit} characters, got {raw!r:.40}")
+    return raw
 
 
-def number(value: Any, field: str, lo: float, hi: float, *, optional: bool = False) -> float | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FieldError(field, f"must be a number, got {_shown(value)}")
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise FieldError(field, f"must be in {lo}-{hi}, got {_shown(value)}")
-    return float(value)
+def name(raw: Any, field: str) -> str:
+    if not isinstance(raw, str) or not NAME_RE.match(raw):
+        raise InvalidReport(field, f"must be a short name, got {raw!r:.40}")
+    return raw
 
 
-def choice(value: Any, kind: type[E], field: str, *, optional: bool = False) -> E | None:
-    if value is None and optional:
-        return None
+def ipv4(raw: Any, field: str) -> str:
     try:
-        return kind(value)
+        if not isinstance(raw, str):
+            raise ValueError
+        return str(ipaddress.IPv4Address(raw))
+    except ValueError:
+        raise InvalidReport(field, f"must be an IPv4 address, got {raw!r:.40}") from None
+
+
+def choice(kind: type[E], raw: Any, field: str) -> E:
+    try:
+        return kind(raw)
     except (ValueError, TypeError):
-        names = ", ".join(str(m.value) for m in kind)
-        raise FieldError(field, f"must be one of {names}, got {_shown(value)}") from None
+        raise InvalidReport(field, f"must be one of {', '.join(kind)}, got {raw!r:.40}") from None

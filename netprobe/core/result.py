@@ -3,7 +3,8 @@ plus diff.
 
 Pure: ``Result.to_json``/``from_json`` work on strings; reading and writing files is the caller's.
 Reading is strict (a result file may come from anywhere): every field is checked, and a bad one
-is one ``ConfigError`` naming the file and the field path.
+is one ``ConfigError`` naming the file and the field path; unknown keys are ignored, so an older
+netprobe reads a newer one's results.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from netprobe.core import fields as f
+from netprobe.core.fields import InvalidReport, choice, flag, integer, items, number, obj, text
 from netprobe.core.untrusted import load_json
 from netprobe.errors import ConfigError
 
@@ -62,15 +63,12 @@ class Icmp:
 
     @classmethod
     def from_dict(cls, d: Any, field: str = "icmp") -> Icmp:
-        f.mapping(d, field, allowed={"type", "code", "from"}, required={"type", "code", "from"})
-        return cls(type=f.integer(d["type"], f"{field}.type", 0, 255), code=f.integer(d["code"], f"{field}.code", 0, 255),
-                   sender=f.string(d["from"], f"{field}.from", limit=64))
+        obj(d, field, ("type", "code", "from"))
+        return cls(type=integer(d["type"], f"{field}.type", 255), code=integer(d["code"], f"{field}.code", 255),
+                   sender=text(d["from"], f"{field}.from", limit=64))
 
 
-_EVIDENCE_KEYS = {"sent", "reply", "icmp", "reply_arrived", "reply_accepted", "arrived", "accepted", "answered",
-                  "attempts", "send_error"}
-_CELL_KEYS = {"check", "src", "dst", "reach", "where", "verdict", "rtt_ms", "evidence"}
-MAX_RTT_MS = 3_600_000.0
+MAX_CELLS = 100_000_000  # any list of a result file
 
 
 @dataclass(frozen=True)
@@ -115,21 +113,22 @@ class Evidence:
 
     @classmethod
     def from_dict(cls, d: Any, field: str = "evidence") -> Evidence:
-        """Strict: unknown keys, wrong types, out-of-range numbers raise ``fields.FieldError``."""
-        f.mapping(d, field, allowed=_EVIDENCE_KEYS)
+        """Strict: wrong types and out-of-range numbers raise ``InvalidReport``; unknown keys are
+        ignored (a newer netprobe may add some)."""
+        obj(d, field)
         at = f"{field}."
         icmp = d.get("icmp")
         return cls(
-            sent=f.boolean(d.get("sent", True), at + "sent"),
-            reply=f.choice(d.get("reply"), ReplyKind, at + "reply", optional=True),
+            sent=flag(d.get("sent", True), at + "sent"),
+            reply=None if d.get("reply") is None else choice(ReplyKind, d["reply"], at + "reply"),
             icmp=None if icmp is None else Icmp.from_dict(icmp, at + "icmp"),
-            reply_arrived=f.boolean(d.get("reply_arrived", False), at + "reply_arrived"),
-            reply_accepted=f.boolean(d.get("reply_accepted", False), at + "reply_accepted"),
-            arrived=f.boolean(d.get("arrived"), at + "arrived", optional=True),
-            accepted=f.boolean(d.get("accepted"), at + "accepted", optional=True),
-            answered=f.boolean(d.get("answered"), at + "answered", optional=True),
-            attempts=f.integer(d.get("attempts", 1), at + "attempts", 0, 1000),
-            send_error=f.string(d.get("send_error"), at + "send_error", optional=True, limit=500),
+            reply_arrived=flag(d.get("reply_arrived", False), at + "reply_arrived"),
+            reply_accepted=flag(d.get("reply_accepted", False), at + "reply_accepted"),
+            arrived=flag(d.get("arrived"), at + "arrived", optional=True),
+            accepted=flag(d.get("accepted"), at + "accepted", optional=True),
+            answered=flag(d.get("answered"), at + "answered", optional=True),
+            attempts=integer(d.get("attempts", 1), at + "attempts", 1000),
+            send_error=text(d.get("send_error"), at + "send_error", optional=True),
         )
 
 
@@ -163,17 +162,17 @@ class Cell:
     @classmethod
     def from_dict(cls, d: Any, field: str = "cell") -> Cell:
         """Strict, like ``Evidence.from_dict``; ``field`` prefixes the path in errors."""
-        f.mapping(d, field, allowed=_CELL_KEYS, required={"check", "src", "dst", "reach", "verdict"})
+        obj(d, field, ("check", "src", "dst", "reach", "verdict"))
         at = f"{field}."
         evidence = d.get("evidence")
         return cls(
-            check=f.string(d["check"], at + "check", limit=64),
-            src=f.string(d["src"], at + "src", limit=255),
-            dst=f.string(d["dst"], at + "dst", limit=255),
-            reach=f.choice(d["reach"], Reach, at + "reach"),
-            where=f.choice(d.get("where"), Where, at + "where", optional=True),
-            verdict=f.choice(d["verdict"], Verdict, at + "verdict"),
-            rtt_ms=f.number(d.get("rtt_ms"), at + "rtt_ms", 0.0, MAX_RTT_MS, optional=True),
+            check=text(d["check"], at + "check", limit=64),
+            src=text(d["src"], at + "src", limit=255),
+            dst=text(d["dst"], at + "dst", limit=255),
+            reach=choice(Reach, d["reach"], at + "reach"),
+            where=None if d.get("where") is None else choice(Where, d["where"], at + "where"),
+            verdict=choice(Verdict, d["verdict"], at + "verdict"),
+            rtt_ms=number(d.get("rtt_ms"), at + "rtt_ms", optional=True),
             evidence=Evidence() if evidence is None else Evidence.from_dict(evidence, at + "evidence"),
         )
 
@@ -229,30 +228,29 @@ class Result:
             raise ConfigError(f"expected {SCHEMA!r}, got {d.get('schema')!r}", file=source, field="schema")
         try:
             return cls._from_checked_dict(d)
-        except f.FieldError as exc:
+        except InvalidReport as exc:
             raise ConfigError(exc.message, file=source, field=exc.field) from None
 
     @classmethod
     def _from_checked_dict(cls, d: dict) -> Result:
-        f.mapping(d, "", allowed=_RESULT_KEYS)
-        cells = [Cell.from_dict(c, f"cells[{i}]") for i, c in enumerate(f.array(d.get("cells", []), "cells"))]
+        cells = [Cell.from_dict(c, f"cells[{i}]") for i, c in enumerate(items(d.get("cells", []), "cells", MAX_CELLS))]
         hosts = []
-        for i, h in enumerate(f.array(d.get("hosts", []), "hosts")):
+        for i, h in enumerate(items(d.get("hosts", []), "hosts", MAX_CELLS)):
             at = f"hosts[{i}]"
-            f.mapping(h, at, required={"name"})
-            roles = [f.string(r, f"{at}.roles[{j}]", limit=64) for j, r in enumerate(f.array(h.get("roles", []), f"{at}.roles"))]
-            hosts.append(HostInfo(f.string(h["name"], f"{at}.name", limit=255),
-                                  f.string(h.get("address", ""), f"{at}.address", limit=64), tuple(roles)))
+            obj(h, at, ("name",))
+            roles = [text(r, f"{at}.roles[{j}]", limit=64) for j, r in enumerate(items(h.get("roles", []), f"{at}.roles", 64))]
+            hosts.append(HostInfo(text(h["name"], f"{at}.name", limit=255),
+                                  text(h.get("address", ""), f"{at}.address", limit=64), tuple(roles)))
         return cls(
             cells=cells,
             hosts=hosts,
             checks=_objects(d.get("checks", []), "checks"),
-            profile=f.string(d.get("profile"), "profile", optional=True, limit=64),
-            started=f.string(d.get("started"), "started", optional=True, limit=64),
-            finished=f.string(d.get("finished"), "finished", optional=True, limit=64),
+            profile=text(d.get("profile"), "profile", optional=True, limit=64),
+            started=text(d.get("started"), "started", optional=True, limit=64),
+            finished=text(d.get("finished"), "finished", optional=True, limit=64),
             errors=_string_objects(d.get("errors", []), "errors"),
             skipped=_string_objects(d.get("skipped", []), "skipped"),
-            netprobe_version=f.string(d.get("netprobe_version", ""), "netprobe_version", limit=64),
+            netprobe_version=text(d.get("netprobe_version", ""), "netprobe_version", limit=64),
         )
 
     @classmethod
@@ -260,12 +258,8 @@ class Result:
         return cls.from_dict(load_json(text, source=source), source=source)
 
 
-_RESULT_KEYS = {"schema", "netprobe_version", "started", "finished", "profile", "hosts", "checks", "cells", "skipped",
-                "errors"}
-
-
 def _objects(value: Any, field: str) -> list[dict]:
-    return [f.mapping(item, f"{field}[{i}]") for i, item in enumerate(f.array(value, field))]
+    return [obj(item, f"{field}[{i}]") for i, item in enumerate(items(value, field, MAX_CELLS))]
 
 
 def _string_objects(value: Any, field: str) -> list[dict]:
@@ -273,7 +267,7 @@ def _string_objects(value: Any, field: str) -> list[dict]:
     items = _objects(value, field)
     for i, item in enumerate(items):
         for key, v in item.items():
-            f.string(v, f"{field}[{i}].{key}")
+            text(v, f"{field}[{i}].{key}", limit=4096)
     return items
 
 

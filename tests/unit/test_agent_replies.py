@@ -15,8 +15,8 @@ from netprobe.agent.protocol import (
     Stats,
     preflight_report_from_dict_untrusted,
 )
+from netprobe.core.fields import InvalidReport
 from netprobe.core.reports import (
-    InvalidReport,
     ObservationReport,
     OutcomeReport,
     evidence_from_dict_untrusted,
@@ -190,7 +190,10 @@ def test_bad_preflight_reports_name_the_field(change, field):
     assert info.value.field == field
 
 
-def test_evidence_is_parsed_strictly_but_result_files_stay_lenient():
+def test_evidence_is_parsed_strictly_from_agents_and_result_files_alike():
     with pytest.raises(InvalidReport, match=r"^ev\.attempts: "):
         evidence_from_dict_untrusted({**EVIDENCE.to_dict(), "attempts": "2"}, "ev")
-    assert Evidence.from_dict({"attempts": "2"}).attempts == 2  # saved results: as before
+    with pytest.raises(InvalidReport, match=r"^evidence\.attempts: "):
+        Evidence.from_dict({"attempts": "2"})
+    with pytest.raises(InvalidReport, match=r"^ev\.icmp: is missing"):  # from an agent every key is required
+        evidence_from_dict_untrusted({k: v for k, v in EVIDENCE.to_dict().items() if k != "icmp"}, "ev")

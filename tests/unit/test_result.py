@@ -171,7 +171,6 @@ def test_malformed_cells_name_the_field(cells):
     ({**GOOD_CELL, "evidence": {"reply": "pong"}}, "cells[0].evidence.reply"),
     ({**GOOD_CELL, "evidence": {"attempts": 1e300}}, "cells[0].evidence.attempts"),
     ({**GOOD_CELL, "rtt_ms": -1}, "cells[0].rtt_ms"),
-    ({**GOOD_CELL, "colour": "red"}, "cells[0].colour"),
     ({**GOOD_CELL, "evidence": {"icmp": {"type": 3, "code": 300, "from": "x"}}}, "cells[0].evidence.icmp.code"),
 ])
 def test_a_bad_cell_field_is_named_exactly(cell_doc, field):
