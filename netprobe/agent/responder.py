@@ -14,13 +14,13 @@ from collections import OrderedDict
 import trio
 
 from netprobe.agent.protocol import ProbeRequest
-from netprobe.core import bpf, packets
+from netprobe.core import bpf, templates
+from netprobe.core.cookies import key_from_token
+from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.responder import ResponderCore
-from netprobe.core.session import Target, Via, key_from_token
+from netprobe.core.wire import IPPROTO_IPIP, PACKET_OUTGOING
 from netprobe.net import sockets
 
-PACKET_OUTGOING = 4
-IPPROTO_IPIP = 4
 RUN_MEMORY = 256          # run ids remembered (for observations since a run started)
 RUN_LOOKBACK = 2.0        # seconds before a run's start whose observations still belong to it
 UNKNOWN_RUN_WINDOW = 120  # an unknown run id gets the last two minutes
@@ -55,7 +55,7 @@ class Responder:
                 raw = sockets.open_raw_listener(proto, bpf.responder_filter(tap=False))
                 opened.append(raw)
                 self._captures.append((raw, Via.RAW))
-            packets.load_designer()  # scapy's import (~0.4 s) now, not inside the first mesh
+            templates.load_designer()  # scapy's import (~0.4 s) now, not inside the first mesh
             async with trio.open_nursery() as nursery:
                 for sock, via in self._captures:
                     nursery.start_soon(self._drain, sock, via)
@@ -116,10 +116,10 @@ class Responder:
         self._remember_run(request.run_id)
         began = trio.current_time()
         checks = request.check_map()
-        by_source: dict[str, list[Target]] = {}
+        by_source: dict[str, list[ProbeTarget]] = {}
         for t in request.targets:
             source = route_to(t.address).source
-            by_source.setdefault(source, []).extend(Target(checks[c], t.address, t.name) for c in t.checks)
+            by_source.setdefault(source, []).extend(ProbeTarget(checks[c], t.address, t.name) for c in t.checks)
         outcomes, stats = [], {"kernel_drops": 0, "matched": 0, "ignored": 0, "malformed": 0}
         async with self._probe_lock:
             results: list = []

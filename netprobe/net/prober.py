@@ -1,6 +1,6 @@
-"""The trio shell around ``ProbeSession``: sends its packets, feeds it what the captures see,
-wakes it at its deadlines. One task per capture socket: wait_readable, then drain until it would
-block (never a cancel scope per packet)."""
+"""The trio shell around the ``Prober`` state machine: makes the probe templates before the run,
+sends its packets, feeds it what the captures see, wakes it at its deadlines. One task per capture
+socket: wait_readable, then drain until it would block (never a cancel scope per packet)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from netprobe.core import bpf
-from netprobe.core.session import Outcome, ProbeSession, Target, Via
+from netprobe.core import bpf, templates
+from netprobe.core.events import Outcome, ProbeTarget, Via
+from netprobe.core.prober import Prober
 from netprobe.net import sockets
 
 SEND_BATCH = 256  # sends between checkpoints, so the capture tasks keep draining
@@ -73,7 +74,7 @@ def open_probe_io() -> ProbeIO:
     )
 
 
-async def _drain_forever(session: ProbeSession, cap: Capture, finished: trio.Event) -> None:
+async def _drain_forever(prober: Prober, cap: Capture, finished: trio.Event) -> None:
     sock = cap.sock
     while True:
         await trio.lowlevel.wait_readable(sock)
@@ -85,13 +86,13 @@ async def _drain_forever(session: ProbeSession, cap: Capture, finished: trio.Eve
                 break
             except OSError:
                 break
-            session.receive(data, cap.via, now)
-        if session.finished:
+            prober.receive(data, cap.via, now)
+        if prober.finished:
             finished.set()
 
 
-async def _send_all(session: ProbeSession, io: ProbeIO, sends) -> None:
-    send, send_done = io.send, session.send_done
+async def _send_all(prober: Prober, io: ProbeIO, sends) -> None:
+    send, send_done = io.send, prober.send_done
     for i, cmd in enumerate(sends):
         while True:
             err = send(cmd.data, cmd.address)
@@ -107,29 +108,29 @@ async def _send_all(session: ProbeSession, io: ProbeIO, sends) -> None:
             await trio.lowlevel.checkpoint()
 
 
-async def run_session(session: ProbeSession, io: ProbeIO, *, wall_clock: Callable[[], int] = time.time_ns) -> list[Outcome]:
-    """Run every probe of ``session`` to completion over ``io``; returns the sender outcomes.
+async def run_prober(prober: Prober, io: ProbeIO, *, wall_clock: Callable[[], int] = time.time_ns) -> list[Outcome]:
+    """Run every probe of ``prober`` to completion over ``io``; returns the sender outcomes.
 
-    Wakes at the session's next deadline, or as soon as a capture task sees the last probe
+    Wakes at the prober's next deadline, or as soon as a capture task sees the last probe
     answered, whichever comes first."""
     finished = trio.Event()
     async with trio.open_nursery() as nursery:
         for cap in io.captures:
-            nursery.start_soon(_drain_forever, session, cap, finished)
+            nursery.start_soon(_drain_forever, prober, cap, finished)
         await trio.lowlevel.checkpoint()
-        await _send_all(session, io, session.start(trio.current_time(), wall_clock()))
-        while not session.finished:
-            deadline = session.deadline
+        await _send_all(prober, io, prober.start(trio.current_time(), wall_clock()))
+        while not prober.finished:
+            deadline = prober.deadline
             if deadline is None:
                 break
             # wake by the deadline, but look again now and then: answers shrink the window
-            with trio.move_on_at(min(deadline, trio.current_time() + session.min_window / 2)):
+            with trio.move_on_at(min(deadline, trio.current_time() + prober.min_window / 2)):
                 await finished.wait()
-            if session.finished:
+            if prober.finished:
                 break
-            await _send_all(session, io, session.tick(trio.current_time(), wall_clock()))
+            await _send_all(prober, io, prober.tick(trio.current_time(), wall_clock()))
         nursery.cancel_scope.cancel()
-    return session.outcomes()
+    return prober.outcomes()
 
 
 def random_probe_id_base() -> int:
@@ -138,7 +139,7 @@ def random_probe_id_base() -> int:
 
 async def probe_targets(
     source: str,
-    targets: Sequence[Target],
+    targets: Sequence[ProbeTarget],
     *,
     key: bytes,
     window: float,
@@ -147,13 +148,13 @@ async def probe_targets(
     io=None,
 ) -> tuple[list[Outcome], dict]:
     """Probe ``targets`` from ``source``; returns the sender outcomes and capture statistics."""
-    session = ProbeSession(key, source, targets, window=window, retries=retries,
-                           first_id=random_probe_id_base(), vni=vni)
+    prober = Prober(key, source, targets, templates.for_targets(source, targets, vni=vni), window=window,
+                    retries=retries, first_id=random_probe_id_base())
     own_io = io is None
     io = io or open_probe_io()
     try:
-        outcomes = await run_session(session, io)
-        stats = dict(session.stats)
+        outcomes = await run_prober(prober, io)
+        stats = dict(prober.stats)
         stats["kernel_drops"] = io.kernel_drops() if own_io else 0
     finally:
         if own_io:
