@@ -1,6 +1,5 @@
 """The trio shell around the ``Prober`` state machine: makes the probe templates before the run,
-sends its packets, feeds it what the captures see, wakes it at its deadlines. One task per capture
-socket: wait_readable, then drain until it would block (never a cancel scope per packet)."""
+sends its packets, feeds it what the captures see, wakes it at its deadlines."""
 
 from __future__ import annotations
 
@@ -9,29 +8,17 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 
 from netprobe.core import bpf, templates
-from netprobe.core.events import Outcome, ProbeTarget, Via
+from netprobe.core.events import Outcome, ProbeTarget
 from netprobe.core.prober import Prober
 from netprobe.net import sockets
+from netprobe.net.capture import CaptureSet, open_captures
 
 SEND_BATCH = 256  # sends between checkpoints, so the capture tasks keep draining
-
-
-@dataclass
-class Capture:
-    """One capture socket and what seeing a packet on it means."""
-
-    sock: socket.socket
-    via: Via
-
-    def drops(self) -> int:
-        if self.sock.family == socket.AF_PACKET:
-            return sockets.tap_drops(self.sock)
-        return sockets.raw_drops(self.sock)
 
 
 @dataclass
@@ -39,56 +26,33 @@ class ProbeIO:
     """The sockets of a prober: a raw sender and the captures (tap + raw per protocol)."""
 
     send: Callable[[bytes, str], int | None]
-    captures: Sequence[Capture]
+    captures: CaptureSet
     wait_writable: Callable[[], object] | None = None
-    closers: list = field(default_factory=list)
+    close_sender: Callable[[], None] | None = None
 
     def close(self) -> None:
-        for close in self.closers:
-            close()
+        if self.close_sender is not None:
+            self.close_sender()
+        self.captures.close()
 
     def kernel_drops(self) -> int:
-        return sum(c.drops() for c in self.captures)
+        return self.captures.kernel_drops()
 
 
 def open_probe_io() -> ProbeIO:
     """Real sockets: needs root or CAP_NET_RAW (PrivilegeError otherwise)."""
     sender = sockets.open_sender()
-    opened = [sender]
     try:
-        captures = [Capture(sockets.open_tap(bpf.sender_filter(tap=True)), Via.TAP)]
-        opened.append(captures[0].sock)
-        for proto in (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP):
-            cap = Capture(sockets.open_raw_listener(proto, bpf.sender_filter(tap=False)), Via.RAW)
-            opened.append(cap.sock)
-            captures.append(cap)
+        captures = open_captures(bpf.sender_filter, (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP))
     except BaseException:
-        for s in opened:
-            s.close()
+        sender.close()
         raise
     return ProbeIO(
         send=lambda data, addr: sockets.send_packet(sender, data, addr),
         captures=captures,
         wait_writable=lambda: trio.lowlevel.wait_writable(sender),
-        closers=[s.close for s in opened],
+        close_sender=sender.close,
     )
-
-
-async def _drain_forever(prober: Prober, cap: Capture, finished: trio.Event) -> None:
-    sock = cap.sock
-    while True:
-        await trio.lowlevel.wait_readable(sock)
-        now = trio.current_time()
-        while True:
-            try:
-                data = sock.recv(65535)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
-            prober.receive(data, cap.via, now)
-        if prober.finished:
-            finished.set()
 
 
 async def _send_all(prober: Prober, io: ProbeIO, sends) -> None:
@@ -114,9 +78,17 @@ async def run_prober(prober: Prober, io: ProbeIO, *, wall_clock: Callable[[], in
     Wakes at the prober's next deadline, or as soon as a capture task sees the last probe
     answered, whichever comes first."""
     finished = trio.Event()
+    receive = prober.receive
+
+    def on_packet(data: bytes, via, _outgoing: bool, now: float, _wall_ns: int) -> None:
+        receive(data, via, now)
+
+    def after_batch() -> None:
+        if prober.finished:
+            finished.set()
+
     async with trio.open_nursery() as nursery:
-        for cap in io.captures:
-            nursery.start_soon(_drain_forever, prober, cap, finished)
+        nursery.start_soon(io.captures.drain_all, on_packet, after_batch)
         await trio.lowlevel.checkpoint()
         await _send_all(prober, io, prober.start(trio.current_time(), wall_clock()))
         while not prober.finished:

@@ -15,7 +15,8 @@ from netprobe.core import parse, templates
 from netprobe.core.checks import Check, Direction, Proto
 from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.prober import Prober
-from netprobe.net.prober import Capture, ProbeIO, run_prober
+from netprobe.net.capture import Capture, CaptureSet
+from netprobe.net.prober import ProbeIO, run_prober
 
 SRC, DST = "198.51.100.1", "198.51.100.2"
 KEY = b"f" * 32
@@ -62,7 +63,7 @@ class Fabric:
         return None
 
     def io(self) -> ProbeIO:
-        return ProbeIO(send=self.send, captures=[Capture(self.tap, Via.TAP), Capture(self.raw, Via.RAW)])
+        return ProbeIO(send=self.send, captures=CaptureSet([Capture(self.tap, Via.TAP), Capture(self.raw, Via.RAW)]))
 
     def close(self):
         for s in (self.tap_in, self.tap, self.raw_in, self.raw):
