@@ -12,6 +12,7 @@ from ipaddress import IPv4Address
 from netprobe.core.checks import VXLAN_PORT
 from netprobe.core.cookies import PAYLOAD_LEN
 from netprobe.core.wire import (
+    ETH_P_IP,
     ICMP_TIME_EXCEEDED,
     ICMP_UNREACH,
     IPPROTO_ICMP,
@@ -144,7 +145,7 @@ def _parse_udp_payload(src: bytes, dst: bytes, ip_id: int, seg: memoryview, vxla
     if payload is not None:
         return PayloadPacket(Encap.UDP, src, dst, sport, dport, payload, ip_id)
     if vxlan_port in (sport, dport) and len(body) >= VXLAN_PAYLOAD_OFFSET - 8 + PAYLOAD_LEN:  # body: after the outer UDP
-        if body[0] & 0x08 and struct.unpack_from("!H", body, 8 + 12)[0] == 0x0800:
+        if body[0] & 0x08 and struct.unpack_from("!H", body, 8 + 12)[0] == ETH_P_IP:
             proto, isrc, idst, _iid, inner = parse_ipv4_untrusted(bytes(body[8 + 14 :]))
             if proto == IPPROTO_UDP and len(inner) >= 8:
                 isport, idport = struct.unpack_from("!HH", inner)

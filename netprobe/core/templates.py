@@ -18,6 +18,7 @@ from netprobe.core.checksum import LITTLE, fold, ones_sum, pseudo_sum, store_ip_
 from netprobe.core.cookies import PAYLOAD_LEN
 from netprobe.core.parse import ip_bytes
 from netprobe.core.wire import (
+    ETH_P_IP,
     IPPROTO_IPIP,
     IPPROTO_TCP,
     IPPROTO_UDP,
@@ -57,7 +58,7 @@ def _design(kind: str, port: int, vni: int, ttl: int) -> bytes:
     elif kind == "udp":
         pkt = IP(src=zero, dst=zero, ttl=ttl, id=0, flags="DF") / UDP(sport=SLOT_BASE, dport=port) / body
     elif kind == "vxlan":
-        inner = Ether(src=VXLAN_INNER_SRC_MAC, dst=VXLAN_INNER_DST_MAC, type=0x0800) / IP(
+        inner = Ether(src=VXLAN_INNER_SRC_MAC, dst=VXLAN_INNER_DST_MAC, type=ETH_P_IP) / IP(
             src=zero, dst=zero, ttl=64, id=0, flags="DF") / UDP(
             sport=SLOT_BASE, dport=SLOT_BASE, chksum=0) / body
         pkt = IP(src=zero, dst=zero, ttl=ttl, id=0, flags="DF") / UDP(
