@@ -42,10 +42,12 @@ def inner(args) -> None:
     """Inside namespace a: the measurements, printed as one JSON line."""
     import trio
 
+    from netprobe.core import templates
     from netprobe.core.checks import Check, Direction, Proto
-    from netprobe.core.session import ProbeSession, Target
+    from netprobe.core.events import ProbeTarget
+    from netprobe.core.prober import Prober
     from netprobe.core.verdict import classify
-    from netprobe.net.prober import open_probe_io, run_session
+    from netprobe.net.prober import open_probe_io, run_prober
 
     if args.rps:
         os.sched_setaffinity(0, {0})  # the prober on CPU 0; the "other host's" kernel work elsewhere
@@ -55,10 +57,11 @@ def inner(args) -> None:
     io = open_probe_io()
     try:
         io.kernel_drops()  # reset the tap's counters
-        targets = [Target(checks[i % len(checks)], args.dst) for i in range(args.probes)]
-        session = ProbeSession(key, args.src, targets, window=1.0, retries=0, first_id=1)
-        t0 = time.perf_counter()
-        outcomes = trio.run(run_session, session, io)
+        targets = [ProbeTarget(checks[i % len(checks)], args.dst) for i in range(args.probes)]
+        t0 = time.perf_counter()  # designing the templates counts, as it did when the run made them
+        prober = Prober(key, args.src, targets, templates.for_targets(args.src, targets), window=1.0, retries=0,
+                        first_id=1)
+        outcomes = trio.run(run_prober, prober, io)
         wall = time.perf_counter() - t0
         t1 = time.perf_counter()
         cells = [classify(o.target.check.proto, o.evidence, o.target.address) for o in outcomes]
@@ -72,14 +75,15 @@ def inner(args) -> None:
             "replies_per_s": round(answered / (wall + classify_s)),
             "classify_us_per_cell": round(classify_s / len(cells) * 1e6, 2),
             "kernel_drops": io.kernel_drops(),
-            "session": dict(session.stats),
+            "prober": dict(prober.stats),
             "unanswered": args.probes - answered,
         }
         filtered = Check("filtered", "dropped port", Proto.TCP, FILTERED_PORT, Direction.BOTH)
-        session = ProbeSession(key, args.src, [Target(filtered, args.dst)] * 1000, window=1.0, retries=0,
-                               first_id=10_000_000)
+        targets = [ProbeTarget(filtered, args.dst)] * 1000
         t0 = time.perf_counter()
-        outcomes = trio.run(run_session, session, io)
+        prober = Prober(key, args.src, targets, templates.for_targets(args.src, targets), window=1.0, retries=0,
+                        first_id=10_000_000)
+        outcomes = trio.run(run_prober, prober, io)
         wall = time.perf_counter() - t0
         figures["filtered_1000"] = {"window_s": 1.0, "wall_s": round(wall, 3), "windows": round(wall / 1.0, 2),
                                     "all_filtered": all(o.evidence.reply is None for o in outcomes)}

@@ -14,13 +14,14 @@ from collections import OrderedDict
 import trio
 
 from netprobe.agent.protocol import ProbeRequest
-from netprobe.core import bpf, packets
+from netprobe.core import bpf, templates
+from netprobe.core.cookies import key_from_token
+from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.responder import ResponderCore
-from netprobe.core.session import Target, Via, key_from_token
+from netprobe.core.wire import IPPROTO_IPIP
 from netprobe.net import sockets
+from netprobe.net.capture import CaptureSet, open_captures
 
-PACKET_OUTGOING = 4
-IPPROTO_IPIP = 4
 RUN_MEMORY = 256          # run ids remembered (for observations since a run started)
 RUN_LOOKBACK = 2.0        # seconds before a run's start whose observations still belong to it
 UNKNOWN_RUN_WINDOW = 120  # an unknown run id gets the last two minutes
@@ -37,59 +38,32 @@ class Responder:
         self._runs: OrderedDict[str, float] = OrderedDict()
         self._probe_lock = trio.Lock()
         self._sender: socket.socket | None = None
-        self._captures: list[tuple[socket.socket, Via]] = []
-        self._raw_drops_seen = 0
+        self._captures = CaptureSet([])
         self.echo_send_errors = 0
 
     # ------------------------------------------------------------ capture loop
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        opened: list[socket.socket] = []
+        self._sender = sockets.open_sender()
         try:
-            self._sender = sockets.open_sender()
-            opened.append(self._sender)
-            tap = sockets.open_tap(bpf.responder_filter(tap=True))
-            opened.append(tap)
-            self._captures.append((tap, Via.TAP))
-            for proto in (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP):
-                raw = sockets.open_raw_listener(proto, bpf.responder_filter(tap=False))
-                opened.append(raw)
-                self._captures.append((raw, Via.RAW))
-            packets.load_designer()  # scapy's import (~0.4 s) now, not inside the first mesh
+            self._captures = open_captures(bpf.responder_filter, (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP),
+                                           outgoing_too=True)
+            templates.load_designer()  # scapy's import (~0.4 s) now, not inside the first mesh
             async with trio.open_nursery() as nursery:
-                for sock, via in self._captures:
-                    nursery.start_soon(self._drain, sock, via)
+                nursery.start_soon(self._captures.drain_all, self._on_packet)
                 task_status.started()
         finally:
-            for s in opened:
-                s.close()
+            self._sender.close()
+            self._captures.close()
 
-    async def _drain(self, sock: socket.socket, via: Via) -> None:
-        core, sender = self.core, self._sender
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            now, wall = trio.current_time(), time.time_ns()
-            while True:
-                try:
-                    if via is Via.TAP:
-                        data, addr = sock.recvfrom(65535)
-                        outgoing = addr[2] == PACKET_OUTGOING
-                    else:
-                        data, outgoing = sock.recv(65535), False
-                except (BlockingIOError, InterruptedError):
-                    break
-                echo = core.on_packet(data, via=via, outgoing=outgoing, now=now, wall_ns=wall)
-                if echo is not None and sender is not None:
-                    if sockets.send_packet(sender, echo.data, echo.address) is not None:
-                        self.echo_send_errors += 1  # e.g. this host's OUTPUT refused it
+    def _on_packet(self, data: bytes, via: Via, outgoing: bool, now: float, wall_ns: int) -> None:
+        echo = self.core.on_packet(data, via=via, outgoing=outgoing, now=now, wall_ns=wall_ns)
+        if echo is not None and sockets.send_packet(self._sender, echo.data, echo.address) is not None:
+            self.echo_send_errors += 1  # e.g. this host's OUTPUT refused it
 
     def kernel_drops(self) -> int:
-        """Captured packets the kernel dropped since the last call (never silent: the mesh
-        reports them, since a lost observation can turn a verdict)."""
-        tap = sum(sockets.tap_drops(sock) for sock, via in self._captures if via is Via.TAP)  # resets on read
-        raw = sum(sockets.raw_drops(sock) for sock, via in self._captures if via is Via.RAW)  # cumulative
-        new_raw, self._raw_drops_seen = raw - self._raw_drops_seen, raw
-        return tap + new_raw
+        """Captured packets the kernel dropped since the last call (the mesh reports them)."""
+        return self._captures.kernel_drops()
 
     # ------------------------------------------------------------ AgentService
 
@@ -116,10 +90,10 @@ class Responder:
         self._remember_run(request.run_id)
         began = trio.current_time()
         checks = request.check_map()
-        by_source: dict[str, list[Target]] = {}
+        by_source: dict[str, list[ProbeTarget]] = {}
         for t in request.targets:
             source = route_to(t.address).source
-            by_source.setdefault(source, []).extend(Target(checks[c], t.address, t.name) for c in t.checks)
+            by_source.setdefault(source, []).extend(ProbeTarget(checks[c], t.address, t.name) for c in t.checks)
         outcomes, stats = [], {"kernel_drops": 0, "matched": 0, "ignored": 0, "malformed": 0}
         async with self._probe_lock:
             results: list = []

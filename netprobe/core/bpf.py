@@ -10,8 +10,23 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from netprobe.core.cookies import MAGIC, SLOT_BASE
-from netprobe.core.packets import SYN_MARK
+from netprobe.core.wire import (
+    ICMP_TIME_EXCEEDED,
+    ICMP_UNREACH,
+    IPIP_PAYLOAD_OFFSET,
+    IPPROTO_ICMP,
+    IPPROTO_IPIP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    MAGIC_WORD,
+    PACKET_OUTGOING,
+    SLOT_BASE,
+    SYN_MARK,
+    TCP_ACK,
+    TCP_RST,
+    TCP_SYN,
+    VXLAN_PAYLOAD_OFFSET,
+)
 
 # opcodes (linux/filter.h)
 LD, LDX, ST, ALU, JMP, RET, MISC = 0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x07
@@ -22,12 +37,9 @@ AND, XOR = 0x50, 0xA0
 JA, JEQ, JGE, JSET = 0x00, 0x10, 0x30, 0x40
 RET_A = 0x10
 SKF_AD_PKTTYPE = (-0x1000 + 4) & 0xFFFFFFFF
-PACKET_OUTGOING = 4
 
 SNAPLEN = 0x40000
-MAGIC_WORD = int.from_bytes(MAGIC, "big")
-VXLAN_INNER_PAYLOAD = 8 + 8 + 14 + 20 + 8  # from the outer UDP header to the probe payload
-IPIP_INNER_PAYLOAD = 20 + 8
+SYN_ACK = TCP_SYN | TCP_ACK
 
 
 @dataclass(frozen=True)
@@ -78,20 +90,20 @@ _TAIL = [Insn(RET | K, SNAPLEN, label="accept"), Insn(RET | K, 0, label="drop")]
 def sender_filter(*, tap: bool) -> list[tuple[int, int, int, int]]:
     """Replies to our probes: SYN-ACK or RST to a probe slot, ICMP errors, payload echoes."""
     prog = _common_head(tap_incoming_only=tap) + [
-        Insn(JMP | JEQ | K, 6, "tcp", 0),
-        Insn(JMP | JEQ | K, 1, "icmp", 0),
-        Insn(JMP | JEQ | K, 17, "udp", "drop"),
+        Insn(JMP | JEQ | K, IPPROTO_TCP, "tcp", 0),
+        Insn(JMP | JEQ | K, IPPROTO_ICMP, "icmp", 0),
+        Insn(JMP | JEQ | K, IPPROTO_UDP, "udp", "drop"),
         Insn(LDX | B | MSH, 0, label="tcp"),
         Insn(LD | H | IND, 2),
         Insn(JMP | JGE | K, SLOT_BASE, 0, "drop"),
         Insn(LD | B | IND, 13),
-        Insn(JMP | JSET | K, 0x04, "accept", 0),
-        Insn(ALU | AND | K, 0x12),
-        Insn(JMP | JEQ | K, 0x12, "accept", "drop"),
+        Insn(JMP | JSET | K, TCP_RST, "accept", 0),
+        Insn(ALU | AND | K, SYN_ACK),
+        Insn(JMP | JEQ | K, SYN_ACK, "accept", "drop"),
         Insn(LDX | B | MSH, 0, label="icmp"),
         Insn(LD | B | IND, 0),
-        Insn(JMP | JEQ | K, 3, "accept", 0),
-        Insn(JMP | JEQ | K, 11, "accept", "drop"),
+        Insn(JMP | JEQ | K, ICMP_UNREACH, "accept", 0),
+        Insn(JMP | JEQ | K, ICMP_TIME_EXCEEDED, "accept", "drop"),
         Insn(LDX | B | MSH, 0, label="udp"),
         Insn(LD | W | IND, 8),
         Insn(JMP | JEQ | K, MAGIC_WORD, "accept", "drop"),
@@ -103,19 +115,19 @@ def responder_filter(*, tap: bool) -> list[tuple[int, int, int, int]]:
     """Probes arriving (marked SYNs, payload probes in UDP, VXLAN or IPIP) and, on the tap, this
     host's answers leaving (SYN-ACK/RST to a probe slot, ICMP errors, echoes)."""
     prog = _common_head(tap_incoming_only=False) + [
-        Insn(JMP | JEQ | K, 6, "tcp", 0),
-        Insn(JMP | JEQ | K, 17, "udp", 0),
-        Insn(JMP | JEQ | K, 4, "ipip", 0),
-        Insn(JMP | JEQ | K, 1, "icmp" if tap else "drop", "drop"),
+        Insn(JMP | JEQ | K, IPPROTO_TCP, "tcp", 0),
+        Insn(JMP | JEQ | K, IPPROTO_UDP, "udp", 0),
+        Insn(JMP | JEQ | K, IPPROTO_IPIP, "ipip", 0),
+        Insn(JMP | JEQ | K, IPPROTO_ICMP, "icmp" if tap else "drop", "drop"),
         Insn(LDX | B | MSH, 0, label="tcp"),
         Insn(LD | B | IND, 13),
-        Insn(ALU | AND | K, 0x16),
-        Insn(JMP | JEQ | K, 0x02, "syn", 0),
+        Insn(ALU | AND | K, TCP_SYN | TCP_ACK | TCP_RST),
+        Insn(JMP | JEQ | K, TCP_SYN, "syn", 0),
     ]
     if tap:
         prog += [
-            Insn(JMP | JSET | K, 0x04, "answer", 0),
-            Insn(JMP | JEQ | K, 0x12, "answer", "drop"),
+            Insn(JMP | JSET | K, TCP_RST, "answer", 0),
+            Insn(JMP | JEQ | K, SYN_ACK, "answer", "drop"),
             Insn(LD | W | ABS, SKF_AD_PKTTYPE, label="answer"),  # answers: only those leaving
             Insn(JMP | JEQ | K, PACKET_OUTGOING, 0, "drop"),
             Insn(LD | H | IND, 2),
@@ -133,10 +145,10 @@ def responder_filter(*, tap: bool) -> list[tuple[int, int, int, int]]:
         Insn(LDX | B | MSH, 0, label="udp"),
         Insn(LD | W | IND, 8),
         Insn(JMP | JEQ | K, MAGIC_WORD, "accept", 0),
-        Insn(LD | W | IND, VXLAN_INNER_PAYLOAD),
+        Insn(LD | W | IND, VXLAN_PAYLOAD_OFFSET),
         Insn(JMP | JEQ | K, MAGIC_WORD, "accept", "drop"),
         Insn(LDX | B | MSH, 0, label="ipip"),
-        Insn(LD | W | IND, IPIP_INNER_PAYLOAD),
+        Insn(LD | W | IND, IPIP_PAYLOAD_OFFSET),
         Insn(JMP | JEQ | K, MAGIC_WORD, "accept", "drop"),
     ]
     if tap:
@@ -145,7 +157,7 @@ def responder_filter(*, tap: bool) -> list[tuple[int, int, int, int]]:
             Insn(JMP | JEQ | K, PACKET_OUTGOING, 0, "drop"),
             Insn(LDX | B | MSH, 0),
             Insn(LD | B | IND, 0),
-            Insn(JMP | JEQ | K, 3, "accept", "drop"),
+            Insn(JMP | JEQ | K, ICMP_UNREACH, "accept", "drop"),
         ]
     return assemble(prog + _TAIL)
 

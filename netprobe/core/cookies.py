@@ -15,18 +15,22 @@ import hmac
 import struct
 from dataclasses import dataclass
 
+from netprobe.core.wire import MAGIC, SLOT_BASE, SLOT_MASK
 from netprobe.errors import BadPacket
 
-SLOT_BASE = 32768  # probe source ports live in 32768-65535
-SLOT_MASK = 0x7FFF
 ID_MASK = 0xFFFFFFFF
 
-MAGIC = b"NPRB"
 VERSION = 1
 FLAG_ECHO = 0x01  # set by the responder on its answer
 _HEADER = struct.Struct("!4sBBHIQ")  # magic, version, flags, reserved, probe id, timestamp (ns)
 TAG_LEN = 16
 PAYLOAD_LEN = _HEADER.size + TAG_LEN  # 36 bytes
+
+
+def key_from_token(token: str | bytes) -> bytes:
+    """The cookie/HMAC key all hosts of a cluster share, derived from the cluster token."""
+    raw = token.encode() if isinstance(token, str) else token
+    return hashlib.sha256(b"netprobe-v1:" + raw).digest()
 
 
 def slot_of(probe_id: int) -> int:
@@ -70,11 +74,6 @@ def _tag(key: bytes, header: bytes) -> bytes:
 def encode_payload(key: bytes, payload: ProbePayload) -> bytes:
     header = _HEADER.pack(MAGIC, VERSION, payload.flags, 0, payload.probe_id & ID_MASK, payload.timestamp_ns)
     return header + _tag(key, header)
-
-
-def looks_like_payload(data: bytes) -> bool:
-    """Cheap test (no key) used to pick our packets out of a capture."""
-    return len(data) >= PAYLOAD_LEN and data[:4] == MAGIC
 
 
 def decode_payload_untrusted(data: bytes) -> tuple[ProbePayload, bytes, bytes]:

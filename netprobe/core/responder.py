@@ -9,37 +9,18 @@ a reflector. Every table it keeps is bounded.
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from netprobe.core import cookies, packets
-from netprobe.core.packets import Encap, IcmpPacket, PayloadPacket, TcpPacket
-from netprobe.core.session import Via
+from netprobe.core import cookies
+from netprobe.core.checksum import pseudo_sum, store_ip_checksum, store_udp_checksum
+from netprobe.core.events import Echo, Observation, Via
+from netprobe.core.parse import Encap, IcmpPacket, PayloadPacket, TcpPacket, ip_str, parse_packet_untrusted
+from netprobe.core.wire import IPPROTO_TCP, IPPROTO_UDP
 from netprobe.errors import BadPacket
 
 PROTO_NAMES = {Encap.UDP: "udp", Encap.VXLAN: "vxlan", Encap.IPIP: "ipip"}
-
-
-@dataclass
-class Observation:
-    src: bytes
-    probe_id: int
-    proto: str
-    first_seen: float
-    arrived: bool = False
-    accepted: bool = False
-    answered: bool = False
-
-    def to_dict(self) -> dict:
-        return {"src": packets.ip_str(self.src), "probe_id": self.probe_id, "proto": self.proto,
-                "arrived": self.arrived, "accepted": self.accepted, "answered": self.answered,
-                "t": round(self.first_seen, 6)}
-
-
-@dataclass(frozen=True)
-class Echo:
-    address: str
-    data: bytes
 
 
 @dataclass
@@ -67,7 +48,7 @@ class ResponderCore:
     def on_packet(self, data: bytes, *, via: Via, outgoing: bool, now: float, wall_ns: int) -> Echo | None:
         """One packet from the tap (incoming or ``outgoing``) or a raw socket (always incoming)."""
         try:
-            pkt = packets.parse_packet_untrusted(data)
+            pkt = parse_packet_untrusted(data)
         except BadPacket:
             self.stats["malformed"] += 1
             return None
@@ -116,7 +97,7 @@ class ResponderCore:
 
     def _on_icmp_answer(self, pkt: IcmpPacket) -> None:
         q = pkt.quoted
-        if q.proto == packets.IPPROTO_TCP and q.seq is not None:
+        if q.proto == IPPROTO_TCP and q.seq is not None:
             self._answered(q.src, cookies.tcp_probe_id(self.key, q.src, q.dst, q.sport, q.dport, q.seq))
         elif q.payload is not None:
             try:
@@ -166,11 +147,11 @@ class ResponderCore:
             return None
         body = cookies.encode_payload(self.key, cookies.ProbePayload(payload.probe_id, payload.timestamp_ns,
                                                                      cookies.FLAG_ECHO))
-        reply = packets.build_udp_echo(pkt, body)
+        reply = build_udp_echo(pkt, body)
         if len(reply) > size:
             return None  # never amplify
         self.stats["echoes"] += 1
-        return Echo(packets.ip_str(target), reply)
+        return Echo(ip_str(target), reply)
 
     def _take_token(self, src: bytes, now: float) -> bool:
         bucket = self._buckets.get(src)
@@ -189,3 +170,22 @@ class ResponderCore:
 
     def observations(self, since: float = float("-inf")) -> list[dict]:
         return [o.to_dict() for o in self._log.values() if o.first_seen >= since]
+
+
+def build_udp_echo(probe: PayloadPacket, payload: bytes, *, ttl: int = 64) -> bytes:
+    """The responder's answer to a payload probe: a plain IPv4/UDP packet back to the sender,
+    never larger than what arrived. For UDP and VXLAN probes it goes from the probed port to the
+    sender's slot (what a stateful firewall expects back); for IPIP it is the inner packet,
+    exactly what a decapsulating host would have routed home."""
+    if probe.encap is Encap.IPIP:
+        src, dst, sport, dport = probe.inner_src, probe.inner_dst, probe.sport, probe.dport
+    elif probe.encap is Encap.VXLAN:
+        src, dst, sport, dport = probe.dst, probe.src, probe.outer_dport, probe.outer_sport
+    else:
+        src, dst, sport, dport = probe.dst, probe.src, probe.dport, probe.sport
+    udp_len = 8 + len(payload)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0x4000, ttl, IPPROTO_UDP, 0, src, dst)
+    buf = bytearray(ip + struct.pack("!HHHH", sport, dport, udp_len, 0) + payload)
+    store_ip_checksum(buf)
+    store_udp_checksum(buf, 26, 20, pseudo_sum(src, dst, IPPROTO_UDP, udp_len))
+    return bytes(buf)

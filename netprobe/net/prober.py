@@ -1,6 +1,5 @@
-"""The trio shell around ``ProbeSession``: sends its packets, feeds it what the captures see,
-wakes it at its deadlines. One task per capture socket: wait_readable, then drain until it would
-block (never a cancel scope per packet)."""
+"""The trio shell around the ``Prober`` state machine: makes the probe templates before the run,
+sends its packets, feeds it what the captures see, wakes it at its deadlines."""
 
 from __future__ import annotations
 
@@ -9,28 +8,17 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 
-from netprobe.core import bpf
-from netprobe.core.session import Outcome, ProbeSession, Target, Via
+from netprobe.core import bpf, templates
+from netprobe.core.events import Outcome, ProbeTarget
+from netprobe.core.prober import Prober
 from netprobe.net import sockets
+from netprobe.net.capture import CaptureSet, open_captures
 
 SEND_BATCH = 256  # sends between checkpoints, so the capture tasks keep draining
-
-
-@dataclass
-class Capture:
-    """One capture socket and what seeing a packet on it means."""
-
-    sock: socket.socket
-    via: Via
-
-    def drops(self) -> int:
-        if self.sock.family == socket.AF_PACKET:
-            return sockets.tap_drops(self.sock)
-        return sockets.raw_drops(self.sock)
 
 
 @dataclass
@@ -38,60 +26,37 @@ class ProbeIO:
     """The sockets of a prober: a raw sender and the captures (tap + raw per protocol)."""
 
     send: Callable[[bytes, str], int | None]
-    captures: Sequence[Capture]
+    captures: CaptureSet
     wait_writable: Callable[[], object] | None = None
-    closers: list = field(default_factory=list)
+    close_sender: Callable[[], None] | None = None
 
     def close(self) -> None:
-        for close in self.closers:
-            close()
+        if self.close_sender is not None:
+            self.close_sender()
+        self.captures.close()
 
     def kernel_drops(self) -> int:
-        return sum(c.drops() for c in self.captures)
+        return self.captures.kernel_drops()
 
 
 def open_probe_io() -> ProbeIO:
     """Real sockets: needs root or CAP_NET_RAW (PrivilegeError otherwise)."""
     sender = sockets.open_sender()
-    opened = [sender]
     try:
-        captures = [Capture(sockets.open_tap(bpf.sender_filter(tap=True)), Via.TAP)]
-        opened.append(captures[0].sock)
-        for proto in (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP):
-            cap = Capture(sockets.open_raw_listener(proto, bpf.sender_filter(tap=False)), Via.RAW)
-            opened.append(cap.sock)
-            captures.append(cap)
+        captures = open_captures(bpf.sender_filter, (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP))
     except BaseException:
-        for s in opened:
-            s.close()
+        sender.close()
         raise
     return ProbeIO(
         send=lambda data, addr: sockets.send_packet(sender, data, addr),
         captures=captures,
         wait_writable=lambda: trio.lowlevel.wait_writable(sender),
-        closers=[s.close for s in opened],
+        close_sender=sender.close,
     )
 
 
-async def _drain_forever(session: ProbeSession, cap: Capture, finished: trio.Event) -> None:
-    sock = cap.sock
-    while True:
-        await trio.lowlevel.wait_readable(sock)
-        now = trio.current_time()
-        while True:
-            try:
-                data = sock.recv(65535)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
-            session.receive(data, cap.via, now)
-        if session.finished:
-            finished.set()
-
-
-async def _send_all(session: ProbeSession, io: ProbeIO, sends) -> None:
-    send, send_done = io.send, session.send_done
+async def _send_all(prober: Prober, io: ProbeIO, sends) -> None:
+    send, send_done = io.send, prober.send_done
     for i, cmd in enumerate(sends):
         while True:
             err = send(cmd.data, cmd.address)
@@ -107,29 +72,37 @@ async def _send_all(session: ProbeSession, io: ProbeIO, sends) -> None:
             await trio.lowlevel.checkpoint()
 
 
-async def run_session(session: ProbeSession, io: ProbeIO, *, wall_clock: Callable[[], int] = time.time_ns) -> list[Outcome]:
-    """Run every probe of ``session`` to completion over ``io``; returns the sender outcomes.
+async def run_prober(prober: Prober, io: ProbeIO, *, wall_clock: Callable[[], int] = time.time_ns) -> list[Outcome]:
+    """Run every probe of ``prober`` to completion over ``io``; returns the sender outcomes.
 
-    Wakes at the session's next deadline, or as soon as a capture task sees the last probe
+    Wakes at the prober's next deadline, or as soon as a capture task sees the last probe
     answered, whichever comes first."""
     finished = trio.Event()
+    receive = prober.receive
+
+    def on_packet(data: bytes, via, _outgoing: bool, now: float, _wall_ns: int) -> None:
+        receive(data, via, now)
+
+    def after_batch() -> None:
+        if prober.finished:
+            finished.set()
+
     async with trio.open_nursery() as nursery:
-        for cap in io.captures:
-            nursery.start_soon(_drain_forever, session, cap, finished)
+        nursery.start_soon(io.captures.drain_all, on_packet, after_batch)
         await trio.lowlevel.checkpoint()
-        await _send_all(session, io, session.start(trio.current_time(), wall_clock()))
-        while not session.finished:
-            deadline = session.deadline
+        await _send_all(prober, io, prober.start(trio.current_time(), wall_clock()))
+        while not prober.finished:
+            deadline = prober.deadline
             if deadline is None:
                 break
             # wake by the deadline, but look again now and then: answers shrink the window
-            with trio.move_on_at(min(deadline, trio.current_time() + session.min_window / 2)):
+            with trio.move_on_at(min(deadline, trio.current_time() + prober.min_window / 2)):
                 await finished.wait()
-            if session.finished:
+            if prober.finished:
                 break
-            await _send_all(session, io, session.tick(trio.current_time(), wall_clock()))
+            await _send_all(prober, io, prober.tick(trio.current_time(), wall_clock()))
         nursery.cancel_scope.cancel()
-    return session.outcomes()
+    return prober.outcomes()
 
 
 def random_probe_id_base() -> int:
@@ -138,7 +111,7 @@ def random_probe_id_base() -> int:
 
 async def probe_targets(
     source: str,
-    targets: Sequence[Target],
+    targets: Sequence[ProbeTarget],
     *,
     key: bytes,
     window: float,
@@ -147,13 +120,13 @@ async def probe_targets(
     io=None,
 ) -> tuple[list[Outcome], dict]:
     """Probe ``targets`` from ``source``; returns the sender outcomes and capture statistics."""
-    session = ProbeSession(key, source, targets, window=window, retries=retries,
-                           first_id=random_probe_id_base(), vni=vni)
+    prober = Prober(key, source, targets, templates.for_targets(source, targets, vni=vni), window=window,
+                    retries=retries, first_id=random_probe_id_base())
     own_io = io is None
     io = io or open_probe_io()
     try:
-        outcomes = await run_session(session, io)
-        stats = dict(session.stats)
+        outcomes = await run_prober(prober, io)
+        stats = dict(prober.stats)
         stats["kernel_drops"] = io.kernel_drops() if own_io else 0
     finally:
         if own_io:

@@ -32,8 +32,8 @@ def route_to(address: str) -> RouteInfo:
 
     A UDP socket's connect() runs exactly the kernel's route lookup (policy rules, metrics,
     preferred source) and sends nothing. This replaces a pyroute2 RTM_GETROUTE here: importing
-    pyroute2 costs ~22 MB RSS, which alone would break netprobe probe's 60 MB budget (DESIGN
-    section 10); the lab and preflight, where netlink is the job, still use pyroute2.
+    pyroute2 costs ~22 MB RSS, which alone would break netprobe probe's 60 MB budget
+    (docs/design.md); the lab and preflight, where netlink is the job, still use pyroute2.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:

@@ -12,9 +12,9 @@ import socket
 import struct
 
 from netprobe.core import bpf
+from netprobe.core.wire import ETH_P_IP
 from netprobe.errors import PrivilegeError
 
-ETH_P_IP = 0x0800
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SOL_PACKET = 263

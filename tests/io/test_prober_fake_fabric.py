@@ -1,4 +1,4 @@
-"""The trio prober shell (net.prober.run_session) against a fake fabric, on trio's autojump
+"""The trio prober shell (net.prober.run_prober) against a fake fabric, on trio's autojump
 clock: datagram socketpairs stand in for the tap and the raw socket, and the fabric decides per
 port whether a SYN is answered, dropped, or answered only as far as the tap (a local INPUT drop).
 No privileges, no real packets, and reply windows cost no real time."""
@@ -11,13 +11,20 @@ import struct
 import pytest
 import trio
 
-from netprobe.core import packets
+from netprobe.core import parse, templates
 from netprobe.core.checks import Check, Direction, Proto
-from netprobe.core.session import ProbeSession, Target, Via
-from netprobe.net.prober import Capture, ProbeIO, run_session
+from netprobe.core.events import ProbeTarget, Via
+from netprobe.core.prober import Prober
+from netprobe.net.capture import Capture, CaptureSet
+from netprobe.net.prober import ProbeIO, run_prober
 
 SRC, DST = "198.51.100.1", "198.51.100.2"
 KEY = b"f" * 32
+
+def new_prober(key: bytes, source: str, targets, *, vni: int = 1, **kw) -> Prober:
+    """A Prober with the templates its shell would make before the run."""
+    targets = list(targets)
+    return Prober(key, source, targets, templates.for_targets(source, targets, vni=vni), **kw)
 
 
 def check(port: int) -> Check:
@@ -25,7 +32,7 @@ def check(port: int) -> Check:
 
 
 def syn_ack_for(syn_bytes: bytes) -> bytes:
-    syn = packets.parse_packet_untrusted(syn_bytes)
+    syn = parse.parse_packet_untrusted(syn_bytes)
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, syn.dst, syn.src)
     return ip + struct.pack("!HHIIBBHHH", syn.dport, syn.sport, 1, (syn.seq + 1) & 0xFFFFFFFF, 0x50, 0x12, 0, 0, 0)
 
@@ -45,7 +52,7 @@ class Fabric:
     def send(self, data: bytes, address: str):
         import errno
 
-        port = packets.parse_packet_untrusted(data).dport
+        port = parse.parse_packet_untrusted(data).dport
         if port in self.eperm:
             return errno.EPERM
         self.sent.append(port)
@@ -56,7 +63,7 @@ class Fabric:
         return None
 
     def io(self) -> ProbeIO:
-        return ProbeIO(send=self.send, captures=[Capture(self.tap, Via.TAP), Capture(self.raw, Via.RAW)])
+        return ProbeIO(send=self.send, captures=CaptureSet([Capture(self.tap, Via.TAP), Capture(self.raw, Via.RAW)]))
 
     def close(self):
         for s in (self.tap_in, self.tap, self.raw_in, self.raw):
@@ -79,9 +86,9 @@ def fabric_factory():
 
 async def test_answered_probes_finish_without_waiting_a_window(fabric_factory, autojump_clock):
     fabric = fabric_factory(open_ports={179, 2379})
-    session = ProbeSession(KEY, SRC, [Target(check(179), DST), Target(check(2379), DST)], window=5.0, retries=2)
+    prober = new_prober(KEY, SRC, [ProbeTarget(check(179), DST), ProbeTarget(check(2379), DST)], window=5.0, retries=2)
     t0 = trio.current_time()
-    outcomes = await run_session(session, fabric.io())
+    outcomes = await run_prober(prober, fabric.io())
     assert trio.current_time() - t0 < 0.01
     assert all(o.evidence.reply_accepted and o.evidence.attempts == 1 for o in outcomes)
     assert sorted(fabric.sent) == [179, 2379]
@@ -89,10 +96,10 @@ async def test_answered_probes_finish_without_waiting_a_window(fabric_factory, a
 
 async def test_filtered_probes_are_retried_and_cost_windows_not_probes(fabric_factory, autojump_clock):
     fabric = fabric_factory()
-    targets = [Target(check(9), DST)] * 1000
-    session = ProbeSession(KEY, SRC, targets, window=1.0, retries=1)
+    targets = [ProbeTarget(check(9), DST)] * 1000
+    prober = new_prober(KEY, SRC, targets, window=1.0, retries=1)
     t0 = trio.current_time()
-    outcomes = await run_session(session, fabric.io())
+    outcomes = await run_prober(prober, fabric.io())
     elapsed = trio.current_time() - t0
     assert 2.0 <= elapsed < 2.2  # (retries + 1) windows for all 1,000 together
     assert len(fabric.sent) == 2000
@@ -101,16 +108,16 @@ async def test_filtered_probes_are_retried_and_cost_windows_not_probes(fabric_fa
 
 async def test_an_answer_shrinks_the_window_of_the_silent_ones(fabric_factory, autojump_clock):
     fabric = fabric_factory(open_ports={179})
-    session = ProbeSession(KEY, SRC, [Target(check(179), DST), Target(check(9), DST)], window=5.0, retries=1)
+    prober = new_prober(KEY, SRC, [ProbeTarget(check(179), DST), ProbeTarget(check(9), DST)], window=5.0, retries=1)
     t0 = trio.current_time()
-    await run_session(session, fabric.io())
+    await run_prober(prober, fabric.io())
     assert trio.current_time() - t0 < 1.0  # 2 x the 0.2 s floor (plus a wake-up), not 2 x 5 s
 
 
 async def test_reply_seen_only_on_the_tap_is_arrived_not_accepted(fabric_factory, autojump_clock):
     fabric = fabric_factory(input_drop={5473})
-    session = ProbeSession(KEY, SRC, [Target(check(5473), DST)], window=1.0, retries=2)
-    (outcome,) = await run_session(session, fabric.io())
+    prober = new_prober(KEY, SRC, [ProbeTarget(check(5473), DST)], window=1.0, retries=2)
+    (outcome,) = await run_prober(prober, fabric.io())
     ev = outcome.evidence
     assert (ev.reply_arrived, ev.reply_accepted, str(ev.reply)) == (True, False, "syn-ack")
     assert ev.attempts == 1  # an answer came: no retransmission, only the window to wait
@@ -118,9 +125,9 @@ async def test_reply_seen_only_on_the_tap_is_arrived_not_accepted(fabric_factory
 
 async def test_a_refused_send_is_final(fabric_factory, autojump_clock):
     fabric = fabric_factory(eperm={179})
-    session = ProbeSession(KEY, SRC, [Target(check(179), DST)], window=1.0, retries=3)
+    prober = new_prober(KEY, SRC, [ProbeTarget(check(179), DST)], window=1.0, retries=3)
     t0 = trio.current_time()
-    (outcome,) = await run_session(session, fabric.io())
+    (outcome,) = await run_prober(prober, fabric.io())
     assert trio.current_time() - t0 < 0.01
     assert outcome.evidence.sent is False and outcome.evidence.attempts == 1
     assert "not permitted" in outcome.evidence.send_error

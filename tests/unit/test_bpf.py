@@ -14,12 +14,15 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 
 from netprobe.core import bpf
 from netprobe.core.cookies import ProbePayload, encode_payload
-from netprobe.core.packets import IpipProbeTemplate, UdpProbeTemplate, VxlanProbeTemplate, build_udp_echo, parse_packet_untrusted
-from netprobe.core.session import key_from_token
+from netprobe.core.cookies import key_from_token
+from netprobe.core.parse import parse_packet_untrusted
+from netprobe.core.responder import build_udp_echo
+from netprobe.core.templates import IpipProbeTemplate, UdpProbeTemplate, VxlanProbeTemplate
+from netprobe.core.wire import PACKET_OUTGOING
 
 PACKETS = Path(__file__).resolve().parent.parent / "data" / "packets"
 A, B = "198.18.0.1", "198.18.0.2"
-HOST, OUTGOING = 0, bpf.PACKET_OUTGOING
+HOST, OUTGOING = 0, PACKET_OUTGOING
 
 
 def captured(name: str) -> bytes:

@@ -73,7 +73,8 @@ def violations(source: str, filename: str = "<string>") -> list[str]:
 
 def test_core_modules_are_found():
     names = {m.rsplit(".", 1)[1] for m in MODULES}
-    assert {"bpf", "checks", "cookies", "inventory", "packets", "result", "session", "verdict"} <= names
+    assert {"bpf", "checks", "cookies", "events", "inventory", "parse", "prober", "responder", "result", "templates",
+            "verdict", "wire"} <= names
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=[p.name for p in SOURCES])
@@ -138,10 +139,10 @@ def test_parsing_does_not_load_scapy():
     """Parsers and the session's matching run on struct alone (DESIGN section 10)."""
     code = (
         "import sys\n"
-        "from netprobe.core import packets, bpf, cookies\n"
+        "from netprobe.core import parse, bpf, cookies\n"
         "data = bytes.fromhex('45000028000040004006' + '0000' + 'c6120002c6120001' + '0b3390c4'"
         " + '00000000' + '00000001' + '5014' + '0000' + '00000000')\n"
-        "pkt = packets.parse_packet_untrusted(data)\n"
+        "pkt = parse.parse_packet_untrusted(data)\n"
         "assert pkt.is_rst, pkt\n"
         "bpf.run(bpf.sender_filter(tap=True), data)\n"
         "assert not any(m == 'scapy' or m.startswith('scapy.') for m in sys.modules), 'scapy loaded'\n"

@@ -1,4 +1,4 @@
-"""ResponderCore, the responder as a state machine: real probes (built by ProbeSession) in,
+"""ResponderCore, the responder as a state machine: real probes (built by Prober) in,
 observations and echoes out. Replies leaving the responder are built with scapy from the probe."""
 
 from __future__ import annotations
@@ -8,12 +8,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
-from netprobe.core import cookies, packets
+from netprobe.core import cookies, parse, templates
 from netprobe.core.checks import CHECKS, Check, Direction, Proto
 from netprobe.core.cookies import FLAG_ECHO, ProbePayload, encode_payload, verify_payload
-from netprobe.core.packets import Encap, PayloadPacket, parse_packet_untrusted
+from netprobe.core.parse import Encap, PayloadPacket, parse_packet_untrusted
 from netprobe.core.responder import Echo, ResponderCore
-from netprobe.core.session import ProbeSession, Send, Target, Via, key_from_token
+from netprobe.core.cookies import key_from_token
+from netprobe.core.events import ProbeTarget, Send, Via
+from netprobe.core.prober import Prober
 
 KEY = key_from_token("responder-unit-token")
 OTHER_KEY = key_from_token("some-other-cluster")
@@ -24,12 +26,17 @@ DNS = Check("dns", "cluster DNS", Proto.UDP, 53, Direction.BOTH)
 BGP, VXLAN, IPIP = CHECKS["bgp"], CHECKS["vxlan"], CHECKS["ipip"]
 PAYLOAD_CHECKS = {"udp": DNS, "vxlan": VXLAN, "ipip": IPIP}
 
+def new_prober(key: bytes, source: str, targets, *, vni: int = 1, **kw) -> Prober:
+    """A Prober with the templates its shell would make before the run."""
+    targets = list(targets)
+    return Prober(key, source, targets, templates.for_targets(source, targets, vni=vni), **kw)
+
 
 def probe(check: Check, *, key: bytes = KEY, source: str = SRC, address: str = DST, probe_id: int = 4242,
           wall_ns: int = WALL) -> Send:
     """The bytes a real prober sends for one check."""
-    session = ProbeSession(key, source, [Target(check, address)], first_id=probe_id)
-    (send,) = session.start(0.0, wall_ns)
+    prober = new_prober(key, source, [ProbeTarget(check, address)], first_id=probe_id)
+    (send,) = prober.start(0.0, wall_ns)
     return send
 
 
@@ -214,7 +221,7 @@ def test_echo_parses_back_as_udp_to_the_prober_and_verifies(proto):
     else:
         expected = (arrived.dst, arrived.src, arrived.dport, arrived.sport)
     assert (back.src, back.dst, back.sport, back.dport) == expected
-    assert (packets.ip_str(back.src), packets.ip_str(back.dst)) == (DST, SRC)
+    assert (parse.ip_str(back.src), parse.ip_str(back.dst)) == (DST, SRC)
     if proto == "vxlan":
         assert back.sport == 4789 and back.dport == cookies.slot_of(0x12345)
 
@@ -234,11 +241,11 @@ def test_echo_parses_back_as_udp_to_the_prober_and_verifies(proto):
 
 @pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])
 def test_the_prober_accepts_the_echo(proto):
-    session = ProbeSession(KEY, SRC, [Target(PAYLOAD_CHECKS[proto], DST)], first_id=500)
-    (send,) = session.start(0.0, WALL)
-    session.send_done(send.probe_id, 0.0)
+    prober = new_prober(KEY, SRC, [ProbeTarget(PAYLOAD_CHECKS[proto], DST)], first_id=500)
+    (send,) = prober.start(0.0, WALL)
+    prober.send_done(send.probe_id, 0.0)
     echo = feed(core(), send.data, Via.RAW)
-    assert session.receive(echo.data, Via.RAW, 0.01) == 500
+    assert prober.receive(echo.data, Via.RAW, 0.01) == 500
 
 
 @pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])

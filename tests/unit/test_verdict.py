@@ -1,5 +1,5 @@
-"""verdict.classify: one row per rule of DESIGN section 2, with the responder's evidence and from
-the sender alone."""
+"""verdict.classify: one row per rule of docs/design.md, "Evidence and verdicts", with the
+responder's evidence and from the sender alone."""
 
 from __future__ import annotations
 

@@ -28,6 +28,8 @@ import time
 import uuid
 from pathlib import Path
 
+from netprobe.core.wire import SYN_MARK
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent.parent
 NETPROBE = str(REPO / ".venv" / "bin" / "netprobe")
@@ -35,7 +37,6 @@ PYTHON = str(REPO / ".venv" / "bin" / "python")
 TOKEN = "netprobe-capture-token"
 VNI = 42
 UDP_PORT = 5000
-SYN_MARK = 0x4E50
 
 NFT_B = """
 table inet filter {
@@ -65,11 +66,11 @@ CONNECT_8080 = (
 # one plain UDP probe (no built-in check is plain UDP): built by the core, sent on a raw socket
 SEND_UDP = (
     "import socket,sys,time\n"
-    "from netprobe.core import cookies, packets\n"
-    "from netprobe.core.session import key_from_token\n"
+    "from netprobe.core import cookies, templates\n"
+    "from netprobe.core.cookies import key_from_token\n"
     "src, dst, port, token = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]\n"
     "pid = 0x1234\n"
-    "tpl = packets.UdpProbeTemplate(src, dst, port)\n"
+    "tpl = templates.UdpProbeTemplate(src, dst, port)\n"
     "data = tpl.build(cookies.slot_of(pid), cookies.encode_payload(key_from_token(token),"
     " cookies.ProbePayload(pid, time.time_ns())))\n"
     "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW); s.sendto(data, (dst, 0))\n"

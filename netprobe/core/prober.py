@@ -1,9 +1,11 @@
 """The prober as a state machine (mitmproxy/h11 style): events in, commands out, no I/O.
 
-The trio shell (netprobe.net.prober) feeds it what happened — a send succeeded or was refused, a
-packet was seen on the tap or on a raw socket, time passed — and carries out what it returns:
+The trio shell (netprobe.net.prober) feeds it what happened (a send succeeded or was refused, a
+packet was seen on the tap or on a raw socket, time passed) and carries out what it returns:
 ``Send`` commands, and a deadline to wake up at. Everything about retries, reply windows and
-matching replies back to probes lives here, so it is tested without sockets or clocks.
+matching replies back to probes lives here, so it is tested without sockets or clocks. Probes
+are built from templates the shell made before the run (``templates.for_targets``): running the
+state machine never loads scapy.
 """
 
 from __future__ import annotations
@@ -11,67 +13,25 @@ from __future__ import annotations
 import errno as errno_mod
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 
-from netprobe.core import cookies, packets
-from netprobe.core.checks import Check, Proto
-from netprobe.core.packets import IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, IcmpPacket, PayloadPacket, TcpPacket
+from netprobe.core import cookies
+from netprobe.core.checks import Proto
+from netprobe.core.events import Outcome, ProbeTarget, Send, Via
+from netprobe.core.parse import Encap, IcmpPacket, PayloadPacket, TcpPacket, ip_bytes, ip_str, parse_packet_untrusted
 from netprobe.core.result import Evidence, Icmp, ReplyKind
+from netprobe.core.templates import Template, TemplateKey, template_key
+from netprobe.core.wire import IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, SLOT_BASE, SLOT_MASK
 from netprobe.errors import BadPacket
-
-
-class Via(Enum):
-    """Where a packet was seen on the sender."""
-
-    TAP = "tap"  # AF_PACKET: it arrived at this host (before netfilter)
-    RAW = "raw"  # raw IP socket: this host's INPUT accepted it
-
-
-@dataclass(frozen=True)
-class Target:
-    """One probe to run: a check towards an address (``name`` is for the caller's bookkeeping)."""
-
-    check: Check
-    address: str
-    name: str = ""
-
-
-@dataclass(frozen=True)
-class Send:
-    probe_id: int
-    address: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the sender learnt about one probe (its half of the evidence)."""
-
-    probe_id: int
-    target: Target
-    source: str
-    evidence: Evidence
-    rtt_ms: float | None
-
-    def to_dict(self) -> dict:
-        return {
-            "probe_id": self.probe_id,
-            "check": self.target.check.id,
-            "name": self.target.name,
-            "address": self.target.address,
-            "source": self.source,
-            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
-            "evidence": self.evidence.to_dict(),
-        }
 
 
 @dataclass(slots=True)
 class _Probe:
     probe_id: int
-    target: Target
+    target: ProbeTarget
     source: str
+    tpl: Template
     dst: bytes = b""      # target address, packed
     port: int = 0
     seq: int | None = None  # TCP: the keyed sequence number, the same on every attempt
@@ -90,21 +50,14 @@ class _Probe:
 _TCP_FAST = struct.Struct("!HHIIBB")
 
 
-def key_from_token(token: str | bytes) -> bytes:
-    """The cookie/HMAC key all hosts of a cluster share, derived from the cluster token."""
-    import hashlib
-
-    raw = token.encode() if isinstance(token, str) else token
-    return hashlib.sha256(b"netprobe-v1:" + raw).digest()
-
-
 @dataclass
-class ProbeSession:
-    """Run ``targets`` from ``source`` with a reply ``window`` (s) and ``retries``.
+class Prober:
+    """Probe ``targets`` from ``source`` with a reply ``window`` (s) and ``retries``; each probe
+    is built from its entry in ``templates`` (``templates.for_targets``).
 
     ``window`` is the longest wait for an answer. Once answers arrive the wait adapts, as nmap's
     and TCP's retransmission timers do: ``rtt_factor`` times the slowest answer seen, never
-    under ``min_window``. Answers that come later still count until the session ends.
+    under ``min_window``. Answers that come later still count until the run ends.
 
     Probe ids are ``first_id``, ``first_id+1``, ... (the caller picks a random start so runs don't
     collide at the responders).
@@ -112,31 +65,31 @@ class ProbeSession:
 
     key: bytes
     source: str
-    targets: Sequence[Target]
+    targets: Sequence[ProbeTarget]
+    templates: Mapping[TemplateKey, Template]
     window: float = 1.0
     min_window: float = 0.2
     rtt_factor: float = 4.0
     retries: int = 1
     first_id: int = 0
-    vni: int = 1
     _probes: dict[int, _Probe] = field(default_factory=dict, init=False)
     _by_flow: dict[tuple, int] = field(default_factory=dict, init=False)
     _by_seq: dict[tuple, _Probe] = field(default_factory=dict, init=False)  # TCP: (dst, dport, sport, seq)
-    _templates: dict[tuple, object] = field(default_factory=dict, init=False)
     _src_bytes: bytes = field(default=b"", init=False)
     _max_rtt: float | None = field(default=None, init=False)
     _done: int = field(default=0, init=False)
     stats: dict[str, int] = field(default_factory=lambda: {"ignored": 0, "malformed": 0, "matched": 0}, init=False)
 
     def __post_init__(self) -> None:
-        self._src_bytes = packets.ip_bytes(self.source)
+        self._src_bytes = ip_bytes(self.source)
         packed: dict[str, bytes] = {}
         for i, target in enumerate(self.targets):
             pid = (self.first_id + i) & cookies.ID_MASK
             dst = packed.get(target.address)
             if dst is None:
-                dst = packed[target.address] = packets.ip_bytes(target.address)
-            self._probes[pid] = _Probe(pid, target, self.source, dst, target.check.port or 0)
+                dst = packed[target.address] = ip_bytes(target.address)
+            tpl = self.templates[template_key(target.check.proto, target.check.port, target.address)]
+            self._probes[pid] = _Probe(pid, target, self.source, tpl, dst, target.check.port or 0)
             slot = cookies.slot_of(pid)
             proto = target.check.proto
             if proto is Proto.IPIP:
@@ -191,40 +144,14 @@ class ProbeSession:
         return Send(p.probe_id, p.target.address, self._build(p, wall_ns))
 
     def _build(self, p: _Probe, wall_ns: int) -> bytes:
-        check = p.target.check
-        tpl = self._templates.get((check.proto, p.port, p.dst)) or self._template(p.target)
-        slot = cookies.SLOT_BASE | (p.probe_id & cookies.SLOT_MASK)
-        if check.proto is Proto.TCP:
+        slot = SLOT_BASE | (p.probe_id & SLOT_MASK)
+        if p.target.check.proto is Proto.TCP:
             if p.seq is None:
                 p.seq = cookies.tcp_seq(self.key, p.probe_id, self._src_bytes, p.dst, p.port)
-                if self._probes.get(p.probe_id) is p:  # a throwaway build() is never matched
-                    self._by_seq[(p.dst, p.port, slot, p.seq)] = p
-            return tpl.build(slot, p.seq)
+                self._by_seq[(p.dst, p.port, slot, p.seq)] = p
+            return p.tpl.build(slot, p.seq)
         payload = cookies.encode_payload(self.key, cookies.ProbePayload(p.probe_id, wall_ns))
-        return tpl.build(slot, payload)
-
-    def build(self, probe_id: int, target: Target, wall_ns: int) -> bytes:
-        """The bytes of one probe (templates are made once per check and target)."""
-        p = self._probes.get(probe_id)
-        if p is None or p.target != target:
-            p = _Probe(probe_id, target, self.source, packets.ip_bytes(target.address), target.check.port or 0)
-        return self._build(p, wall_ns)
-
-    def _template(self, target: Target):
-        check = target.check
-        tkey = (check.proto, check.port or 0, packets.ip_bytes(target.address))
-        tpl = self._templates.get(tkey)
-        if tpl is None:
-            if check.proto is Proto.TCP:
-                tpl = packets.TcpSynTemplate(self.source, target.address, check.port)
-            elif check.proto is Proto.UDP:
-                tpl = packets.UdpProbeTemplate(self.source, target.address, check.port)
-            elif check.proto is Proto.VXLAN:
-                tpl = packets.VxlanProbeTemplate(self.source, target.address, self.vni, dport=check.port)
-            else:
-                tpl = packets.IpipProbeTemplate(self.source, target.address)
-            self._templates[tkey] = tpl
-        return tpl
+        return p.tpl.build(slot, payload)
 
     # ------------------------------------------------------------ events in
 
@@ -244,7 +171,7 @@ class ProbeSession:
         match = self._match_tcp_fast(data)
         if match is None:
             try:
-                pkt = packets.parse_packet_untrusted(data)
+                pkt = parse_packet_untrusted(data)
             except BadPacket:
                 self.stats["malformed"] += 1
                 return None
@@ -314,9 +241,9 @@ class ProbeSession:
                 p = self._probes.get(self._by_flow.get((IPPROTO_IPIP, q.dst, 0, q.ip_id), -1))
             if p is None or q.dst != p.dst:
                 return None
-            return p, ReplyKind.ICMP, Icmp(pkt.type, pkt.code, packets.ip_str(pkt.src))
+            return p, ReplyKind.ICMP, Icmp(pkt.type, pkt.code, ip_str(pkt.src))
         if isinstance(pkt, PayloadPacket):
-            if pkt.encap is not packets.Encap.UDP or pkt.dst != self._src_bytes:
+            if pkt.encap is not Encap.UDP or pkt.dst != self._src_bytes:
                 return None  # echoes come back as plain UDP
             try:
                 payload = cookies.verify_payload(self.key, pkt.payload)

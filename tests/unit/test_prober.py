@@ -1,21 +1,26 @@
-"""ProbeSession, the prober as a state machine: sends, retries, deadlines and matching replies back
+"""Prober, the prober as a state machine: sends, retries, deadlines and matching replies back
 to probes. Replies are built with scapy from the probe that was sent, and taken from real captures."""
 
 from __future__ import annotations
 
 import errno
 import json
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
-from netprobe.core import cookies, packets
+from netprobe.core import cookies, parse, templates
 from netprobe.core.checks import CHECKS, Check, Direction, Proto
-from netprobe.core.cookies import FLAG_ECHO, ProbePayload, encode_payload
-from netprobe.core.packets import Encap, build_udp_echo, parse_packet_untrusted
+from netprobe.core.cookies import FLAG_ECHO, ProbePayload, encode_payload, key_from_token
+from netprobe.core.events import Outcome, ProbeTarget, Send, Via
+from netprobe.core.parse import Encap, parse_packet_untrusted
+from netprobe.core.prober import Prober
+from netprobe.core.responder import build_udp_echo
 from netprobe.core.result import Icmp, Reach, ReplyKind, Verdict, Where
-from netprobe.core.session import Outcome, ProbeSession, Send, Target, Via, key_from_token
 from netprobe.core.verdict import classify
 
 PACKETS = Path(__file__).resolve().parent.parent / "data" / "packets"
@@ -27,20 +32,27 @@ DNS = Check("dns", "cluster DNS", Proto.UDP, 53, Direction.BOTH)
 BGP, ETCD, VXLAN, IPIP = CHECKS["bgp"], CHECKS["etcd"], CHECKS["vxlan"], CHECKS["ipip"]
 
 
-def session(*targets: Target, retries: int = 1, window: float = 1.0, first_id: int = 1000, **kw) -> ProbeSession:
-    return ProbeSession(KEY, SRC, list(targets), window=window, retries=retries, first_id=first_id, **kw)
+def new_prober(key: bytes, source: str, targets, *, vni: int = 1, **kw) -> Prober:
+    """A Prober with the templates its shell would make before the run."""
+    targets = list(targets)
+    return Prober(key, source, targets, templates.for_targets(source, targets, vni=vni), **kw)
 
 
-def started(*checks: Check, address: str = DST, **kw) -> tuple[ProbeSession, list[Send]]:
-    """A session whose first attempts were all sent successfully at t=0."""
-    s = session(*[Target(c, address, "b") for c in checks], **kw)
+
+def prober_of(*targets: ProbeTarget, retries: int = 1, window: float = 1.0, first_id: int = 1000, **kw) -> Prober:
+    return new_prober(KEY, SRC, list(targets), window=window, retries=retries, first_id=first_id, **kw)
+
+
+def started(*checks: Check, address: str = DST, **kw) -> tuple[Prober, list[Send]]:
+    """A prober whose first attempts were all sent successfully at t=0."""
+    s = prober_of(*[ProbeTarget(c, address, "b") for c in checks], **kw)
     sends = s.start(0.0, WALL)
     for cmd in sends:
         s.send_done(cmd.probe_id, 0.0)
     return s, sends
 
 
-def outcome(s: ProbeSession, probe_id: int) -> Outcome:
+def outcome(s: Prober, probe_id: int) -> Outcome:
     return next(o for o in s.outcomes() if o.probe_id == probe_id)
 
 
@@ -62,7 +74,7 @@ def echo_to(send: Send, *, key: bytes = KEY, probe_id: int | None = None, src: b
     p = cookies.decode_payload_untrusted(probe.payload)[0]
     body = encode_payload(key, ProbePayload(send.probe_id if probe_id is None else probe_id, p.timestamp_ns, FLAG_ECHO))
     if src is not None:
-        probe = packets.PayloadPacket(probe.encap, probe.src, src, probe.sport, probe.dport, probe.payload, probe.ip_id,
+        probe = parse.PayloadPacket(probe.encap, probe.src, src, probe.sport, probe.dport, probe.payload, probe.ip_id,
                                       src, probe.inner_dst, probe.outer_sport, probe.outer_dport)
     return build_udp_echo(probe, body)
 
@@ -71,9 +83,9 @@ def echo_to(send: Send, *, key: bytes = KEY, probe_id: int | None = None, src: b
 
 
 def test_start_gives_one_send_per_target():
-    targets = [Target(BGP, DST, "b"), Target(ETCD, DST, "b"), Target(DNS, DST2, "c"), Target(VXLAN, DST, "b"),
-               Target(IPIP, DST2, "c")]
-    s = session(*targets, first_id=77)
+    targets = [ProbeTarget(BGP, DST, "b"), ProbeTarget(ETCD, DST, "b"), ProbeTarget(DNS, DST2, "c"), ProbeTarget(VXLAN, DST, "b"),
+               ProbeTarget(IPIP, DST2, "c")]
+    s = prober_of(*targets, first_id=77)
     sends = s.start(0.0, WALL)
     assert [c.probe_id for c in sends] == [77, 78, 79, 80, 81]
     assert [c.address for c in sends] == [DST, DST, DST2, DST, DST2]
@@ -83,7 +95,7 @@ def test_start_gives_one_send_per_target():
     assert kinds[3].outer_dport == 4789
     assert kinds[4].encap is Encap.IPIP and kinds[4].ip_id == cookies.slot_of(81)
     for send, k in zip(sends, kinds, strict=True):
-        assert packets.ip_str(k.src) == SRC and packets.ip_str(k.dst) == send.address
+        assert parse.ip_str(k.src) == SRC and parse.ip_str(k.dst) == send.address
         assert k.sport == cookies.slot_of(send.probe_id)
     # payload probes carry an authenticated id and the wall clock we gave
     for send, k in zip(sends[2:], kinds[2:], strict=True):
@@ -94,18 +106,18 @@ def test_start_gives_one_send_per_target():
 
 
 def test_probe_ids_wrap_around_32_bits():
-    s = session(Target(BGP, DST), Target(ETCD, DST), first_id=0xFFFFFFFF)
+    s = prober_of(ProbeTarget(BGP, DST), ProbeTarget(ETCD, DST), first_id=0xFFFFFFFF)
     assert [c.probe_id for c in s.start(0.0, WALL)] == [0xFFFFFFFF, 0]
 
 
-def test_vxlan_probe_uses_the_session_vni():
+def test_vxlan_probe_uses_the_templates_vni():
     _s, sends = started(VXLAN, vni=4242)
     assert IP(sends[0].data)["VXLAN"].vni == 4242
 
 
 @pytest.mark.parametrize("err", [errno.EPERM, errno.EACCES])
 def test_send_refused_by_own_firewall_is_final(err):
-    s = session(Target(BGP, DST), retries=3)
+    s = prober_of(ProbeTarget(BGP, DST), retries=3)
     (send,) = s.start(0.0, WALL)
     s.send_done(send.probe_id, 0.0, err)
     assert s.finished and s.deadline is None
@@ -117,7 +129,7 @@ def test_send_refused_by_own_firewall_is_final(err):
 
 
 def test_other_send_errors_are_retried():
-    s = session(Target(BGP, DST), retries=1)
+    s = prober_of(ProbeTarget(BGP, DST), retries=1)
     (send,) = s.start(0.0, WALL)
     s.send_done(send.probe_id, 0.0, errno.ENETUNREACH)
     assert not s.finished
@@ -127,7 +139,7 @@ def test_other_send_errors_are_retried():
 
 
 def test_unknown_errno_is_kept_as_a_number():
-    s = session(Target(BGP, DST))
+    s = prober_of(ProbeTarget(BGP, DST))
     (send,) = s.start(0.0, WALL)
     s.send_done(send.probe_id, 0.0, 99999)
     assert outcome(s, send.probe_id).evidence.send_error == "99999"
@@ -170,7 +182,7 @@ def test_silence_retransmits_up_to_retries_then_finishes(retries):
 
 
 def test_deadline_counts_from_the_send_done():
-    s = session(Target(BGP, DST), window=1.0)
+    s = prober_of(ProbeTarget(BGP, DST), window=1.0)
     (send,) = s.start(0.0, WALL)
     s.send_done(send.probe_id, 0.25)
     assert s.deadline == 1.25
@@ -196,7 +208,7 @@ def test_tcp_reply_via_raw_finishes_early_with_rtt(flags, kind):
     assert o.evidence.reply is kind
     assert (o.evidence.reply_arrived, o.evidence.reply_accepted, o.evidence.attempts) == (True, True, 1)
     assert o.rtt_ms == pytest.approx(4.0)
-    assert o.target == Target(BGP, DST, "b") and o.source == SRC
+    assert o.target == ProbeTarget(BGP, DST, "b") and o.source == SRC
 
 
 def test_syn_ack_via_tap_only_arrived_but_not_accepted():
@@ -218,7 +230,7 @@ def test_tap_then_raw_is_accepted_and_rtt_from_the_first():
     assert o.evidence.reply_accepted and o.rtt_ms == pytest.approx(2.0) and s.finished
 
 
-def _ignored(s: ProbeSession, data: bytes, via: Via = Via.RAW) -> None:
+def _ignored(s: Prober, data: bytes, via: Via = Via.RAW) -> None:
     before = dict(s.stats)
     assert s.receive(data, via, 0.01) is None
     assert s.stats["ignored"] == before["ignored"] + 1 and s.stats["matched"] == before["matched"]
@@ -244,19 +256,19 @@ def test_tcp_replies_that_are_not_ours_are_ignored(mangle):
 
 def test_syn_ack_for_an_unknown_id_is_ignored():
     s, _ = started(BGP, first_id=1000)
-    other = session(Target(BGP, DST), first_id=5000)  # same key, an id this session never sent
+    other = prober_of(ProbeTarget(BGP, DST), first_id=5000)  # same key, an id this prober never sent
     (foreign,) = other.start(0.0, WALL)
     _ignored(s, syn_reply(foreign))
 
 
 def test_syn_ack_made_with_another_key_is_ignored():
     s, _ = started(BGP, first_id=1000)
-    (foreign,) = ProbeSession(b"another key", SRC, [Target(BGP, DST)], first_id=1000).start(0.0, WALL)
+    (foreign,) = new_prober(b"another key", SRC, [ProbeTarget(BGP, DST)], first_id=1000).start(0.0, WALL)
     _ignored(s, syn_reply(foreign))
 
 
 def test_reply_matches_the_probe_of_its_target():
-    s = ProbeSession(KEY, SRC, [Target(BGP, DST), Target(ETCD, DST), Target(BGP, DST2)], first_id=10)
+    s = new_prober(KEY, SRC, [ProbeTarget(BGP, DST), ProbeTarget(ETCD, DST), ProbeTarget(BGP, DST2)], first_id=10)
     sends = s.start(0.0, WALL)
     for cmd in sends:
         s.send_done(cmd.probe_id, 0.0)
@@ -311,21 +323,21 @@ def test_icmp_quoting_a_probe_with_a_forged_payload_tag_is_ignored():
 
 def test_icmp_quoting_a_probe_of_another_key_is_ignored():
     s, _ = started(DNS, first_id=1000)
-    (foreign,) = ProbeSession(b"another key", SRC, [Target(DNS, DST)], first_id=1000).start(0.0, WALL)
+    (foreign,) = new_prober(b"another key", SRC, [ProbeTarget(DNS, DST)], first_id=1000).start(0.0, WALL)
     _ignored(s, icmp_about(foreign))
 
 
 def test_icmp_quoting_a_packet_from_another_source_is_ignored():
     s, (send,) = started(BGP)
     other = bytearray(send.data)
-    other[12:16] = packets.ip_bytes("198.18.0.77")
+    other[12:16] = parse.ip_bytes("198.18.0.77")
     _ignored(s, icmp_about(Send(send.probe_id, send.address, bytes(other))))
 
 
 @pytest.mark.parametrize("check", [BGP, DNS, IPIP], ids=["tcp", "udp", "ipip"])
 def test_icmp_quoting_a_probe_to_another_address_is_ignored(check):
     s, _ = started(check)
-    (elsewhere,) = session(Target(check, DST2)).start(0.0, WALL)  # same id and slot, other target
+    (elsewhere,) = prober_of(ProbeTarget(check, DST2)).start(0.0, WALL)  # same id and slot, other target
     _ignored(s, icmp_about(elsewhere, quote=28))
 
 
@@ -367,7 +379,7 @@ def test_echo_is_matched(check):
 @pytest.mark.parametrize("bad", [
     pytest.param({"key": b"another key"}, id="forged-tag"),
     pytest.param({"probe_id": 424242}, id="unknown-id"),
-    pytest.param({"src": packets.ip_bytes("198.18.0.99")}, id="wrong-address"),
+    pytest.param({"src": parse.ip_bytes("198.18.0.99")}, id="wrong-address"),
 ])
 def test_echoes_that_are_not_ours_are_ignored(bad):
     s, (send,) = started(DNS)
@@ -392,11 +404,6 @@ def test_outcome_to_dict():
     assert d["evidence"]["reply"] == "syn-ack"
 
 
-def test_key_from_token():
-    assert key_from_token("t") == key_from_token(b"t") != key_from_token("u")
-    assert len(key_from_token("t")) == 32
-
-
 # ------------------------------------------------------------------ real captures
 
 
@@ -409,7 +416,7 @@ def captured(name: str) -> dict:
 
 def _tcp_probe_id(rec: dict, pkt) -> int:
     """The id of the probe a captured reply answers, from its ack (or quoted seq)."""
-    if isinstance(pkt, packets.IcmpPacket):
+    if isinstance(pkt, parse.IcmpPacket):
         q = pkt.quoted
         return cookies.tcp_probe_id(rec["key"], q.src, q.dst, q.sport, q.dport, q.seq)
     return cookies.tcp_probe_id(rec["key"], pkt.dst, pkt.src, pkt.dport, pkt.sport, pkt.ack - 1)
@@ -421,12 +428,12 @@ def _tcp_probe_id(rec: dict, pkt) -> int:
     ("rst_forged", "etcd", ReplyKind.RST, (Reach.UNKNOWN, None, Verdict.CLOSED)),
     ("icmp_admin_prohibited", "apiserver", ReplyKind.ICMP, (Reach.BLOCKED, Where.DESTINATION_INGRESS, Verdict.REJECTED)),
 ])
-def test_captured_tcp_replies_match_a_session_that_sent_the_probe(name, check, kind, expected):
+def test_captured_tcp_replies_match_a_prober_that_sent_the_probe(name, check, kind, expected):
     rec = captured(name)
     pid = _tcp_probe_id(rec, parse_packet_untrusted(rec["data"]))
-    s = ProbeSession(rec["key"], rec["sender"], [Target(CHECKS[check], rec["target"])], first_id=pid)
+    s = new_prober(rec["key"], rec["sender"], [ProbeTarget(CHECKS[check], rec["target"])], first_id=pid)
     (send,) = s.start(0.0, 0)
-    if name == "syn_ack":  # the session rebuilds the very SYN that was captured
+    if name == "syn_ack":  # the prober rebuilds the very SYN that was captured
         assert send.data == captured("probe_syn_sent")["data"]
     s.send_done(pid, 0.0)
     assert s.receive(rec["data"], Via.RAW, 0.001) == pid
@@ -444,7 +451,7 @@ def test_captured_tcp_replies_match_a_session_that_sent_the_probe(name, check, k
 def test_captured_icmp_about_payload_probes_match(probe, reply, check, code):
     sent, rec = captured(probe), captured(reply)
     p = cookies.verify_payload(sent["key"], parse_packet_untrusted(sent["data"]).payload)
-    s = ProbeSession(sent["key"], sent["sender"], [Target(check, sent["target"])], first_id=p.probe_id,
+    s = new_prober(sent["key"], sent["sender"], [ProbeTarget(check, sent["target"])], first_id=p.probe_id,
                      vni=sent["vni"])
     (send,) = s.start(0.0, p.timestamp_ns)
     assert send.data == sent["data"]  # byte for byte what arrived at the target
@@ -454,9 +461,9 @@ def test_captured_icmp_about_payload_probes_match(probe, reply, check, code):
 
 
 @pytest.mark.parametrize("name", ["syn_ack", "rst_closed", "icmp_admin_prohibited", "icmp_port_unreach_udp"])
-def test_captured_replies_are_ignored_by_a_session_with_another_key(name):
+def test_captured_replies_are_ignored_by_a_prober_with_another_key(name):
     rec = captured(name)
-    s = ProbeSession(KEY, rec["sender"], [Target(c, rec["target"]) for c in CHECKS.values()])
+    s = new_prober(KEY, rec["sender"], [ProbeTarget(c, rec["target"]) for c in CHECKS.values()])
     for cmd in s.start(0.0, WALL):
         s.send_done(cmd.probe_id, 0.0)
     assert s.receive(rec["data"], Via.RAW, 0.001) is None
@@ -466,7 +473,37 @@ def test_captured_replies_are_ignored_by_a_session_with_another_key(name):
 @pytest.mark.parametrize("name", ["tcp_data", "kernel_syn_arrived", "probe_syn_sent", "vxlan_probe_arrived"])
 def test_captured_unrelated_packets_are_ignored(name):
     rec = captured(name)
-    s = ProbeSession(rec["key"], rec["sender"], [Target(c, rec["target"]) for c in CHECKS.values()])
+    s = new_prober(rec["key"], rec["sender"], [ProbeTarget(c, rec["target"]) for c in CHECKS.values()])
     s.start(0.0, WALL)
     assert s.receive(rec["data"], Via.TAP, 0.001) is None
     assert s.stats["matched"] == 0
+
+
+def test_running_the_prober_never_loads_scapy():
+    """Templates are made before the run (here, in this process) and injected: a fresh
+    interpreter that only runs the state machine over them (sends, a reply, retries, outcomes)
+    never imports scapy."""
+    targets = [ProbeTarget(c, DST, "b") for c in (BGP, DNS, VXLAN, IPIP)]
+    made = templates.for_targets(SRC, targets, vni=7)
+    code = (
+        "import pickle, struct, sys\n"
+        "from netprobe.core.events import Via\n"
+        "from netprobe.core.prober import Prober\n"
+        "key, src, targets, made = pickle.loads(sys.stdin.buffer.read())\n"
+        "def syn_ack(syn):  # struct alone\n"
+        "    sport, dport, seq = struct.unpack_from('!HHI', syn, 20)\n"
+        "    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 40, 0, 0, 64, 6, 0, syn[16:20], syn[12:16])\n"
+        "    return ip + struct.pack('!HHIIBBHHH', dport, sport, 1, (seq + 1) & 0xFFFFFFFF, 0x50, 0x12, 0, 0, 0)\n"
+        "p = Prober(key, src, targets, made, window=1.0, retries=1, first_id=10)\n"
+        "sends = p.start(0.0, 1)\n"
+        "assert len(sends) == 4 and all(s.data for s in sends)\n"
+        "for s in sends: p.send_done(s.probe_id, 0.0)\n"
+        "assert p.receive(syn_ack(sends[0].data), Via.RAW, 0.1) == 10\n"
+        "assert len(p.tick(1.5, 2)) == 3\n"
+        "assert len(p.outcomes()) == 4\n"
+        "assert not [m for m in sys.modules if m == 'scapy' or m.startswith('scapy.')], 'scapy loaded'\n"
+    )
+    blob = pickle.dumps((KEY, SRC, targets, made))
+    proc = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+

@@ -1,0 +1,224 @@
+"""Reply and probe parsers for untrusted input: struct only, over an IPv4 packet as an AF_PACKET
+SOCK_DGRAM tap or a raw IPv4 socket delivers it. They return small frozen dataclasses and raise
+only BadPacket, and never load scapy (the responder's and the prober's hot path)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from ipaddress import IPv4Address
+
+from netprobe.core.checks import VXLAN_PORT
+from netprobe.core.cookies import PAYLOAD_LEN
+from netprobe.core.wire import (
+    ETH_P_IP,
+    ICMP_TIME_EXCEEDED,
+    ICMP_UNREACH,
+    IPPROTO_ICMP,
+    IPPROTO_IPIP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    MAGIC,
+    TCP_ACK,
+    TCP_RST,
+    TCP_SYN,
+    VXLAN_PAYLOAD_OFFSET,
+)
+from netprobe.errors import BadPacket
+
+
+class Encap(IntEnum):
+    """How a payload probe travels."""
+
+    UDP = 1
+    VXLAN = 2
+    IPIP = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TcpPacket:
+    src: bytes
+    dst: bytes
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+
+    @property
+    def is_syn(self) -> bool:
+        return self.flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN
+
+    @property
+    def is_syn_ack(self) -> bool:
+        return self.flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN | TCP_ACK
+
+    @property
+    def is_rst(self) -> bool:
+        return bool(self.flags & TCP_RST)
+
+
+@dataclass(frozen=True, slots=True)
+class Quoted:
+    """The offending packet an ICMP error quotes (at least its IP header and 8 bytes)."""
+
+    proto: int
+    src: bytes
+    dst: bytes
+    ip_id: int
+    sport: int | None = None   # TCP/UDP, or the inner UDP of IPIP when quoted in full
+    dport: int | None = None
+    seq: int | None = None     # TCP only
+    payload: bytes | None = None  # our probe payload when quoted in full
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpPacket:
+    src: bytes  # who sent the error
+    dst: bytes
+    type: int
+    code: int
+    quoted: Quoted
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadPacket:
+    """A UDP, VXLAN or IPIP packet carrying a netprobe payload (probe or echo)."""
+
+    encap: Encap
+    src: bytes       # outer addresses
+    dst: bytes
+    sport: int       # UDP ports (inner UDP for VXLAN and IPIP)
+    dport: int
+    payload: bytes
+    ip_id: int = 0   # outer IP id (the IPIP slot)
+    inner_src: bytes = b""
+    inner_dst: bytes = b""
+    outer_sport: int = 0  # VXLAN only: the outer UDP ports
+    outer_dport: int = 0
+
+
+Parsed = TcpPacket | IcmpPacket | PayloadPacket
+
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_TCP = struct.Struct("!HHIIBB")
+
+
+def parse_ipv4_untrusted(data: bytes) -> tuple[int, bytes, bytes, int, memoryview]:
+    """(protocol, src, dst, ip id, payload) of an unfragmented IPv4 packet."""
+    if len(data) < 20:
+        raise BadPacket("shorter than an IPv4 header")
+    ver_ihl, _tos, total, ip_id, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(data)
+    if ver_ihl >> 4 != 4:
+        raise BadPacket("not IPv4")
+    ihl = (ver_ihl & 0x0F) * 4
+    if ihl < 20 or total < ihl or len(data) < ihl:
+        raise BadPacket("bad IPv4 header length")
+    if frag & 0x3FFF:
+        raise BadPacket("fragment")
+    end = min(total, len(data))
+    return proto, src, dst, ip_id, memoryview(data)[ihl:end]
+
+
+def _parse_tcp(src: bytes, dst: bytes, seg: memoryview) -> TcpPacket:
+    if len(seg) < 20:
+        raise BadPacket("truncated TCP header")
+    sport, dport, seq, ack, off, flags = _TCP.unpack_from(seg)
+    if off >> 4 < 5:
+        raise BadPacket("bad TCP data offset")
+    return TcpPacket(src, dst, sport, dport, seq, ack, flags)
+
+
+def _payload_of(data: memoryview) -> bytes | None:
+    if len(data) >= PAYLOAD_LEN and data[:4] == MAGIC:
+        return bytes(data[:PAYLOAD_LEN])
+    return None
+
+
+def _parse_udp_payload(src: bytes, dst: bytes, ip_id: int, seg: memoryview, vxlan_port: int) -> PayloadPacket:
+    if len(seg) < 8:
+        raise BadPacket("truncated UDP header")
+    sport, dport, _length, _csum = struct.unpack_from("!HHHH", seg)
+    body = seg[8:]
+    payload = _payload_of(body)
+    if payload is not None:
+        return PayloadPacket(Encap.UDP, src, dst, sport, dport, payload, ip_id)
+    if vxlan_port in (sport, dport) and len(body) >= VXLAN_PAYLOAD_OFFSET - 8 + PAYLOAD_LEN:  # body: after the outer UDP
+        if body[0] & 0x08 and struct.unpack_from("!H", body, 8 + 12)[0] == ETH_P_IP:
+            proto, isrc, idst, _iid, inner = parse_ipv4_untrusted(bytes(body[8 + 14 :]))
+            if proto == IPPROTO_UDP and len(inner) >= 8:
+                isport, idport = struct.unpack_from("!HH", inner)
+                payload = _payload_of(inner[8:])
+                if payload is not None:
+                    return PayloadPacket(Encap.VXLAN, src, dst, isport, idport, payload, ip_id, isrc, idst,
+                                         sport, dport)
+    raise BadPacket("UDP without a netprobe payload")
+
+
+def _parse_ipip(src: bytes, dst: bytes, ip_id: int, seg: memoryview) -> PayloadPacket:
+    proto, isrc, idst, _iid, inner = parse_ipv4_untrusted(bytes(seg))
+    if proto != IPPROTO_UDP or len(inner) < 8:
+        raise BadPacket("IPIP without an inner UDP probe")
+    sport, dport = struct.unpack_from("!HH", inner)
+    payload = _payload_of(inner[8:])
+    if payload is None:
+        raise BadPacket("IPIP without a netprobe payload")
+    return PayloadPacket(Encap.IPIP, src, dst, sport, dport, payload, ip_id, isrc, idst)
+
+
+def _parse_quoted(data: memoryview) -> Quoted:
+    proto, src, dst, ip_id, body = parse_ipv4_untrusted(bytes(data))
+    if proto in (IPPROTO_TCP, IPPROTO_UDP):
+        if len(body) < 8:
+            raise BadPacket("ICMP quotes less than 8 bytes of the transport header")
+        sport, dport, seq = struct.unpack_from("!HHI", body)
+        if proto == IPPROTO_TCP:
+            return Quoted(proto, src, dst, ip_id, sport, dport, seq)
+        # our payload right after UDP, or inside a quoted VXLAN probe (VXLAN + Ethernet + IP + UDP)
+        payload = _payload_of(body[8:]) or _payload_of(body[VXLAN_PAYLOAD_OFFSET:])
+        return Quoted(proto, src, dst, ip_id, sport, dport, None, payload)
+    if proto == IPPROTO_IPIP:
+        try:
+            inner = _parse_ipip(src, dst, ip_id, body)
+            return Quoted(proto, src, dst, ip_id, inner.sport, inner.dport, None, inner.payload)
+        except BadPacket:
+            return Quoted(proto, src, dst, ip_id)
+    raise BadPacket(f"ICMP quotes protocol {proto}")
+
+
+def _parse_icmp(src: bytes, dst: bytes, msg: memoryview) -> IcmpPacket:
+    if len(msg) < 8 + 20:
+        raise BadPacket("truncated ICMP error")
+    icmp_type, code = msg[0], msg[1]
+    if icmp_type not in (ICMP_UNREACH, ICMP_TIME_EXCEEDED):
+        raise BadPacket(f"ICMP type {icmp_type} is not an error we track")
+    return IcmpPacket(src, dst, icmp_type, code, _parse_quoted(msg[8:]))
+
+
+def parse_packet_untrusted(data: bytes, *, vxlan_port: int = VXLAN_PORT) -> Parsed:
+    """Parse an IPv4 packet into a TCP segment, an ICMP error or a payload packet.
+
+    Anything malformed or of no interest to netprobe raises BadPacket, and only that.
+    """
+    try:
+        proto, src, dst, ip_id, body = parse_ipv4_untrusted(data)
+        if proto == IPPROTO_TCP:
+            return _parse_tcp(src, dst, body)
+        if proto == IPPROTO_UDP:
+            return _parse_udp_payload(src, dst, ip_id, body, vxlan_port)
+        if proto == IPPROTO_ICMP:
+            return _parse_icmp(src, dst, body)
+        if proto == IPPROTO_IPIP:
+            return _parse_ipip(src, dst, ip_id, body)
+    except (struct.error, IndexError, ValueError) as exc:  # belt and braces: only BadPacket escapes
+        raise BadPacket(f"malformed packet: {exc}") from None
+    raise BadPacket(f"IP protocol {proto} is not probed")
+
+
+def ip_str(addr: bytes) -> str:
+    return str(IPv4Address(addr))
+
+
+def ip_bytes(addr: str) -> bytes:
+    return IPv4Address(addr).packed

@@ -1,0 +1,38 @@
+"""Numbers fixed by the wire, stated once: the packet templates, the parsers, the BPF programs
+and the socket shells all read them from here, so a probe, its filter and its parser cannot
+disagree about a port, a marker or an offset."""
+
+from __future__ import annotations
+
+# IP protocol numbers
+IPPROTO_ICMP = 1
+IPPROTO_IPIP = 4
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+
+TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x02, 0x04, 0x08, 0x10
+
+ICMP_UNREACH = 3
+ICMP_TIME_EXCEEDED = 11
+
+# AF_PACKET (linux/if_ether.h, linux/if_packet.h): the tap's ethertype and its "we sent it" type
+ETH_P_IP = 0x0800
+PACKET_OUTGOING = 4
+
+# Probe source ports (and the IPIP outer IP id) live in 32768-65535: the *slot* carries a
+# probe id's low 15 bits; templates hold SLOT_BASE until a probe's slot is patched in.
+SLOT_BASE = 32768
+SLOT_MASK = 0x7FFF
+SYN_MARK = 0x4E50  # a probe SYN's IP id is its source port XOR this ("NP")
+
+MAGIC = b"NPRB"  # first four bytes of every netprobe payload
+MAGIC_WORD = int.from_bytes(MAGIC, "big")
+
+# Inner Ethernet addresses of VXLAN probes: locally administered, never a real NIC's.
+VXLAN_INNER_SRC_MAC = "02:6e:70:00:00:01"
+VXLAN_INNER_DST_MAC = "02:6e:70:00:00:02"
+
+# Offsets inside probes, from the start of the outer transport header (UDP or, for IPIP, the
+# inner IPv4 header) to the netprobe payload: UDP + VXLAN + Ethernet + IPv4 + UDP, IPv4 + UDP.
+VXLAN_PAYLOAD_OFFSET = 8 + 8 + 14 + 20 + 8
+IPIP_PAYLOAD_OFFSET = 20 + 8
