@@ -60,7 +60,7 @@ def sample_result():
 def captured(name: str) -> dict:
     """A packet captured from real namespaces (tests/data/packets/NAME.json): its bytes in
     ``data``, the probe key of the token it was made with in ``key``."""
-    from netprobe.core.session import key_from_token
+    from netprobe.core.cookies import key_from_token
 
     record = json.loads((PACKETS / f"{name}.json").read_text())
     record["data"] = bytes.fromhex(record["hex"])

@@ -3,15 +3,14 @@ socket lets into Python and what it keeps out."""
 
 from __future__ import annotations
 
-import json
 import struct
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 
+from helpers import captured as captured_record
 from netprobe.core import bpf
 from netprobe.core.cookies import ProbePayload, encode_payload
 from netprobe.core.cookies import key_from_token
@@ -20,18 +19,17 @@ from netprobe.core.responder import build_udp_echo
 from netprobe.core.templates import IpipProbeTemplate, UdpProbeTemplate, VxlanProbeTemplate
 from netprobe.core.wire import PACKET_OUTGOING
 
-PACKETS = Path(__file__).resolve().parent.parent / "data" / "packets"
 A, B = "198.18.0.1", "198.18.0.2"
 HOST, OUTGOING = 0, PACKET_OUTGOING
 
 
 def captured(name: str) -> bytes:
-    return bytes.fromhex(json.loads((PACKETS / f"{name}.json").read_text())["hex"])
+    return captured_record(name)["data"]
 
 
 def echo_of(name: str) -> bytes:
     """The responder's echo to a captured payload probe (as it leaves the target / reaches the sender)."""
-    rec = json.loads((PACKETS / f"{name}.json").read_text())
+    rec = captured_record(name)
     probe = parse_packet_untrusted(bytes.fromhex(rec["hex"]))
     return build_udp_echo(probe, encode_payload(key_from_token(rec["token"]), ProbePayload(1, 2, 1)))
 

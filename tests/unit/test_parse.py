@@ -3,9 +3,7 @@ hand, and garbage that may only ever raise BadPacket."""
 
 from __future__ import annotations
 
-import json
 import struct
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +11,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.vxlan import VXLAN
 
+from helpers import PACKETS, captured
 from netprobe.core import cookies
 from netprobe.core.cookies import ProbePayload, encode_payload, key_from_token, slot_of, tcp_probe_id
 from netprobe.core.parse import (
@@ -38,16 +37,9 @@ from netprobe.core.wire import (
 )
 from netprobe.errors import BadPacket
 
-PACKETS = Path(__file__).resolve().parent.parent / "data" / "packets"
 A, B = "198.18.0.1", "198.18.0.2"
 KEY = b"k" * 32
 
-
-def captured(name: str) -> dict:
-    record = json.loads((PACKETS / f"{name}.json").read_text())
-    record["data"] = bytes.fromhex(record["hex"])
-    record["key"] = key_from_token(record["token"])
-    return record
 
 
 CAPTURED = sorted(p.stem for p in PACKETS.glob("*.json"))

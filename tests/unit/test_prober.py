@@ -4,15 +4,14 @@ to probes. Replies are built with scapy from the probe that was sent, and taken 
 from __future__ import annotations
 
 import errno
-import json
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
+from helpers import captured
 from netprobe.core import cookies, parse, templates
 from netprobe.core.checks import CHECKS, Check, Direction, Proto
 from netprobe.core.cookies import FLAG_ECHO, ProbePayload, encode_payload, key_from_token
@@ -23,7 +22,6 @@ from netprobe.core.responder import build_udp_echo
 from netprobe.core.result import Icmp, Reach, ReplyKind, Verdict, Where
 from netprobe.core.verdict import classify
 
-PACKETS = Path(__file__).resolve().parent.parent / "data" / "packets"
 KEY = key_from_token("unit-test-token")
 SRC, DST, DST2 = "198.18.0.1", "198.18.0.2", "198.18.0.3"
 ROUTER = "198.18.9.1"
@@ -406,12 +404,6 @@ def test_outcome_to_dict():
 
 # ------------------------------------------------------------------ real captures
 
-
-def captured(name: str) -> dict:
-    rec = json.loads((PACKETS / f"{name}.json").read_text())
-    rec["data"] = bytes.fromhex(rec["hex"])
-    rec["key"] = key_from_token(rec["token"])
-    return rec
 
 
 def _tcp_probe_id(rec: dict, pkt) -> int:

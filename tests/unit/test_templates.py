@@ -3,9 +3,7 @@ kind, checksums checked by scapy independently."""
 
 from __future__ import annotations
 
-import json
 import struct
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -15,9 +13,10 @@ from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.utils import checksum as scapy_checksum
 
+from helpers import PACKETS, captured
 from netprobe.core import cookies
 from netprobe.core.checksum import ones_sum
-from netprobe.core.cookies import PAYLOAD_LEN, ProbePayload, encode_payload, key_from_token, slot_of, tcp_probe_id, tcp_seq
+from netprobe.core.cookies import PAYLOAD_LEN, ProbePayload, encode_payload, slot_of, tcp_probe_id, tcp_seq
 from netprobe.core.parse import (
     Encap,
     PayloadPacket,
@@ -37,16 +36,9 @@ from netprobe.core.wire import (
 )
 from netprobe.errors import BadPacket
 
-PACKETS = Path(__file__).resolve().parent.parent / "data" / "packets"
 A, B = "198.18.0.1", "198.18.0.2"
 KEY = b"k" * 32
 
-
-def captured(name: str) -> dict:
-    record = json.loads((PACKETS / f"{name}.json").read_text())
-    record["data"] = bytes.fromhex(record["hex"])
-    record["key"] = key_from_token(record["token"])
-    return record
 
 
 CAPTURED = sorted(p.stem for p in PACKETS.glob("*.json"))
