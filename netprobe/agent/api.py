@@ -1,4 +1,4 @@
-"""The control API as a starlette app around an injected ``AgentService`` (DESIGN section 4).
+"""The control API as a starlette app around an injected ``AgentService`` (docs/design.md "Processes and the control API").
 
 The app owns HTTP concerns only: the bearer token, body limits, JSON in and out, and mapping
 errors to status codes (400 bad input, 404 unknown run, 409 another ``NetprobeError``, 500 a

@@ -16,17 +16,17 @@ PROFILE_NAMES = "calico, calico-noipip, canal"
 FetchReports = Callable[..., dict]
 
 
-def _resolve(fetch: FetchReports | str | None) -> FetchReports | None:
+def _resolve(fetch: FetchReports | str) -> FetchReports:
     """A callable, or "module:attr" imported only when --inventory is used (keeps --help instant)."""
-    if fetch is None or callable(fetch):
+    if callable(fetch):
         return fetch
     module, _, attr = fetch.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
-def make_command(fetch_reports: FetchReports | str | None = None) -> click.Command:
+def make_command(fetch_reports: FetchReports | str) -> click.Command:
     """Build the command; ``fetch_reports`` gathers every host's Report through the agents for
-    --inventory (None: --inventory says it is not available yet)."""
+    --inventory (tests inject a fake)."""
 
     @click.command("preflight")
     @click.option("--pool-cidr", "pool_cidrs", multiple=True, metavar="CIDR",
@@ -89,12 +89,7 @@ def make_command(fetch_reports: FetchReports | str | None = None) -> click.Comma
 
 
 def _fetch(fetch_reports, inventory: str, **options) -> dict:
-    from netprobe.errors import NetprobeError
-
-    fetch = _resolve(fetch_reports)
-    if fetch is None:
-        raise NetprobeError("preflight --inventory is not available yet: run `netprobe preflight` on each host")
-    return fetch(inventory, **options)
+    return _resolve(fetch_reports)(inventory, **options)
 
 
 def _print(renderable) -> None:

@@ -1,4 +1,4 @@
-"""The requirements table (DESIGN section 1), profiles, and role-based planning of cells.
+"""The requirements table (docs/design.md "What is probed"), profiles, and role-based planning of cells.
 
 A *cell* is one (check, source host, destination host) flow that must be probed.
 """

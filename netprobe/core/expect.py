@@ -1,4 +1,4 @@
-"""Expectations (DESIGN section 8): which cells must be ``allowed`` or ``blocked``, and where.
+"""Expectations (docs/design.md "Expectations"): which cells must be ``allowed`` or ``blocked``, and where.
 
 An expectation is a default plus ordered rules. A rule selects cells by ``check`` (an id or
 ``*``), ``from`` and ``to`` (a host name, ``role:NAME``, ``*``, or a list of those) and says

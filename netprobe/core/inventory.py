@@ -1,4 +1,4 @@
-"""The inventory (DESIGN section 6): which hosts exist, their roles, and how to reach their agents.
+"""The inventory (docs/design.md "Inventory"): which hosts exist, their roles, and how to reach their agents.
 
 Pure: ``parse_inventory`` takes YAML text; the caller reads the file and the token file.
 """

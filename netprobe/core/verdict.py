@@ -1,4 +1,4 @@
-"""Evidence -> (reach, where, verdict): the rules of DESIGN section 2, as one pure function.
+"""Evidence -> (reach, where, verdict): the rules of docs/design.md "Evidence and verdicts", as one pure function.
 
 ``verdict`` is what the sender saw, in nmap's words. ``reach`` and ``where`` come from both ends
 when the responder's evidence is there; from the sender alone they are claimed only where the

@@ -1,4 +1,4 @@
-"""The machine-readable report: the result itself as ``netprobe.result/v1`` JSON (DESIGN section 7),
+"""The machine-readable report: the result itself as ``netprobe.result/v1`` JSON (docs/design.md "Result JSON"),
 so ``netprobe verify --baseline`` and ``netprobe diff`` can read back exactly what mesh wrote."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The requirements table (DESIGN section 1), profiles, select_checks and plan_cells."""
+"""The requirements table (docs/design.md "What is probed"), profiles, select_checks and plan_cells."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from netprobe.core.checks import (
     select_checks,
 )
 
-# DESIGN section 1, written out independently of the code: id -> (proto, port, direction, to_role, from_role)
+# docs/design.md "What is probed", written out independently of the code: id -> (proto, port, direction, to_role, from_role)
 DESIGN_TABLE = {
     "bgp": (Proto.TCP, 179, Direction.BOTH, None, "node"),
     "ipip": (Proto.IPIP, None, Direction.BOTH, None, "node"),

@@ -1,4 +1,4 @@
-"""netprobe/core is sans-I/O (DESIGN section 9): it never imports trio, sockets, subprocess or
+"""netprobe/core is sans-I/O (docs/design.md "Layout"): it never imports trio, sockets, subprocess or
 pyroute2, never reads the clock or files. Checked twice: what importing every core module pulls in
 (in a fresh interpreter), and an AST scan of the source."""
 
@@ -136,7 +136,7 @@ def test_importing_the_core_loads_no_edges():
 
 
 def test_parsing_does_not_load_scapy():
-    """Parsers and the session's matching run on struct alone (DESIGN section 10)."""
+    """Parsers and the session's matching run on struct alone (docs/design.md "Performance rules")."""
     code = (
         "import sys\n"
         "from netprobe.core import parse, bpf, cookies\n"

@@ -1,4 +1,4 @@
-"""Inventory YAML (DESIGN section 6): a valid file, its defaults, and every validation error naming
+"""Inventory YAML (docs/design.md "Inventory"): a valid file, its defaults, and every validation error naming
 the file and the field."""
 
 from __future__ import annotations

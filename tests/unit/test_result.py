@@ -1,4 +1,4 @@
-"""The result model: JSON v1 (DESIGN section 7) round trips, errors that name file and field, diff."""
+"""The result model: JSON v1 (docs/design.md "Result JSON") round trips, errors that name file and field, diff."""
 
 from __future__ import annotations
 
