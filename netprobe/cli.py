@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "preflight": ("netprobe.commands.preflight", "preflight", "Check hosts against Calico's node and kernel requirements."),
     "lab": ("netprobe.commands.lab", "lab", "Cluster hosts in network namespaces with real firewalls."),
     "inventory": ("netprobe.commands.inventory", "inventory", "Write the inventory from a Kubernetes cluster's API."),
+    "watch": ("netprobe.commands.watch", "watch", "Run the mesh continuously; serve Prometheus metrics and a live page."),
 }
 
 

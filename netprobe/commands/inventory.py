@@ -36,17 +36,6 @@ def cluster_settings(kubeconfig, context, in_cluster, calico_namespaces, agent_p
             "agent_namespace": agent_namespace}
 
 
-def read_cluster(settings: dict, token_file: str | None):
-    """Ask the API and build the inventory: (BuiltInventory, notes, server)."""
-    from netprobe.kube.build import build_inventory
-    from netprobe.kube.client import snapshot_from_cluster
-
-    snap, notes = snapshot_from_cluster(**settings)
-    built = build_inventory(snap, token_file=token_file)
-    built.notes[:0] = notes
-    return built, snap.server
-
-
 @click.command()
 @cluster_options
 @click.option("--token-file", default=None, metavar="PATH",
@@ -68,9 +57,10 @@ def inventory(kubeconfig, context, in_cluster, calico_namespaces, agent_port, ag
 
     from netprobe.config import write_file
     from netprobe.kube.build import to_inventory
+    from netprobe.kube.client import build_from_cluster
 
     settings = cluster_settings(kubeconfig, context, in_cluster, calico_namespaces, agent_port, agent_namespace)
-    built, server = read_cluster(settings, token_file)
+    built, server = build_from_cluster(settings, token_file)
     if not built.document["hosts"]:
         from netprobe.kube.client import ClusterError
 

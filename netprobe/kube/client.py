@@ -145,3 +145,16 @@ def snapshot_from_cluster(kubeconfig: str | None = None, context: str | None = N
     with api:
         return read_snapshot(api, calico_namespaces=calico_namespaces, agent_port=agent_port,
                              agent_namespace=agent_namespace)
+
+
+def build_from_cluster(settings: dict, token_file: str | None = None):
+    """Ask the API and build the inventory: (BuiltInventory with every note, API server URL).
+
+    ``settings``: kubeconfig, context, in_cluster, calico_namespaces, agent_port, agent_namespace.
+    """
+    from netprobe.kube.build import build_inventory
+
+    snap, notes = snapshot_from_cluster(**settings)
+    built = build_inventory(snap, token_file=token_file)
+    built.notes[:0] = notes
+    return built, snap.server

@@ -159,3 +159,13 @@ def test_prometheus_rules_check_and_fire():
     test = subprocess.run([promtool, "test", "rules", "netprobe-alerts.test.yaml"], cwd=PROM,
                           capture_output=True, text=True, timeout=60)
     assert test.returncode == 0, test.stdout + test.stderr
+def test_the_manifests_args_are_options_the_commands_take():
+    from netprobe.commands.responder import responder
+    from netprobe.commands.watch import watch
+
+    for kind, name, command in (("DaemonSet", "netprobe-responder", responder), ("Deployment", "netprobe-watch", watch)):
+        [c] = one(kind, name)["spec"]["template"]["spec"]["containers"]
+        assert c["args"][0] == command.name
+        command.make_context(command.name, list(c["args"][1:]))  # raises on an unknown option
+
+
