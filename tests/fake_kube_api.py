@@ -35,6 +35,17 @@ def matches(labels: dict, selector: str) -> bool:
     return True
 
 
+def write_kubeconfig(path: Path, url: str, *, context: str = "recorded") -> Path:
+    """A kubeconfig whose current context talks to ``url`` with the recorded token."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "clusters": [{"name": "recorded", "cluster": {"server": url}}],
+        "users": [{"name": "tester", "user": {"token": TOKEN}}],
+        "contexts": [{"name": context, "context": {"cluster": "recorded", "user": "tester"}}],
+    }))
+    return path
+
+
 class FakeKubeAPI:
     def __init__(self, data: Path = DATA, *, host: str = "127.0.0.1", port: int = 0):
         self.data = Path(data)
@@ -100,13 +111,7 @@ class FakeKubeAPI:
         return 404, status(404, "NotFound", "the server could not find the requested resource")
 
     def kubeconfig(self, path: Path, *, context: str = "recorded") -> Path:
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": context,
-            "clusters": [{"name": "recorded", "cluster": {"server": self.url}}],
-            "users": [{"name": "tester", "user": {"token": TOKEN}}],
-            "contexts": [{"name": context, "context": {"cluster": "recorded", "user": "tester"}}],
-        }))
-        return path
+        return write_kubeconfig(path, self.url, context=context)
 
     def __enter__(self):
         self._thread.start()
