@@ -120,3 +120,23 @@ def test_missing_kubeconfig_is_exit_2(tmp_path):
     proc = run("--kubeconfig", str(tmp_path / "absent"))
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_in_cluster_outside_a_cluster_is_one_line_exit_2():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    proc = run("--in-cluster", env=env)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "in-cluster config" in proc.stderr
+
+
+def test_in_cluster_is_the_default_inside_a_pod(tmp_path):
+    """KUBERNETES_SERVICE_HOST set and no --kubeconfig: the service account is used (here: absent)."""
+    import os
+
+    env = {**os.environ, "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "1"}
+    proc = run(env=env)
+    assert proc.returncode == 2
+    assert "in-cluster config" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
