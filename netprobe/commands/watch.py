@@ -66,9 +66,15 @@ def watch(inventory_path, kubeconfig, context, in_cluster, calico_namespaces, ag
         load_inventory(inventory_path)  # a typo fails now, not in the first run
         source, source_name = file_source(inventory_path), inventory_path
     else:
+        import os
+
         from netprobe.commands.inventory import cluster_settings
 
         settings = cluster_settings(kubeconfig, context, in_cluster, calico_namespaces, agent_port, agent_namespace)
+        if not (settings["in_cluster"] or kubeconfig or os.environ.get("KUBECONFIG")
+                or os.path.exists(os.path.expanduser("~/.kube/config"))):
+            raise ConfigError("give --inventory FILE, or --kubeconfig FILE / --in-cluster to read the cluster",
+                              field="--inventory")
         # a kubeconfig or context that doesn't load fails now (exit 2); an API down is a failed run
         from netprobe.kube.client import api_client
 

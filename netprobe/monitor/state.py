@@ -112,11 +112,13 @@ class WatchState:
         return events
 
     def record_failure(self, message: str, *, when: datetime, duration: float) -> None:
-        """An attempt that produced no result (the inventory could not be read, ...)."""
+        """An attempt that produced no result (the inventory could not be read, ...). The timeline
+        says it once while the same failure repeats (an API down for hours is one line)."""
+        if message != self.last_error:
+            self.timeline.append(Event(when, f"run failed: {message}", "unknown"))
         self.last_error = message
         self.last_duration = duration
         self.outcomes["failed"] += 1
-        self.timeline.append(Event(when, f"run failed: {message}", "unknown"))
 
     def agents_up(self) -> dict[str, bool]:
         """Per host of the last result: False when its agent failed a round."""

@@ -106,11 +106,15 @@ async def one_run(cfg: WatchConfig, state, metrics) -> None:
             run_mesh = cfg.run_mesh
         result = await run_mesh(inventory, selected, token=token, timeout=cfg.timeout, retries=cfg.retries,
                                 profile=None if cfg.checks else cfg.profile)
-    except NetprobeError as exc:
-        state.record_failure(str(exc), when=_now(), duration=time.monotonic() - started)
+    except Exception as exc:  # a watch outlives a bad run: count it, say it, go on (Cancelled is not caught)
+        message = str(exc) if isinstance(exc, NetprobeError) else f"{type(exc).__name__}: {exc}"
+        state.record_failure(message, when=_now(), duration=time.monotonic() - started)
         metrics.observe_failure()
         cfg.version[0] += 1
-        log.error("run failed: %s", exc)
+        if isinstance(exc, NetprobeError):
+            log.error("run failed: %s", message)
+        else:
+            log.exception("run failed: %s", message)
         return
     duration = time.monotonic() - started
     events = state.record(result, when=_now(), duration=duration)

@@ -361,3 +361,38 @@ def test_new_modules_import_only_downward():
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                     [node.module or ""] if isinstance(node, ast.ImportFrom) else []
                 assert not [n for n in names if n.startswith(banned)], f"{path}: imports {names}"
+
+
+def test_watch_without_a_source_says_what_to_give(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "HOME"))}
+    env["HOME"] = str(tmp_path)
+    proc = run_cli("watch", env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "netprobe: --inventory: give --inventory FILE, or --kubeconfig FILE / --in-cluster " \
+                                  "to read the cluster"
+
+
+def test_a_repeated_failure_is_one_timeline_line():
+    state = WatchState(interval=1)
+    for _ in range(3):
+        state.record_failure("cannot reach the Kubernetes API", when=T0, duration=0.1)
+    state.record_failure("the Kubernetes API refused to list nodes: 403", when=T0, duration=0.1)
+    assert [e.text for e in state.timeline] == ["run failed: cannot reach the Kubernetes API",
+                                                "run failed: the Kubernetes API refused to list nodes: 403"]
+    assert state.outcomes["failed"] == 4
+
+
+async def test_an_unexpected_error_is_a_failed_run_not_the_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("NETPROBE_TOKEN", "t")
+    inv = tmp_path / "inventory.yaml"
+    write_inventory(inv, 2)
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    cfg = WatchConfig(source=file_source(str(inv)), source_name="inv", interval=1, run_mesh=broken)
+    state = WatchState(interval=1)
+    await one_run(cfg, state, WatchMetrics(state))
+    assert state.last_error == "RuntimeError: boom" and state.outcomes["failed"] == 1
