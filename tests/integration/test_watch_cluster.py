@@ -94,8 +94,8 @@ class Lab:
 
     def fetch(self, url: str) -> str:
         """GET from inside cp1's namespace (where the watch listens on loopback)."""
-        proc = self.run("cp1", [PY, "-c", "import sys, urllib.request; "
-                                          "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())",
+        proc = self.run("cp1", [PY, "-c", "import sys, urllib.request as u; o = u.build_opener(u.ProxyHandler({})); "
+                                          "sys.stdout.write(o.open(sys.argv[1], timeout=5).read().decode())",
                                 url], timeout=20)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
