@@ -147,19 +147,42 @@ async def watch_loop(cfg: WatchConfig, state, metrics) -> None:
 
 
 async def serve_http(app, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """Serve ``app`` with hypercorn on host:port; ``started((host, port))`` once listening."""
+    """Serve ``app`` with hypercorn on host:port; ``started(binds)`` once listening.
+
+    The socket is bound here, not by hypercorn, so a port in use is one ``ConfigError`` line
+    (exit 2) instead of a traceback from inside hypercorn's nurseries.
+    """
+    import socket
+
     from hypercorn.config import Config
     from hypercorn.trio import serve
 
+    from netprobe.errors import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="--listen") from None
+    real_host, real_port = sock.getsockname()[:2]
+    shown = f"[{real_host}]" if family == socket.AF_INET6 else real_host
     config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) the socket from here on
     config.errorlog = logging.getLogger("netprobe.watch.http")
     config.errorlog.setLevel(logging.WARNING)  # not hypercorn's "Running on ...": the command says it
     config.accesslog = None
     config.include_server_header = False
     config.graceful_timeout = 1.0
 
-    await serve(app, config, task_status=task_status)
+    class _Started:
+        def started(self, binds=None):
+            task_status.started([f"http://{shown}:{real_port}"])
+
+    await serve(app, config, task_status=_Started())
 
 
 async def run_watch(cfg: WatchConfig, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

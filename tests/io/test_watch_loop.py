@@ -396,3 +396,18 @@ async def test_an_unexpected_error_is_a_failed_run_not_the_end(tmp_path, monkeyp
     state = WatchState(interval=1)
     await one_run(cfg, state, WatchMetrics(state))
     assert state.last_error == "RuntimeError: boom" and state.outcomes["failed"] == 1
+
+
+def test_a_port_in_use_is_one_line_exit_2(tmp_path):
+    import socket
+
+    inv = tmp_path / "inventory.yaml"
+    write_inventory(inv, 1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = run_cli("watch", "-i", str(inv), "--listen", f"tcp://127.0.0.1:{port}",
+                       env={"NETPROBE_TOKEN": "t", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"netprobe: --listen: cannot listen on 127.0.0.1:{port}: Address already in use"
