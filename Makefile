@@ -3,7 +3,7 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-APT_PKGS := nftables iptables ipset iproute2 kmod procps tcpdump iputils-ping openssl util-linux
+APT_PKGS := nftables iptables ipset iproute2 kmod procps tcpdump iputils-ping openssl util-linux prometheus chromium chromium-driver
 SCENARIO ?= demo
 
 .PHONY: deps demo test unit bench clean

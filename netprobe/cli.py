@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "diff": ("netprobe.commands.mesh", "diff", "Show what changed between two result files."),
     "preflight": ("netprobe.commands.preflight", "preflight", "Check hosts against Calico's node and kernel requirements."),
     "lab": ("netprobe.commands.lab", "lab", "Cluster hosts in network namespaces with real firewalls."),
+    "inventory": ("netprobe.commands.inventory", "inventory", "Write the inventory from a Kubernetes cluster's API."),
+    "watch": ("netprobe.commands.watch", "watch", "Run the mesh continuously; serve Prometheus metrics and a live page."),
 }
 
 

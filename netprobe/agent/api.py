@@ -50,15 +50,20 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": " ".join(message.split())}, status_code=status, headers=headers)
 
 
+# Kubernetes liveness/readiness probes carry no token; these two answer a status word and nothing else.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
+
 class BearerAuth:
-    """ASGI middleware: 401 unless ``Authorization: Bearer <token>``, compared in constant time."""
+    """ASGI middleware: 401 unless ``Authorization: Bearer <token>``, compared in constant time
+    (``PUBLIC_PATHS`` excepted, GET only)."""
 
     def __init__(self, app: ASGIApp, token: str):
         self.app = app
         self.expected = token.encode("utf-8")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (scope["path"] in PUBLIC_PATHS and scope["method"] in ("GET", "HEAD")):
             await self.app(scope, receive, send)
             return
         presented = b""
@@ -140,6 +145,16 @@ def build_app(service: AgentService, *, token: str | None, max_body: int = MAX_B
 
         return await _call("health", call)
 
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await service.health()
+        except Exception:
+            return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
     async def run_probes(request: Request) -> Response:
         try:
             probe_request = ProbeRequest.from_dict_untrusted(await _read_json_object(request, max_body))
@@ -172,6 +187,8 @@ def build_app(service: AgentService, *, token: str | None, max_body: int = MAX_B
     app = Starlette(
         routes=[
             Route("/v1/health", health, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", readyz, methods=["GET", "HEAD"]),
             Route("/v1/probes", run_probes, methods=["POST"]),
             Route("/v1/runs/{run_id}/observations", observations, methods=["GET"]),
             Route("/v1/preflight", preflight, methods=["POST"]),

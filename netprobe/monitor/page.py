@@ -1,0 +1,74 @@
+"""The live page of `netprobe watch`: the heatmaps of the last run (``report.html``) and the
+timeline of changes, refreshed in place by a few lines of script polling ``/live``. No external
+assets: it works on an air-gapped cluster."""
+
+from __future__ import annotations
+
+from html import escape
+
+from netprobe.core.result import Result
+from netprobe.monitor.state import WatchState
+from netprobe.report.html import render_heatmaps, render_html
+
+SCRIPT = """<script>
+(function () {
+  var every = %(poll_ms)d, last = -1;
+  function refresh() {
+    fetch("live", {cache: "no-store"}).then(function (r) { return r.json(); }).then(function (d) {
+      if (d.version !== last) {
+        last = d.version;
+        document.getElementById("heatmaps").innerHTML = d.heatmaps;
+        document.getElementById("timeline").innerHTML = d.timeline;
+        document.getElementById("when").textContent = d.when;
+      }
+      document.getElementById("status").textContent = d.status;
+    }).catch(function (e) {
+      document.getElementById("status").textContent = "netprobe watch is not answering: " + e;
+    }).finally(function () { setTimeout(refresh, every); });
+  }
+  setTimeout(refresh, every);
+})();
+</script>"""
+
+
+def render_timeline(state: WatchState, limit: int = 200) -> str:
+    events = list(state.timeline)[-limit:]
+    if not events:
+        return "<li>no changes yet</li>"
+    return "\n".join(f'<li class="{escape(e.kind)}" title="{escape(e.when.isoformat(), quote=True)}">'
+                     f"{escape(e.line())}</li>" for e in reversed(events))
+
+
+def status_line(state: WatchState) -> str:
+    if state.last is None and state.last_error is None:
+        return f"waiting for the first run (every {state.interval:g} s, {state.source})"
+    parts = [f"run {state.runs}"]
+    if state.last_finished is not None:
+        parts.append(f"last finished {state.last_finished:%H:%M:%S} UTC")
+    if state.last_duration is not None:
+        parts.append(f"took {state.last_duration:.2f} s")
+    parts.append(f"every {state.interval:g} s from {state.source}")
+    line = ", ".join(parts)
+    if state.last_error:
+        line += f"; last attempt failed: {state.last_error}"
+    return line
+
+
+def live(state: WatchState, version: int) -> dict:
+    """What the page's script swaps in."""
+    finished = state.last.finished or state.last.started or "" if state.last is not None else ""
+    return {"version": version, "status": status_line(state), "when": f"run finished {finished}",
+            "heatmaps": render_heatmaps(state.last) if state.last is not None else "<p>no run yet</p>",
+            "timeline": render_timeline(state)}
+
+
+def render_page(state: WatchState, *, poll_seconds: float) -> str:
+    result = state.last or Result(cells=[])
+    body_top = f'<p id="status" class="summary">{escape(status_line(state))}</p>\n'
+    links = '<p class="summary"><a href="metrics">metrics</a> &middot; <a href="result.json">last result (JSON)</a></p>'
+    body_bottom = (f'<h2>Timeline</h2>\n<ol class="timeline" id="timeline">\n{render_timeline(state)}\n</ol>\n'
+                   f"{links}\n{SCRIPT % {'poll_ms': int(poll_seconds * 1000)}}\n")
+    page = render_html(result, title="netprobe watch", body_top=body_top, body_bottom=body_bottom)
+    if state.last is None:
+        page = page.replace("<p>no cells</p>", "<p>no run yet</p>")
+    return page
