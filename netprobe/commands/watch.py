@@ -118,6 +118,6 @@ def watch(inventory_path, kubeconfig, context, in_cluster, calico_namespaces, ag
         return 0
     if state.last is None or state.last_error:
         return 3
-    from netprobe.orchestration.mesh_run import exit_code
+    from netprobe.core.exitcode import mesh_exit_code
 
-    return exit_code(state.last)
+    return mesh_exit_code(state.last)

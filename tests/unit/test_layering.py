@@ -20,7 +20,7 @@ LAYERS = {
     "netprobe.orchestration": 3,
     # the edges: each does one kind of I/O
     "netprobe.agent": 2, "netprobe.net": 2, "netprobe.lab": 2, "netprobe.preflight": 2,
-    "netprobe.report": 2, "netprobe.config": 2, "netprobe.kube": 2,
+    "netprobe.report": 2, "netprobe.config": 2, "netprobe.kube": 2, "netprobe.monitor": 2,
     "netprobe.core": 1,
     "netprobe.errors": 0, "netprobe": 0,
 }
@@ -32,6 +32,7 @@ PEER_EDGES = {
     ("netprobe.lab", "netprobe.config"),
     ("netprobe.kube", "netprobe.config"),
     ("netprobe.__main__", "netprobe.cli"),
+    ("netprobe.monitor", "netprobe.report"),   # the live page draws the report's heatmap
 }
 
 
