@@ -193,11 +193,17 @@ def down(name: str | None, everything: bool) -> int:
 @click.argument("scenario")
 @click.option("--host", "host", required=True, help="The host (or router) whose firewall to apply.")
 @click.option("--dry-run", is_flag=True, help="Print the commands and their input; apply nothing.")
-def firewall(scenario: str, host: str, dry_run: bool) -> int:
+@click.option("--replace-firewall", is_flag=True,
+              help="This is not a lab host (no /etc/netprobe/lab-host, not a lab namespace): replace its "
+                   "firewall anyway. On a cluster node that deletes Calico's and kube-proxy's rules.")
+def firewall(scenario: str, host: str, dry_run: bool, replace_firewall: bool) -> int:
     """Apply one host's firewall from SCENARIO to the current network namespace.
 
     This is how a VM (see the Vagrantfile) gets its part of a scenario: the same
-    commands the netns lab runs inside the host's namespace.
+    commands the netns lab runs inside the host's namespace. A scenario's nft text
+    usually starts with `flush ruleset`, so this refuses on a host that is not a lab
+    host (the Vagrant provisioner leaves /etc/netprobe/lab-host; a lab namespace is
+    one) unless --replace-firewall is given, and says what it replaces.
     """
     from netprobe.lab import firewall as fw
     from netprobe.lab.spec import load_scenario
@@ -210,11 +216,26 @@ def firewall(scenario: str, host: str, dry_run: bool) -> int:
         return 0
     import os
 
-    from netprobe.errors import PrivilegeError
+    from netprobe.errors import ConfigError, PrivilegeError
     from netprobe.lab.apply import apply_firewall
+    from netprobe.lab.hostguard import LAB_MARKER, lab_host_reason, what_it_replaces
 
     if os.geteuid() != 0:
         raise PrivilegeError("applying a firewall needs root (or use --dry-run)")
+    if not cmds:
+        _say(f"{host}: no firewall to apply")
+        return 0
+    lost = what_it_replaces(rules)
+    why = lab_host_reason()
+    if why is None and not replace_firewall:
+        listed = "; ".join(lost) if lost else "nothing loaded now"
+        raise ConfigError(
+            f"refusing to load {host}'s firewall from {spec.source}: this is not a lab host (no {LAB_MARKER}, "
+            f"not a lab namespace) and it would replace: {listed}. Give --replace-firewall if this host's "
+            f"firewall is yours to replace (or --dry-run to see the commands)", field="--host")
+    for item in lost:
+        click.echo(f"{host}: replacing {item}", err=True)
     apply_firewall(rules, source=spec.source, field=field)
-    _say(f"{host}: applied {len(cmds)} command(s) from {spec.source}" if cmds else f"{host}: no firewall to apply")
+    _say(f"{host}: applied {len(cmds)} command(s) from {spec.source}"
+         + ("" if why else " (not a lab host: --replace-firewall)"))
     return 0
