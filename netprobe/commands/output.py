@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 
-def emit_result(result, fmt: str, mismatches=None) -> None:
+def emit_result(result, fmt: str, mismatches=None, judgement=None) -> None:
     """Render ``result`` (and the mismatches of a verify) to stdout; every format ends its last line."""
     import shutil
     import sys
@@ -14,5 +14,10 @@ def emit_result(result, fmt: str, mismatches=None) -> None:
 
     tty = sys.stdout.isatty()
     width = shutil.get_terminal_size((110, 24)).columns if tty else 110
-    text = render(result, fmt, mismatches=mismatches, color=tty, width=width)
+    text = render(result, fmt, mismatches=mismatches, judgement=judgement, color=tty, width=width)
+    click.echo(text, nl=not text.endswith("\n"))
+
+
+def emit_text(text: str) -> None:
+    """Write already rendered text; every format ends its last line."""
     click.echo(text, nl=not text.endswith("\n"))
