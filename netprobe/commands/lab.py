@@ -107,6 +107,40 @@ def _start_responders(the_lab, spec) -> None:
         raise
 
 
+@lab.command(name="list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--long", "-l", "long_", is_flag=True, help="The whole 'What it teaches' paragraph of each.")
+def list_(fmt: str, long_: bool) -> int:
+    """The scenarios there are (scenarios/, $NETPROBE_SCENARIOS) and what each teaches."""
+    from netprobe.lab.catalog import catalog
+
+    infos = catalog()
+    if fmt == "json":
+        import json
+
+        _say(json.dumps([{"name": i.name, "title": i.title, "teaches": i.teaches, "path": i.path} for i in infos],
+                        indent=2))
+        return 0
+    if not infos:
+        _say("no scenarios found (looked in scenarios/ and $NETPROBE_SCENARIOS)")
+        return 0
+    import textwrap
+
+    width = max(len(i.name) for i in infos)
+    for i in infos:
+        if long_:
+            _say(f"{i.name}: {i.title}")
+            _say(textwrap.fill(i.teaches or i.title, width=78, initial_indent="  ", subsequent_indent="  "))
+            _say()
+        else:
+            _say(textwrap.fill(i.title, width=78, initial_indent=f"{i.name:<{width}}  ",
+                               subsequent_indent=" " * (width + 2)))
+            if i.teaches:
+                _say(textwrap.fill(f"teaches: {i.lesson}", width=78, initial_indent=" " * (width + 2),
+                                   subsequent_indent=" " * (width + 4)))
+    return 0
+
+
 @lab.command()
 @click.argument("name", required=False)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -175,12 +209,21 @@ def exec_(name: str, host: str, command: tuple[str, ...]) -> int:
 @click.argument("name", required=False)
 @click.option("--all", "everything", is_flag=True, help="Every netprobe lab, and any nplab- namespace left over.")
 def down(name: str | None, everything: bool) -> int:
-    """Take a lab down: stop its processes, delete its namespaces, remove its state."""
+    """Take a lab down: stop its processes, delete its namespaces, remove its state.
+
+    A lab that is already down is no error: it says so and exits 0.
+    """
     from netprobe.errors import ConfigError
     from netprobe.lab.runtime import tear_down, tear_down_all
 
     if bool(name) == everything:
         raise ConfigError("give a lab NAME or --all (not both)", field="NAME")
+    if not everything:
+        from netprobe.lab.runtime import is_up
+
+        if not is_up(name):
+            _say(f"lab {name} is already down (nothing to do)")
+            return 0
     results = tear_down_all() if everything else {name: tear_down(name)}
     if not results:
         _say("no lab was up")

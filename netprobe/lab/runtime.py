@@ -146,6 +146,13 @@ def _remove_namespaces(nss: list[str], killed: list[int], removed: list[str]) ->
                 removed.append(ns)
 
 
+def is_up(name: str) -> bool:
+    """Whether lab ``name`` has state or namespaces left (``lab down`` has something to do).
+    Needs no root: it only looks."""
+    names.check_lab_name(name, field="NAME")
+    return names.state_dir(name).exists() or any(lab_of(ns) == name for ns in present_namespaces())
+
+
 def tear_down(name: str) -> dict[str, list]:
     """``lab down NAME``: a ConfigError when there is no such lab."""
     require_root()
