@@ -32,10 +32,12 @@ class LabGroup(click.Group):
         return sorted([*super().list_commands(ctx), *lazy])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from netprobe.commands.ui import add_options
+
         cmd = super().get_command(ctx, name)
         if cmd is None and name in self.LAZY:
             cmd = self._lazy(name)
-        return cmd
+        return None if cmd is None else add_options(cmd)
 
 
 @click.group(cls=LabGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,7 +52,9 @@ def lab() -> None:
 
 
 def _say(text: str = "", **style) -> None:
-    click.secho(text, **style) if style else click.echo(text)
+    from netprobe.commands.ui import say
+
+    say(text, **style)
 
 
 @lab.command()

@@ -10,6 +10,7 @@ FORMATS = ["table", "json", "junit", "markdown"]
 def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output):
     """Run the mesh over a loaded inventory with a progress bar on stderr, save JSON if asked."""
     import sys
+    import time
 
     import trio
 
@@ -23,11 +24,13 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
         return await run_mesh(inventory, selected, token=token, timeout=timeout, retries=retries,
                               profile=None if checks else profile, progress=progress)
 
-    if sys.stderr.isatty():
-        from rich.console import Console
+    from netprobe.commands.ui import console, current, detail
+
+    started = time.monotonic()
+    if sys.stderr.isatty() and not current().quiet:
         from rich.progress import Progress
 
-        with Progress(console=Console(stderr=True), transient=True) as bar:
+        with Progress(console=console(stderr=True), transient=True) as bar:
             tasks = {}
 
             def progress(stage, done, total):
@@ -39,6 +42,8 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
             result = trio.run(go, progress)
     else:
         result = trio.run(go, None)
+    detail(f"mesh: {len(result.cells)} cells, {len(inventory.hosts)} agents, {len(result.errors)} errors "
+           f"in {time.monotonic() - started:.2f} s")
     if output:
         write_file(output, result.to_json())
     return inventory, result

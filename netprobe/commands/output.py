@@ -12,10 +12,13 @@ def emit_result(result, fmt: str, mismatches=None, judgement=None) -> None:
 
     from netprobe.report import render
 
+    from netprobe.commands.ui import current
+
     tty = sys.stdout.isatty()
     width = shutil.get_terminal_size((110, 24)).columns if tty else 110
-    text = render(result, fmt, mismatches=mismatches, judgement=judgement, color=tty, width=width)
-    click.echo(text, nl=not text.endswith("\n"))
+    color = current().use_color(sys.stdout)
+    text = render(result, fmt, mismatches=mismatches, judgement=judgement, color=color, width=width)
+    click.echo(text, nl=not text.endswith("\n"), color=color)  # click strips escapes from a pipe otherwise
 
 
 def emit_text(text: str) -> None:

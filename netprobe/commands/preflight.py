@@ -98,10 +98,10 @@ def _fetch(fetch_reports, inventory: str, **options) -> dict:
 def _print(renderable) -> None:
     import sys
 
-    from rich.console import Console
+    from netprobe.commands.ui import console
 
     # A pipe or a file gets 120 columns rather than rich's 80, so evidence stays on one line.
-    Console(width=None if sys.stdout.isatty() else 120).print(renderable)
+    console(width=None if sys.stdout.isatty() else 120).print(renderable)
 
 
 preflight = make_command("netprobe.orchestration.fleet_preflight:fetch_preflight")

@@ -40,5 +40,11 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, t
     selected = parse_checks(profile, checks, apiserver_port=apiserver_port)
     token = read_token(token_file, required=False)
     cells, stats = run_probe(target, selected, timeout=timeout, retries=retries, vni=vni, token=token)
-    click.echo(render_probe(cells, stats, fmt=fmt, color=click.get_text_stream("stdout").isatty()), nl=False)
+    click.echo(render_probe(cells, stats, fmt=fmt, color=_use_color()), nl=False, color=_use_color())
     return 1 if any(c.reach is Reach.BLOCKED for c in cells) else 0
+
+
+def _use_color() -> bool:
+    from netprobe.commands.ui import current
+
+    return current().use_color(click.get_text_stream("stdout"))
