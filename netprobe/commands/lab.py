@@ -197,7 +197,7 @@ def exec_(name: str, host: str, command: tuple[str, ...]) -> int:
 
     require_root()
     the_lab = open_lab(name)
-    if host not in the_lab.namespaces:
+    if host not in the_lab.namespaces and host not in the_lab.scenario.short_names.values():
         from netprobe.errors import ConfigError
 
         raise ConfigError(f"lab {name} has no host {host!r} (known: {', '.join(the_lab.namespaces)})", field="HOST")

@@ -52,7 +52,7 @@ def bring_up(scenario: Scenario, name: str | None = None) -> Lab:
     if sd.exists() or any(netns_exists(ns) for ns in nss):
         raise ConfigError(f"lab {lab_name!r} is already up (take it down: netprobe lab down {lab_name})",
                           field="--name")
-    namespaces = {name: names.netns_name(lab_name, name) for name in
+    namespaces = {name: names.netns_name(lab_name, scenario.short(name)) for name in
                   [s.name for s in scenario.segments] + [r.name for r in scenario.routers]
                   + [h.name for h in scenario.hosts]}
     lab = Lab(lab_name, scenario, sd, namespaces)
