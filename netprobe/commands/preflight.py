@@ -62,7 +62,11 @@ def make_command(fetch_reports: FetchReports | str | None = None) -> click.Comma
             if fmt == "json":
                 click.echo(render.render_hosts_json(reports))
             else:
-                _print(render.render_hosts_table(reports))
+                import shutil
+                import sys
+
+                width = shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else 120
+                _print(render.render_hosts(reports, width=width))
             from netprobe.orchestration.fleet_preflight import AGENT_ITEM
 
             if any(r.item(AGENT_ITEM) is not None for r in reports.values()):
