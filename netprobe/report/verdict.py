@@ -66,7 +66,8 @@ def render_findings_markdown(j: Judgement) -> str:
 
     lines: list[str] = []
     for title, found in sections(j):
-        lines += [f"**{title}**", "", "| check | from | to | expected | got | fails |", "|---|---|---|---|---|:-:|"]
+        head = "expected | got" if j.mode == "expect" else "before | now"
+        lines += [f"**{title}**", "", f"| check | from | to | {head} | fails |", "|---|---|---|---|---|:-:|"]
         for f in found:
             exp = "absent" if f.expected is None else f.expected.words()
             got = "absent" if f.got is None else f.got.words()
