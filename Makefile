@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 APT_PKGS := nftables iptables ipset iproute2 kmod procps tcpdump iputils-ping openssl util-linux prometheus chromium chromium-driver
 SCENARIO ?= demo
 
-.PHONY: deps demo test unit bench clean
+.PHONY: deps demo test unit bench man clean
 
 deps: $(STAMP)
 
@@ -41,6 +41,9 @@ bench: deps
 	@command -v nmap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nmap; }
 	$(PY) bench/probe_rate.py
 	$(PY) bench/mesh_scale.py
+
+man: deps
+	$(VENV)/bin/netprobe man > docs/netprobe.1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

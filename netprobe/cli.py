@@ -12,6 +12,7 @@ import sys
 import click
 
 from netprobe import __version__
+from netprobe.commands import ui
 
 # name -> (module, attribute, one-line help shown by `netprobe --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -25,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "inventory": ("netprobe.commands.inventory", "inventory", "Write the inventory from a Kubernetes cluster's API."),
     "watch": ("netprobe.commands.watch", "watch", "Run the mesh continuously; serve Prometheus metrics and a live page."),
 }
+# commands that work but are not listed by --help (nor in the man page they generate)
+HIDDEN: dict[str, tuple[str, str]] = {"man": ("netprobe.commands.man", "man")}
 
 
 class LazyGroup(click.Group):
@@ -34,10 +37,13 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
+        if name in HIDDEN:
+            module, attr = HIDDEN[name]
+        elif name in COMMANDS:
+            module, attr, _ = COMMANDS[name]
+        else:
             return None
-        module, attr, _ = COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        return ui.add_options(getattr(importlib.import_module(module), attr))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
@@ -53,7 +59,12 @@ def cli() -> None:
     \b
     Exit codes: 0 as required/expected; 1 a requirement or expectation failed;
     2 bad usage or bad input; 3 the run itself failed or was partial.
+    --color, -q and -v work here and after any command; NO_COLOR is honoured.
+    Shell completion: eval "$(_NETPROBE_COMPLETE=bash_source netprobe)" (zsh_source, fish_source).
     """
+
+
+ui.add_options(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -154,6 +154,10 @@ class AgentClient:
             detail = data.get("error") if isinstance(data, dict) else None
             if not isinstance(detail, str):
                 detail = response.text[:200].strip() or response.reason_phrase
+            if response.status_code == 401:  # say why, not just "unauthorized"
+                detail = ("the token does not match the agent's" if "Authorization" in self._http.headers
+                          else "the agent requires a token and none was given") + \
+                         " (--token-file, the inventory's token_file, or NETPROBE_TOKEN)"
             raise AgentRequestError(
                 f"agent {self.url}: {method} {path}: HTTP {response.status_code}: {_one_line(detail)}",
                 status=response.status_code,

@@ -32,10 +32,12 @@ class LabGroup(click.Group):
         return sorted([*super().list_commands(ctx), *lazy])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from netprobe.commands.ui import add_options
+
         cmd = super().get_command(ctx, name)
         if cmd is None and name in self.LAZY:
             cmd = self._lazy(name)
-        return cmd
+        return None if cmd is None else add_options(cmd)
 
 
 @click.group(cls=LabGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,7 +52,9 @@ def lab() -> None:
 
 
 def _say(text: str = "", **style) -> None:
-    click.secho(text, **style) if style else click.echo(text)
+    from netprobe.commands.ui import say
+
+    say(text, **style)
 
 
 @lab.command()
@@ -111,6 +115,40 @@ def _start_responders(the_lab, spec) -> None:
         raise
 
 
+@lab.command(name="list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--long", "-l", "long_", is_flag=True, help="The whole 'What it teaches' paragraph of each.")
+def list_(fmt: str, long_: bool) -> int:
+    """The scenarios there are (scenarios/, $NETPROBE_SCENARIOS) and what each teaches."""
+    from netprobe.lab.catalog import catalog
+
+    infos = catalog()
+    if fmt == "json":
+        import json
+
+        _say(json.dumps([{"name": i.name, "title": i.title, "teaches": i.teaches, "path": i.path} for i in infos],
+                        indent=2))
+        return 0
+    if not infos:
+        _say("no scenarios found (looked in scenarios/ and $NETPROBE_SCENARIOS)")
+        return 0
+    import textwrap
+
+    width = max(len(i.name) for i in infos)
+    for i in infos:
+        if long_:
+            _say(f"{i.name}: {i.title}")
+            _say(textwrap.fill(i.teaches or i.title, width=78, initial_indent="  ", subsequent_indent="  "))
+            _say()
+        else:
+            _say(textwrap.fill(i.title, width=78, initial_indent=f"{i.name:<{width}}  ",
+                               subsequent_indent=" " * (width + 2)))
+            if i.teaches:
+                _say(textwrap.fill(f"teaches: {i.lesson}", width=78, initial_indent=" " * (width + 2),
+                                   subsequent_indent=" " * (width + 4)))
+    return 0
+
+
 @lab.command()
 @click.argument("name", required=False)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -163,7 +201,7 @@ def exec_(name: str, host: str, command: tuple[str, ...]) -> int:
 
     require_root()
     the_lab = open_lab(name)
-    if host not in the_lab.namespaces:
+    if host not in the_lab.namespaces and host not in the_lab.scenario.short_names.values():
         from netprobe.errors import ConfigError
 
         raise ConfigError(f"lab {name} has no host {host!r} (known: {', '.join(the_lab.namespaces)})", field="HOST")
@@ -179,12 +217,21 @@ def exec_(name: str, host: str, command: tuple[str, ...]) -> int:
 @click.argument("name", required=False)
 @click.option("--all", "everything", is_flag=True, help="Every netprobe lab, and any nplab- namespace left over.")
 def down(name: str | None, everything: bool) -> int:
-    """Take a lab down: stop its processes, delete its namespaces, remove its state."""
+    """Take a lab down: stop its processes, delete its namespaces, remove its state.
+
+    A lab that is already down is no error: it says so and exits 0.
+    """
     from netprobe.errors import ConfigError
     from netprobe.lab.runtime import tear_down, tear_down_all
 
     if bool(name) == everything:
         raise ConfigError("give a lab NAME or --all (not both)", field="NAME")
+    if not everything:
+        from netprobe.lab.runtime import is_up
+
+        if not is_up(name):
+            _say(f"lab {name} is already down (nothing to do)")
+            return 0
     results = tear_down_all() if everything else {name: tear_down(name)}
     if not results:
         _say("no lab was up")
@@ -197,11 +244,17 @@ def down(name: str | None, everything: bool) -> int:
 @click.argument("scenario")
 @click.option("--host", "host", required=True, help="The host (or router) whose firewall to apply.")
 @click.option("--dry-run", is_flag=True, help="Print the commands and their input; apply nothing.")
-def firewall(scenario: str, host: str, dry_run: bool) -> int:
+@click.option("--replace-firewall", is_flag=True,
+              help="This is not a lab host (no /etc/netprobe/lab-host, not a lab namespace): replace its "
+                   "firewall anyway. On a cluster node that deletes Calico's and kube-proxy's rules.")
+def firewall(scenario: str, host: str, dry_run: bool, replace_firewall: bool) -> int:
     """Apply one host's firewall from SCENARIO to the current network namespace.
 
     This is how a VM (see the Vagrantfile) gets its part of a scenario: the same
-    commands the netns lab runs inside the host's namespace.
+    commands the netns lab runs inside the host's namespace. A scenario's nft text
+    usually starts with `flush ruleset`, so this refuses on a host that is not a lab
+    host (the Vagrant provisioner leaves /etc/netprobe/lab-host; a lab namespace is
+    one) unless --replace-firewall is given, and says what it replaces.
     """
     from netprobe.lab import firewall as fw
     from netprobe.lab.spec import load_scenario
@@ -214,11 +267,26 @@ def firewall(scenario: str, host: str, dry_run: bool) -> int:
         return 0
     import os
 
-    from netprobe.errors import PrivilegeError
+    from netprobe.errors import ConfigError, PrivilegeError
     from netprobe.lab.apply import apply_firewall
+    from netprobe.lab.hostguard import LAB_MARKER, lab_host_reason, what_it_replaces
 
     if os.geteuid() != 0:
         raise PrivilegeError("applying a firewall needs root (or use --dry-run)")
+    if not cmds:
+        _say(f"{host}: no firewall to apply")
+        return 0
+    lost = what_it_replaces(rules)
+    why = lab_host_reason()
+    if why is None and not replace_firewall:
+        listed = "; ".join(lost) if lost else "nothing loaded now"
+        raise ConfigError(
+            f"refusing to load {host}'s firewall from {spec.source}: this is not a lab host (no {LAB_MARKER}, "
+            f"not a lab namespace) and it would replace: {listed}. Give --replace-firewall if this host's "
+            f"firewall is yours to replace (or --dry-run to see the commands)", field="--host")
+    for item in lost:
+        click.echo(f"{host}: replacing {item}", err=True)
     apply_firewall(rules, source=spec.source, field=field)
-    _say(f"{host}: applied {len(cmds)} command(s) from {spec.source}" if cmds else f"{host}: no firewall to apply")
+    _say(f"{host}: applied {len(cmds)} command(s) from {spec.source}"
+         + ("" if why else " (not a lab host: --replace-firewall)"))
     return 0

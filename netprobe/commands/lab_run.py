@@ -31,7 +31,9 @@ def run(scenario, name, checks, timeout, retries, fmt, output):
     from netprobe.orchestration.lab_session import run_scenario
 
     def ready(lab, hosts, seconds):
-        click.echo(f"lab {lab.name}: up, {hosts} responders ready in {seconds:.1f} s; probing ...", err=True)
+        from netprobe.commands.ui import info
+
+        info(f"lab {lab.name}: up, {hosts} responders ready in {seconds:.1f} s; probing ...")
 
     outcome = run_scenario(scenario, name=name, timeout=timeout, retries=retries, checks=checks, on_ready=ready)
     if output:

@@ -10,6 +10,7 @@ FORMATS = ["table", "json", "junit", "markdown"]
 def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output):
     """Run the mesh over a loaded inventory with a progress bar on stderr, save JSON if asked."""
     import sys
+    import time
 
     import trio
 
@@ -23,11 +24,13 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
         return await run_mesh(inventory, selected, token=token, timeout=timeout, retries=retries,
                               profile=None if checks else profile, progress=progress)
 
-    if sys.stderr.isatty():
-        from rich.console import Console
+    from netprobe.commands.ui import console, current, detail
+
+    started = time.monotonic()
+    if sys.stderr.isatty() and not current().quiet:
         from rich.progress import Progress
 
-        with Progress(console=Console(stderr=True), transient=True) as bar:
+        with Progress(console=console(stderr=True), transient=True) as bar:
             tasks = {}
 
             def progress(stage, done, total):
@@ -39,6 +42,8 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
             result = trio.run(go, progress)
     else:
         result = trio.run(go, None)
+    detail(f"mesh: {len(result.cells)} cells, {len(inventory.hosts)} agents, {len(result.errors)} errors "
+           f"in {time.monotonic() - started:.2f} s")
     if output:
         write_file(output, result.to_json())
     return inventory, result
@@ -84,6 +89,13 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
     return mesh_exit_code(result)
 
 
+def _fail_on_option(f):
+    return click.option(
+        "--fail-on", "fail_on", type=click.Choice(["regressions", "changes"]), default=None,
+        help="With --baseline (and for diff): fail on regressions only (a cell proven before is worse or gone; "
+             "the default), or on every change, fixes too.")(f)
+
+
 @click.command()
 @click.option("--inventory", "-i", "inventory_path", type=click.Path(dir_okay=False), default=None,
               help="Inventory to run the mesh on now (not needed with --result).")
@@ -95,12 +107,18 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
               help="Judge this saved result instead of running the mesh.")
 @_common_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@_fail_on_option
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Save the new result JSON here.")
 def verify(inventory_path, expect_path, baseline_path, result_path, profile, checks, timeout, retries, token_file,
-           fmt, output):
+           fmt, fail_on, output):
     """Prove a firewall change: compare a run (made now, or --result) against an expectation
-    (--expect) or a run saved before the change (--baseline). Lists every cell that differs;
-    exit 1 if any does, 3 if the run (or the baseline) was partial.
+    (--expect) or a run saved before the change (--baseline). Every format lists the same
+    findings, each with what was expected (or was) and what was got; against a baseline,
+    regressions apart from fixes.
+
+    \b
+    Exit: 0 as expected; 1 a mismatch (--expect), a regression (--baseline, or any change
+    with --fail-on changes); 3 the run was partial; 2 bad input.
 
     \b
     Example:
@@ -115,6 +133,8 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
         raise ConfigError("give exactly one of --expect FILE or --baseline RESULT.json")
     if result_path is None and inventory_path is None:
         raise ConfigError("give --inventory to run the mesh now, or --result RESULT.json")
+    if expect_path is not None and fail_on is not None:
+        raise ConfigError("--fail-on applies to --baseline: with --expect every mismatch fails", field="--fail-on")
     # every input is read and checked before the mesh runs: a typo must cost no probing
     from netprobe.core.checks import CHECKS
 
@@ -141,36 +161,45 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
         baseline = load_result(baseline_path)
     if result is None:
         _inv, result = execute_mesh(inventory, profile, checks, timeout, retries, token_file, output)
-    from netprobe.core.exitcode import compared_exit_code
+    from netprobe.core import verdicts
 
     if expectation is not None:
         from netprobe.core.expect import compare
 
-        mismatches = compare(expectation, result)
-        emit_result(result, fmt, mismatches)  # the table lists the mismatches itself
-        return compared_exit_code([result], len(mismatches))
-    from netprobe.core.result import diff as diff_results
-    from netprobe.report import render_changes
+        judgement = verdicts.from_mismatches(compare(expectation, result), partial=bool(result.errors))
+    else:
+        from netprobe.core.result import diff as diff_results
 
-    changes = diff_results(baseline, result)
-    emit_result(result, fmt)
-    if fmt == "table":
-        click.echo(render_changes(changes), nl=False)
-    return compared_exit_code([baseline, result], len(changes))
+        judgement = verdicts.from_changes(diff_results(baseline, result), mode="baseline",
+                                          fail_on=fail_on or "regressions",
+                                          partial=bool(result.errors or baseline.errors))
+    emit_result(result, fmt, judgement=judgement)
+    return judgement.exit_code
 
 
 @click.command()
 @click.argument("old", type=click.Path(dir_okay=False))
 @click.argument("new", type=click.Path(dir_okay=False))
-def diff(old, new):
-    """Show the cells whose reach (or where) changed between two saved results. Exit 1 if any;
-    3 if either result was partial (the comparison then proves nothing)."""
-    from netprobe.config import load_result
-    from netprobe.core.exitcode import compared_exit_code
-    from netprobe.core.result import diff as diff_results
-    from netprobe.report import render_changes
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@_fail_on_option
+def diff(old, new, fmt, fail_on):
+    """Show the cells whose reach (or where) changed between two saved results: regressions
+    (proven before, worse or gone now), fixes (allowed now) and other changes, each with
+    what it was and what it is.
 
-    before, after = load_result(old), load_result(new)
-    changes = diff_results(before, after)
-    click.echo(render_changes(changes), nl=False)
-    return compared_exit_code([before, after], len(changes))
+    \b
+    Exit: 0 no regression (or no change at all with --fail-on changes); 1 otherwise;
+    3 either run was partial; 2 bad input.
+    """
+    from netprobe.commands.output import emit_text
+    from netprobe.config import load_result
+    from netprobe.core import verdicts
+    from netprobe.core.result import diff as diff_results
+    from netprobe.report import render_diff
+
+    old_result, new_result = load_result(old), load_result(new)
+    judgement = verdicts.from_changes(diff_results(old_result, new_result), mode="diff",
+                                      fail_on=fail_on or "regressions",
+                                      partial=bool(old_result.errors or new_result.errors))
+    emit_text(render_diff(judgement, old_result, new_result, fmt))
+    return judgement.exit_code

@@ -5,14 +5,22 @@ from __future__ import annotations
 import click
 
 
-def emit_result(result, fmt: str, mismatches=None) -> None:
+def emit_result(result, fmt: str, mismatches=None, judgement=None) -> None:
     """Render ``result`` (and the mismatches of a verify) to stdout; every format ends its last line."""
     import shutil
     import sys
 
     from netprobe.report import render
 
+    from netprobe.commands.ui import current
+
     tty = sys.stdout.isatty()
     width = shutil.get_terminal_size((110, 24)).columns if tty else 110
-    text = render(result, fmt, mismatches=mismatches, color=tty, width=width)
+    color = current().use_color(sys.stdout)
+    text = render(result, fmt, mismatches=mismatches, judgement=judgement, color=color, width=width)
+    click.echo(text, nl=not text.endswith("\n"), color=color)  # click strips escapes from a pipe otherwise
+
+
+def emit_text(text: str) -> None:
+    """Write already rendered text; every format ends its last line."""
     click.echo(text, nl=not text.endswith("\n"))

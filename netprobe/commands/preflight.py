@@ -64,7 +64,11 @@ def make_command(fetch_reports: FetchReports | str) -> click.Command:
             if fmt == "json":
                 click.echo(render.render_hosts_json(reports))
             else:
-                _print(render.render_hosts_table(reports))
+                import shutil
+                import sys
+
+                width = shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else 120
+                _print(render.render_hosts(reports, width=width))
             from netprobe.orchestration.fleet_preflight import AGENT_ITEM
 
             # partial: an agent could not be asked (its report is that one unknown item)
@@ -95,10 +99,10 @@ def _fetch(fetch_reports, inventory: str, **options) -> dict:
 def _print(renderable) -> None:
     import sys
 
-    from rich.console import Console
+    from netprobe.commands.ui import console
 
     # A pipe or a file gets 120 columns rather than rich's 80, so evidence stays on one line.
-    Console(width=None if sys.stdout.isatty() else 120).print(renderable)
+    console(width=None if sys.stdout.isatty() else 120).print(renderable)
 
 
 preflight = make_command("netprobe.orchestration.fleet_preflight:fetch_preflight")

@@ -39,8 +39,14 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, t
     selected = parse_checks(profile, checks, apiserver_port=apiserver_port)
     token = read_token(token_file, required=False)
     cells, stats = run_probe(target, selected, timeout=timeout, retries=retries, vni=vni, token=token)
-    click.echo(render_probe(cells, stats, fmt=fmt, color=click.get_text_stream("stdout").isatty()), nl=False)
+    click.echo(render_probe(cells, stats, fmt=fmt, color=_use_color()), nl=False, color=_use_color())
     drops = stats.get("kernel_drops", 0)
     if drops:
         click.echo(f"netprobe: the kernel dropped {drops} captured packets: a verdict may be wrong", err=True)
     return probe_exit_code(cells, drops)
+
+
+def _use_color() -> bool:
+    from netprobe.commands.ui import current
+
+    return current().use_color(click.get_text_stream("stdout"))

@@ -32,7 +32,7 @@ def mesh_exit_code(result: Result) -> int:
 
 
 def compared_exit_code(results: Iterable[Result], differences: int) -> int:
-    """verify, lab run and diff: the results compared (any partial makes the answer partial),
+    """lab run (verify and diff judge through core/verdicts.py, by the same rule): the results compared (any partial makes the answer partial),
     and how many cells differ from the expectation or the baseline."""
     return exit_code(partial=any(r.errors for r in results), failed=differences > 0)
 

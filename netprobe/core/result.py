@@ -18,7 +18,9 @@ from netprobe.core.fields import InvalidReport, choice, flag, integer, items, nu
 from netprobe.core.untrusted import load_json
 from netprobe.errors import ConfigError
 
-SCHEMA = "netprobe.result/v1"
+SCHEMA = "netprobe.result/v2"
+# v2 added the derived summary (``status``, ``counts``, as preflight JSON has); v1 files still read.
+READ_SCHEMAS = ("netprobe.result/v1", SCHEMA)
 
 
 class Reach(StrEnum):
@@ -202,9 +204,25 @@ class Result:
                 return c
         return None
 
+    def counts(self) -> dict[str, int]:
+        """Cells by reach, plus skipped checks and errors: the summary a machine reads first."""
+        out = {str(r): 0 for r in Reach}
+        for c in self.cells:
+            out[str(c.reach)] += 1
+        return {"cells": len(self.cells), **out, "skipped": len(self.skipped), "errors": len(self.errors)}
+
+    @property
+    def status(self) -> str:
+        """By the one exit rule: partial (errors), else fail (a blocked or unknown cell), else ok."""
+        if self.errors:
+            return "partial"
+        return "fail" if any(c.reach is not Reach.ALLOWED for c in self.cells) else "ok"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
+            "status": self.status,
+            "counts": self.counts(),
             "netprobe_version": self.netprobe_version,
             "started": self.started,
             "finished": self.finished,
@@ -224,8 +242,8 @@ class Result:
         """Strict: any malformed field is one ConfigError naming the file and the field path."""
         if not isinstance(d, dict):
             raise ConfigError("not a JSON object", file=source)
-        if d.get("schema") != SCHEMA:
-            raise ConfigError(f"expected {SCHEMA!r}, got {d.get('schema')!r}", file=source, field="schema")
+        if d.get("schema") not in READ_SCHEMAS:
+            raise ConfigError(f"expected {SCHEMA!r} (or v1), got {d.get('schema')!r}", file=source, field="schema")
         try:
             return cls._from_checked_dict(d)
         except InvalidReport as exc:
@@ -233,6 +251,10 @@ class Result:
 
     @classmethod
     def _from_checked_dict(cls, d: dict) -> Result:
+        # status and counts are derived from the cells: checked for shape, then recomputed
+        text(d.get("status"), "status", optional=True, limit=16)
+        if d.get("counts") is not None:
+            obj(d["counts"], "counts")
         cells = [Cell.from_dict(c, f"cells[{i}]") for i, c in enumerate(items(d.get("cells", []), "cells", MAX_CELLS))]
         hosts = []
         for i, h in enumerate(items(d.get("hosts", []), "hosts", MAX_CELLS)):
@@ -297,6 +319,6 @@ def diff(old: Result, new: Result) -> list[Change]:
 
 
 __all__ = [
-    "SCHEMA", "Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo",
+    "SCHEMA", "READ_SCHEMAS", "Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo",
     "Result", "Change", "diff",
 ]

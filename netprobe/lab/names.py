@@ -24,6 +24,31 @@ def check_lab_name(name: str, *, field: str = "--name") -> str:
     return name
 
 
+SHORT_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+SHORT_MAX = 24
+
+
+def short_names(nodes: list[str]) -> dict[str, str]:
+    """A short name per node for namespaces, sockets and log files: the name itself when it is
+    already short (letters, digits, '-', up to 32), else its first DNS label cut to 24
+    characters (``ip-198-18-5-99.eu-west-1.compute.internal`` -> ``ip-198-18-5-99``), made
+    unique with ``-2``, ``-3``... Names that are short already keep theirs; the rest follow in order."""
+    out = {n: n for n in nodes if SHORT_NAME_RE.match(n)}
+    taken = set(out.values())
+    for n in nodes:
+        if n in out:
+            continue
+        base = re.sub(r"[^a-z0-9-]", "-", n.split(".", 1)[0].lower())[:SHORT_MAX].strip("-") or "host"
+        candidate, i = base, 1
+        while candidate in taken:
+            i += 1
+            suffix = f"-{i}"
+            candidate = base[:SHORT_MAX - len(suffix)].rstrip("-") + suffix
+        out[n] = candidate
+        taken.add(candidate)
+    return out
+
+
 def netns_name(lab: str, node: str) -> str:
     """The namespace of a host, router or segment fabric of a lab."""
     return f"{PREFIX}{lab}.{node}"

@@ -269,9 +269,10 @@ def routes(scenario: Scenario) -> dict[str, list[tuple[str, str]]]:
 def _daemon(scenario: Scenario, host: HostSpec, ns: str, daemon: str, lab_name: str) -> StartDaemon:
     state = state_dir(lab_name)
     addr = host.address
-    log = f"{host.name}-{daemon}"
+    short = scenario.short(host.name)  # files and sockets have length limits; real names may be long
+    log = f"{short}-{daemon}"
     if daemon == "etcd":
-        argv = ("etcd", "--name", host.name, "--data-dir", f"{state}/{host.name}-etcd",
+        argv = ("etcd", "--name", host.name, "--data-dir", f"{state}/{short}-etcd",
                 "--listen-client-urls", f"http://{addr}:2379,http://127.0.0.1:2379",
                 "--advertise-client-urls", f"http://{addr}:2379",
                 "--listen-peer-urls", f"http://{addr}:2380",
@@ -282,16 +283,16 @@ def _daemon(scenario: Scenario, host: HostSpec, ns: str, daemon: str, lab_name: 
     peers = [h for h in scenario.hosts if "node" in h.roles and h.name != host.name]
     conf = [f"router id {addr};", "protocol device {}", 'protocol direct { ipv4; interface "eth0"; }']
     for p in peers:
-        conf.append(f"protocol bgp {p.name.replace('-', '_')} {{ local {addr} as {BIRD_AS}; "
+        conf.append(f"protocol bgp {scenario.short(p.name).replace('-', '_')} {{ local {addr} as {BIRD_AS}; "
                     f"neighbor {p.address} as {BIRD_AS}; ipv4 {{ import all; export all; }}; }}")
-    path = f"{state}/{host.name}-bird.conf"
-    argv = ("bird", "-f", "-c", path, "-s", f"{state}/{host.name}-bird.ctl")
+    path = f"{state}/{short}-bird.conf"
+    argv = ("bird", "-f", "-c", path, "-s", f"{state}/{short}-bird.ctl")
     return StartDaemon(ns, host.name, daemon, argv, path, "\n".join(conf) + "\n", DAEMONS[daemon], log)
 
 
 def build_plan(scenario: Scenario, lab_name: str) -> list[Step]:
     """Every step that brings the lab up, in order; ``Step.undo`` says how to take it back."""
-    ns = {name: netns_name(lab_name, name) for name in
+    ns = {name: netns_name(lab_name, scenario.short(name)) for name in
           [s.name for s in scenario.segments] + [r.name for r in scenario.routers] + [h.name for h in scenario.hosts]}
     steps: list[Step] = []
     add = steps.append
@@ -359,7 +360,7 @@ def build_plan(scenario: Scenario, lab_name: str) -> list[Step]:
         daemon_ports = {p for d in h.services.daemons for p in DAEMONS[d]}
         tcp = tuple(p for p in h.services.tcp if p not in daemon_ports)
         if tcp or h.services.udp:
-            log = f"{h.name}-listener"
+            log = f"{scenario.short(h.name)}-listener"
             add(Step(StartListener(n, h.name, tcp, h.services.udp, log), StopProcess(n, log)))
         for d in h.services.daemons:
             start = _daemon(scenario, h, n, d, lab_name)
@@ -395,7 +396,7 @@ def inventory(scenario: Scenario, lab_name: str) -> dict:
         "apiserver_port": 6443,
         "vni": scenario.vni,
         "hosts": [
-            {"name": h.name, "address": h.address, "roles": sorted(h.roles), "agent": f"unix:{sd}/{h.name}.sock"}
+            {"name": h.name, "address": h.address, "roles": sorted(h.roles), "agent": f"unix:{sd}/{scenario.short(h.name)}.sock"}
             for h in scenario.hosts
         ],
     }

@@ -52,7 +52,7 @@ def bring_up(scenario: Scenario, name: str | None = None) -> Lab:
     if sd.exists() or any(netns_exists(ns) for ns in nss):
         raise ConfigError(f"lab {lab_name!r} is already up (take it down: netprobe lab down {lab_name})",
                           field="--name")
-    namespaces = {name: names.netns_name(lab_name, name) for name in
+    namespaces = {name: names.netns_name(lab_name, scenario.short(name)) for name in
                   [s.name for s in scenario.segments] + [r.name for r in scenario.routers]
                   + [h.name for h in scenario.hosts]}
     lab = Lab(lab_name, scenario, sd, namespaces)
@@ -144,6 +144,13 @@ def _remove_namespaces(nss: list[str], killed: list[int], removed: list[str]) ->
             with contextlib.suppress(OSError):
                 pnetns.remove(ns)
                 removed.append(ns)
+
+
+def is_up(name: str) -> bool:
+    """Whether lab ``name`` has state or namespaces left (``lab down`` has something to do).
+    Needs no root: it only looks."""
+    names.check_lab_name(name, field="NAME")
+    return names.state_dir(name).exists() or any(lab_of(ns) == name for ns in present_namespaces())
 
 
 def tear_down(name: str) -> dict[str, list]:

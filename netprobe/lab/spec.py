@@ -24,6 +24,7 @@ Shape (every key but ``hosts`` is optional)::
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -37,11 +38,15 @@ from netprobe.core.expect import Expectation, parse_expectation
 from netprobe.core.untrusted import load_yaml
 from netprobe.errors import ConfigError
 from netprobe.lab import firewall as fw
+from netprobe.lab.names import short_names
 
 DEFAULT_SUBNET = "198.18.0.0/24"
 DEFAULT_SEGMENT = "lan"
 DEFAULT_PROFILE = "calico"
 NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+# Hosts may carry real node names (a DNS name: ip-198-18-5-99.eu-west-1.compute.internal); the
+# lab derives short names for what has a length limit (names.short_names).
+HOST_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
 # What a real host of each role listens on (BIRD, Typha, kube-apiserver, etcd clients).
 ROLE_PORTS = {"node": 179, "typha": 5473, "apiserver": 6443, "etcd": 2379}
 # Real daemons the lab starts when installed, and the TCP ports they take over from the listener.
@@ -111,6 +116,15 @@ class Scenario:
     source: str = "scenario"
     text: str = field(default="", repr=False, compare=False)  # the YAML it came from (the lab keeps a copy)
 
+    @functools.cached_property
+    def short_names(self) -> dict[str, str]:
+        """Host, segment and router name -> the short name the lab uses in namespaces and files."""
+        return short_names([*(s.name for s in self.segments), *(r.name for r in self.routers),
+                            *(h.name for h in self.hosts)])
+
+    def short(self, name: str) -> str:
+        return self.short_names.get(name, name)
+
     def host(self, name: str) -> HostSpec:
         for h in self.hosts:
             if h.name == name:
@@ -158,9 +172,16 @@ def _name(raw: Any, source: str, fld: str) -> str:
     return raw
 
 
-def _claim_name(raw: Any, used: dict[str, str], source: str, fld: str) -> str:
+def _host_name(raw: Any, source: str, fld: str) -> str:
+    if not isinstance(raw, str) or not HOST_NAME_RE.match(raw):
+        raise _err(f"must be a lowercase host name (a short name, or a DNS name such as "
+                   f"ip-198-18-5-99.eu-west-1.compute.internal), got {raw!r}", source, fld)
+    return raw
+
+
+def _claim_name(raw: Any, used: dict[str, str], source: str, fld: str, *, host: bool = False) -> str:
     """A valid name no other host, segment or router of the scenario took (they share names)."""
-    name = _name(raw, source, f"{fld}.name")
+    name = (_host_name if host else _name)(raw, source, f"{fld}.name")
     if name in used:
         raise _err(f"name {name!r} is already used by {used[name]}", source, f"{fld}.name")
     used[name] = fld
@@ -283,7 +304,7 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
     for i, raw in enumerate(raw_hosts):
         fld = f"hosts[{i}]"
         h = _mapping(raw, HOST_KEYS, source, fld)
-        hname = _claim_name(h.get("name"), used, source, fld)
+        hname = _claim_name(h.get("name"), used, source, fld, host=True)
         roles = h.get("roles", ["node"])
         roles = _str_list(roles, source, f"{fld}.roles")
         for j, r in enumerate(roles):

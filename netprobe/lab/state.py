@@ -53,7 +53,9 @@ class Lab:
         return self.supervisor.pid_dir
 
     def netns(self, host: str) -> str:
-        """The namespace of a host (or router, or segment fabric)."""
+        """The namespace of a host (or router, or segment fabric), by its name or its short name."""
+        host = next((n for n, s in self.scenario.short_names.items() if s == host and n not in self.namespaces),
+                    host)
         try:
             return self.namespaces[host]
         except KeyError:
@@ -65,7 +67,7 @@ class Lab:
 
     def agent_socket(self, host: str) -> Path:
         """Where the inventory expects ``host``'s responder to listen."""
-        return self.state_dir / f"{host}.sock"
+        return self.state_dir / f"{self.scenario.short(host)}.sock"
 
     def exec(self, host: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
         """Run a command inside ``host``'s namespace and wait for it (subprocess.run keywords)."""

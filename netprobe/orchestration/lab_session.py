@@ -29,7 +29,7 @@ def start_responders(lab, hosts) -> None:
     """One responder per host namespace on the unix socket the lab's inventory names."""
     for host in hosts:
         lab.spawn(host, [sys.executable, "-m", "netprobe", "responder", "--listen", f"unix:{lab.agent_socket(host)}",
-                         "--token-file", str(lab.token_path), "--name", host], f"responder-{host}")
+                         "--token-file", str(lab.token_path), "--name", host], f"responder-{lab.scenario.short(host)}")
 
 
 async def wait_for_agents(inventory, token: str, timeout: float = RESPONDER_READY_TIMEOUT) -> None:

@@ -78,6 +78,75 @@ def render_hosts_table(reports: Mapping[str, Report]) -> Table:
     return table
 
 
+def _fits(renderable, width: int) -> bool:
+    """Whether ``renderable`` shows whole (nothing folded) in ``width`` columns."""
+    import io
+
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console(file=io.StringIO(), width=10_000, color_system=None, legacy_windows=False)
+    return Measurement.get(console, console.options, renderable).maximum <= width
+
+
+def _hosts_matrix(reports: Mapping[str, Report], columns: list[str], *, hidden: int = 0) -> Table:
+    """Rows = hosts, a glyph per requirement in ``columns`` (``hidden`` more are ok everywhere)."""
+    caption = LEGEND + "   (- not checked on that host)"
+    if hidden:
+        caption += f"\n{hidden} more requirements are ok on every host (--format json lists them)"
+    table = Table(title="preflight", caption=caption, caption_justify="left", title_justify="left")
+    table.add_column("host", no_wrap=True)
+    for col in columns:
+        table.add_column(column_label(col), justify="center", no_wrap=True)
+    for host in sorted(reports):
+        report = reports[host]
+        by_id = {i.id: i for i in report.items}
+        cells = [status_text(by_id[c].status, word=False) if c in by_id else Text("-") for c in columns]
+        table.add_row(Text(host, style="bold red" if report.exit_code else ""), *cells)
+    return table
+
+
+def _hosts_list(reports: Mapping[str, Report]):
+    """A paragraph per host: its counts, then each requirement that fails or warns, with evidence."""
+    from rich.console import Group
+    from rich.padding import Padding
+
+    parts: list = [Text("preflight", style="bold"), Text(LEGEND, style="dim")]
+    for host in sorted(reports):
+        report = reports[host]
+        line = Text(host, style="bold red" if report.exit_code else "bold")
+        for status, n in report.counts().items():
+            if n:
+                line.append("  ").append_text(status_text(Status(status), word=False)).append(f" {n} {status}")
+        parts += [Text(""), line]
+        for item in report.items:
+            if item.status in (Status.FAIL, Status.WARN):
+                text = status_text(item.status, word=False).append(f" {column_label(item.id)}: {item.title}")
+                text.append(f" ({item.evidence})" if item.evidence else "", style="dim")
+                parts.append(Padding(text, (0, 0, 0, 2)))
+    return Group(*parts)
+
+
+def render_hosts(reports: Mapping[str, Report], *, width: int = 80):
+    """What `preflight --inventory` prints, readable in ``width`` columns: the whole matrix when it
+    fits; else only the requirements not ok on some host, when those fit; else a per-host list
+    of what fails or warns."""
+    columns: list[str] = []
+    for report in reports.values():
+        for item in report.items:
+            if item.id not in columns:
+                columns.append(item.id)
+    full = render_hosts_table(reports)
+    if _fits(full, width):
+        return full
+    status = {(h, i.id): i.status for h, r in reports.items() for i in r.items}
+    bad = [c for c in columns if any(status.get((h, c), Status.OK) is not Status.OK for h in reports)]
+    some = _hosts_matrix(reports, bad, hidden=len(columns) - len(bad))
+    if bad and _fits(some, width):
+        return some
+    return _hosts_list(reports)
+
+
 def render_report_json(report: Report) -> str:
     return json.dumps(report.to_dict(), indent=2)
 

@@ -146,6 +146,16 @@ PORTS = (
 )
 
 
+# The netns lab's stand-in for a host's services (`python -m netprobe.lab.listener`): on a lab host
+# it holds the ports the host's roles imply, as BIRD, Typha or etcd would -- expected, not a conflict.
+LAB_LISTENER_MODULE = "netprobe.lab.listener"
+
+
+def is_lab_listener(proc) -> bool:
+    args = list(proc.cmdline)
+    return any(a == "-m" and i + 1 < len(args) and args[i + 1] == LAB_LISTENER_MODULE for i, a in enumerate(args))
+
+
 def port_items(facts: Facts, checks: set[str]) -> list[Item]:
     return [port_item(facts, need) for need in PORTS if need.check is None or need.check in checks]
 
@@ -171,6 +181,9 @@ def port_item(facts: Facts, need: PortNeed) -> Item:
         if not procs:
             unseen.append(f"{where} (socket inode {sock.inode})")
         for proc in procs:
+            if is_lab_listener(proc):
+                expected.append(f"lab listener standing in for {need.what} (pid {proc.pid}) on {where}")
+                continue
             label = f"{proc.comm} (pid {proc.pid}) on {where}"
             (expected if proc.comm in need.holders else unexpected).append(label)
     if unexpected:

@@ -11,29 +11,67 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from netprobe.core.result import Change, Result
+    from netprobe.core.verdicts import Judgement
 
 FORMATS = ("table", "json", "junit", "markdown")
 
 
 def render(result: Result, fmt: str, *, mismatches: Iterable[object] | None = None,
-           color: bool = False, width: int = 100) -> str:
+           judgement: Judgement | None = None, color: bool = False, width: int = 100) -> str:
     """The result in ``fmt`` (table|json|junit|markdown) as text ready to write.
 
-    ``mismatches`` (from an expectation) adds a mismatch section, and for junit makes only
-    mismatching cells fail. ``color`` and ``width`` apply to the table only.
+    ``mismatches`` (from an expectation) or ``judgement`` (``verify``'s verdict) adds the
+    findings: marked cells and a findings section in the table and Markdown, the verdict and its
+    findings around the result in JSON (``netprobe.verdict/v1``), and in JUnit exactly the
+    failing findings as failures. ``color`` and ``width`` apply to the table only.
     """
+    if judgement is None and mismatches is not None:
+        from netprobe.core.verdicts import from_mismatches
+
+        judgement = from_mismatches(mismatches, partial=bool(result.errors))
+    expect = judgement is not None and judgement.mode == "expect"
     if fmt == "table":
         from netprobe.report.table import render_table_text
-        return render_table_text(result, width=width, color=color, mismatches=mismatches)
+        if judgement is None or expect:
+            return render_table_text(result, width=width, color=color,
+                                     mismatches=None if judgement is None else judgement.failing)
+        from netprobe.report.verdict import render_findings_text
+        return (render_table_text(result, width=width, color=color, marks=judgement.failing,
+                                  mark_label="fails: changed since the baseline")
+                + "\n" + render_findings_text(judgement))
     if fmt == "json":
-        from netprobe.report.jsonout import render_json
-        return render_json(result)
+        if judgement is None:
+            from netprobe.report.jsonout import render_json
+            return render_json(result)
+        from netprobe.report.verdict import render_verdict_json
+        return render_verdict_json(judgement, result=result)
     if fmt == "junit":
         from netprobe.report.junit import render_junit
-        return render_junit(result, mismatches)
+        return render_junit(result, judgement=judgement)
     if fmt == "markdown":
         from netprobe.report.markdown import render_markdown
-        return render_markdown(result, mismatches)
+        if judgement is None or expect:
+            return render_markdown(result, None if judgement is None else judgement.failing)
+        from netprobe.report.verdict import render_findings_markdown
+        return (render_markdown(result, marks=judgement.failing, mark_label="fails: changed since the baseline")
+                + "\n" + render_findings_markdown(judgement))
+    raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+
+
+def render_diff(judgement: Judgement, old: Result, new: Result, fmt: str) -> str:
+    """``netprobe diff`` in ``fmt``: the findings alone (table, markdown), the verdict JSON with
+    both runs' times and errors, or JUnit over the new run's cells."""
+    from netprobe.report import verdict as v
+
+    if fmt == "table":
+        return v.render_findings_text(judgement)
+    if fmt == "markdown":
+        return v.render_findings_markdown(judgement)
+    if fmt == "json":
+        return v.render_verdict_json(judgement, result=new, old=old)
+    if fmt == "junit":
+        from netprobe.report.junit import render_junit
+        return render_junit(new, judgement=judgement)
     raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
 
 
@@ -49,4 +87,4 @@ def render_mismatches(mismatches: Iterable[object]) -> str:
     return _render(mismatches)
 
 
-__all__ = ["FORMATS", "render", "render_changes", "render_mismatches"]
+__all__ = ["FORMATS", "render", "render_diff", "render_changes", "render_mismatches"]

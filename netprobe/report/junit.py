@@ -1,8 +1,8 @@
 """JUnit XML for CI: one testsuite per check, one testcase per cell ("src -> dst").
 
 Without an expectation a blocked cell is a failure and an unknown one an error (nothing proven).
-With one (``mismatches`` not None) only mismatching cells fail, so a cell that is blocked on
-purpose passes. Skipped checks appear as skipped testcases, unreachable agents as errors.
+Judged (an expectation's mismatches, or a verify/diff ``Judgement``), the failures are exactly
+the failing findings, so a cell that is blocked on purpose, or fixed since the baseline, passes. Skipped checks appear as skipped testcases, unreachable agents as errors.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
 from netprobe.core.result import Cell, Reach, Result
-from netprobe.report.matrix import matrices, mismatch_key
+from netprobe.core.verdicts import Finding, Judgement, from_mismatches
+from netprobe.report.matrix import matrices
 from netprobe.report.words import describe_cell
 
 _COUNTS = ("tests", "failures", "errors", "skipped")
@@ -51,13 +52,12 @@ def _body(cell: Cell) -> str:
     return f"{describe_cell(cell)}\nverdict: {cell.verdict}\nevidence: {json.dumps(cell.evidence.to_dict())}"
 
 
-def _cell_case(suite: _Suite, cell: Cell, mismatch: object | None, expectation: bool) -> None:
+def _cell_case(suite: _Suite, cell: Cell, finding: Finding | None, judged: bool) -> None:
     time_s = None if cell.rtt_ms is None else cell.rtt_ms / 1000
     kwargs: dict = {"time_s": time_s}
-    if expectation:
-        if mismatch is not None:
-            outcome = "error" if cell.reach is Reach.UNKNOWN else "failure"
-            kwargs.update(outcome=outcome, type_="mismatch", message=mismatch.describe(), body=_body(cell))  # type: ignore[attr-defined]
+    if judged:
+        if finding is not None and finding.failing:
+            kwargs.update(outcome="failure", type_=str(finding.kind), message=finding.describe(), body=_body(cell))
     elif cell.reach is Reach.BLOCKED:
         kwargs.update(outcome="failure", type_="blocked", message=describe_cell(cell), body=_body(cell))
     elif cell.reach is Reach.UNKNOWN:
@@ -65,14 +65,16 @@ def _cell_case(suite: _Suite, cell: Cell, mismatch: object | None, expectation: 
     suite.case(f"{cell.src} -> {cell.dst}", f"netprobe.{cell.check}", **kwargs)
 
 
-def render_junit(result: Result, mismatches: Iterable[object] | None = None) -> str:
-    """The result as JUnit XML text (UTF-8 declaration, indented)."""
-    expectation = mismatches is not None
-    pending = {}
-    for m in mismatches or ():
-        key = mismatch_key(m)
-        if key is not None:
-            pending[key] = m
+def render_junit(result: Result, mismatches: Iterable[object] | None = None, *,
+                 judgement: Judgement | None = None) -> str:
+    """The result as JUnit XML text (UTF-8 declaration, indented).
+
+    Judged (``mismatches`` of an expectation, or the ``judgement`` of verify/diff), the failures
+    are exactly the failing findings: a cell blocked on purpose, or a fix, passes."""
+    if judgement is None and mismatches is not None:
+        judgement = from_mismatches(mismatches)
+    judged = judgement is not None
+    pending = {f.key: f for f in judgement.findings} if judgement is not None else {}
     suites: dict[str, _Suite] = {}
 
     def suite(name: str) -> _Suite:
@@ -82,11 +84,14 @@ def render_junit(result: Result, mismatches: Iterable[object] | None = None) -> 
 
     for matrix in matrices(result):
         for cell in matrix.flows():
-            _cell_case(suite(matrix.check), cell, pending.pop(cell.key, None), expectation)
-    # A mismatch about a cell the result lacks (planned by the expectation, never probed) still fails.
-    for (check, src, dst), m in pending.items():
-        suite(check).case(f"{src} -> {dst}", f"netprobe.{check}", outcome="failure", type_="mismatch",
-                          message=m.describe())  # type: ignore[attr-defined]
+            _cell_case(suite(matrix.check), cell, pending.pop(cell.key, None), judged)
+    # A finding about a cell the result lacks (gone since the baseline, or never probed) still counts.
+    for (check, src, dst), f in pending.items():
+        if f.failing:
+            suite(check).case(f"{src} -> {dst}", f"netprobe.{check}", outcome="failure", type_=str(f.kind),
+                              message=f.describe())
+        else:
+            suite(check).case(f"{src} -> {dst}", f"netprobe.{check}")
     for s in result.skipped:
         check = str(s.get("check", "?"))
         suite(check).case("(check skipped)", f"netprobe.{check}", outcome="skipped",

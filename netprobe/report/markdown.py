@@ -50,14 +50,18 @@ def _section(title: str, items: Iterable[str]) -> list[str]:
     return [f"**{title}**", "", *(f"- {md_escape(i)}" for i in items), ""]
 
 
-def render_markdown(result: Result, mismatches: Iterable[object] | None = None) -> str:
+def render_markdown(result: Result, mismatches: Iterable[object] | None = None, *,
+                    marks: Iterable[object] | None = None, mark_label: str = "") -> str:
+    """``marks`` (and ``mark_label``) mark cells without listing them, as for ``render_table``."""
     mismatches = None if mismatches is None else list(mismatches)
-    keys = mismatch_keys(mismatches)
+    marked = mismatches if marks is None else list(marks)
+    keys = mismatch_keys(marked)
     lines: list[str] = []
     for m in matrices(result):
         lines += _matrix(m, keys)
     if lines:
-        legend = LEGEND + (f" · {MISMATCH_MARK} differs from the expectation" if mismatches is not None else "")
+        label = mark_label or "differs from the expectation"
+        legend = LEGEND + (f" · {MISMATCH_MARK} {label}" if marked is not None else "")
         lines += [legend, ""]
     lines += _section("Skipped checks", (skipped_line(s) for s in result.skipped))
     lines += _section("Blocked and unknown flows", (describe_cell(c) for c in problem_cells(result)))

@@ -70,14 +70,14 @@ class MatrixView:
             yield Text(f"columns: {key}", style="dim")
 
 
-def _legend(with_mismatches: bool, ascii: bool) -> Text:
+def _legend(with_mismatches: bool, ascii: bool, mark_label: str = "differs from the expectation") -> Text:
     g = ASCII_GLYPH if ascii else GLYPH
     text = Text()
     text.append(g[Reach.ALLOWED], style=STYLE[Reach.ALLOWED]).append(" allowed   ")
     text.append(g[Reach.UNKNOWN], style=STYLE[Reach.UNKNOWN]).append(" unknown   ")
     text.append(ASCII_NONE_GLYPH if ascii else NONE_GLYPH, style="dim").append(" self / not probed")
     if with_mismatches:
-        text.append("   ").append(MISMATCH_MARK, style="bold magenta").append(" differs from the expectation")
+        text.append("   ").append(MISMATCH_MARK, style="bold magenta").append(f" {mark_label}")
     text.append("\n")
     text.append(g[Reach.BLOCKED], style=STYLE[Reach.BLOCKED])
     text.append(" blocked at: S source egress, N network, D destination ingress, R return path")
@@ -95,15 +95,20 @@ def _section(title: str, lines: Iterable[Text | str], style: str = "") -> Iterat
         yield Padding(line if isinstance(line, Text) else Text(line, style=style), (0, 0, 0, 2), expand=False)
 
 
-def render_table(result: Result, *, mismatches: Iterable[object] | None = None, ascii: bool = False) -> Group:
-    """The whole terminal report as one rich Group (matrices, legend, skipped, summary, errors, total)."""
+def render_table(result: Result, *, mismatches: Iterable[object] | None = None, ascii: bool = False,
+                 marks: Iterable[object] | None = None, mark_label: str = "") -> Group:
+    """The whole terminal report as one rich Group (matrices, legend, skipped, summary, errors, total).
+
+    ``marks`` (with ``mark_label`` for the legend) marks cells without listing them: ``verify
+    --baseline`` lists its findings after the table itself."""
     mismatches = None if mismatches is None else list(mismatches)
-    keys = mismatch_keys(mismatches)
+    marked = mismatches if marks is None else list(marks)
+    keys = mismatch_keys(marked)
     parts: list = []
     for matrix in matrices(result):
         parts += [MatrixView(matrix, keys, ascii), Text("")]
     if parts:
-        parts.append(_legend(mismatches is not None, ascii))
+        parts.append(_legend(marked is not None, ascii, mark_label or "differs from the expectation"))
     parts += _section("Skipped checks:", (skipped_line(s) for s in result.skipped), "dim")
     parts += _section("Blocked and unknown flows:",
                       (Text(describe_cell(c), style=STYLE[c.reach]) for c in problem_cells(result)))
@@ -131,9 +136,11 @@ def to_text(renderable, *, width: int = 100, color: bool = False) -> str:
 
 
 def render_table_text(result: Result, width: int = 100, color: bool = False, *,
-                      mismatches: Iterable[object] | None = None, ascii: bool = False) -> str:
+                      mismatches: Iterable[object] | None = None, ascii: bool = False,
+                      marks: Iterable[object] | None = None, mark_label: str = "") -> str:
     """``render_table`` as text: what the CLI prints, and what the golden tests compare."""
-    return to_text(render_table(result, mismatches=mismatches, ascii=ascii), width=width, color=color)
+    return to_text(render_table(result, mismatches=mismatches, ascii=ascii, marks=marks, mark_label=mark_label),
+                   width=width, color=color)
 
 
 __all__ = ["render_table", "render_table_text", "cell_text", "to_text", "MatrixView"]

@@ -199,7 +199,7 @@ async def test_right_token_is_accepted(locked_agent):
 
 async def test_client_reports_a_wrong_token(locked_agent):
     async with AgentClient(locked_agent.url, token="nope") as client:
-        with pytest.raises(AgentRequestError, match="HTTP 401: unauthorized") as info:
+        with pytest.raises(AgentRequestError, match="HTTP 401: the token does not match the agent's") as info:
             await client.health()
     assert info.value.status == 401
     assert locked_agent.url in str(info.value)
@@ -433,7 +433,7 @@ async def test_tcp_on_loopback_with_a_token(nursery):
     async with AgentClient(url, token=TOKEN) as client:
         assert (await client.health()).version == netprobe.__version__
     async with AgentClient(url, token=None) as client:
-        with pytest.raises(AgentRequestError, match="401"):
+        with pytest.raises(AgentRequestError, match="401: the agent requires a token and none was given"):
             await client.health()
     assert service.calls == [("health",)]
 

@@ -10,7 +10,7 @@ import pytest
 
 from helpers import run_cli as run
 from netprobe.core.checks import CHECKS
-from netprobe.core.result import SCHEMA, Cell, Evidence, HostInfo, Reach, Result, Verdict, Where, diff
+from netprobe.core.result import SCHEMA, Cell, Evidence, HostInfo, Reach, Result, Verdict, Where
 
 HOSTS = [HostInfo("n1", "192.0.2.11", ("node", "etcd")), HostInfo("n2", "192.0.2.12", ("node",))]
 OPEN = Evidence(reply=None, arrived=True, accepted=True, answered=True, reply_arrived=True, reply_accepted=True)
@@ -104,15 +104,21 @@ def test_unknown_cell_never_satisfies_an_expectation(tmp_path, capsys):
     assert code == 1 and "bgp n1 -> n2: expected allowed, got unknown" in out
 
 
-def test_json_format_with_expect_prints_json_only(tmp_path, capsys):
+def test_json_format_with_expect_carries_the_mismatches_and_the_result(tmp_path, capsys):
     res = result(allowed("bgp", "n2", "n1"), blocked("bgp", "n1", "n2"))
     r = write_result(tmp_path / "r.json", res)
     e = write(tmp_path / "e.yaml", ALL_ALLOWED)
     code, out, err = run(["verify", "--result", r, "--expect", e, "--format", "json"], capsys)
     assert code == 1
     data = json.loads(out)  # the whole of stdout, nothing before or after
-    assert data["schema"] == SCHEMA
-    assert Result.from_dict(data).cells == res.cells
+    assert data["schema"] == "netprobe.verdict/v1"
+    assert data["mode"] == "expect" and data["status"] == "fail" and data["exit_code"] == 1
+    assert data["counts"]["mismatches"] == 1 and data["counts"]["failing"] == 1
+    assert data["findings"] == [{
+        "check": "bgp", "src": "n1", "dst": "n2", "kind": "mismatch", "failing": True, "rule": None,
+        "expected": {"reach": "allowed", "where": None, "verdict": None},
+        "got": {"reach": "blocked", "where": "destination-ingress", "verdict": "filtered"}}]
+    assert Result.from_dict(data["result"]).cells == res.cells
     assert err == ""
 
 
@@ -120,7 +126,15 @@ def test_json_format_with_expect_that_holds(tmp_path, capsys):
     r = write_result(tmp_path / "r.json", result())
     e = write(tmp_path / "e.yaml", ALL_ALLOWED)
     code, out, _ = run(["verify", "--result", r, "--expect", e, "--format", "json"], capsys)
-    assert code == 0 and json.loads(out)["schema"] == SCHEMA
+    data = json.loads(out)
+    assert code == 0 and data["status"] == "ok" and data["findings"] == []
+
+
+def test_fail_on_is_for_baselines(tmp_path, capsys):
+    r = write_result(tmp_path / "r.json", result())
+    e = write(tmp_path / "e.yaml", ALL_ALLOWED)
+    code, out, err = run(["verify", "--result", r, "--expect", e, "--fail-on", "changes"], capsys)
+    assert code == 2 and out == "" and "--fail-on" in err
 
 
 def test_markdown_format_with_expect_lists_the_mismatch(tmp_path, capsys):
@@ -164,24 +178,23 @@ def test_expectation_naming_a_host_the_result_lacks_exits_2(tmp_path, capsys):
 # ------------------------------------------------------------------ --baseline and diff
 
 
-def test_baseline_with_a_changed_cell_exits_1_and_lists_it(tmp_path, capsys):
+def test_baseline_with_a_regression_exits_1_and_lists_it(tmp_path, capsys):
     b = write_result(tmp_path / "before.json", result())
     after = result(blocked("bgp", "n1", "n2"), allowed("bgp", "n2", "n1"), allowed("etcd", "n2", "n1"))
     r = write_result(tmp_path / "after.json", after)
     code, out, _ = run(["verify", "--result", r, "--baseline", b], capsys)
     assert code == 1
-    assert "1 cell changed:" in out
-    row = next(line for line in out.splitlines() if "n1 -> n2" in line and "allowed (open)" in line)
-    assert row.split()[0] == "bgp"
-    assert row.index("allowed (open)") < row.index("blocked at destination-ingress (filtered)")
-    assert "n2 -> n1" not in out.split("cell changed:", 1)[1]
+    section = out.split("Regressions since the baseline:\n", 1)[1].split("\n\n", 1)[0]
+    assert section.splitlines() == [
+        "  bgp n1 -> n2: was allowed (open), now blocked at destination-ingress (filtered)"]
+    assert "1 regression, 0 fixes, 0 other changes (fail on regressions: 1 failing)." in out
 
 
 def test_baseline_identical_exits_0(tmp_path, capsys):
     b = write_result(tmp_path / "before.json", result())
     r = write_result(tmp_path / "after.json", result())
     code, out, _ = run(["verify", "--result", r, "--baseline", b], capsys)
-    assert code == 0 and "No changes." in out
+    assert code == 0 and "No changes since the baseline." in out
 
 
 def test_baseline_ignores_rtt_and_verdict_only_changes(tmp_path, capsys):
@@ -189,14 +202,63 @@ def test_baseline_ignores_rtt_and_verdict_only_changes(tmp_path, capsys):
     closed = Cell("bgp", "n1", "n2", Reach.ALLOWED, None, Verdict.CLOSED, 9.9, OPEN)
     r = write_result(tmp_path / "after.json", result(closed))
     code, out, _ = run(["verify", "--result", r, "--baseline", b], capsys)
-    assert code == 0 and "No changes." in out
+    assert code == 0 and "No changes since the baseline." in out
 
 
-def test_baseline_json_format_prints_json_only(tmp_path, capsys):
+def test_baseline_a_fix_passes_unless_every_change_fails(tmp_path, capsys):
+    b = write_result(tmp_path / "before.json", result(blocked("bgp", "n1", "n2"), allowed("bgp", "n2", "n1")))
+    r = write_result(tmp_path / "after.json", result(allowed("bgp", "n1", "n2"), allowed("bgp", "n2", "n1")))
+    code, out, _ = run(["verify", "--result", r, "--baseline", b], capsys)
+    assert code == 0
+    assert "Fixes since the baseline:" in out and "Regressions" not in out
+    code, out, _ = run(["verify", "--result", r, "--baseline", b, "--fail-on", "changes"], capsys)
+    assert code == 1 and "(fail on changes: 1 failing)" in out
+
+
+def test_baseline_json_format_carries_the_changes(tmp_path, capsys):
     b = write_result(tmp_path / "before.json", result())
     r = write_result(tmp_path / "after.json", result(blocked("bgp", "n1", "n2")))
     code, out, _ = run(["verify", "--result", r, "--baseline", b, "--format", "json"], capsys)
-    assert code == 1 and json.loads(out)["schema"] == SCHEMA
+    data = json.loads(out)
+    assert code == 1 and data["schema"] == "netprobe.verdict/v1" and data["mode"] == "baseline"
+    kinds = {(f["check"], f["src"], f["dst"]): (f["kind"], f["failing"]) for f in data["findings"]}
+    assert kinds == {("bgp", "n1", "n2"): ("regression", True), ("bgp", "n2", "n1"): ("regression", True),
+                     ("etcd", "n2", "n1"): ("regression", True)}
+    assert data["counts"]["regressions"] == 3 and data["result"]["schema"] == SCHEMA
+
+
+def junit_counts(xml: str) -> dict[str, int]:
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    return {k: int(root.get(k)) for k in ("tests", "failures", "errors")}
+
+
+def test_baseline_junit_identical_has_no_failures(tmp_path, capsys):
+    """Blocked cells that were blocked before are no failure: failures are the failing changes."""
+    same = result(blocked("bgp", "n1", "n2"), allowed("bgp", "n2", "n1"))
+    b = write_result(tmp_path / "before.json", same)
+    r = write_result(tmp_path / "after.json", same)
+    code, out, _ = run(["verify", "--result", r, "--baseline", b, "--format", "junit"], capsys)
+    assert code == 0 and junit_counts(out)["failures"] == 0
+
+
+def test_baseline_junit_failures_are_the_regressions(tmp_path, capsys):
+    b = write_result(tmp_path / "before.json", result(blocked("bgp", "n1", "n2"), allowed("bgp", "n2", "n1"),
+                                                       allowed("etcd", "n2", "n1")))
+    # n1->n2 fixed, n2->n1 broken, etcd gone
+    r = write_result(tmp_path / "after.json", result(allowed("bgp", "n1", "n2"), blocked("bgp", "n2", "n1")))
+    code, out, _ = run(["verify", "--result", r, "--baseline", b, "--format", "junit"], capsys)
+    assert code == 1 and junit_counts(out)["failures"] == 2
+    assert 'type="regression"' in out and 'type="fix"' not in out
+
+
+def test_expect_junit_failures_are_the_mismatches(tmp_path, capsys):
+    unknown = Cell("bgp", "n2", "n1", Reach.UNKNOWN, None, Verdict.ERROR, None, Evidence(sent=True))
+    r = write_result(tmp_path / "r.json", result(blocked("bgp", "n1", "n2"), unknown))
+    e = write(tmp_path / "e.yaml", ALL_ALLOWED)
+    code, out, _ = run(["verify", "--result", r, "--expect", e, "--format", "junit"], capsys)
+    assert code == 1 and junit_counts(out) == {"tests": 2, "failures": 2, "errors": 0}
 
 
 def test_diff_lists_changes_and_exits_1(tmp_path, capsys):
@@ -205,13 +267,11 @@ def test_diff_lists_changes_and_exits_1(tmp_path, capsys):
     o, n = write_result(tmp_path / "old.json", old), write_result(tmp_path / "new.json", new)
     code, out, err = run(["diff", o, n], capsys)
     assert code == 1 and err == ""
-    assert out.startswith(f"{len(diff(old, new))} cells changed:")
-    assert len(diff(old, new)) == 2
-    lines = out.splitlines()
-    bgp = next(line for line in lines if line.split()[:1] == ["bgp"])
-    assert "n1 -> n2" in bgp and bgp.rstrip().endswith("blocked at network (filtered)")
-    etcd = next(line for line in lines if line.split()[:1] == ["etcd"])
-    assert "n2 -> n1" in etcd and etcd.rstrip().endswith("absent")
+    assert out.splitlines()[:3] == [
+        "Regressions:",
+        "  bgp n1 -> n2: was allowed (open), now blocked at network (filtered)",
+        "  etcd n2 -> n1: was allowed (open), now absent",
+    ]
 
 
 def test_diff_identical_exits_0(tmp_path, capsys):
@@ -221,13 +281,42 @@ def test_diff_identical_exits_0(tmp_path, capsys):
     assert code == 0 and out == "No changes.\n"
 
 
-def test_diff_new_cell_is_a_change(tmp_path, capsys):
+def test_diff_a_fix_exits_0_and_is_apart_from_regressions(tmp_path, capsys):
+    o = write_result(tmp_path / "old.json", result(blocked("bgp", "n1", "n2")))
+    n = write_result(tmp_path / "new.json", result(allowed("bgp", "n1", "n2")))
+    code, out, _ = run(["diff", o, n], capsys)
+    assert code == 0 and out.startswith("Fixes:\n  bgp n1 -> n2: was blocked at destination-ingress (filtered), now")
+    assert run(["diff", o, n, "--fail-on", "changes"], capsys)[0] == 1
+
+
+def test_diff_new_allowed_cell_is_a_change_that_passes(tmp_path, capsys):
     o = write_result(tmp_path / "old.json", result(allowed("bgp", "n1", "n2")))
     n = write_result(tmp_path / "new.json", result(allowed("bgp", "n1", "n2"), allowed("bgp", "n2", "n1")))
     code, out, _ = run(["diff", o, n], capsys)
-    assert code == 1 and "1 cell changed:" in out
-    row = next(line for line in out.splitlines() if "n2 -> n1" in line)
-    assert row.index("absent") < row.index("allowed (open)")
+    assert code == 0 and "Other changes:\n  bgp n2 -> n1: was absent, now allowed (open)" in out
+
+
+@pytest.mark.parametrize("fmt", ["json", "markdown", "junit", "table"])
+def test_diff_every_format_carries_the_same_verdict(tmp_path, capsys, fmt):
+    o = write_result(tmp_path / "old.json", result(blocked("bgp", "n1", "n2"), allowed("bgp", "n2", "n1")))
+    n = write_result(tmp_path / "new.json", result(allowed("bgp", "n1", "n2"), blocked("bgp", "n2", "n1")))
+    code, out, _ = run(["diff", o, n, "--format", fmt], capsys)
+    assert code == 1
+    if fmt == "json":
+        data = json.loads(out)
+        assert data["mode"] == "diff" and data["counts"]["regressions"] == 1 and data["counts"]["fixes"] == 1
+        assert {"old", "new"} <= set(data)
+    elif fmt == "junit":
+        assert junit_counts(out)["failures"] == 1
+    else:
+        assert ("| bgp | n2 | n1 |" if fmt == "markdown" else "bgp n2 -> n1") in out
+        assert "1 regression, 1 fix, 0 other changes" in out
+
+
+def test_diff_partial_run_exits_3(tmp_path, capsys):
+    o = write_result(tmp_path / "old.json", result())
+    n = write_result(tmp_path / "new.json", result(errors=[{"host": "n2", "message": "agent unreachable"}]))
+    assert run(["diff", o, n], capsys)[0] == 3
 
 
 # ------------------------------------------------------------------ bad input: exit 2, one line

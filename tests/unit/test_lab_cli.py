@@ -72,3 +72,28 @@ def test_a_broken_scenario_names_file_and_field(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"netprobe: {bad}: hosts[0].roles[0]: unknown role 'master' " \
                                   "(known: apiserver, etcd, node, typha)"
+
+
+def test_down_of_a_lab_that_is_down_says_so_and_exits_0():
+    proc = run("lab", "down", "hb-never-up")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "lab hb-never-up is already down (nothing to do)\n"
+
+
+def test_list_names_every_scenario_and_what_it_teaches():
+    from netprobe.lab.spec import available_scenarios
+
+    proc = run("lab", "list")
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines() if not line.startswith(" ")]
+    assert names == sorted(available_scenarios())
+    flat = " ".join(proc.stdout.split())
+    assert "demo the scenario behind" in flat and "teaches: a BGP peer list in a host firewall goes stale." in flat
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 80
+
+
+def test_header_summary():
+    from netprobe.lab.catalog import header_summary
+
+    text = "# x: a title.\n#\n# What it teaches: one. two\n# three.\n#\n# more\nname: x\n"
+    assert header_summary(text, "x") == ("a title.", "one. two three.")

@@ -190,7 +190,7 @@ ERRORS = [
     ("no-hosts", with_("hosts", []), "hosts", "non-empty list"),
     ("host-not-mapping", with_("hosts.1", "node1"), "hosts[1]", "must be a mapping"),
     ("host-unknown-key", with_("hosts.1.role", ["node"]), "hosts[1].role", "unknown key 'role'"),
-    ("host-bad-name", with_("hosts.1.name", "node_1"), "hosts[1].name", "short lowercase name"),
+    ("host-bad-name", with_("hosts.1.name", "node_1"), "hosts[1].name", "lowercase host name"),
     ("duplicate-host", with_("hosts.1.name", "cp1"), "hosts[1].name", "already used by hosts[0]"),
     ("unknown-role", with_("hosts.1.roles", ["node", "master"]), "hosts[1].roles[1]", "unknown role 'master'"),
     ("no-roles", with_("hosts.1.roles", []), "hosts[1].roles", "at least one role"),

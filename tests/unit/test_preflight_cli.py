@@ -162,3 +162,46 @@ def test_help_does_not_import_heavy_modules():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def _fleet(n_bad: int) -> dict[str, Report]:
+    """Real-sized reports: every requirement of the calico profile, some failing."""
+    from dataclasses import replace
+
+    from netprobe.preflight.facts import Facts
+    from netprobe.preflight.rules import evaluate
+
+    base = evaluate(Facts())
+    out = {}
+    for i, host in enumerate(["cp1", "ip-198-18-5-99.eu-west-1.compute.internal", "node2"]):
+        items = tuple(replace(item, status=Status.FAIL if (i and k < n_bad) else Status.OK,
+                              evidence=f"evidence of {item.id} on {host}")
+                      for k, item in enumerate(base.items))
+        out[host] = replace(base, items=items, host=host)
+    return out
+
+
+@pytest.mark.parametrize("n_bad", [0, 2, 19])
+def test_hosts_are_readable_at_80_columns(n_bad):
+    from netprobe.preflight.render import render_hosts
+
+    reports = _fleet(n_bad)
+    text = to_text(render_hosts(reports, width=80), width=80)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, text
+    for host in reports:  # every host whole on one line: never folded
+        assert any(host in line for line in lines), text
+    if n_bad == 2:  # a column per requirement that is not ok somewhere, the rest counted
+        header = next(line for line in lines if " host " in line)
+        assert [c.strip() for c in header.strip("┃ ").split("┃")][1:] == ["arch", "kernel"]
+        assert "17 more requirements are ok on every host" in text
+    if n_bad == 19:  # too many to be columns: a per-host list of what fails
+        assert "✗ ipip:" in text and "evidence of kernel on node2" in " ".join(text.split())
+
+
+def test_a_fleet_that_fits_keeps_the_full_matrix():
+    from netprobe.preflight.render import render_hosts
+
+    reports = {"node2": report("node2", Status.OK, Status.FAIL)}
+    assert render_hosts(reports, width=80).__class__.__name__ == "Table"
+    assert "to look at" in to_text(render_hosts(reports, width=80), width=80)

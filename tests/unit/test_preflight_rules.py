@@ -139,9 +139,10 @@ TYPHA = next(p for p in PORTS if p.port == 5473)
 VXLAN = next(p for p in PORTS if p.port == 4789)
 BIRD = Process(812, "bird", ("bird", "-R"))
 NGINX = Process(950, "nginx", ("nginx",))
+LAB_LISTENER = Process(990, "python3", ("/usr/bin/python3", "-m", "netprobe.lab.listener", "--tcp", "179"))
 
 
-def sockets(*socks, owners=None, procs=(BIRD, NGINX)):
+def sockets(*socks, owners=None, procs=(BIRD, NGINX, LAB_LISTENER)):
     return Facts(processes={p.pid: p for p in procs},
                  sockets=SocketFacts(list(socks), ("/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp"),
                                      owners if owners is not None else {}))
@@ -162,6 +163,10 @@ def sockets(*socks, owners=None, procs=(BIRD, NGINX)):
         (VXLAN, sockets(Socket("udp", "0.0.0.0", 4789, 0)), Status.OK, ["the kernel"]),
         (VXLAN, sockets(Socket("udp", "0.0.0.0", 4789, 47), owners={47: [950]}), Status.FAIL, ["nginx"]),
         (BGP, Facts(), Status.UNKNOWN, ["cannot read /proc/net/tcp"]),
+        # the netns lab's listener is the service the host's role implies, not a conflict
+        (BGP, sockets(Socket("tcp", "0.0.0.0", 179, 48), owners={48: [990]}), Status.OK,
+         ["lab listener standing in for BGP (BIRD) (pid 990) on 0.0.0.0:179"]),
+        (TYPHA, sockets(Socket("tcp", "0.0.0.0", 5473, 49), owners={49: [990]}), Status.OK, ["lab listener"]),
     ],
 )
 def test_ports(need, facts, status, words):

@@ -70,11 +70,26 @@ def test_json_round_trip_of_an_empty_result():
 
 def test_top_level_fields_of_design_section_7():
     d = json.loads(sample().to_json())
-    assert d["schema"] == SCHEMA == "netprobe.result/v1"
+    assert d["schema"] == SCHEMA == "netprobe.result/v2"
     assert {"schema", "netprobe_version", "started", "finished", "profile", "hosts", "checks", "cells",
             "errors"} <= set(d)
     assert d["hosts"][0] == {"name": "a", "address": "198.18.0.1", "roles": ["node", "etcd"]}
     assert {"id", "proto", "port", "direction"} <= set(d["checks"][0])
+
+
+def test_summary_counts_like_preflight_json():
+    d = json.loads(sample().to_json())
+    r = sample()
+    n = {str(reach): sum(c.reach is reach for c in r.cells) for reach in Reach}
+    assert d["counts"] == {"cells": len(r.cells), **n, "skipped": len(r.skipped), "errors": len(r.errors)}
+    assert d["status"] == ("partial" if r.errors else "fail" if n["blocked"] + n["unknown"] else "ok")
+
+
+def test_v1_files_still_read():
+    d = json.loads(sample().to_json())
+    del d["status"], d["counts"]
+    d["schema"] = "netprobe.result/v1"
+    assert Result.from_dict(d) == sample()
 
 
 def test_cell_and_evidence_fields():
@@ -138,11 +153,11 @@ def test_not_an_object(text):
     assert "not a JSON object" in str(_error(text))
 
 
-@pytest.mark.parametrize("schema", [None, "netprobe.result/v2", "netprobe.expect/v1", 1])
+@pytest.mark.parametrize("schema", [None, "netprobe.result/v3", "netprobe.expect/v1", 1])
 def test_wrong_schema(schema):
     doc = {"cells": []} if schema is None else {"schema": schema, "cells": []}
     e = _error(json.dumps(doc))
-    assert e.field == "schema" and "netprobe.result/v1" in str(e)
+    assert e.field == "schema" and "netprobe.result/v2" in str(e)
 
 
 GOOD_CELL = {"check": "bgp", "src": "a", "dst": "b", "reach": "allowed", "where": None, "verdict": "open"}
