@@ -17,7 +17,12 @@ $(STAMP): pyproject.toml
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
+	  guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	    chmod 755 /usr/sbin/policy-rc.d; guard=1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  rc=$$?; [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; \
+	  case " $$missing " in *" prometheus "*) systemctl disable --now prometheus >/dev/null 2>&1 || true;; esac; \
+	  [ $$rc -eq 0 ] || exit $$rc; \
 	fi
 	@test -x $(PY) || python3 -m venv $(VENV) || { rm -rf $(VENV); \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }

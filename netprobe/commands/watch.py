@@ -60,10 +60,11 @@ def watch(inventory_path, kubeconfig, context, in_cluster, calico_namespaces, ag
     if inventory_path and cluster_given:
         raise ConfigError("give --inventory FILE or the cluster options (--kubeconfig, --context, --in-cluster), "
                           "not both", field="--inventory")
+    custom = ()
     if inventory_path:
         from netprobe.config import load_inventory
 
-        load_inventory(inventory_path)  # a typo fails now, not in the first run
+        custom = load_inventory(inventory_path).custom_checks  # a typo fails now, not in the first run
         source, source_name = file_source(inventory_path), inventory_path
     else:
         import os
@@ -85,7 +86,7 @@ def watch(inventory_path, kubeconfig, context, in_cluster, calico_namespaces, ag
     if checks is not None or profile != "calico":
         from netprobe.config import parse_checks
 
-        parse_checks(profile, checks)  # unknown names fail now
+        parse_checks(profile, checks, custom=custom)  # unknown names fail now
     setup_logging()
     cfg = WatchConfig(source=source, source_name=source_name, interval=float(interval), profile=profile,
                       checks=checks, token_file=token_file, timeout=timeout, retries=retries, webhook=webhook,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -71,9 +72,9 @@ class WatchedLab:
     def __init__(self, name: str, url: str, proc: subprocess.Popen, log: Path):
         self.name, self.url, self.proc, self.log = name, url, proc, log
 
-    def fix_bgp(self) -> None:
-        """The fix the demo scenario names: node1 joins node2's BGP peer set."""
-        subprocess.run([*NETPROBE, "lab", "exec", self.name, "node2", "--", "nft", "add", "element", "inet", "filter",
+    def fix_bgp(self, action: str = "add") -> None:
+        """The fix the demo scenario names: node1 joins node2's BGP peer set (``delete``: breaks it again)."""
+        subprocess.run([*NETPROBE, "lab", "exec", self.name, "node2", "--", "nft", action, "element", "inet", "filter",
                         "bgp_peers", "{ 198.18.0.11 }"], check=True, capture_output=True, timeout=30)
 
 
@@ -221,5 +222,14 @@ def test_live_page_in_chromium_shows_the_blocked_cell_then_the_fix(watched_lab, 
     assert lines[0].endswith("bgp node1 -> node2 became allowed")  # newest first, with its time
     assert browser.execute_script("return window.__netprobe_marker;") == 42  # updated in place
     browser.save_screenshot(str(tmp_path / "fixed.png"))
+
+    watched_lab.fix_bgp("delete")  # someone reverts the fix: the change is named as it happens
+    wait_for("the cell to turn red again", lambda: cell(browser, "bgp", "node1", "node2")["reach"] == "blocked",
+             4 * INTERVAL + 5)
+    wait_for("the timeline line", lambda: "bgp node1 -> node2 became blocked at destination-ingress"
+             in timeline(browser), 10)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d bgp node1 -> node2 became blocked at destination-ingress",
+                        timeline(browser).splitlines()[0])
+    assert browser.execute_script("return window.__netprobe_marker;") == 42
     shutil.copy(tmp_path / "blocked.png", "/tmp/k8s-watch-blocked.png") if os.environ.get("NETPROBE_KEEP_SHOTS") else None
     shutil.copy(tmp_path / "fixed.png", "/tmp/k8s-watch-fixed.png") if os.environ.get("NETPROBE_KEEP_SHOTS") else None

@@ -411,3 +411,13 @@ def test_a_port_in_use_is_one_line_exit_2(tmp_path):
                        env={"NETPROBE_TOKEN": "t", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"netprobe: --listen: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_checks_may_name_the_inventorys_custom_checks(tmp_path):
+    inv = tmp_path / "inventory.yaml"
+    write_inventory(inv, 2)
+    inv.write_text(inv.read_text() + "checks:\n  - {id: node-exporter, proto: tcp, port: 9100}\n")
+    proc = run_cli("watch", "-i", str(inv), "--checks", "node-exporter", "--runs", "1", "--listen",
+                   "tcp://127.0.0.1:0", env={"NETPROBE_TOKEN": "t", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 3, proc.stderr  # ran (the agents are absent), not refused as bad input
+    assert "run 1: 2 hosts, 2 cells" in proc.stderr
