@@ -457,7 +457,7 @@ def test_lab_firewall_loads_what_the_lab_loads():
     with running_lab(scenario, f"fw-{TAG}") as lab, scratch_netns() as vm:
         for _ in range(2):  # provisioning twice gives the same firewall
             proc = sh(["ip", "netns", "exec", vm, *NETPROBE, "lab", "firewall", "ipip-ipset", "--host", "node1",
-                       "--replace-firewall"]))
+                       "--replace-firewall"])
             assert proc.returncode == 0, proc.stderr
         assert firewall_listing(vm) == firewall_listing(lab.netns("node1"))
 
