@@ -42,18 +42,33 @@ def make_command(fetch_reports: FetchReports | str | None = None) -> click.Comma
                   help="With --root, still read addresses/routes from this host's netlink "
                        "(e.g. a container sharing the host's network, its / mounted at DIR).")
     @click.option("--inventory", metavar="FILE", help="Every host of the inventory, through the agents.")
-    def preflight(pool_cidrs, service_cidr, profile, fmt, root, live_netlink, inventory) -> int:
+    @click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
+                  help="The cluster section: the Kubernetes rows, read from this cluster's API.")
+    @click.option("--context", default=None, help="kubeconfig context (default: the current one).")
+    @click.option("--in-cluster", is_flag=True, help="The cluster section, with the pod's service account.")
+    def preflight(pool_cidrs, service_cidr, profile, fmt, root, live_netlink, inventory,
+                  kubeconfig=None, context=None, in_cluster=False) -> int:
         """Check this host against Calico's node and kernel requirements.
 
         \b
         Status per requirement: ok, fail, warn (look at it), unknown (nothing to read).
-        Exit 0 when nothing fails, 1 when something fails, 2 on bad input.
+        --kubeconfig/--in-cluster: the cluster's Kubernetes rows (with --inventory: both sections).
+        Exit 0 when nothing fails, 1 when something fails, 2 on bad input, 3 when partial.
         """
         from netprobe.errors import ConfigError
         from netprobe.preflight import render
         from netprobe.preflight.rules import check_options
 
         check_options(pool_cidrs=pool_cidrs or None, service_cidr=service_cidr, profile=profile)
+        if kubeconfig or context or in_cluster:
+            if root != "/":
+                raise ConfigError("--root reads one host; it cannot be combined with --kubeconfig", field="--root")
+            from netprobe.commands.preflight_cluster import run_cluster
+
+            return run_cluster(kubeconfig=kubeconfig, context=context, in_cluster=in_cluster, inventory=inventory,
+                               fetch=lambda inv, **opts: _fetch(fetch_reports, inv, **opts),
+                               pool_cidrs=list(pool_cidrs) or None,
+                               service_cidr=service_cidr, profile=profile, fmt=fmt)
         if inventory:
             if root != "/":
                 raise ConfigError("--root reads one host; it cannot be combined with --inventory", field="--root")
