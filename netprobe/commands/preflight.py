@@ -43,7 +43,8 @@ def make_command(fetch_reports: FetchReports | str | None = None) -> click.Comma
                        "(e.g. a container sharing the host's network, its / mounted at DIR).")
     @click.option("--inventory", metavar="FILE", help="Every host of the inventory, through the agents.")
     @click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
-                  help="The cluster section: the Kubernetes rows, read from this cluster's API.")
+                  help="Check the cluster, not this host: the requirements page's Kubernetes rows, read "
+                       "from its API. With --inventory: hosts and cluster, one exit code (3 when partial).")
     @click.option("--context", default=None, help="kubeconfig context (default: the current one).")
     @click.option("--in-cluster", is_flag=True, help="The cluster section, with the pod's service account.")
     def preflight(pool_cidrs, service_cidr, profile, fmt, root, live_netlink, inventory,
@@ -52,8 +53,7 @@ def make_command(fetch_reports: FetchReports | str | None = None) -> click.Comma
 
         \b
         Status per requirement: ok, fail, warn (look at it), unknown (nothing to read).
-        --kubeconfig/--in-cluster: the cluster's Kubernetes rows (with --inventory: both sections).
-        Exit 0 when nothing fails, 1 when something fails, 2 on bad input, 3 when partial.
+        Exit 0 when nothing fails, 1 when something fails, 2 on bad input.
         """
         from netprobe.errors import ConfigError
         from netprobe.preflight import render

@@ -68,11 +68,9 @@ def run_cluster(*, kubeconfig: str | None, context: str | None, in_cluster: bool
 
     from netprobe.orchestration.fleet_preflight import AGENT_ITEM
 
-    if errors or any(r.item(AGENT_ITEM) is not None for r in (reports or {}).values()):
-        return 3
-    if cluster.exit_code or any(r.exit_code for r in (reports or {}).values()):
-        return 1
-    return 0
+    partial = bool(errors) or any(r.item(AGENT_ITEM) is not None for r in (reports or {}).values())
+    failed = bool(cluster.exit_code) or any(r.exit_code for r in (reports or {}).values())
+    return 3 if partial else 1 if failed else 0  # the one rule (netprobe.core.exitcode.exit_code on main)
 
 
 def _print(renderable) -> None:
