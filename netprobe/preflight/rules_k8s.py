@@ -411,7 +411,8 @@ class _Rules:
 
     def pod_cidrs(self) -> Item:
         """The nodes' podCIDRs (kube-controller-manager's --cluster-cidr): pods get them with
-        host-local IPAM (canal), so they too must keep clear of services and host addresses."""
+        host-local IPAM (canal), so they too must keep clear of services and host addresses. Inside
+        a pool is the usual setup (kubeadm's --pod-network-cidr = the pool); wider than one is not."""
         title = "nodes' podCIDRs apart from hosts and services"
         if self.f.nodes is None:
             return self.item("k8s:pod-cidrs", title, Status.UNKNOWN, self.refused("nodes") or "nodes not read")
@@ -433,7 +434,12 @@ class _Rules:
             if self.services:
                 pairs += [f"{label} overlaps the service range {svc}" for svc in self.services[0]
                           if overlap.overlapping(net, svc)]
-            if pools and not any(net.version == p.version and net.subnet_of(p) for p, _ in pools):
+            inside = [p for p, _ in pools if net.version == p.version and net.subnet_of(p)]
+            # a podCIDR wider than a pool: that node's host-local IPAM and Calico's blocks on every
+            # node could hand out the same address (CIDRs nest or are apart: no other overlap exists)
+            pairs += [f"{label} contains pool {p} ({where})" for p, where in pools
+                      if net.version == p.version and p != net and p.subnet_of(net)]
+            if pools and not inside:
                 outside.append(str(net))
         shown = ", ".join(str(n) for n in sorted(cidrs, key=str)[:4]) + (" ..." if len(cidrs) > 4 else "")
         if pairs:

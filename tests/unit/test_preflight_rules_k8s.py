@@ -263,6 +263,14 @@ def test_pod_cidrs_against_services_and_hosts():
     assert "podCIDR 10.96.1.0/24 (cp1) overlaps the service range 10.96.0.0/12" in item.evidence
     assert "podCIDR 192.0.2.0/24 (n1) contains node cp1's InternalIP 192.0.2.10" in item.evidence
     assert judge(nodes=[node("cp1")])["k8s:pod-cidrs"].evidence.startswith("no node has a podCIDR")
+    wide = judge(nodes=[node("cp1", cidr="192.168.0.0/15")])["k8s:pod-cidrs"]
+    assert wide.status is Status.FAIL
+    assert ("podCIDR 192.168.0.0/15 (cp1) contains pool 192.168.0.0/16 (IPPool default (crd.projectcalico.org/v1))"
+            == wide.evidence)
+    outside = judge(nodes=[node("cp1", cidr="10.244.0.0/24")])["k8s:pod-cidrs"]
+    assert outside.status is Status.OK and "inside the pools" not in outside.evidence
+    assert judge(nodes=[node("cp1", cidr="10.244.0.0/24")], profile="canal", ippools=None)["k8s:pod-cidrs"].status \
+        is Status.OK  # canal's default pool is 10.244.0.0/16
 
 
 def test_mutating_webhooks():
