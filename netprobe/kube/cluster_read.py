@@ -52,7 +52,12 @@ def read_cluster(api) -> dict:
         """The JSON the API answered; None on 404 or a refusal (recorded in errors)."""
         try:
             response = fn(*args, _request_timeout=TIMEOUT, _preload_content=False, **kwargs)
-            return json.loads(response.data)
+            data = json.loads(response.data)
+            if not isinstance(data, dict):
+                raw["errors"][key] = (f"the Kubernetes API at {server} answered {WHAT[key]} with "
+                                      f"{type(data).__name__}, not an object")
+                return None
+            return data
         except ApiException as exc:
             if exc.status == 404 and key not in MUST_EXIST:
                 return None

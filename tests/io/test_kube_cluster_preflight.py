@@ -230,3 +230,30 @@ def test_help_stays_free_of_kubernetes():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def test_in_cluster_outside_a_pod_is_one_line_exit_2():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    proc = subprocess.run([*NETPROBE, "preflight", "--in-cluster"], capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("netprobe: in-cluster config:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_refused_ippools_and_a_garbled_version_are_partial(tmp_path):
+    data = tmp_path / "cluster"
+    shutil.copytree(CLUSTERS / "bad", data)
+    (data / "version.json").write_text("[]")  # /version answering garbage is a failed read, not a fact
+    with FakeKubeCluster(data) as api:
+        api.refuse["/apis/projectcalico.org/v3/ippools"] = 403
+        proc = preflight("--kubeconfig", str(api.kubeconfig(tmp_path / "kc")), "--format", "json")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["status"] == "partial" and set(data["errors"]) == {"version", "ippools"}
+    items = items_of(proc.stdout)
+    assert items["k8s:version"]["status"] == "unknown" and "list, not an object" in items["k8s:version"]["evidence"]
+    assert items["k8s:pools"]["status"] == "unknown" and "403 Forbidden" in items["k8s:pools"]["evidence"]
+    assert items["k8s:providers"]["status"] == "fail"  # what was read is still judged
+    assert len(proc.stderr.strip().splitlines()) == 1
