@@ -463,12 +463,12 @@ class _Rules:
         disabled = self.f.apiserver_flag("disable-admission-plugins")
         if disabled and "MutatingAdmissionWebhook" in _split(disabled[0]):
             return self.item("k8s:webhooks", title, Status.WARN,
-                             f"MutatingAdmissionWebhook in --disable-admission-plugins of {disabled[1][15:]}; "
+                             f"MutatingAdmissionWebhook in --disable-admission-plugins of {_pod(disabled[1])}; "
                              "needed only for Application Layer Policy")
         legacy = self.f.apiserver_flag("admission-control")  # before 1.10 the list was explicit
         if legacy and "MutatingAdmissionWebhook" not in _split(legacy[0]):
             return self.item("k8s:webhooks", title, Status.WARN,
-                             f"MutatingAdmissionWebhook not in --admission-control of {legacy[1][15:]}; "
+                             f"MutatingAdmissionWebhook not in --admission-control of {_pod(legacy[1])}; "
                              "needed only for Application Layer Policy")
         if self.f.pods is None:
             flags = f"kube-apiserver flags not read: {self.refused('pods')}"
@@ -516,7 +516,7 @@ class _Rules:
         if target is not None:
             parts.append(f"service default/kubernetes targetPort {target}")
         if secure:
-            parts.append(f"--secure-port {secure[0]} of {secure[1][15:]}")
+            parts.append(f"--secure-port {secure[0]} of {_pod(secure[1])}")
         real = ep_port if ep_port is not None else (target if isinstance(target, int) else None)
         if real is None and secure and secure[0].isdigit():
             real = int(secure[0])
@@ -524,6 +524,11 @@ class _Rules:
             return None, "no port in endpoints or service default/kubernetes"
         mismatch = isinstance(target, int) and ep_port is not None and target != ep_port
         return real, ", ".join(parts) + ("; the service's targetPort disagrees with its endpoints" if mismatch else "")
+
+
+def _pod(where: str) -> str:
+    """"kube-apiserver pod kube-system/x" -> "pod kube-system/x" (the flag already names the binary)."""
+    return where.removeprefix("kube-apiserver ")
 
 
 def _listof(value) -> list[dict]:
