@@ -49,13 +49,17 @@ def run_cluster(*, kubeconfig: str | None, context: str | None, in_cluster: bool
         cluster = evaluate_cluster(facts, requirements=requirements, profile=profile, pool_cidrs=pool_cidrs,
                                    service_cidr=service_cidr, apiserver_port=inventory_port)
 
+    from netprobe.orchestration.fleet_preflight import AGENT_ITEM
+
+    partial = bool(errors) or any(r.item(AGENT_ITEM) is not None for r in (reports or {}).values())
+    failed = bool(cluster.exit_code) or any(r.exit_code for r in (reports or {}).values())
+
     cluster_json = render_k8s.cluster_dict(cluster, server=server, requirements=requirements, errors=errors)
     if reports is not None:
-        hosts = json.loads(render.render_hosts_json(reports))
         if fmt == "json":
-            failed = hosts["status"] == "fail" or cluster.exit_code
-            hosts.update({"status": "fail" if failed else "ok", "cluster": cluster_json})
-            click.echo(json.dumps(hosts, indent=2))
+            both = json.loads(render.render_hosts_json(reports))
+            both.update({"status": "partial" if partial else "fail" if failed else "ok", "cluster": cluster_json})
+            click.echo(json.dumps(both, indent=2))
         else:
             _print(render.render_hosts_table(reports))
             _print(render_k8s.render_cluster_table(cluster, errors))
@@ -65,11 +69,6 @@ def run_cluster(*, kubeconfig: str | None, context: str | None, in_cluster: bool
         _print(render_k8s.render_cluster_table(cluster, errors))
     if errors:  # one line, whatever failed: the table says which lines it cost
         click.echo(f"netprobe: cluster preflight is partial: {'; '.join(dict.fromkeys(errors.values()))}", err=True)
-
-    from netprobe.orchestration.fleet_preflight import AGENT_ITEM
-
-    partial = bool(errors) or any(r.item(AGENT_ITEM) is not None for r in (reports or {}).values())
-    failed = bool(cluster.exit_code) or any(r.exit_code for r in (reports or {}).values())
     return 3 if partial else 1 if failed else 0  # the one rule (netprobe.core.exitcode.exit_code on main)
 
 

@@ -131,9 +131,9 @@ def test_with_the_inventory_both_sections_one_exit_code(bad, tmp_path):
     def dead(path, **options):
         return {"cp1": Report((Item("agent", "agent", "agent reachable", Status.UNKNOWN, "refused"),), host="cp1")}
 
-    partial = CliRunner().invoke(make_command(dead), ["--kubeconfig", kc, "--inventory", str(inventory)],
-                                 standalone_mode=False)
-    assert partial.return_value == 3
+    partial = CliRunner().invoke(make_command(dead), ["--kubeconfig", kc, "--inventory", str(inventory),
+                                                      "--format", "json"], standalone_mode=False)
+    assert partial.return_value == 3 and json.loads(partial.output)["status"] == "partial"
 
 
 def test_unreachable_api_is_unknown_one_line_exit_3(tmp_path):
