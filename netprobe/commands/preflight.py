@@ -42,7 +42,13 @@ def make_command(fetch_reports: FetchReports | str) -> click.Command:
                   help="With --root, still read addresses/routes from this host's netlink "
                        "(e.g. a container sharing the host's network, its / mounted at DIR).")
     @click.option("--inventory", metavar="FILE", help="Every host of the inventory, through the agents.")
-    def preflight(pool_cidrs, service_cidr, profile, fmt, root, live_netlink, inventory) -> int:
+    @click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
+                  help="Check the cluster, not this host: the requirements page's Kubernetes rows, read "
+                       "from its API. With --inventory: hosts and cluster, one exit code (3 when partial).")
+    @click.option("--context", default=None, help="kubeconfig context (default: the current one).")
+    @click.option("--in-cluster", is_flag=True, help="The cluster section, with the pod's service account.")
+    def preflight(pool_cidrs, service_cidr, profile, fmt, root, live_netlink, inventory,
+                  kubeconfig=None, context=None, in_cluster=False) -> int:
         """Check this host against Calico's node and kernel requirements.
 
         \b
@@ -56,6 +62,15 @@ def make_command(fetch_reports: FetchReports | str) -> click.Command:
         from netprobe.preflight.rules import check_options
 
         check_options(pool_cidrs=pool_cidrs or None, service_cidr=service_cidr, profile=profile)
+        if kubeconfig or context or in_cluster:
+            if root != "/":
+                raise ConfigError("--root reads one host; it cannot be combined with --kubeconfig", field="--root")
+            from netprobe.commands.preflight_cluster import run_cluster
+
+            return run_cluster(kubeconfig=kubeconfig, context=context, in_cluster=in_cluster, inventory=inventory,
+                               fetch=lambda inv, **opts: _fetch(fetch_reports, inv, **opts),
+                               pool_cidrs=list(pool_cidrs) or None,
+                               service_cidr=service_cidr, profile=profile, fmt=fmt)
         if inventory:
             if root != "/":
                 raise ConfigError("--root reads one host; it cannot be combined with --inventory", field="--root")

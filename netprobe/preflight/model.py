@@ -31,16 +31,21 @@ class Item:
     title: str
     status: Status
     evidence: str
+    requirements: str | None = None  # the requirement set a line comes from ("current", "old"); None: host rules
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "group": self.group, "title": self.title,
-                "status": str(self.status), "evidence": self.evidence}
+        out = {"id": self.id, "group": self.group, "title": self.title,
+               "status": str(self.status), "evidence": self.evidence}
+        if self.requirements:
+            out["requirements"] = self.requirements
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> Item:
         try:
             return cls(id=str(data["id"]), group=str(data.get("group", "")), title=str(data.get("title", data["id"])),
-                       status=Status(data["status"]), evidence=str(data.get("evidence", "")))
+                       status=Status(data["status"]), evidence=str(data.get("evidence", "")),
+                       requirements=str(data["requirements"]) if data.get("requirements") else None)
         except (KeyError, ValueError, TypeError) as exc:
             raise ConfigError(f"bad preflight item: {exc}", field="items") from None
 
