@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import click
 
-PROFILE_NAMES = "calico, calico-noipip, canal"
+PROFILE_NAMES = "calico, calico-noipip, calico-vxlan, calico-wireguard, canal"
 
 # fetch_reports(inventory_path, *, pool_cidrs, service_cidr, profile) -> dict[host name, Report]
 FetchReports = Callable[..., dict]

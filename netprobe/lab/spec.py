@@ -7,7 +7,7 @@ finding the file, by path or by name (``demo`` -> ``scenarios/demo.yaml``).
 Shape (every key but ``hosts`` is optional)::
 
     name: demo                  # default: the file name without .yaml
-    profile: calico             # calico | calico-noipip | canal
+    profile: calico             # calico | calico-noipip | calico-vxlan | calico-wireguard | canal
     vni: 1                      # VXLAN network id for kernel VXLAN devices
     segments:                   # L2 segments (one bridge each); default: one "lan" 198.18.0.0/24
       - {name: rack1, subnet: 198.18.1.0/24, hosts: [cp1, node1]}

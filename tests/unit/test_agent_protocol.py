@@ -71,12 +71,14 @@ def test_checks_are_parsed_once_into_check_objects():
     assert checks["dns"].direction is Direction.BOTH
 
 
-def test_every_builtin_check_is_accepted():
+def test_every_builtin_ipv4_check_is_accepted():
+    # IPv6 checks (wireguard6) never cross the wire until IPv6 is probed: planning skips them
+    ipv4 = {c.id: c for c in CHECKS.values() if c.family == 4}
     request = ProbeRequest.from_dict_untrusted(
-        request_dict(checks=[c.to_dict() for c in CHECKS.values()],
-                     targets=[{"name": "n2", "address": "192.0.2.2", "checks": list(CHECKS)}])
+        request_dict(checks=[c.to_dict() for c in ipv4.values()],
+                     targets=[{"name": "n2", "address": "192.0.2.2", "checks": list(ipv4)}])
     )
-    assert request.check_map() == CHECKS
+    assert request.check_map() == ipv4
 
 
 def test_empty_target_list_is_a_valid_request():
@@ -215,7 +217,7 @@ names = st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True)
 @given(
     run_id=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
     hosts=st.dictionaries(names, st.ip_addresses(v=4).map(str), max_size=8),
-    wanted=st.lists(st.sampled_from(sorted(CHECKS)), min_size=1, max_size=6, unique=True),
+    wanted=st.lists(st.sampled_from(sorted(c.id for c in CHECKS.values() if c.family == 4)), min_size=1, max_size=6, unique=True),
     timeout=st.floats(min_value=0.05, max_value=30),
     retries=st.integers(0, 5),
     vni=st.integers(0, 2**24 - 1),
