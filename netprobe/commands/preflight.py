@@ -34,6 +34,21 @@ def make_command(fetch_reports: FetchReports | str) -> click.Command:
     @click.option("--service-cidr", metavar="CIDR[,CIDR]",
                   help="Service (ClusterIP) range; default: kube-apiserver's, when it runs here.")
     @click.option("--profile", default="calico", show_default=True, help=f"One of: {PROFILE_NAMES}.")
+    @click.option("--requirements", "requirements", type=click.Choice(["current", "legacy"]), default="current",
+                  show_default=True,
+                  help="current: Calico today (kernel >= 5.10, kube-proxy iptables/ipvs/nftables, ...); "
+                       "legacy: the old requirements page (kernel >= 3.10, ...). Each line names its set.")
+    @click.option("--dataplane", type=click.Choice(["iptables", "nftables", "bpf"]), default="iptables",
+                  show_default=True,
+                  help="Calico's dataplane: nftables adds kernel >= 5.13, nft >= 1.0.1 and kube-proxy in nftables "
+                       "mode; bpf adds kernel >= 5.3 (5.8+ recommended), VXLAN and no IP-in-IP.")
+    @click.option("--wireguard", is_flag=True,
+                  help="WireGuard encryption is on: the wireguard module and UDP 51820 "
+                       "(implied by --profile calico-wireguard).")
+    @click.option("--vxlan-port", type=click.IntRange(1, 65535), default=None,
+                  help="The UDP port the mesh probes for vxlan [default: the inventory's vxlan_port with "
+                       "--inventory, else the profile's: 8472 for canal, 4789 otherwise]; VXLAN devices found "
+                       "on a different port are flagged.")
     @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
     @click.option("--root", default="/", metavar="DIR", show_default=True,
                   help="Read /proc, /sys, /etc, /boot and lib/modules under DIR (a mounted image, a "
@@ -42,7 +57,8 @@ def make_command(fetch_reports: FetchReports | str) -> click.Command:
                   help="With --root, still read addresses/routes from this host's netlink "
                        "(e.g. a container sharing the host's network, its / mounted at DIR).")
     @click.option("--inventory", metavar="FILE", help="Every host of the inventory, through the agents.")
-    def preflight(pool_cidrs, service_cidr, profile, fmt, root, live_netlink, inventory) -> int:
+    def preflight(pool_cidrs, service_cidr, profile, requirements, dataplane, wireguard, vxlan_port, fmt, root,
+                  live_netlink, inventory) -> int:
         """Check this host against Calico's node and kernel requirements.
 
         \b
@@ -55,12 +71,14 @@ def make_command(fetch_reports: FetchReports | str) -> click.Command:
         from netprobe.preflight import render
         from netprobe.preflight.rules import check_options
 
-        check_options(pool_cidrs=pool_cidrs or None, service_cidr=service_cidr, profile=profile)
+        options = {"requirements": requirements, "dataplane": dataplane, "wireguard": wireguard,
+                   "vxlan_port": vxlan_port}
+        check_options(pool_cidrs=pool_cidrs or None, service_cidr=service_cidr, profile=profile, **options)
         if inventory:
             if root != "/":
                 raise ConfigError("--root reads one host; it cannot be combined with --inventory", field="--root")
             reports = _fetch(fetch_reports, inventory, pool_cidrs=list(pool_cidrs) or None,
-                             service_cidr=service_cidr, profile=profile)
+                             service_cidr=service_cidr, profile=profile, **options)
             if fmt == "json":
                 click.echo(render.render_hosts_json(reports))
             else:
@@ -78,7 +96,7 @@ def make_command(fetch_reports: FetchReports | str) -> click.Command:
         from netprobe.preflight import collect
 
         report = collect(root, pool_cidrs=list(pool_cidrs) or None, service_cidr=service_cidr, profile=profile,
-                         live_netlink=True if live_netlink else None)
+                         live_netlink=True if live_netlink else None, **options)
         if fmt == "json":
             click.echo(render.render_report_json(report))
         else:

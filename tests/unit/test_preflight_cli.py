@@ -100,7 +100,9 @@ def test_inventory_with_an_injected_fetcher():
                                 standalone_mode=False)
     assert result.exception is None, result.output
     assert result.return_value == 1
-    assert calls == [("inv.yaml", {"pool_cidrs": ["10.10.0.0/16"], "service_cidr": None, "profile": "calico"})]
+    assert calls == [("inv.yaml", {"pool_cidrs": ["10.10.0.0/16"], "service_cidr": None, "profile": "calico",
+                                   "requirements": "current", "dataplane": "iptables", "wireguard": False,
+                                   "vxlan_port": None})]
     data = json.loads(result.output)
     assert data["status"] == "fail" and list(data["hosts"]) == ["node1", "node2"]
 
