@@ -87,3 +87,27 @@ def test_canal_vxlan_runs_on_8472_and_carries_an_overlay_ping():
         assert cells[("vxlan", "cp1", "node1")]["reach"] == "allowed"
         assert (cells[("vxlan", "node3", "node1")]["reach"], cells[("vxlan", "node3", "node1")]["where"]) \
             == ("blocked", "destination-ingress")
+
+
+def test_preflight_inventory_flags_a_vxlan_port_the_mesh_does_not_probe(tmp_path):
+    """The agents report flannel.1 on 8472; an inventory that pins vxlan_port 4789 is flagged on
+    every host, the lab's own inventory (8472) is not."""
+    scenario = load_scenario("canal-vxlan-one-way")
+    with running_lab(scenario, f"ct-pf-{TAG}") as lab:
+        responders(lab, scenario)
+
+        def preflight(inventory):
+            proc = subprocess.run([*NETPROBE, "preflight", "--inventory", str(inventory), "--profile", "canal",
+                                   "--format", "json"], capture_output=True, text=True, timeout=60)
+            assert proc.returncode in (0, 1), proc.stderr
+            return json.loads(proc.stdout)["hosts"]
+
+        for report in preflight(lab.inventory_path).values():
+            item = next(i for i in report["items"] if i["id"] == "vxlan:flannel.1")
+            assert item["status"] == "ok" and "UDP 8472" in item["evidence"]
+        pinned = tmp_path / "inventory.yaml"
+        text = lab.inventory_path.read_text().replace("vxlan_port: 8472", "vxlan_port: 4789")
+        pinned.write_text(text.replace("token_file: token", f"token_file: {lab.token_path}"))
+        for report in preflight(pinned).values():
+            item = next(i for i in report["items"] if i["id"] == "vxlan:flannel.1")
+            assert item["status"] == "warn" and "set vxlan_port: 8472" in item["evidence"], item

@@ -251,7 +251,20 @@ def test_preflight_request_round_trip_and_defaults():
     assert PreflightRequest.from_dict_untrusted({}) == PreflightRequest()
 
 
+def test_preflight_request_carries_the_requirement_options_only_when_set():
+    request = PreflightRequest(None, None, "canal", "legacy", "bpf", True, 8472)
+    data = json.loads(json.dumps(request.to_dict()))
+    assert data["requirements"] == "legacy" and data["vxlan_port"] == 8472 and data["wireguard"] is True
+    assert PreflightRequest.from_dict_untrusted(data) == request
+    # a request without them is exactly what it was (an agent of before never sees the keys)
+    assert set(PreflightRequest().to_dict()) == {"pool_cidrs", "service_cidr", "profile"}
+
+
 @pytest.mark.parametrize("data, field", [
+    ({"wireguard": "yes"}, "wireguard"),
+    ({"vxlan_port": 0}, "vxlan_port"),
+    ({"vxlan_port": "8472"}, "vxlan_port"),
+    ({"requirements": 3}, "requirements"),
     ([], "request"),
     ({"pool_cidr": "x"}, "pool_cidr"),
     ({"pool_cidrs": "198.18.0.0/16"}, "pool_cidrs"),
