@@ -264,7 +264,10 @@ def test_vxlan_reaches_the_kernel_device_one_way():
         finally:
             recv.kill()
             recv.wait()
-        assert seen == [lab.address("node2")]  # node3's VXLAN died in node1's INPUT
+        # the overlay's own traffic (cp1's flannel.1 floods its neighbour discovery) may show up too:
+        # only the two senders matter here
+        senders = {lab.address("node2"), lab.address("node3")}
+        assert [a for a in seen if a in senders] == [lab.address("node2")]  # node3's died in node1's INPUT
 
 
 # -- interruptions and errors -------------------------------------------------------------------
