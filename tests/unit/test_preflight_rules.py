@@ -9,7 +9,7 @@ from netprobe.errors import ConfigError
 from netprobe.preflight.facts import (CniConfig, CniFacts, Facts, HostAddress, KernelFacts, KubeFacts, NetFacts,
                                       OsFacts, Process, Socket, SocketFacts)
 from netprobe.preflight.model import Item, Report, Status
-from netprobe.preflight.requirements import CURRENT_SET, LEGACY_SET
+from netprobe.preflight.requirements import LEGACY_SET
 from netprobe.preflight.rules import arch_item, distro_item, evaluate, kernel_item
 from netprobe.preflight.rules_cluster import PORTS, cni_item, kube_proxy_item, port_item
 
