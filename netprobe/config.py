@@ -67,12 +67,14 @@ def inventory_token(inventory: Inventory, override: str | None = None) -> str:
     return read_token(None, required=True)
 
 
-def parse_checks(profile: str, checks: str | None, *, apiserver_port: int = 6443, custom=()):
+def parse_checks(profile: str, checks: str | None, *, apiserver_port: int = 6443, vxlan_port: int | None = None,
+                 custom=()):
     """The checks a run probes: the profile's, or the comma-separated ``--checks`` list."""
     from netprobe.core.checks import UnknownCheck, select_checks
 
     names = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
     try:
-        return select_checks(profile, names, apiserver_port=apiserver_port, custom=custom)
+        return select_checks(profile, names, apiserver_port=apiserver_port, vxlan_port=vxlan_port,
+                             custom=custom)
     except UnknownCheck as exc:
         raise ConfigError(str(exc), field="--checks" if names else "--profile") from None

@@ -236,17 +236,26 @@ class PreflightRequest:
     pool_cidrs: tuple[str, ...] | None = None
     service_cidr: str | None = None
     profile: str = "calico"
+    # Calico as it runs today (each None: the agent's default; sent only when set)
+    requirements: str | None = None   # legacy | current
+    dataplane: str | None = None      # iptables | nftables | bpf
+    wireguard: bool | None = None
+    vxlan_port: int | None = None     # the port the mesh probes for vxlan
+
+    OPTIONS = ("requirements", "dataplane", "wireguard", "vxlan_port")
 
     def to_dict(self) -> dict:
-        return {"pool_cidrs": None if self.pool_cidrs is None else list(self.pool_cidrs),
+        data = {"pool_cidrs": None if self.pool_cidrs is None else list(self.pool_cidrs),
                 "service_cidr": self.service_cidr, "profile": self.profile}
+        data.update({k: getattr(self, k) for k in self.OPTIONS if getattr(self, k) is not None})
+        return data
 
     @classmethod
     def from_dict_untrusted(cls, data: Any) -> PreflightRequest:
         """Types only: the values (CIDRs, profile) are the preflight rules' to judge (a 400)."""
         if not isinstance(data, dict):
             raise InvalidRequest("request", "must be a JSON object")
-        _check_keys(data, {"pool_cidrs", "service_cidr", "profile"}, set(), "")
+        _check_keys(data, {"pool_cidrs", "service_cidr", "profile", *cls.OPTIONS}, set(), "")
         pools = data.get("pool_cidrs")
         if pools is not None:
             for i, cidr in enumerate(_list(pools, MAX_CIDRS, "pool_cidrs")):
@@ -255,7 +264,17 @@ class PreflightRequest:
         service = data.get("service_cidr")
         if service is not None:
             _short_text(service, "service_cidr")
-        return cls(pools, service, _short_text(data.get("profile", "calico"), "profile"))
+        options = {}
+        for key in ("requirements", "dataplane"):
+            if data.get(key) is not None:
+                options[key] = _short_text(data[key], key)
+        if data.get("wireguard") is not None:
+            if not isinstance(data["wireguard"], bool):
+                raise InvalidRequest("wireguard", "must be true or false")
+            options["wireguard"] = data["wireguard"]
+        if data.get("vxlan_port") is not None:
+            options["vxlan_port"] = _integer(data["vxlan_port"], 1, 65535, "vxlan_port")
+        return cls(pools, service, _short_text(data.get("profile", "calico"), "profile"), **options)
 
 
 # ------------------------------------------------------------------ replies
@@ -404,6 +423,7 @@ def preflight_report_from_dict_untrusted(raw: Any, field: str = "report") -> Rep
             title=fields.text(item["title"], f"{where}.title", limit=MAX_SHORT_TEXT),
             status=fields.choice(Status, item["status"], f"{where}.status"),
             evidence=fields.text(item["evidence"], f"{where}.evidence", limit=MAX_EVIDENCE),
+            requirements=fields.text(item.get("requirements", ""), f"{where}.requirements", limit=MAX_SHORT_TEXT),
         ))
     pools = fields.items(d["pool_cidrs"], f"{field}.pool_cidrs", MAX_CIDRS)
     return Report(
@@ -414,6 +434,9 @@ def preflight_report_from_dict_untrusted(raw: Any, field: str = "report") -> Rep
                          for i, p in enumerate(pools)),
         service_cidr=fields.text(d["service_cidr"], f"{field}.service_cidr", limit=MAX_SHORT_TEXT, optional=True),
         root=fields.text(d["root"], f"{field}.root", limit=MAX_SHORT_TEXT),
+        requirements=fields.text(d.get("requirements", ""), f"{field}.requirements", limit=MAX_SHORT_TEXT),
+        dataplane=fields.text(d.get("dataplane", "iptables"), f"{field}.dataplane", limit=MAX_SHORT_TEXT),
+        wireguard=fields.flag(d.get("wireguard", False), f"{field}.wireguard"),
     )
 
 

@@ -121,8 +121,9 @@ class Responder:
     async def preflight(self, params: dict) -> dict:
         from netprobe.preflight import collect
 
+        options = {k: params[k] for k in ("requirements", "dataplane", "wireguard", "vxlan_port") if k in params}
         report = collect("/", pool_cidrs=params.get("pool_cidrs"), service_cidr=params.get("service_cidr"),
-                         profile=params.get("profile", "calico"))
+                         profile=params.get("profile", "calico"), **options)
         return report.to_dict()
 
 

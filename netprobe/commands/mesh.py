@@ -17,7 +17,8 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
     from netprobe.config import inventory_token, parse_checks, write_file
     from netprobe.orchestration.mesh_run import run_mesh
 
-    selected = parse_checks(profile, checks, apiserver_port=inventory.apiserver_port, custom=inventory.custom_checks)
+    selected = parse_checks(profile, checks, apiserver_port=inventory.apiserver_port,
+                            vxlan_port=inventory.vxlan_port, custom=inventory.custom_checks)
     token = inventory_token(inventory, token_file)
 
     async def go(progress):
@@ -59,7 +60,8 @@ def _common_options(f):
     f = click.option("--checks", default=None, metavar="LIST",
                      help="Comma-separated check ids; replaces the profile's list.")(f)
     f = click.option("--profile", default="calico", show_default=True,
-                     help="calico (bgp, ipip, typha, apiserver, etcd), calico-noipip, or canal.")(f)
+                     help="calico (bgp, ipip, typha, apiserver, etcd), calico-noipip, calico-vxlan, "
+                          "calico-wireguard, or canal.")(f)
     return f
 
 

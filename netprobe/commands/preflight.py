@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import click
 
-PROFILE_NAMES = "calico, calico-noipip, canal"
+PROFILE_NAMES = "calico, calico-noipip, calico-vxlan, calico-wireguard, canal"
 
 # fetch_reports(inventory_path, *, pool_cidrs, service_cidr, profile) -> dict[host name, Report]
 FetchReports = Callable[..., dict]
@@ -34,6 +34,21 @@ def make_command(fetch_reports: FetchReports | str) -> click.Command:
     @click.option("--service-cidr", metavar="CIDR[,CIDR]",
                   help="Service (ClusterIP) range; default: kube-apiserver's, when it runs here.")
     @click.option("--profile", default="calico", show_default=True, help=f"One of: {PROFILE_NAMES}.")
+    @click.option("--requirements", "requirements", type=click.Choice(["current", "legacy"]), default="current",
+                  show_default=True,
+                  help="current: Calico today (kernel >= 5.10, kube-proxy iptables/ipvs/nftables, ...); "
+                       "legacy: the old requirements page (kernel >= 3.10, ...). Each line names its set.")
+    @click.option("--dataplane", type=click.Choice(["iptables", "nftables", "bpf"]), default="iptables",
+                  show_default=True,
+                  help="Calico's dataplane: nftables adds kernel >= 5.13, nft >= 1.0.1 and kube-proxy in nftables "
+                       "mode; bpf adds kernel >= 5.3 (5.8+ recommended), VXLAN and no IP-in-IP.")
+    @click.option("--wireguard", is_flag=True,
+                  help="WireGuard encryption is on: the wireguard module and UDP 51820 "
+                       "(implied by --profile calico-wireguard).")
+    @click.option("--vxlan-port", type=click.IntRange(1, 65535), default=None,
+                  help="The UDP port the mesh probes for vxlan [default: the inventory's vxlan_port with "
+                       "--inventory, else the profile's: 8472 for canal, 4789 otherwise]; VXLAN devices found "
+                       "on a different port are flagged.")
     @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
     @click.option("--root", default="/", metavar="DIR", show_default=True,
                   help="Read /proc, /sys, /etc, /boot and lib/modules under DIR (a mounted image, a "
@@ -47,8 +62,8 @@ def make_command(fetch_reports: FetchReports | str) -> click.Command:
                        "from its API. With --inventory: hosts and cluster, one exit code (3 when partial).")
     @click.option("--context", default=None, help="kubeconfig context (default: the current one).")
     @click.option("--in-cluster", is_flag=True, help="The cluster section, with the pod's service account.")
-    def preflight(pool_cidrs, service_cidr, profile, fmt, root, live_netlink, inventory,
-                  kubeconfig=None, context=None, in_cluster=False) -> int:
+    def preflight(pool_cidrs, service_cidr, profile, requirements, dataplane, wireguard, vxlan_port, fmt, root,
+                  live_netlink, inventory, kubeconfig=None, context=None, in_cluster=False) -> int:
         """Check this host against Calico's node and kernel requirements.
 
         \b
@@ -61,7 +76,9 @@ def make_command(fetch_reports: FetchReports | str) -> click.Command:
         from netprobe.preflight import render
         from netprobe.preflight.rules import check_options
 
-        check_options(pool_cidrs=pool_cidrs or None, service_cidr=service_cidr, profile=profile)
+        options = {"requirements": requirements, "dataplane": dataplane, "wireguard": wireguard,
+                   "vxlan_port": vxlan_port}
+        check_options(pool_cidrs=pool_cidrs or None, service_cidr=service_cidr, profile=profile, **options)
         if kubeconfig or context or in_cluster:
             if root != "/":
                 raise ConfigError("--root reads one host; it cannot be combined with --kubeconfig", field="--root")
@@ -69,13 +86,13 @@ def make_command(fetch_reports: FetchReports | str) -> click.Command:
 
             return run_cluster(kubeconfig=kubeconfig, context=context, in_cluster=in_cluster, inventory=inventory,
                                fetch=lambda inv, **opts: _fetch(fetch_reports, inv, **opts),
-                               pool_cidrs=list(pool_cidrs) or None,
-                               service_cidr=service_cidr, profile=profile, fmt=fmt)
+                               pool_cidrs=list(pool_cidrs) or None, service_cidr=service_cidr, profile=profile,
+                               fmt=fmt, requirements=requirements, host_options=options)
         if inventory:
             if root != "/":
                 raise ConfigError("--root reads one host; it cannot be combined with --inventory", field="--root")
             reports = _fetch(fetch_reports, inventory, pool_cidrs=list(pool_cidrs) or None,
-                             service_cidr=service_cidr, profile=profile)
+                             service_cidr=service_cidr, profile=profile, **options)
             if fmt == "json":
                 click.echo(render.render_hosts_json(reports))
             else:
@@ -97,7 +114,7 @@ def make_command(fetch_reports: FetchReports | str) -> click.Command:
         from netprobe.preflight import collect
 
         report = collect(root, pool_cidrs=list(pool_cidrs) or None, service_cidr=service_cidr, profile=profile,
-                         live_netlink=True if live_netlink else None)
+                         live_netlink=True if live_netlink else None, **options)
         if fmt == "json":
             click.echo(render.render_report_json(report))
         else:

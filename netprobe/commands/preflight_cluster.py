@@ -16,7 +16,7 @@ import click
 
 def run_cluster(*, kubeconfig: str | None, context: str | None, in_cluster: bool, inventory: str | None,
                 fetch: Callable[..., dict] | None, pool_cidrs: list[str] | None, service_cidr: str | None,
-                profile: str, fmt: str, requirements: str = "current") -> int:
+                profile: str, fmt: str, requirements: str = "current", host_options: dict | None = None) -> int:
     from netprobe.errors import ConfigError
     from netprobe.kube.client import ClusterError, api_client
     from netprobe.kube.cluster_read import read_cluster
@@ -33,8 +33,8 @@ def run_cluster(*, kubeconfig: str | None, context: str | None, in_cluster: bool
 
         inventory_port = load_inventory(inventory).apiserver_port
     api = api_client(kubeconfig, context, in_cluster=in_cluster)  # a bad kubeconfig: exit 2 before anything runs
-    reports = fetch(inventory, pool_cidrs=pool_cidrs, service_cidr=service_cidr, profile=profile) \
-        if inventory else None
+    reports = fetch(inventory, pool_cidrs=pool_cidrs, service_cidr=service_cidr, profile=profile,
+                    **(host_options or {})) if inventory else None
     server = api.configuration.host
     with api:
         try:

@@ -10,7 +10,7 @@ import click
 @click.option("--checks", "checks", default=None, metavar="LIST",
               help="Comma-separated check ids (bgp, ipip, typha, vxlan, apiserver, etcd). Default: the profile's.")
 @click.option("--profile", default="calico", show_default=True,
-              help="calico, calico-noipip or canal: picks the checks when --checks is not given.")
+              help="calico, calico-noipip, calico-vxlan, calico-wireguard or canal: picks the checks when --checks is not given.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.05, 30), default=1.0, show_default=True,
               help="Longest reply window per attempt, in seconds; once answers arrive it adapts to 4x the slowest RTT seen (at least 0.2 s).")
@@ -19,9 +19,11 @@ import click
 @click.option("--apiserver-port", type=click.IntRange(1, 65535), default=6443, show_default=True)
 @click.option("--vni", type=click.IntRange(0, 2**24 - 1), default=1, show_default=True,
               help="VXLAN network identifier of the vxlan probe.")
+@click.option("--vxlan-port", type=click.IntRange(1, 65535), default=None,
+              help="UDP port of the vxlan probe [default: the profile's: 8472 for canal, else 4789].")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
               help="Cluster token (or NETPROBE_TOKEN): lets a responder on TARGET echo UDP/IPIP/VXLAN probes.")
-def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, token_file):
+def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, vxlan_port, token_file):
     """Probe TARGET from this host with crafted raw packets, one probe per check.
 
     \b
@@ -36,7 +38,15 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, t
     from netprobe.orchestration.one_shot import run_probe
     from netprobe.report.probe_table import render_probe
 
-    selected = parse_checks(profile, checks, apiserver_port=apiserver_port)
+    selected = parse_checks(profile, checks, apiserver_port=apiserver_port, vxlan_port=vxlan_port)
+    from netprobe.core.checks import IPV6_NOT_PROBED
+    from netprobe.errors import ConfigError
+
+    for check in [c for c in selected if c.family != 4]:
+        click.echo(f"netprobe: {check.id} skipped: {IPV6_NOT_PROBED}", err=True)
+    selected = [c for c in selected if c.family == 4]
+    if not selected:
+        raise ConfigError(f"no check left to probe ({IPV6_NOT_PROBED})", field="--checks")
     token = read_token(token_file, required=False)
     cells, stats = run_probe(target, selected, timeout=timeout, retries=retries, vni=vni, token=token)
     click.echo(render_probe(cells, stats, fmt=fmt, color=_use_color()), nl=False, color=_use_color())

@@ -19,7 +19,8 @@ DEFAULT_LISTEN = "tcp://127.0.0.1:9879"
               help="Serve /metrics, the live page (/), /result.json and /healthz here: tcp://ADDR:PORT.")
 @click.option("--webhook", default=None, metavar="URL", help="POST the changes (JSON) here after every run that had any.")
 @click.option("--profile", default="calico", show_default=True,
-              help="calico (bgp, ipip, typha, apiserver, etcd), calico-noipip, or canal.")
+              help="calico (bgp, ipip, typha, apiserver, etcd), calico-noipip, calico-vxlan, "
+                   "calico-wireguard, or canal.")
 @click.option("--checks", default=None, metavar="LIST", help="Comma-separated check ids; replaces the profile's list.")
 @click.option("--timeout", type=click.FloatRange(0.05, 30), default=1.0, show_default=True,
               help="Longest reply window per probe attempt, in seconds.")

@@ -34,9 +34,10 @@ class Check:
     direction: Direction
     to_role: str | None = None  # destination role for TO_ROLE checks
     from_role: str | None = "node"  # None: every host of the inventory is a source
+    family: int = 4             # 6: an IPv6 flow (defined, not probed yet: planning skips it)
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "id": self.id,
             "description": self.description,
             "proto": str(self.proto),
@@ -45,6 +46,9 @@ class Check:
             "to_role": self.to_role,
             "from_role": self.from_role,
         }
+        if self.family != 4:  # only then: result files of IPv4 checks stay as they were
+            data["family"] = self.family
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Check:
@@ -56,10 +60,14 @@ class Check:
             direction=Direction(data.get("direction", "both")),
             to_role=data.get("to_role"),
             from_role=data.get("from_role", "node"),
+            family=data.get("family", 4),
         )
 
 
-VXLAN_PORT = 4789
+VXLAN_PORT = 4789           # IANA's VXLAN port: Calico's own VXLAN mode (vxlan.calico)
+FLANNEL_VXLAN_PORT = 8472   # the Linux kernel's default, which flannel (and so canal) keeps on Linux
+WIREGUARD_PORT = 51820      # Calico's WireGuard, IPv4 (wireguard.cali)
+WIREGUARD6_PORT = 51821     # Calico's WireGuard, IPv6 (wg-v6.cali)
 DEFAULT_VNI = 1
 DEFAULT_APISERVER_PORT = 6443
 
@@ -69,7 +77,9 @@ CHECKS: dict[str, Check] = {
         Check("bgp", "Calico networking (BGP)", Proto.TCP, 179, Direction.BOTH),
         Check("ipip", "Calico IP-in-IP (default)", Proto.IPIP, None, Direction.BOTH),
         Check("typha", "Typha", Proto.TCP, 5473, Direction.TO_ROLE, to_role="typha"),
-        Check("vxlan", "flannel / canal VXLAN", Proto.VXLAN, VXLAN_PORT, Direction.BOTH),
+        Check("vxlan", "VXLAN overlay (Calico 4789, flannel/canal 8472)", Proto.VXLAN, VXLAN_PORT, Direction.BOTH),
+        Check("wireguard", "Calico WireGuard (IPv4)", Proto.UDP, WIREGUARD_PORT, Direction.BOTH),
+        Check("wireguard6", "Calico WireGuard (IPv6)", Proto.UDP, WIREGUARD6_PORT, Direction.BOTH, family=6),
         Check("apiserver", "kube-apiserver", Proto.TCP, DEFAULT_APISERVER_PORT, Direction.TO_ROLE,
               to_role="apiserver", from_role=None),
         Check("etcd", "etcd datastore", Proto.TCP, 2379, Direction.TO_ROLE, to_role="etcd", from_role=None),
@@ -79,8 +89,15 @@ CHECKS: dict[str, Check] = {
 PROFILES: dict[str, tuple[str, ...]] = {
     "calico": ("bgp", "ipip", "typha", "apiserver", "etcd"),
     "calico-noipip": ("bgp", "typha", "apiserver", "etcd"),
+    "calico-vxlan": ("vxlan", "typha", "apiserver", "etcd"),
+    "calico-wireguard": ("bgp", "ipip", "wireguard", "typha", "apiserver", "etcd"),
     "canal": ("vxlan", "typha", "apiserver", "etcd"),
 }
+# The UDP port the profile's VXLAN runs on, unless the inventory names one (``vxlan_port``):
+# flannel keeps the kernel's default 8472 on Linux (4789 only when configured, e.g. on Windows),
+# although Calico's old requirements page says 4789 for canal too.
+PROFILE_VXLAN_PORT: dict[str, int] = {"canal": FLANNEL_VXLAN_PORT}
+IPV6_NOT_PROBED = "IPv6 probing is not supported yet"
 DEFAULT_PROFILE = "calico"
 ROLES = frozenset({"node", "apiserver", "etcd", "typha"})
 
@@ -94,9 +111,12 @@ def select_checks(
     names: Sequence[str] | None = None,
     *,
     apiserver_port: int = DEFAULT_APISERVER_PORT,
+    vxlan_port: int | None = None,
     custom: Iterable[Check] = (),
 ) -> list[Check]:
-    """The checks a run uses: the profile's, or exactly ``names`` (any known or custom check)."""
+    """The checks a run uses: the profile's, or exactly ``names`` (any known or custom check).
+
+    ``vxlan`` probes ``vxlan_port`` when given, else the profile's VXLAN port (``vxlan_port_for``)."""
     known = dict(CHECKS)
     for check in custom:
         known[check.id] = check
@@ -112,7 +132,17 @@ def select_checks(
     checks = [known[n] for n in chosen]
     if not 1 <= apiserver_port <= 65535:
         raise UnknownCheck(f"apiserver port {apiserver_port} is not in 1-65535")
-    return [dataclasses.replace(c, port=apiserver_port) if c.id == "apiserver" else c for c in checks]
+    vport = vxlan_port_for(profile, vxlan_port)
+    if not 1 <= vport <= 65535:
+        raise UnknownCheck(f"vxlan port {vport} is not in 1-65535")
+    ports = {"apiserver": apiserver_port, "vxlan": vport}
+    return [dataclasses.replace(c, port=ports[c.id]) if c.id in ports else c
+            for c in checks]
+
+
+def vxlan_port_for(profile: str, vxlan_port: int | None = None) -> int:
+    """The UDP port ``vxlan`` probes: the inventory's ``vxlan_port``, else the profile's default."""
+    return vxlan_port if vxlan_port is not None else PROFILE_VXLAN_PORT.get(profile, VXLAN_PORT)
 
 
 @dataclass(frozen=True)
@@ -147,6 +177,9 @@ def plan_cells(hosts: Sequence[HostRef], checks: Sequence[Check]) -> tuple[list[
     cells: list[PlannedCell] = []
     skipped: list[Skipped] = []
     for check in checks:
+        if check.family != 4:
+            skipped.append(Skipped(check.id, IPV6_NOT_PROBED))
+            continue
         sources = [h for h in hosts if check.from_role is None or check.from_role in h.roles]
         if check.direction is Direction.BOTH:
             targets = sources

@@ -35,6 +35,7 @@ class Inventory:
     custom_checks: tuple[Check, ...] = ()
     source: str = "inventory"
     ca_file: str | None = None  # verifies https:// agents (a private CA); absolute
+    vxlan_port: int | None = None  # the UDP port of the cluster's VXLAN (None: the profile's default)
 
     def host(self, name: str) -> Host:
         for h in self.hosts:
@@ -96,7 +97,8 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
     data = load_yaml(text, source=source)
     if not isinstance(data, dict):
         raise ConfigError("must be a mapping with a 'hosts' list", file=source)
-    unknown = sorted(str(k) for k in set(data) - {"token_file", "ca_file", "apiserver_port", "vni", "hosts", "checks"})
+    unknown = sorted(str(k) for k in set(data) - {"token_file", "ca_file", "apiserver_port", "vni", "vxlan_port",
+                                                  "hosts", "checks"})
     if unknown:  # str(): YAML keys may be numbers, which neither sort with strings nor name a field
         raise ConfigError(f"unknown key {unknown[0]!r}", file=source, field=unknown[0])
     raw_hosts = data.get("hosts")
@@ -148,6 +150,9 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
     apiserver_port = _int(data.get("apiserver_port", DEFAULT_APISERVER_PORT), lo=1, hi=65535,
                           source=source, field="apiserver_port")
     vni = _int(data.get("vni", 1), lo=0, hi=(1 << 24) - 1, source=source, field="vni")
+    vxlan_port = data.get("vxlan_port")
+    if vxlan_port is not None:
+        vxlan_port = _int(vxlan_port, lo=1, hi=65535, source=source, field="vxlan_port")
     raw_checks = data.get("checks", [])
     if not isinstance(raw_checks, list):
         raise ConfigError("must be a list", file=source, field="checks")
@@ -163,4 +168,4 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
         if not isinstance(ca_file, str) or not ca_file:
             raise ConfigError("must be a path", file=source, field="ca_file")
         ca_file = os.path.normpath(os.path.join(base_dir, ca_file))
-    return Inventory(tuple(hosts), token_file, apiserver_port, vni, custom, source, ca_file)
+    return Inventory(tuple(hosts), token_file, apiserver_port, vni, custom, source, ca_file, vxlan_port)

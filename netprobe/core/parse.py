@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from ipaddress import IPv4Address
 
-from netprobe.core.checks import VXLAN_PORT
 from netprobe.core.cookies import PAYLOAD_LEN
 from netprobe.core.wire import (
     ETH_P_IP,
@@ -136,7 +135,7 @@ def _payload_of(data: memoryview) -> bytes | None:
     return None
 
 
-def _parse_udp_payload(src: bytes, dst: bytes, ip_id: int, seg: memoryview, vxlan_port: int) -> PayloadPacket:
+def _parse_udp_payload(src: bytes, dst: bytes, ip_id: int, seg: memoryview, vxlan_port: int | None) -> PayloadPacket:
     if len(seg) < 8:
         raise BadPacket("truncated UDP header")
     sport, dport, _length, _csum = struct.unpack_from("!HHHH", seg)
@@ -144,7 +143,7 @@ def _parse_udp_payload(src: bytes, dst: bytes, ip_id: int, seg: memoryview, vxla
     payload = _payload_of(body)
     if payload is not None:
         return PayloadPacket(Encap.UDP, src, dst, sport, dport, payload, ip_id)
-    if vxlan_port in (sport, dport) and len(body) >= VXLAN_PAYLOAD_OFFSET - 8 + PAYLOAD_LEN:  # body: after the outer UDP
+    if (vxlan_port is None or vxlan_port in (sport, dport)) and len(body) >= VXLAN_PAYLOAD_OFFSET - 8 + PAYLOAD_LEN:  # body: after the outer UDP
         if body[0] & 0x08 and struct.unpack_from("!H", body, 8 + 12)[0] == ETH_P_IP:
             proto, isrc, idst, _iid, inner = parse_ipv4_untrusted(bytes(body[8 + 14 :]))
             if proto == IPPROTO_UDP and len(inner) >= 8:
@@ -196,8 +195,12 @@ def _parse_icmp(src: bytes, dst: bytes, msg: memoryview) -> IcmpPacket:
     return IcmpPacket(src, dst, icmp_type, code, _parse_quoted(msg[8:]))
 
 
-def parse_packet_untrusted(data: bytes, *, vxlan_port: int = VXLAN_PORT) -> Parsed:
+def parse_packet_untrusted(data: bytes, *, vxlan_port: int | None = None) -> Parsed:
     """Parse an IPv4 packet into a TCP segment, an ICMP error or a payload packet.
+
+    A VXLAN probe is known by its framing (I flag, inner Ethernet/IPv4/UDP, netprobe payload) on
+    any UDP port unless ``vxlan_port`` pins one: Calico's VXLAN runs on 4789, flannel's (canal) on
+    8472, and an inventory may name another (``vxlan_port``); the payload's tag still decides.
 
     Anything malformed or of no interest to netprobe raises BadPacket, and only that.
     """

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,6 +217,12 @@ class Applier:
             case p.AddVxlan(ns=ns, ifname=ifname, vni=vni, port=port, dev=dev, local=local):
                 self._rt(ns).link("add", ifname=ifname, kind="vxlan", vxlan_id=vni, vxlan_port=port,
                                   vxlan_link=self._need_index(ns, dev), vxlan_local=local)
+            case p.AddFdb(ns=ns, ifname=ifname, dst=dst):
+                from pyroute2.netlink.rtnl import ndmsg
+
+                self._rt(ns).neigh("append", ifindex=self._need_index(ns, ifname), family=socket.AF_BRIDGE,
+                                   lladdr=p.ZERO_MAC, dst=dst, state=ndmsg.states["permanent"],
+                                   flags=ndmsg.flags["self"])
             case p.LoadFirewall(ns=ns, field=field, commands=cmds):
                 run_firewall_commands(cmds, source=self.source, field=field, netns=ns)
             case p.FlushFirewall(ns=ns):

@@ -13,15 +13,32 @@ nothing inside a namespace that is about to be deleted anyway.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import deque
 from dataclasses import dataclass
 
 from netprobe.lab import firewall as fw
 from netprobe.lab.names import netns_name, state_dir
-from netprobe.lab.spec import DAEMONS, VXLAN_PORT, HostSpec, Scenario
+from netprobe.lab.spec import DAEMONS, HostSpec, Scenario
 
 BRIDGE = "br0"
-VXLAN_DEV = "vxlan0"
+# The VXLAN device a lab host gets: named as the real one, so preflight tells them apart
+# (flannel's flannel.1 in a canal cluster, Felix's vxlan.calico otherwise).
+VXLAN_DEVS = {"canal": "flannel.1"}
+CALICO_VXLAN_DEV = "vxlan.calico"
+# Each VXLAN device's overlay address: 198.19.0.N/24 (N = the host's place among the VXLAN hosts),
+# inside the lab's 198.18.0.0/15, so an overlay ping proves the device carries traffic.
+OVERLAY_NET = "198.19.0.0/24"
+ZERO_MAC = "00:00:00:00:00:00"
+
+
+def vxlan_device(profile: str) -> str:
+    return VXLAN_DEVS.get(profile, CALICO_VXLAN_DEV)
+
+
+def overlay_address(index: int) -> str:
+    """The overlay address of the ``index``-th VXLAN host (0-based)."""
+    return str(ipaddress.IPv4Network(OVERLAY_NET)[index + 1])
 BIRD_AS = 64512
 
 
@@ -159,6 +176,19 @@ class AddVxlan:
 
 
 @dataclass(frozen=True)
+class AddFdb:
+    """Flood the device's broadcast/unknown traffic to a peer VTEP (flannel writes one entry per
+    peer MAC; an all-zeros entry per peer is the same wiring without knowing the MACs)."""
+
+    ns: str
+    ifname: str
+    dst: str
+
+    def describe(self) -> str:
+        return f"[{self.ns}] bridge fdb append {ZERO_MAC} dev {self.ifname} dst {self.dst}"
+
+
+@dataclass(frozen=True)
 class LoadFirewall:
     ns: str
     owner: str     # host or router name
@@ -217,7 +247,7 @@ class StopProcess:
 
 
 Action = (CreateNetns | DeleteNetns | AddBridge | AddVeth | DeleteLink | SetMaster | LinkUp | AddAddress
-          | DeleteAddress | AddRoute | DeleteRoute | SetSysctl | AddVxlan | LoadFirewall | FlushFirewall
+          | DeleteAddress | AddRoute | DeleteRoute | SetSysctl | AddVxlan | AddFdb | LoadFirewall | FlushFirewall
           | StartListener | StartDaemon | StopProcess)
 
 
@@ -339,13 +369,20 @@ def build_plan(scenario: Scenario, lab_name: str) -> list[Step]:
         for dst, gw in node_routes:
             add(Step(AddRoute(ns[node], dst, gw), DeleteRoute(ns[node], dst, gw)))
 
-    # kernel VXLAN devices (flannel's flannel.1 in a canal cluster)
-    for h in scenario.hosts:
-        if h.services.vxlan_vni is not None:
-            n = ns[h.name]
-            add(Step(AddVxlan(n, VXLAN_DEV, h.services.vxlan_vni, VXLAN_PORT, "eth0", h.address),
-                     DeleteLink(n, VXLAN_DEV)))
-            add(Step(LinkUp(n, VXLAN_DEV)))
+    # kernel VXLAN devices (flannel's flannel.1 in a canal cluster, vxlan.calico for Calico's
+    # VXLAN) on the scenario's port, with an overlay address and a flood entry to every peer
+    dev = vxlan_device(scenario.profile)
+    vxlan_hosts = [h for h in scenario.hosts if h.services.vxlan_vni is not None]
+    for i, h in enumerate(vxlan_hosts):
+        n = ns[h.name]
+        add(Step(AddVxlan(n, dev, h.services.vxlan_vni, scenario.vxlan_port, "eth0", h.address),
+                 DeleteLink(n, dev)))
+        plen = ipaddress.IPv4Network(OVERLAY_NET).prefixlen
+        add(Step(AddAddress(n, dev, overlay_address(i), plen), DeleteAddress(n, dev, overlay_address(i), plen)))
+        for peer in vxlan_hosts:
+            if peer.name != h.name and peer.services.vxlan_vni == h.services.vxlan_vni:
+                add(Step(AddFdb(n, dev, peer.address)))
+        add(Step(LinkUp(n, dev)))
 
     # firewalls, routers first: the path exists before the hosts guard themselves
     for node in (*scenario.routers, *scenario.hosts):
@@ -395,6 +432,7 @@ def inventory(scenario: Scenario, lab_name: str) -> dict:
         "token_file": "token",
         "apiserver_port": 6443,
         "vni": scenario.vni,
+        "vxlan_port": scenario.vxlan_port,
         "hosts": [
             {"name": h.name, "address": h.address, "roles": sorted(h.roles), "agent": f"unix:{sd}/{scenario.short(h.name)}.sock"}
             for h in scenario.hosts

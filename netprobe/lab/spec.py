@@ -7,8 +7,9 @@ finding the file, by path or by name (``demo`` -> ``scenarios/demo.yaml``).
 Shape (every key but ``hosts`` is optional)::
 
     name: demo                  # default: the file name without .yaml
-    profile: calico             # calico | calico-noipip | canal
+    profile: calico             # calico | calico-noipip | calico-vxlan | calico-wireguard | canal
     vni: 1                      # VXLAN network id for kernel VXLAN devices
+    vxlan_port: 8472            # their UDP port; default the profile's (canal 8472, else 4789)
     segments:                   # L2 segments (one bridge each); default: one "lan" 198.18.0.0/24
       - {name: rack1, subnet: 198.18.1.0/24, hosts: [cp1, node1]}
     routers:                    # namespaces forwarding between segments
@@ -19,6 +20,8 @@ Shape (every key but ``hosts`` is optional)::
         address: 198.18.1.10    # default: allocated from the segment's subnet
         firewall: {nft: "...", iptables: "...", ip6tables: "...", ipset: "..."}
         services: {listen: {tcp: [...], udp: [...]}, vxlan: true, daemons: [etcd, bird]}
+                                # default: the role's TCP ports, UDP 51820 on nodes of a
+                                # WireGuard profile, a VXLAN device on nodes of a VXLAN profile
     expect: {default: allowed, rules: [...]}
 """
 
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 
-from netprobe.core.checks import PROFILES, ROLES
+from netprobe.core.checks import PROFILES, ROLES, WIREGUARD_PORT, vxlan_port_for
 from netprobe.core.expect import Expectation, parse_expectation
 from netprobe.core.untrusted import load_yaml
 from netprobe.errors import ConfigError
@@ -51,9 +54,9 @@ HOST_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?
 ROLE_PORTS = {"node": 179, "typha": 5473, "apiserver": 6443, "etcd": 2379}
 # Real daemons the lab starts when installed, and the TCP ports they take over from the listener.
 DAEMONS = {"etcd": (2379, 2380), "bird": (179,)}
-VXLAN_PORT = 4789
 
-TOP_KEYS = frozenset({"name", "description", "profile", "vni", "segments", "routers", "hosts", "expect"})
+TOP_KEYS = frozenset({"name", "description", "profile", "vni", "vxlan_port", "segments", "routers", "hosts",
+                      "expect"})
 HOST_KEYS = frozenset({"name", "roles", "address", "firewall", "services"})
 SEGMENT_KEYS = frozenset({"name", "subnet", "hosts"})
 ROUTER_KEYS = frozenset({"name", "segments", "addresses", "firewall"})
@@ -115,6 +118,7 @@ class Scenario:
     vni: int = 1
     source: str = "scenario"
     text: str = field(default="", repr=False, compare=False)  # the YAML it came from (the lab keeps a copy)
+    vxlan_port: int = 4789  # the kernel VXLAN devices' UDP port (canal: flannel's 8472)
 
     @functools.cached_property
     def short_names(self) -> dict[str, str]:
@@ -228,26 +232,29 @@ def _firewall(raw: Any, source: str, fld: str) -> fw.Firewall:
     return fw.Firewall(**texts)
 
 
-def _services(raw: Any, roles: frozenset[str], profile: str, vni: int, source: str, fld: str) -> Services:
+def _services(raw: Any, roles: frozenset[str], profile: str, vni: int, vxlan_port: int, source: str,
+              fld: str) -> Services:
     data = {} if raw is None else _mapping(raw, SERVICE_KEYS, source, fld)
     listen = data.get("listen", None)
+    node = "node" in roles
     if listen is None:
         tcp = tuple(ROLE_PORTS[r] for r in sorted(roles, key=list(ROLE_PORTS).index))
-        udp: tuple[int, ...] = ()
+        # the kernel's WireGuard device owns 51820 on a real node; a listener stands in for it here
+        udp: tuple[int, ...] = (WIREGUARD_PORT,) if node and "wireguard" in PROFILES[profile] else ()
     elif isinstance(listen, list):
         tcp, udp = _ports(listen, source, f"{fld}.listen"), ()
     else:
         ldata = _mapping(listen, frozenset({"tcp", "udp"}), source, f"{fld}.listen")
         tcp = _ports(ldata.get("tcp", []), source, f"{fld}.listen.tcp")
         udp = _ports(ldata.get("udp", []), source, f"{fld}.listen.udp")
-    vx = data.get("vxlan", profile == "canal" and "node" in roles)
+    vx = data.get("vxlan", node and "vxlan" in PROFILES[profile])
     if isinstance(vx, bool):
         vxlan_vni = vni if vx else None
     else:
         vdata = _mapping(vx, frozenset({"vni"}), source, f"{fld}.vxlan")
         vxlan_vni = _vni(vdata.get("vni", vni), source, f"{fld}.vxlan.vni")
-    if vxlan_vni is not None and VXLAN_PORT in udp:
-        raise _err(f"UDP {VXLAN_PORT} is the VXLAN device's port; do not also listen on it",
+    if vxlan_vni is not None and vxlan_port in udp:
+        raise _err(f"UDP {vxlan_port} is the VXLAN device's port; do not also listen on it",
                    source, f"{fld}.listen.udp")
     daemons = _str_list(data.get("daemons", []), source, f"{fld}.daemons")
     for i, d in enumerate(daemons):
@@ -294,6 +301,9 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
     if profile not in PROFILES:
         raise _err(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})", source, "profile")
     vni = _vni(data.get("vni", 1), source, "vni")
+    vxlan_port = data.get("vxlan_port", vxlan_port_for(profile))
+    if isinstance(vxlan_port, bool) or not isinstance(vxlan_port, int) or not 1 <= vxlan_port <= 65535:
+        raise _err(f"must be a port in 1-65535, got {vxlan_port!r}", source, "vxlan_port")
 
     # hosts: names, roles, firewall, services (addresses come once segments are known)
     raw_hosts = data.get("hosts")
@@ -427,7 +437,7 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
             address=addr,
             prefixlen=subnets[sname].prefixlen,
             firewall=_firewall(h.get("firewall"), source, f"{fld}.firewall"),
-            services=_services(h.get("services"), roles, profile, vni, source, f"{fld}.services"),
+            services=_services(h.get("services"), roles, profile, vni, vxlan_port, source, f"{fld}.services"),
             field=fld,
         ))
     routers = tuple(
@@ -438,7 +448,8 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
     segments = tuple(SegmentSpec(s, str(subnets[s]), seg_hosts[s], seg_fields[s]) for s in subnets)
     roles_by_host = {h.name: h.roles for h in hosts}
     expect = parse_expectation(data.get("expect"), source=source, field="expect", hosts=roles_by_host)
-    return Scenario(name, profile, tuple(hosts), segments, routers, expect, description.strip(), vni, source, text)
+    return Scenario(name, profile, tuple(hosts), segments, routers, expect, description.strip(), vni, source, text,
+                    vxlan_port)
 
 
 # -- finding scenario files (the only I/O here) ------------------------------------------------

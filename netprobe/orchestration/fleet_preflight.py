@@ -11,16 +11,22 @@ AGENT_ITEM = "agent"  # the one preflight item of a host whose agent could not b
 
 
 def fetch_preflight(inventory_path: str, *, pool_cidrs=None, service_cidr=None, profile="calico",
-                    token_file: str | None = None) -> dict:
+                    token_file: str | None = None, requirements=None, dataplane=None, wireguard=None,
+                    vxlan_port=None) -> dict:
     """Every host's preflight report, asked of all agents at once; an agent that fails gives a
-    report whose only item is ``agent: unknown`` with the error as evidence."""
+    report whose only item is ``agent: unknown`` with the error as evidence. The VXLAN devices
+    each agent finds are judged against the port the mesh probes: ``vxlan_port``, else the
+    inventory's, else the profile's."""
     from netprobe.agent.client import AgentClient
     from netprobe.agent.protocol import PreflightRequest
     from netprobe.preflight.model import Item, Report, Status
 
     inventory = load_inventory(inventory_path)
     token = inventory_token(inventory, token_file)
-    request = PreflightRequest(None if pool_cidrs is None else tuple(pool_cidrs), service_cidr, profile)
+    if vxlan_port is None:
+        vxlan_port = inventory.vxlan_port
+    request = PreflightRequest(None if pool_cidrs is None else tuple(pool_cidrs), service_cidr, profile,
+                               requirements, dataplane, wireguard or None, vxlan_port)
     reports: dict = {}
 
     async def ask(host):

@@ -73,7 +73,8 @@ def run_scenario(ref: str, *, name: str | None = None, timeout: float = 0.5, ret
     with running_lab(scenario, name) as lab:
         inventory = load_inventory(str(lab.inventory_path))
         token = inventory_token(inventory)
-        selected = parse_checks(scenario.profile, checks, apiserver_port=inventory.apiserver_port)
+        selected = parse_checks(scenario.profile, checks, apiserver_port=inventory.apiserver_port,
+                                vxlan_port=inventory.vxlan_port)
         started = time.monotonic()
         start_responders(lab, [h.name for h in scenario.hosts])
         trio.run(wait_for_agents, inventory, token)

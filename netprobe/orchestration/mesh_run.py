@@ -67,7 +67,9 @@ async def run_mesh(
         """One client per agent for both rounds; round two starts when every agent finished
         round one (the responders must have seen every probe before they are asked)."""
         peers = plan.peers[host.name]
-        request = ProbeRequest(run_id, peers, tuple(checks) if peers else (), timeout, retries, inventory.vni)
+        # only IPv4 checks cross the wire: planning skips the IPv6 ones (not probed yet)
+        probed_checks = tuple(c for c in checks if c.family == 4) if peers else ()
+        request = ProbeRequest(run_id, peers, probed_checks, timeout, retries, inventory.vni)
         stage = "probe"
         try:
             async with contextlib.AsyncExitStack() as stack:

@@ -98,7 +98,7 @@ async def one_run(cfg: WatchConfig, state, metrics) -> None:
     try:
         inventory = cfg.planner(await cfg.source(), state.runs + 1)
         selected = parse_checks(cfg.profile, cfg.checks, apiserver_port=inventory.apiserver_port,
-                                custom=inventory.custom_checks)
+                                vxlan_port=inventory.vxlan_port, custom=inventory.custom_checks)
         token = inventory_token(inventory, cfg.token_file)
         if cfg.run_mesh is None:
             from netprobe.orchestration.mesh_run import run_mesh

@@ -12,7 +12,7 @@ from netprobe.preflight.model import Item, Report, Status
 __all__ = ["Item", "Report", "Status", "collect"]
 
 
-def collect(root="/", *, pool_cidrs=None, service_cidr=None, profile="calico", live_netlink=None) -> Report:
+def collect(root="/", *, pool_cidrs=None, service_cidr=None, profile="calico", live_netlink=None, **options) -> Report:
     """Read this host (files under ``root``, and netlink when root is /) and judge it.
 
     See ``netprobe.preflight.gather.collect``; imported lazily so ``import netprobe.preflight``
@@ -21,4 +21,4 @@ def collect(root="/", *, pool_cidrs=None, service_cidr=None, profile="calico", l
     from netprobe.preflight.gather import collect as _collect
 
     return _collect(root, pool_cidrs=pool_cidrs, service_cidr=service_cidr, profile=profile,
-                    live_netlink=live_netlink)
+                    live_netlink=live_netlink, **options)

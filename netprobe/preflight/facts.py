@@ -47,11 +47,19 @@ class HostRoute:
     type: int = 1         # 1 unicast, 6 blackhole, 7 unreachable, 8 prohibit ...
 
 
+@dataclass(frozen=True)
+class VxlanDevice:
+    ifname: str        # "flannel.1", "vxlan.calico", ...
+    port: int          # its UDP destination port (IFLA_VXLAN_PORT)
+    vni: int | None = None
+
+
 @dataclass
 class NetFacts:
     addresses: list[HostAddress] | None = None
     routes: list[HostRoute] | None = None
     source: str | None = None  # "netlink", "fixture ROOT/netprobe-addrs.json", or why it is unknown
+    vxlan: list[VxlanDevice] | None = None  # kernel VXLAN devices (None: not read, see source)
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,14 @@ class SocketFacts:
 
 
 @dataclass
+class ToolFacts:
+    """Userspace tools a dataplane needs: ``nft`` for Calico's nftables dataplane."""
+
+    nft_version: str | None = None   # "1.0.6" (None: not found or not run; see nft_source)
+    nft_source: str | None = None    # "nft --version" or why it is unknown
+
+
+@dataclass
 class Facts:
     """Everything read from one host (or a mounted image, with ``root``)."""
 
@@ -116,3 +132,4 @@ class Facts:
     processes: dict[int, Process] | None = None  # the process table (None: unreadable)
     kube: KubeFacts = field(default_factory=KubeFacts)
     sockets: SocketFacts = field(default_factory=SocketFacts)
+    tools: ToolFacts = field(default_factory=ToolFacts)

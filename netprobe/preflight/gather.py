@@ -11,6 +11,7 @@ from netprobe.preflight.model import Report
 from netprobe.preflight.read_host import read_cni, read_hostname, read_kube, read_os, read_processes, read_sockets
 from netprobe.preflight.read_kernel import read_kernel
 from netprobe.preflight.read_net import read_net
+from netprobe.preflight.read_tools import read_tools
 from netprobe.preflight.rules import check_options, evaluate
 
 
@@ -28,6 +29,7 @@ def read_facts(root: str | os.PathLike = "/", *, live_netlink: bool | None = Non
         processes=processes,
         kube=read_kube(base, processes),
         sockets=read_sockets(base),
+        tools=read_tools(base),
     )
 
 
@@ -38,9 +40,11 @@ def collect(
     service_cidr: str | None = None,
     profile: str = "calico",
     live_netlink: bool | None = None,
+    **options,
 ) -> Report:
-    """This host's preflight report. Raises ConfigError (exit 2) on bad CIDRs, profile or fixture."""
+    """This host's preflight report. Raises ConfigError (exit 2) on bad CIDRs, profile, options
+    (``requirements``, ``dataplane``, ``wireguard``, ``vxlan_port``: see ``rules.evaluate``) or fixture."""
     # Validate the options before reading anything, so bad input fails fast and alone.
-    check_options(pool_cidrs=pool_cidrs, service_cidr=service_cidr, profile=profile)
+    check_options(pool_cidrs=pool_cidrs, service_cidr=service_cidr, profile=profile, **options)
     facts = read_facts(root, live_netlink=live_netlink)
-    return evaluate(facts, pool_cidrs=pool_cidrs, service_cidr=service_cidr, profile=profile)
+    return evaluate(facts, pool_cidrs=pool_cidrs, service_cidr=service_cidr, profile=profile, **options)

@@ -25,6 +25,7 @@ MODULE_CONFIG: dict[str, str] = {
     "ipt_REJECT": "CONFIG_IP_NF_TARGET_REJECT",
     "ipip": "CONFIG_NET_IPIP",
     "vxlan": "CONFIG_VXLAN",
+    "wireguard": "CONFIG_WIREGUARD",
 }
 
 # Names a module is known by in /proc/modules and modules.dep (xt_set carries the ipt_set alias).

@@ -31,21 +31,18 @@ class Item:
     title: str
     status: Status
     evidence: str
-    requirements: str | None = None  # the requirement set a line comes from ("current", "old"); None: host rules
+    requirements: str = ""  # the requirement set(s) the line comes from (preflight.requirements)
 
     def to_dict(self) -> dict:
-        out = {"id": self.id, "group": self.group, "title": self.title,
-               "status": str(self.status), "evidence": self.evidence}
-        if self.requirements:
-            out["requirements"] = self.requirements
-        return out
+        return {"id": self.id, "group": self.group, "title": self.title,
+                "status": str(self.status), "evidence": self.evidence, "requirements": self.requirements}
 
     @classmethod
     def from_dict(cls, data: dict) -> Item:
         try:
             return cls(id=str(data["id"]), group=str(data.get("group", "")), title=str(data.get("title", data["id"])),
                        status=Status(data["status"]), evidence=str(data.get("evidence", "")),
-                       requirements=str(data["requirements"]) if data.get("requirements") else None)
+                       requirements=str(data.get("requirements", "")))
         except (KeyError, ValueError, TypeError) as exc:
             raise ConfigError(f"bad preflight item: {exc}", field="items") from None
 
@@ -58,6 +55,9 @@ class Report:
     pool_cidrs: tuple[str, ...] = ()
     service_cidr: str | None = None
     root: str = "/"
+    requirements: str = ""       # the set asked for: legacy or current ("" from an older agent)
+    dataplane: str = "iptables"
+    wireguard: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -81,6 +81,9 @@ class Report:
             "pool_cidrs": list(self.pool_cidrs),
             "service_cidr": self.service_cidr,
             "root": self.root,
+            "requirements": self.requirements,
+            "dataplane": self.dataplane,
+            "wireguard": self.wireguard,
             "status": "fail" if self.exit_code else "ok",
             "counts": self.counts(),
             "items": [i.to_dict() for i in self.items],
@@ -101,4 +104,7 @@ class Report:
             pool_cidrs=tuple(data.get("pool_cidrs") or ()),
             service_cidr=data.get("service_cidr"),
             root=str(data.get("root", "/")),
+            requirements=str(data.get("requirements", "")),
+            dataplane=str(data.get("dataplane", "iptables")),
+            wireguard=bool(data.get("wireguard", False)),
         )

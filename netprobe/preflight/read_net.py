@@ -20,7 +20,7 @@ import json
 import socket
 
 from netprobe.errors import ConfigError
-from netprobe.preflight.facts import HostAddress, HostRoute, NetFacts
+from netprobe.preflight.facts import HostAddress, HostRoute, NetFacts, VxlanDevice
 from netprobe.preflight.fsroot import Root
 
 ADDRS_FILE = "netprobe-addrs.json"
@@ -91,6 +91,22 @@ def read_netlink() -> NetFacts:
                                             names.get(oif) if oif else None,
                                             int(msg.get("RTA_TABLE") or msg["table"]),
                                             int(msg["proto"]), int(msg["type"])))
+            vxlan = vxlan_devices(ipr.get_links())
     except (OSError, NetlinkError) as exc:
         return NetFacts(source=f"netlink error: {exc}")
-    return NetFacts(addresses, routes, source="netlink")
+    return NetFacts(addresses, routes, source="netlink", vxlan=vxlan)
+
+
+def vxlan_devices(links) -> list[VxlanDevice]:
+    """The links of kind vxlan and their UDP port (IFLA_VXLAN_PORT, what `ip -d link` calls dstport)."""
+    found = []
+    for link in links:
+        info = link.get("IFLA_LINKINFO")
+        if not info or info.get("IFLA_INFO_KIND") != "vxlan":
+            continue
+        data = info.get("IFLA_INFO_DATA") or {}
+        port = data.get("IFLA_VXLAN_PORT")
+        if port is None:
+            continue
+        found.append(VxlanDevice(str(link.get("IFLA_IFNAME")), int(port), data.get("IFLA_VXLAN_ID")))
+    return sorted(found, key=lambda d: d.ifname)

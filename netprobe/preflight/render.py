@@ -31,18 +31,25 @@ def summary(report: Report) -> str:
 def render_report_table(report: Report) -> Table:
     """One line per requirement: status, what is required, the evidence read."""
     title = f"preflight {report.host or ''} (profile {report.profile}".strip()
+    if report.requirements:
+        title += f", requirements {report.requirements}"
+    if report.dataplane != "iptables":
+        title += f", dataplane {report.dataplane}"
+    if report.wireguard:
+        title += ", WireGuard on"
     if report.root != "/":
         title += f", root {report.root}"
     table = Table(title=title + ")", caption=summary(report), show_lines=False, expand=False)
     table.add_column("status", no_wrap=True)
     table.add_column("requirement", overflow="fold")
+    table.add_column("set", no_wrap=True)  # which requirement set states the line
     table.add_column("evidence", overflow="fold")
     group = None
     for item in report.items:
         if group is not None and item.group != group:
             table.add_section()
         group = item.group
-        table.add_row(status_text(item.status), item.title, item.evidence)
+        table.add_row(status_text(item.status), item.title, item.requirements or "-", item.evidence)
     return table
 
 

@@ -7,29 +7,30 @@ it used; a fact that could not be read makes its item ``unknown``, never a guess
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
-from netprobe.core.checks import PROFILES
+from netprobe.core.checks import PROFILES, vxlan_port_for
 from netprobe.errors import ConfigError
 from netprobe.preflight import kmods, overlap
 from netprobe.preflight.facts import Facts, KernelFacts, OsFacts
 from netprobe.preflight.kube import parse_version
 from netprobe.preflight.model import Item, Report, Status
+from netprobe.preflight.requirements import (
+    BOTH,
+    DATAPLANES,
+    DEFAULT_DATAPLANE,
+    DEFAULT_REQUIREMENTS,
+    LEGACY_SET,
+    SETS,
+    RequirementSet,
+)
 from netprobe.preflight.rules_cluster import cni_item, kube_proxy_item, port_items, service_cidrs_seen
+from netprobe.preflight.rules_dataplane import dataplane_items, vxlan_device_items, wireguard_items
 
-MIN_KERNEL = (3, 10)
-AMD64 = {"x86_64", "amd64"}
-# Not on the requirements page's list, but Calico publishes images for them.
-OTHER_CALICO_ARCHES = {"aarch64", "arm64", "ppc64le", "s390x"}
-# ID -> (shown name, minimum VERSION_ID as written) known to work: Calico's list, or newer releases.
-KNOWN_GOOD = {
-    "rhel": ("RHEL", "7"),
-    "centos": ("CentOS", "7"),
-    "ubuntu": ("Ubuntu", "16.04"),
-    "debian": ("Debian", "8"),
-    "coreos": ("CoreOS", ""),
-    "flatcar": ("Flatcar (CoreOS Container Linux)", ""),
-}
+# The old requirements page's figures, kept under their old names.
+MIN_KERNEL = LEGACY_SET.min_kernel
+KNOWN_GOOD = LEGACY_SET.known_good
 
 
 def evaluate(
@@ -38,33 +39,63 @@ def evaluate(
     pool_cidrs: Sequence[str] | None = None,
     service_cidr: str | None = None,
     profile: str = "calico",
+    requirements: str = DEFAULT_REQUIREMENTS,
+    dataplane: str = DEFAULT_DATAPLANE,
+    wireguard: bool = False,
+    vxlan_port: int | None = None,
 ) -> Report:
-    """Every requirement's status for one host. Raises ConfigError on bad CIDRs or profile."""
-    pools, services = check_options(pool_cidrs=pool_cidrs, service_cidr=service_cidr, profile=profile)
+    """Every requirement's status for one host, by the ``requirements`` set (legacy: the old
+    page; current: Calico today) plus the ``dataplane``'s and WireGuard's lines (WireGuard is on
+    with ``wireguard`` or a profile that probes it). ``vxlan_port`` is the port the mesh probes
+    (default: the profile's). Raises ConfigError on bad CIDRs, profile or options."""
+    pools, services = check_options(pool_cidrs=pool_cidrs, service_cidr=service_cidr, profile=profile,
+                                    requirements=requirements, dataplane=dataplane, vxlan_port=vxlan_port)
+    reqs = SETS[requirements]
     checks = set(PROFILES[profile])
+    wireguard = wireguard or "wireguard" in checks
 
-    items = [arch_item(facts.kernel), kernel_item(facts.kernel), distro_item(facts.os)]
+    items = [arch_item(facts.kernel, reqs), kernel_item(facts.kernel, reqs), distro_item(facts.os, reqs)]
     for module in kmods.required_modules(checks):
         found = kmods.lookup(facts.kernel, module)
         items.append(Item(f"module:{module}", "kernel modules", f"module {module}",
                           found.status, found.evidence))
+    if wireguard:
+        items.extend(wireguard_items(facts))
     items.extend(pool_items(facts, pools))
     items.append(service_item(facts, pools, services))
     items.append(cni_item(facts.cni))
-    items.append(kube_proxy_item(facts))
-    items.extend(port_items(facts, checks))
+    items.append(kube_proxy_item(facts, reqs, dataplane))
+    items.extend(dataplane_items(facts, dataplane, checks))
+    probed = vxlan_port_for(profile, vxlan_port)
+    items.extend(port_items(facts, checks, reqs, vxlan_port=probed, wireguard=wireguard))
+    items.extend(vxlan_device_items(facts, checks, profile, probed))
+    # a line no set claimed is stated alike by both (modules, pools, services, CNI, most ports)
+    items = [i if i.requirements else dataclasses.replace(i, requirements=BOTH) for i in items]
     return Report(items=tuple(items), host=facts.hostname, profile=profile,
                   pool_cidrs=tuple(str(p) for p in pools),
-                  service_cidr=",".join(str(s) for s in services) if services else None, root=facts.root)
+                  service_cidr=",".join(str(s) for s in services) if services else None, root=facts.root,
+                  requirements=reqs.name, dataplane=dataplane, wireguard=wireguard)
 
 
 def check_options(
     *, pool_cidrs: Sequence[str] | None = None, service_cidr: str | None = None, profile: str = "calico",
+    requirements: str = DEFAULT_REQUIREMENTS, dataplane: str = DEFAULT_DATAPLANE, wireguard: bool = False,
+    vxlan_port: int | None = None,
 ) -> tuple[list[overlap.Network], list[overlap.Network] | None]:
     """Validate the user's options (ConfigError -> exit 2, one line): the pools (the profile's
     default when none is given) and the service range(s), parsed."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})", field="--profile")
+    if requirements not in SETS:
+        raise ConfigError(f"unknown requirement set {requirements!r} (known: {', '.join(SETS)})",
+                          field="--requirements")
+    if dataplane not in DATAPLANES:
+        raise ConfigError(f"unknown dataplane {dataplane!r} (known: {', '.join(DATAPLANES)})", field="--dataplane")
+    if not isinstance(wireguard, bool):
+        raise ConfigError("must be true or false", field="--wireguard")
+    if vxlan_port is not None and (isinstance(vxlan_port, bool) or not isinstance(vxlan_port, int)
+                                   or not 1 <= vxlan_port <= 65535):
+        raise ConfigError(f"must be a port in 1-65535, got {vxlan_port!r}", field="--vxlan-port")
     pools_text = list(pool_cidrs) if pool_cidrs else overlap.default_pools(profile)
     pools = [overlap.parse_cidr(p, "--pool-cidr") for p in pools_text]
     services = [overlap.parse_cidr(s, "--service-cidr") for s in _split(service_cidr)] if service_cidr else None
@@ -76,31 +107,38 @@ def _split(text: str) -> list[str]:
     return [part for part in (p.strip() for p in text.split(",")) if part] or [text]
 
 
-def arch_item(kernel: KernelFacts) -> Item:
+def arch_item(kernel: KernelFacts, reqs: RequirementSet = SETS[DEFAULT_REQUIREMENTS]) -> Item:
     arch = kernel.arch
     src = f" ({kernel.arch_source})" if kernel.arch_source else ""
+    named = "amd64" if reqs is LEGACY_SET else "x86-64, arm64, ppc64le or s390x"
+    title = f"architecture {named}"
+
+    def item(status: Status, evidence: str) -> Item:
+        return Item("arch", "system", title, status, evidence, reqs.name)
+
     if not arch:
-        return Item("arch", "system", "architecture amd64", Status.UNKNOWN,
-                    "not readable (/proc/sys/kernel/arch)")
-    if arch in AMD64:
-        return Item("arch", "system", "architecture amd64", Status.OK, f"{arch}{src}")
-    if arch in OTHER_CALICO_ARCHES:
-        return Item("arch", "system", "architecture amd64", Status.WARN,
-                    f"{arch}{src}: the requirements name amd64; check that your Calico release ships {arch} images")
-    return Item("arch", "system", "architecture amd64", Status.FAIL, f"{arch}{src}: Calico needs amd64 (x86_64)")
+        return item(Status.UNKNOWN, "not readable (/proc/sys/kernel/arch)")
+    if arch in reqs.arches:
+        return item(Status.OK, f"{arch}{src}")
+    if arch in reqs.other_arches:
+        return item(Status.WARN, f"{arch}{src}: the requirements name {named}; check that your Calico release "
+                                 f"ships {arch} images")
+    return item(Status.FAIL, f"{arch}{src}: Calico needs {named}")
 
 
-def kernel_item(kernel: KernelFacts) -> Item:
-    title = f"kernel >= {MIN_KERNEL[0]}.{MIN_KERNEL[1]}"
+def kernel_item(kernel: KernelFacts, reqs: RequirementSet = SETS[DEFAULT_REQUIREMENTS]) -> Item:
+    minimum = reqs.min_kernel
+    title = f"kernel >= {minimum[0]}.{minimum[1]}"
     if not kernel.release:
         return Item("kernel", "system", title, Status.UNKNOWN,
-                    "kernel release not readable (/proc/sys/kernel/osrelease)")
+                    "kernel release not readable (/proc/sys/kernel/osrelease)", reqs.name)
     src = f" ({kernel.release_source})" if kernel.release_source else ""
     version = parse_version(kernel.release)
     if version is None:
-        return Item("kernel", "system", title, Status.UNKNOWN, f"cannot parse release {kernel.release!r}{src}")
-    status = Status.OK if version[:2] >= MIN_KERNEL else Status.FAIL
-    return Item("kernel", "system", title, status, f"{kernel.release}{src}")
+        return Item("kernel", "system", title, Status.UNKNOWN, f"cannot parse release {kernel.release!r}{src}",
+                    reqs.name)
+    status = Status.OK if version[:2] >= minimum else Status.FAIL
+    return Item("kernel", "system", title, status, f"{kernel.release}{src}", reqs.name)
 
 
 def _version_tuple(text: str) -> tuple[int, ...] | None:
@@ -110,9 +148,15 @@ def _version_tuple(text: str) -> tuple[int, ...] | None:
         return None
 
 
-def distro_item(os_facts: OsFacts) -> Item:
+def distro_item(os_facts: OsFacts, reqs: RequirementSet = SETS[DEFAULT_REQUIREMENTS]) -> Item:
     """Known-good distributions are information, never a failure: others get a warning."""
+    item = _distro_item(os_facts, reqs)
+    return Item(item.id, item.group, item.title, item.status, item.evidence, reqs.name)
+
+
+def _distro_item(os_facts: OsFacts, reqs: RequirementSet) -> Item:
     title = "distribution"
+    known_good = reqs.known_good
     rel = os_facts.os_release
     if rel is None:
         return Item("distro", "system", title, Status.UNKNOWN, "no /etc/os-release or /usr/lib/os-release")
@@ -125,10 +169,10 @@ def distro_item(os_facts: OsFacts) -> Item:
     def good(family: str, note: str = "") -> Item:
         return Item("distro", "system", title, Status.OK, f"{pretty}{src}: known-good ({family}{note})")
 
-    if ident == "fedora" and rel.get("VARIANT_ID", "").lower() == "coreos":
+    if reqs is LEGACY_SET and ident == "fedora" and rel.get("VARIANT_ID", "").lower() == "coreos":
         return good("Fedora CoreOS")
-    if ident in KNOWN_GOOD:
-        name, minimum = KNOWN_GOOD[ident]
+    if ident in known_good:
+        name, minimum = known_good[ident]
         if not minimum:
             return good(name)
         if version is None:
@@ -139,11 +183,11 @@ def distro_item(os_facts: OsFacts) -> Item:
         return Item("distro", "system", title, Status.WARN,
                     f"{pretty}{src}: not the known-good {name} {minimum} or newer; information only")
     for family in ("rhel", "centos"):
-        if family in like and version is not None and version >= (7,):
-            return good("RHEL", "-like, 7 or newer")
+        if family in like and version is not None and version >= reqs.rhel_like_min:
+            return good("RHEL", f"-like, {'.'.join(map(str, reqs.rhel_like_min))} or newer")
+    listed = ", ".join(f"{name} {minimum}".strip() for name, minimum in known_good.values())
     return Item("distro", "system", title, Status.WARN,
-                f"{pretty}{src}: not on Calico's known-good list (RHEL/CentOS 7, CoreOS, Ubuntu 16.04, "
-                f"Debian 8 and newer); information only")
+                f"{pretty}{src}: not on Calico's known-good list ({listed} and newer); information only")
 
 
 def pool_items(facts: Facts, pools: list[overlap.Network]) -> list[Item]:

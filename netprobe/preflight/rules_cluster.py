@@ -3,12 +3,14 @@ Calico must bind. Pure, like ``rules``."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
 from netprobe.preflight.facts import CniFacts, Facts, Process
 from netprobe.preflight.kube import flag_value, image_version, parse_version
 from netprobe.preflight.model import Item, Status
+from netprobe.preflight.requirements import CURRENT, LEGACY_SET, NFTABLES_MIN_K8S, SETS, RequirementSet
 
 # CNI plugin types that chain onto a network rather than provide one.
 META_PLUGINS = {"portmap", "bandwidth", "tuning", "firewall", "sbr", "loopback", "static", "host-local"}
@@ -84,8 +86,16 @@ def service_cidrs_seen(facts: Facts) -> tuple[list[str], str] | None:
     return None
 
 
-def kube_proxy_item(facts: Facts) -> Item:
-    title = "kube-proxy mode (iptables or ipvs)"
+def kube_proxy_item(facts: Facts, reqs: RequirementSet = SETS[CURRENT], dataplane: str = "iptables") -> Item:
+    item = _kube_proxy_item(facts, reqs, dataplane)
+    return Item(item.id, item.group, item.title, item.status, item.evidence, reqs.name)
+
+
+def _kube_proxy_item(facts: Facts, reqs: RequirementSet, dataplane: str) -> Item:
+    modes = reqs.proxy_modes
+    title = f"kube-proxy mode ({', '.join(modes[:-1])} or {modes[-1]})"
+    if dataplane == "nftables":
+        title += "; nftables for the nftables dataplane"
     procs = _by_name(facts, "kube-proxy")
     kube = facts.kube
     mode = source = None
@@ -112,8 +122,20 @@ def kube_proxy_item(facts: Facts) -> Item:
         return Item("kube-proxy", "kube-proxy", title, Status.UNKNOWN,
                     "not detectable: no kube-proxy process here and no kube-ipvs0 link")
     mode = mode.strip().lower()
+    if dataplane == "nftables" and mode != "nftables":
+        return Item("kube-proxy", "kube-proxy", title, Status.FAIL,
+                    f"{mode} ({source}): Calico's nftables dataplane needs kube-proxy in nftables mode")
     if mode == "iptables":
         return Item("kube-proxy", "kube-proxy", title, Status.OK, f"iptables ({source})")
+    if mode == "nftables" and "nftables" in modes:
+        known = kubernetes_version(facts)
+        version = parse_version(known[0]) if known else None
+        if version is None:
+            return Item("kube-proxy", "kube-proxy", title, Status.WARN,
+                        f"nftables ({source}): needs Kubernetes >= 1.31, version not found on this host")
+        status = Status.OK if version >= NFTABLES_MIN_K8S else Status.FAIL
+        return Item("kube-proxy", "kube-proxy", title, status,
+                    f"nftables ({source}); Kubernetes {known[0]} ({known[1]}); nftables needs >= 1.31")
     if mode == "ipvs":
         known = kubernetes_version(facts)
         version = parse_version(known[0]) if known else None
@@ -124,7 +146,7 @@ def kube_proxy_item(facts: Facts) -> Item:
         return Item("kube-proxy", "kube-proxy", title, status,
                     f"ipvs ({source}); Kubernetes {known[0]} ({known[1]}); ipvs needs >= 1.9.3")
     return Item("kube-proxy", "kube-proxy", title, Status.WARN,
-                f"{mode} ({source}): Calico's requirements name iptables or ipvs")
+                f"{mode} ({source}): Calico's requirements name {' or '.join(modes)}")
 
 
 @dataclass(frozen=True)
@@ -136,14 +158,19 @@ class PortNeed:
     kernel_ok: bool = False     # a kernel-owned socket (inode 0, e.g. a VXLAN device) is expected
     conflict: Status = Status.FAIL
     check: str | None = None    # the profile check that needs it (None: always)
+    requirements: str = ""      # the set that states it ("": both)
 
 
 PORTS = (
     PortNeed(179, "tcp", "BGP (BIRD)", frozenset({"bird", "bird6", "calico-node"}), check="bgp"),
     PortNeed(5473, "tcp", "Typha", frozenset({"calico-typha"}), conflict=Status.WARN, check="typha"),
-    PortNeed(4789, "udp", "VXLAN", frozenset({"flanneld"}), kernel_ok=True, check="vxlan"),
+    PortNeed(4789, "udp", "VXLAN", frozenset({"flanneld", "calico-node"}), kernel_ok=True, check="vxlan"),
     PortNeed(9099, "tcp", "Felix health", frozenset({"calico-node", "calico-felix"}), conflict=Status.WARN),
 )
+TYPHA_HEALTH = PortNeed(9098, "tcp", "Typha health", frozenset({"calico-typha"}), conflict=Status.WARN,
+                        requirements=CURRENT)
+# the kernel's WireGuard device owns it (a kernel socket, inode 0)
+WIREGUARD = PortNeed(51820, "udp", "WireGuard", frozenset({"calico-node"}), kernel_ok=True, requirements=CURRENT)
 
 
 # The netns lab's stand-in for a host's services (`python -m netprobe.lab.listener`): on a lab host
@@ -156,12 +183,31 @@ def is_lab_listener(proc) -> bool:
     return any(a == "-m" and i + 1 < len(args) and args[i + 1] == LAB_LISTENER_MODULE for i, a in enumerate(args))
 
 
-def port_items(facts: Facts, checks: set[str]) -> list[Item]:
-    return [port_item(facts, need) for need in PORTS if need.check is None or need.check in checks]
+def port_items(facts: Facts, checks: set[str], reqs: RequirementSet = LEGACY_SET, *, vxlan_port: int = 4789,
+               wireguard: bool = False) -> list[Item]:
+    """The ports of the profile's checks (VXLAN on the port the mesh probes), Felix's health, and
+    for the current set Typha's health; WireGuard's when it is on."""
+    needs = []
+    for need in PORTS:
+        if need.check is not None and need.check not in checks:
+            continue
+        if need.check == "vxlan":
+            need = dataclasses.replace(need, port=vxlan_port)
+        needs.append(need)
+    if reqs.typha_health:
+        needs.append(TYPHA_HEALTH)
+    if wireguard:
+        needs.append(WIREGUARD)
+    return [port_item(facts, need) for need in needs]
 
 
 def port_item(facts: Facts, need: PortNeed) -> Item:
     """Free, or held only by the daemon that should hold it."""
+    item = _port_item(facts, need)
+    return dataclasses.replace(item, requirements=need.requirements) if need.requirements else item
+
+
+def _port_item(facts: Facts, need: PortNeed) -> Item:
     item_id, title = f"port:{need.port}/{need.proto}", f"{need.port}/{need.proto} free for {need.what}"
     sockets = facts.sockets
     if sockets.listening is None:

@@ -6,7 +6,7 @@ webhooks (Application Layer Policy), and the apiserver's real port.
 Pure: ``evaluate_cluster(facts, ...)`` reads nothing; the facts come from
 ``k8s_facts.cluster_facts`` (the objects ``netprobe.kube.cluster_read`` fetched). Every line
 records the requirement set it was judged against (``Item.requirements``): ``current`` (default)
-or ``old``, the first requirements page. A read the API refused makes the lines that need it
+or ``legacy``, the first requirements page. A read the API refused makes the lines that need it
 ``unknown`` with that refusal as evidence; the command turns any refused read into exit 3.
 """
 
@@ -44,15 +44,15 @@ class RequirementSet:
 # Kubernetes v1.20 or below, v1.21 may work but is no longer tested"; kube-proxy iptables (default),
 # ipvs (>= 1.9.3), nftables (>= 1.31.0). The 3.33 copy read at the same time still listed
 # 1.32-1.34 (it lags the e2e runs), so 3.32's wider list is the one taken. Update with the docs.
-# "old": the first requirements page netprobe was built from: Kubernetes 1.9-1.11 tested,
+# "legacy": the first requirements page netprobe was built from: Kubernetes 1.9-1.11 tested,
 # kube-proxy iptables, or ipvs with Kubernetes >= 1.9.3.
 REQUIREMENT_SETS = {
     "current": RequirementSet(
         "current", "Calico 3.32 docs, System requirements for Kubernetes",
         ((1, 32), (1, 36)), (1, 21),
         {"iptables": (0, 0, 0), "ipvs": (1, 9, 3), "nftables": (1, 31, 0)}),
-    "old": RequirementSet(
-        "old", "the old requirements page (Kubernetes 1.9-1.11)",
+    "legacy": RequirementSet(
+        "legacy", "the old requirements page (Kubernetes 1.9-1.11)",
         ((1, 9), (1, 11)), None,
         {"iptables": (0, 0, 0), "ipvs": (1, 9, 3)}),
 }

@@ -120,3 +120,77 @@ def test_root_option_does_not_read_the_namespace(pool_netns, tmp_path):
     assert items(report)["pool:192.168.0.0/16"]["status"] == "unknown"
     _, live = preflight("--root", str(tmp_path), "--live-netlink", netns=pool_netns)
     assert items(live)["pool:192.168.0.0/16"]["status"] == "fail"
+
+
+# -- requirement sets on this machine, and the VXLAN devices the agent reports ----------------
+
+def _release() -> tuple[int, int]:
+    major, minor = Path("/proc/sys/kernel/osrelease").read_text().split(".")[:2]
+    return int(major), int(minor)
+
+
+def test_current_set_on_this_machine():
+    """The current set is the default; each line follows from this kernel's facts, and names its set."""
+    config = kernel_config()
+    code, report = preflight()
+    found = items(report)
+    assert report["requirements"] == "current"
+    assert found["kernel"]["title"] == "kernel >= 5.10" and found["kernel"]["requirements"] == "current"
+    assert found["kernel"]["status"] == ("ok" if _release() >= (5, 10) else "fail")
+    assert found["port:9098/tcp"]["requirements"] == "current"
+    assert found["module:ip_tables"]["requirements"] == "legacy+current"
+    _, legacy = preflight("--requirements", "legacy")
+    assert items(legacy)["kernel"]["title"] == "kernel >= 3.10" and "port:9098/tcp" not in items(legacy)
+    assert all(i["requirements"] != "current" for i in legacy["items"])
+    # WireGuard on: the module line follows CONFIG_WIREGUARD (this machine's kernel has none)
+    _, wg = preflight("--wireguard", "--profile", "calico-noipip")
+    module = items(wg)["module:wireguard"]
+    if config.get("CONFIG_WIREGUARD", "n") == "n" and not Path("/proc/modules").exists():
+        assert module["status"] == "fail" and "CONFIG_WIREGUARD" in module["evidence"], module
+    assert "port:51820/udp" in items(wg)
+    # the nftables dataplane: kernel >= 5.13 and nft >= 1.0.1, read from this machine
+    _, nft = preflight("--dataplane", "nftables", "--profile", "calico-noipip")
+    lines = items(nft)
+    assert lines["nftables:kernel"]["status"] == ("ok" if _release() >= (5, 13) else "fail")
+    assert lines["nftables:nft"]["status"] in ("ok", "fail", "unknown")
+    if lines["nftables:nft"]["status"] != "unknown":
+        assert "--version" in lines["nftables:nft"]["evidence"]
+    # eBPF: IP-in-IP is not supported, VXLAN is
+    _, bpf = preflight("--dataplane", "bpf")
+    assert items(bpf)["bpf:encapsulation"]["status"] == "fail"
+    _, bpf_vx = preflight("--dataplane", "bpf", "--profile", "calico-vxlan")
+    assert items(bpf_vx)["bpf:encapsulation"]["status"] == "ok"
+    assert items(bpf_vx)["bpf:kernel"]["status"] == ("ok" if _release() >= (5, 8) else "warn")
+
+
+@pytest.fixture
+def vxlan_netns():
+    """A namespace with Calico's VXLAN device, vxlan.calico, on 4789 (all inside the namespace)."""
+    from pyroute2 import NetNS, netns
+
+    name = f"npct-vx-{uuid.uuid4().hex[:8]}"
+    netns.create(name)
+    try:
+        with NetNS(name) as ns:
+            ns.link("add", ifname="eth0", kind="veth", peer="eth1")
+            idx = ns.link_lookup(ifname="eth0")[0]
+            ns.addr("add", index=idx, address="198.18.77.1", prefixlen=24)
+            ns.link("set", index=idx, state="up")
+            ns.link("add", ifname="vxlan.calico", kind="vxlan", vxlan_id=4096, vxlan_port=4789, vxlan_link=idx,
+                    vxlan_local="198.18.77.1")
+        yield name
+    finally:
+        netns.remove(name)
+
+
+def test_vxlan_device_port_against_the_probed_port(vxlan_netns):
+    _, report = preflight("--profile", "calico-vxlan", netns=vxlan_netns)
+    dev = items(report)["vxlan:vxlan.calico"]
+    assert dev["status"] == "ok" and "UDP 4789, VNI 4096 (netlink)" in dev["evidence"]
+    assert dev["requirements"] == "netprobe"
+    # canal probes flannel's 8472: a host whose VXLAN runs on 4789 is flagged
+    _, canal = preflight("--profile", "canal", netns=vxlan_netns)
+    flagged = items(canal)["vxlan:vxlan.calico"]
+    assert flagged["status"] == "warn" and "vxlan probes UDP 8472" in flagged["evidence"]
+    _, pinned = preflight("--profile", "canal", "--vxlan-port", "4789", netns=vxlan_netns)
+    assert items(pinned)["vxlan:vxlan.calico"]["status"] == "ok"

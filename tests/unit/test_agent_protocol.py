@@ -71,12 +71,14 @@ def test_checks_are_parsed_once_into_check_objects():
     assert checks["dns"].direction is Direction.BOTH
 
 
-def test_every_builtin_check_is_accepted():
+def test_every_builtin_ipv4_check_is_accepted():
+    # IPv6 checks (wireguard6) never cross the wire until IPv6 is probed: planning skips them
+    ipv4 = {c.id: c for c in CHECKS.values() if c.family == 4}
     request = ProbeRequest.from_dict_untrusted(
-        request_dict(checks=[c.to_dict() for c in CHECKS.values()],
-                     targets=[{"name": "n2", "address": "192.0.2.2", "checks": list(CHECKS)}])
+        request_dict(checks=[c.to_dict() for c in ipv4.values()],
+                     targets=[{"name": "n2", "address": "192.0.2.2", "checks": list(ipv4)}])
     )
-    assert request.check_map() == CHECKS
+    assert request.check_map() == ipv4
 
 
 def test_empty_target_list_is_a_valid_request():
@@ -215,7 +217,7 @@ names = st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True)
 @given(
     run_id=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
     hosts=st.dictionaries(names, st.ip_addresses(v=4).map(str), max_size=8),
-    wanted=st.lists(st.sampled_from(sorted(CHECKS)), min_size=1, max_size=6, unique=True),
+    wanted=st.lists(st.sampled_from(sorted(c.id for c in CHECKS.values() if c.family == 4)), min_size=1, max_size=6, unique=True),
     timeout=st.floats(min_value=0.05, max_value=30),
     retries=st.integers(0, 5),
     vni=st.integers(0, 2**24 - 1),
@@ -249,7 +251,20 @@ def test_preflight_request_round_trip_and_defaults():
     assert PreflightRequest.from_dict_untrusted({}) == PreflightRequest()
 
 
+def test_preflight_request_carries_the_requirement_options_only_when_set():
+    request = PreflightRequest(None, None, "canal", "legacy", "bpf", True, 8472)
+    data = json.loads(json.dumps(request.to_dict()))
+    assert data["requirements"] == "legacy" and data["vxlan_port"] == 8472 and data["wireguard"] is True
+    assert PreflightRequest.from_dict_untrusted(data) == request
+    # a request without them is exactly what it was (an agent of before never sees the keys)
+    assert set(PreflightRequest().to_dict()) == {"pool_cidrs", "service_cidr", "profile"}
+
+
 @pytest.mark.parametrize("data, field", [
+    ({"wireguard": "yes"}, "wireguard"),
+    ({"vxlan_port": 0}, "vxlan_port"),
+    ({"vxlan_port": "8472"}, "vxlan_port"),
+    ({"requirements": 3}, "requirements"),
     ([], "request"),
     ({"pool_cidr": "x"}, "pool_cidr"),
     ({"pool_cidrs": "198.18.0.0/16"}, "pool_cidrs"),

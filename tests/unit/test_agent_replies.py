@@ -197,3 +197,20 @@ def test_evidence_is_parsed_strictly_from_agents_and_result_files_alike():
         Evidence.from_dict({"attempts": "2"})
     with pytest.raises(InvalidReport, match=r"^ev\.icmp: is missing"):  # from an agent every key is required
         evidence_from_dict_untrusted({k: v for k, v in EVIDENCE.to_dict().items() if k != "icmp"}, "ev")
+
+
+def test_preflight_report_keeps_each_lines_requirement_set_across_the_wire():
+    from netprobe.preflight.model import Item, Report, Status
+
+    report = Report((Item("kernel", "system", "kernel >= 5.10", Status.OK, "6.1", "current"),
+                     Item("vxlan:flannel.1", "overlay", "VXLAN device", Status.WARN, "UDP 8472", "netprobe")),
+                    host="n1", profile="canal", requirements="current", dataplane="bpf", wireguard=True)
+    assert preflight_report_from_dict_untrusted(json.loads(json.dumps(report.to_dict()))) == report
+    # an agent of before sends none of the new keys: the lines come through, their set unsaid
+    old = report.to_dict()
+    for key in ("requirements", "dataplane", "wireguard"):
+        del old[key]
+    for item in old["items"]:
+        del item["requirements"]
+    back = preflight_report_from_dict_untrusted(old)
+    assert back.requirements == "" and back.items[0].requirements == "" and back.items[0].status is Status.OK

@@ -27,11 +27,13 @@ DESIGN_TABLE = {
     "vxlan": (Proto.VXLAN, 4789, Direction.BOTH, None, "node"),
     "apiserver": (Proto.TCP, 6443, Direction.TO_ROLE, "apiserver", None),
     "etcd": (Proto.TCP, 2379, Direction.TO_ROLE, "etcd", None),
+    "wireguard": (Proto.UDP, 51820, Direction.BOTH, None, "node"),
+    "wireguard6": (Proto.UDP, 51821, Direction.BOTH, None, "node"),
 }
 
 
-def test_table_has_exactly_the_six_checks_of_the_design_in_order():
-    assert list(CHECKS) == ["bgp", "ipip", "typha", "vxlan", "apiserver", "etcd"]
+def test_table_has_exactly_the_checks_of_the_design_in_order():
+    assert list(CHECKS) == ["bgp", "ipip", "typha", "vxlan", "wireguard", "wireguard6", "apiserver", "etcd"]
 
 
 @pytest.mark.parametrize("check_id", list(DESIGN_TABLE))
@@ -46,6 +48,8 @@ def test_profiles_match_design():
     assert PROFILES == {
         "calico": ("bgp", "ipip", "typha", "apiserver", "etcd"),
         "calico-noipip": ("bgp", "typha", "apiserver", "etcd"),
+        "calico-vxlan": ("vxlan", "typha", "apiserver", "etcd"),
+        "calico-wireguard": ("bgp", "ipip", "wireguard", "typha", "apiserver", "etcd"),
         "canal": ("vxlan", "typha", "apiserver", "etcd"),
     }
     assert DEFAULT_PROFILE == "calico"
@@ -242,3 +246,48 @@ def test_custom_check_planned_from_every_host():
 def test_empty_inputs():
     assert plan_cells([], select_checks("calico"))[0] == []
     assert plan_cells(HOSTS, []) == ([], [])
+
+
+# ------------------------------------------------------------------ VXLAN's port, WireGuard
+
+
+def _port(checks, check_id):
+    return next(c.port for c in checks if c.id == check_id)
+
+
+def test_canal_probes_flannels_real_port_8472():
+    # flannel keeps the kernel's default 8472 on Linux, whatever the old requirements page says
+    assert _port(select_checks("canal"), "vxlan") == 8472
+    assert _port(select_checks("canal", ["vxlan"]), "vxlan") == 8472
+
+
+def test_calico_vxlan_probes_4789_and_needs_no_bgp():
+    checks = select_checks("calico-vxlan")
+    assert _port(checks, "vxlan") == 4789
+    assert "bgp" not in [c.id for c in checks]
+
+
+def test_inventory_vxlan_port_wins_over_the_profile():
+    assert _port(select_checks("canal", vxlan_port=4789), "vxlan") == 4789
+    assert _port(select_checks("calico", ["vxlan"], vxlan_port=4790), "vxlan") == 4790
+
+
+def test_bad_vxlan_port():
+    with pytest.raises(UnknownCheck, match="vxlan port"):
+        select_checks("canal", vxlan_port=70000)
+
+
+def test_wireguard_carries_the_authenticated_udp_payload():
+    assert CHECKS["wireguard"].proto is Proto.UDP and CHECKS["wireguard"].family == 4
+
+
+def test_wireguard6_is_defined_but_skipped_until_ipv6_is_probed():
+    hosts = [HostRef("a", "192.0.2.1", frozenset({"node"})), HostRef("b", "192.0.2.2", frozenset({"node"}))]
+    cells, skipped = plan_cells(hosts, select_checks("calico", ["wireguard", "wireguard6"]))
+    assert {c.check.id for c in cells} == {"wireguard"} and len(cells) == 2
+    assert skipped == [Skipped("wireguard6", "IPv6 probing is not supported yet")]
+
+
+def test_family_round_trips_and_ipv4_dicts_stay_as_they_were():
+    assert "family" not in CHECKS["wireguard"].to_dict()
+    assert Check.from_dict(CHECKS["wireguard6"].to_dict()) == CHECKS["wireguard6"]

@@ -13,8 +13,8 @@ from helpers import run_cli as run
 def test_unknown_check(capsys):
     code, _, err = run(["probe", "198.51.100.7", "--checks", "bgp,ospf"], capsys)
     assert code == 2
-    assert err.strip().splitlines() == ["netprobe: --checks: unknown check 'ospf' (known: bgp, ipip, typha, vxlan, "
-                                        "apiserver, etcd)"]
+    assert err.strip().splitlines() == ["netprobe: --checks: unknown check 'ospf' (known: bgp, ipip, typha, vxlan, wireguard, "
+                                        "wireguard6, apiserver, etcd)"]
 
 
 def test_unknown_profile(capsys):
@@ -38,3 +38,11 @@ def test_unresolvable_target(capsys, monkeypatch):
     code, _, err = run(["probe", "no-such-host.example"], capsys)
     assert code == 2
     assert err.strip().splitlines() == ["netprobe: TARGET: cannot resolve 'no-such-host.example' to an IPv4 address"]
+
+
+def test_an_ipv6_check_is_skipped_with_a_reason(capsys):
+    code, _, err = run(["probe", "198.51.100.7", "--checks", "wireguard6"], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "netprobe: wireguard6 skipped: IPv6 probing is not supported yet",
+        "netprobe: --checks: no check left to probe (IPv6 probing is not supported yet)"]

@@ -71,6 +71,15 @@ def test_minimal_inventory_and_defaults():
     assert (inv.token_file, inv.apiserver_port, inv.vni, inv.custom_checks) == (None, 6443, 1, ())
 
 
+def test_vxlan_port_is_optional_and_validated():
+    assert parse("hosts: [{name: a, address: 198.51.100.1}]").vxlan_port is None  # the profile's default
+    assert parse("vxlan_port: 8472\nhosts: [{name: a, address: 198.51.100.1}]").vxlan_port == 8472
+    for bad in ("0", "65536", "'8472'", "true"):
+        with pytest.raises(ConfigError) as info:
+            parse(f"vxlan_port: {bad}\nhosts: [{{name: a, address: 198.51.100.1}}]")
+        assert "vxlan_port" in str(info.value)
+
+
 def test_default_agent_port_is_not_a_calico_or_kubernetes_port():
     assert DEFAULT_AGENT_PORT == 7879
     assert DEFAULT_AGENT_PORT not in {179, 2379, 2380, 4789, 5473, 6443, 9099, 10250, 10256}

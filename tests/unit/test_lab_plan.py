@@ -122,8 +122,27 @@ def test_vxlan_devices_for_canal():
     steps = p.build_plan(load_scenario("canal-vxlan-one-way"), "v")
     vx = [s.action for s in steps if isinstance(s.action, p.AddVxlan)]
     assert len(vx) == 4
-    assert {(a.vni, a.port, a.dev) for a in vx} == {(1, 4789, "eth0")}
+    assert {(a.vni, a.port, a.dev, a.ifname) for a in vx} == {(1, 8472, "eth0", "flannel.1")}  # flannel's real port
     assert any(a.local == "198.18.0.140" for a in vx)
+    # an overlay address each and a flood entry to every peer: the devices carry traffic
+    overlay = [s.action for s in steps if isinstance(s.action, p.AddAddress) and s.action.ifname == "flannel.1"]
+    assert sorted(a.address for a in overlay) == [f"198.19.0.{i}" for i in range(1, 5)]
+    fdb = [s.action for s in steps if isinstance(s.action, p.AddFdb)]
+    assert len(fdb) == 4 * 3 and "bridge fdb append 00:00:00:00:00:00 dev flannel.1 dst" in fdb[0].describe()
+    assert p.inventory(load_scenario("canal-vxlan-one-way"), "v")["vxlan_port"] == 8472
+
+
+def test_calico_vxlan_devices_are_vxlan_calico_on_4789():
+    scenario = parse_scenario("name: s\nprofile: calico-vxlan\nhosts: [{name: a}, {name: b}]", source="s")
+    vx = [s.action for s in p.build_plan(scenario, "v") if isinstance(s.action, p.AddVxlan)]
+    assert {(a.ifname, a.port) for a in vx} == {("vxlan.calico", 4789)}
+    assert scenario.host("a").services.udp == ()
+
+
+def test_wireguard_profile_nodes_listen_on_51820_as_the_wireguard_device_would():
+    scenario = parse_scenario("name: s\nprofile: calico-wireguard\nhosts: [{name: a, roles: [node]}, {name: b, roles: [etcd]}]",
+                              source="s")
+    assert scenario.host("a").services.udp == (51820,) and scenario.host("b").services.udp == ()
 
 
 def test_daemons_take_their_ports_from_the_listener():

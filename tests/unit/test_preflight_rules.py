@@ -9,6 +9,7 @@ from netprobe.errors import ConfigError
 from netprobe.preflight.facts import (CniConfig, CniFacts, Facts, HostAddress, KernelFacts, KubeFacts, NetFacts,
                                       OsFacts, Process, Socket, SocketFacts)
 from netprobe.preflight.model import Item, Report, Status
+from netprobe.preflight.requirements import LEGACY_SET
 from netprobe.preflight.rules import arch_item, distro_item, evaluate, kernel_item
 from netprobe.preflight.rules_cluster import PORTS, cni_item, kube_proxy_item, port_item
 
@@ -19,7 +20,7 @@ from netprobe.preflight.rules_cluster import PORTS, cni_item, kube_proxy_item, p
      ("riscv64", Status.FAIL), (None, Status.UNKNOWN)],
 )
 def test_arch(arch, status):
-    assert arch_item(KernelFacts(arch=arch)).status is status
+    assert arch_item(KernelFacts(arch=arch), LEGACY_SET).status is status
 
 
 @pytest.mark.parametrize(
@@ -28,7 +29,7 @@ def test_arch(arch, status):
      ("3.9.11", Status.FAIL), ("2.6.32-754.el6", Status.FAIL), ("weird", Status.UNKNOWN), (None, Status.UNKNOWN)],
 )
 def test_kernel(release, status):
-    item = kernel_item(KernelFacts(release=release))
+    item = kernel_item(KernelFacts(release=release), LEGACY_SET)
     assert item.status is status
     if release:
         assert release in item.evidence
@@ -59,7 +60,7 @@ def osr(**fields):
     ],
 )
 def test_distro_is_information_never_failure(facts, status, words):
-    item = distro_item(facts)
+    item = distro_item(facts, LEGACY_SET)
     assert item.status is status, item.evidence
     for word in words:
         assert word in item.evidence
@@ -128,7 +129,7 @@ def kp_facts(procs=(KP,), **kube):
     ],
 )
 def test_kube_proxy(facts, status, words):
-    item = kube_proxy_item(facts)
+    item = kube_proxy_item(facts, LEGACY_SET)
     assert item.status is status, item.evidence
     for word in words:
         assert word in item.evidence
@@ -177,9 +178,18 @@ def test_ports(need, facts, status, words):
 
 
 def test_ports_follow_the_profile():
-    ids = lambda profile: [i.id for i in evaluate(Facts(), profile=profile).items if i.group == "ports"]  # noqa: E731
+    def ids(profile, requirements="legacy", **kw):
+        report = evaluate(Facts(), profile=profile, requirements=requirements, **kw)
+        return [i.id for i in report.items if i.group == "ports"]
     assert ids("calico") == ["port:179/tcp", "port:5473/tcp", "port:9099/tcp"]
-    assert ids("canal") == ["port:5473/tcp", "port:4789/udp", "port:9099/tcp"]
+    # canal's VXLAN is flannel's 8472 on Linux (the old page said 4789): the port it probes
+    assert ids("canal") == ["port:5473/tcp", "port:8472/udp", "port:9099/tcp"]
+    assert ids("calico-vxlan") == ["port:5473/tcp", "port:4789/udp", "port:9099/tcp"]
+    assert ids("canal", vxlan_port=4789) == ["port:5473/tcp", "port:4789/udp", "port:9099/tcp"]
+    # current Calico adds Typha's health port; WireGuard's port when it is on
+    assert ids("calico", "current") == ["port:179/tcp", "port:5473/tcp", "port:9099/tcp", "port:9098/tcp"]
+    assert ids("calico", "current", wireguard=True)[-1] == "port:51820/udp"
+    assert ids("calico-wireguard", "current")[-1] == "port:51820/udp"
 
 
 def test_modules_follow_the_profile():

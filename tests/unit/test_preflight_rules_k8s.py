@@ -85,10 +85,10 @@ def test_everything_holds():
     ("current", "v1.28.9-eks-1a2b3c", Status.WARN, "older than the tested"),
     ("current", "v1.21.0", Status.WARN, "older"),
     ("current", "v1.20.15", Status.FAIL, "will not work on 1.20 or below"),
-    ("old", "v1.9.3", Status.OK, "1.9-1.11"),
-    ("old", "v1.11.10", Status.OK, "1.9-1.11"),
-    ("old", "v1.8.0", Status.WARN, "older"),
-    ("old", "v1.33.1", Status.WARN, "newer"),
+    ("legacy", "v1.9.3", Status.OK, "1.9-1.11"),
+    ("legacy", "v1.11.10", Status.OK, "1.9-1.11"),
+    ("legacy", "v1.8.0", Status.WARN, "older"),
+    ("legacy", "v1.33.1", Status.WARN, "newer"),
 ])
 def test_version_against_each_set(requirements, version, status, words):
     item = judge(requirements, version={"gitVersion": version})["k8s:version"]
@@ -99,7 +99,7 @@ def test_version_against_each_set(requirements, version, status, words):
 def test_unknown_requirement_set_is_bad_input():
     with pytest.raises(ConfigError, match="--requirements"):
         evaluate_cluster(cluster_facts(raw()), requirements="ancient")
-    assert set(REQUIREMENT_SETS) == {"current", "old"}
+    assert set(REQUIREMENT_SETS) == {"current", "legacy"}
 
 
 def test_cni_not_ready_nodes_are_named_and_others_told_apart():
@@ -192,11 +192,11 @@ def proxy(mode=None, *, flag=None, config=True):
     ("current", "v1.33.1", proxy("iptables"), Status.OK, "iptables (mode in configmap"),
     ("current", "v1.33.1", proxy(""), Status.OK, "iptables (the Linux default"),
     ("current", "v1.33.1", proxy("ipvs"), Status.OK, "ipvs needs >= 1.9.3"),
-    ("old", "v1.9.2", proxy("ipvs"), Status.FAIL, "ipvs needs >= 1.9.3"),
-    ("old", "v1.9.3", proxy("ipvs"), Status.OK, "Kubernetes v1.9.3"),
+    ("legacy", "v1.9.2", proxy("ipvs"), Status.FAIL, "ipvs needs >= 1.9.3"),
+    ("legacy", "v1.9.3", proxy("ipvs"), Status.OK, "Kubernetes v1.9.3"),
     ("current", "v1.31.0", proxy("nftables"), Status.OK, "nftables needs >= 1.31.0"),
     ("current", "v1.30.4", proxy("nftables"), Status.FAIL, "nftables needs >= 1.31.0"),
-    ("old", "v1.33.1", proxy("nftables"), Status.FAIL, "supports iptables, ipvs"),
+    ("legacy", "v1.33.1", proxy("nftables"), Status.FAIL, "supports iptables, ipvs"),
     ("current", "v1.25.0", proxy("userspace"), Status.FAIL, "userspace"),
     ("current", "v1.33.1", proxy(None, flag="ipvs", config=False), Status.OK,
      "--proxy-mode of DaemonSet kube-system/kube-proxy"),
@@ -277,7 +277,7 @@ def test_mutating_webhooks():
     assert judge()["k8s:webhooks"].status is Status.OK
     off = judge(pods=[apiserver("--disable-admission-plugins=PodSecurity,MutatingAdmissionWebhook")])["k8s:webhooks"]
     assert off.status is Status.WARN and "--disable-admission-plugins of pod kube-system/kube-apiserver-cp1" in off.evidence
-    legacy = judge("old", pods=[apiserver("--admission-control=NamespaceLifecycle,ServiceAccount")])["k8s:webhooks"]
+    legacy = judge("legacy", pods=[apiserver("--admission-control=NamespaceLifecycle,ServiceAccount")])["k8s:webhooks"]
     assert legacy.status is Status.WARN and "--admission-control" in legacy.evidence
     unserved = judge(apis={"groups": [{"name": "apps"}]})["k8s:webhooks"]
     assert unserved.status is Status.WARN and "not served" in unserved.evidence
@@ -311,17 +311,18 @@ def test_refused_reads_make_their_lines_unknown():
 
 
 def test_unreachable_report_is_one_unknown_line():
-    report = unreachable_report("https://192.0.2.10:6443", "cannot reach the Kubernetes API: refused", requirements="old")
-    assert [(i.id, i.status, i.requirements) for i in report.items] == [("k8s:api", Status.UNKNOWN, "old")]
+    report = unreachable_report("https://192.0.2.10:6443", "cannot reach the Kubernetes API: refused",
+                                requirements="legacy")
+    assert [(i.id, i.status, i.requirements) for i in report.items] == [("k8s:api", Status.UNKNOWN, "legacy")]
 
 
 def test_requirements_survive_the_wire():
-    report = evaluate_cluster(cluster_facts(raw()), requirements="old")
+    report = evaluate_cluster(cluster_facts(raw()), requirements="legacy")
     again = Report.from_dict(report.to_dict())
-    assert {i.requirements for i in again.items} == {"old"}
-    host_item = Item("kernel", "system", "kernel", Status.OK, "6.1")
-    assert "requirements" not in host_item.to_dict()  # host reports keep their shape
-    assert Item.from_dict(host_item.to_dict()).requirements is None
+    assert {i.requirements for i in again.items} == {"legacy"}
+    host_item = Item("kernel", "system", "kernel", Status.OK, "6.1", requirements="legacy+current")
+    assert Item.from_dict(host_item.to_dict()).requirements == "legacy+current"
+    assert Item.from_dict({"id": "x", "status": "ok"}).requirements == ""  # an older agent's line
 
 
 def test_garbage_objects_do_not_crash():

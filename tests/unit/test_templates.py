@@ -170,11 +170,13 @@ def test_vxlan_probe_round_trip(vni):
     assert rechecksummed(data, (IP, 1), (IP, 2)) == data
 
 
-def test_vxlan_on_another_port_needs_that_port_to_parse():
+def test_vxlan_is_known_by_its_framing_on_any_port_unless_one_is_pinned():
+    # flannel (canal) runs VXLAN on 8472, Calico on 4789, an inventory may name another
     data = VxlanProbeTemplate(A, B, 7, dport=8472).build(40000, payload())
+    assert parse_packet_untrusted(data).encap is Encap.VXLAN
     assert parse_packet_untrusted(data, vxlan_port=8472).encap is Encap.VXLAN
     with pytest.raises(BadPacket):
-        parse_packet_untrusted(data)
+        parse_packet_untrusted(data, vxlan_port=4789)
 
 
 def test_vxlan_without_the_i_flag_is_not_ours():
