@@ -54,7 +54,7 @@ def inner(args) -> None:
     key = os.urandom(32)
     checks = [Check(f"p{p}", "closed port", Proto.TCP, p, Direction.BOTH) for p in CLOSED_PORTS]
     figures = {}
-    io = open_probe_io()
+    io = open_probe_io(key)
     try:
         io.kernel_drops()  # reset the tap's counters
         targets = [ProbeTarget(checks[i % len(checks)], args.dst) for i in range(args.probes)]

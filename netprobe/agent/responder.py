@@ -7,6 +7,7 @@ filter that passes only probes and this host's answers to them), feeds them to t
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections import OrderedDict
@@ -15,7 +16,7 @@ import trio
 
 from netprobe.agent.protocol import ProbeRequest
 from netprobe.core import bpf, templates
-from netprobe.core.cookies import key_from_token
+from netprobe.core.keys import probe_key
 from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.responder import ResponderCore
 from netprobe.core.wire import IPPROTO_IPIP
@@ -31,7 +32,7 @@ class Responder:
     """One per host. ``await nursery.start(responder.run)`` returns once every capture is open."""
 
     def __init__(self, token: str, *, name: str | None = None):
-        self.key = key_from_token(token)
+        self.key = probe_key(token)  # the secret itself never keys a probe
         self.name = name or socket.gethostname()
         self.core = ResponderCore(self.key)
         self.started_at = time.monotonic()
@@ -46,8 +47,8 @@ class Responder:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._sender = sockets.open_sender()
         try:
-            self._captures = open_captures(bpf.responder_filter, (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP),
-                                           outgoing_too=True)
+            self._captures = open_captures(functools.partial(bpf.responder_filter, marker=self.core.marker),
+                                           (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP), outgoing_too=True)
             templates.load_designer()  # scapy's import (~0.4 s) now, not inside the first mesh
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._captures.drain_all, self._on_packet)
