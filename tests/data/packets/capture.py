@@ -3,7 +3,7 @@
     sudo .venv/bin/python tests/data/packets/capture.py
 
 Builds two namespaces, ``nptest-cap-<tag>-a`` (the sender) and ``nptest-cap-<tag>-b`` (the
-target), joined by a veth made directly inside them (nothing is added to the root namespace),
+target; ``NETPROBE_TEST_NS_PREFIX`` replaces ``nptest``), joined by a veth made directly inside them (nothing is added to the root namespace),
 addressed 198.18.<n>.1 and 198.18.<n>.2. On b: a listener on 179, a server on 8080, and nft rules
 (2379: reject with tcp reset, 6443: reject with icmp admin-prohibited); 5473 and UDP are closed;
 this kernel has no ipip module, so b answers IPIP with ICMP protocol unreachable. a probes b with
