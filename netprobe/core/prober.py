@@ -155,7 +155,7 @@ class Prober:
             if p.seq is None:
                 p.seq = cookies.tcp_seq(dkey, p.probe_id, self._src_bytes, p.dst, p.port)
                 self._by_seq[(p.dst, p.port, slot, p.seq)] = p
-            return p.tpl.build(slot, p.seq, cookies.syn_ip_id(self._keys.marker, slot), p.probe_id)
+            return p.tpl.build(slot, p.seq, slot ^ self._keys.marker, p.probe_id)  # cookies.syn_ip_id
         payload = cookies.encode_payload(dkey, cookies.ProbePayload(p.probe_id, wall_ns, 0, self._keys.marker),
                                          p.tpl.flow(slot))
         self._sent_payloads[payload] = p  # an ICMP error quoting it names exactly this attempt

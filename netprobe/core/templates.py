@@ -88,6 +88,12 @@ def _addressed(design: bytes, src: str, dst: str, *, inner_ip: int | None = None
     return buf
 
 
+def _swap32_words(v: int) -> int:
+    """The sum of the two 16-bit words of ``v``, each byte-swapped (for a little-endian ones_sum)."""
+    sw = ((v & 0x00FF00FF) << 8) | ((v >> 8) & 0x00FF00FF)
+    return (sw >> 16) + (sw & 0xFFFF)
+
+
 class TcpSynTemplate:
     """A TCP SYN from ``src`` to ``dst``:``dport`` with the options a Linux client sends (MSS,
     SACK permitted, timestamps, window scale).
@@ -110,11 +116,14 @@ class TcpSynTemplate:
             self.template[12:16], self.template[16:20], IPPROTO_TCP, len(self.template) - 20))
 
     def build(self, sport: int, seq: int, ip_id: int = 0, tsval: int = 0) -> bytes:
-        words = [ip_id, sport, seq >> 16, seq & 0xFFFF, tsval >> 16, tsval & 0xFFFF]
-        if LITTLE:  # ones_sum works in native order: swap the 16-bit words we add
-            words = [((w >> 8) | (w << 8)) & 0xFFFF for w in words]
-        ip_csum = ~fold(self._ip_sum + words[0]) & 0xFFFF
-        tcp_csum = ~fold(self._tcp_sum + sum(words[1:])) & 0xFFFF
+        if LITTLE:  # ones_sum works in native order: byte-swap what we add (16-bit words)
+            ip_id_n = ((ip_id >> 8) | (ip_id << 8)) & 0xFFFF
+            added = (((sport >> 8) | (sport << 8)) & 0xFFFF) + _swap32_words(seq) + _swap32_words(tsval)
+        else:
+            ip_id_n = ip_id
+            added = sport + (seq >> 16) + (seq & 0xFFFF) + (tsval >> 16) + (tsval & 0xFFFF)
+        ip_csum = ~fold(self._ip_sum + ip_id_n) & 0xFFFF
+        tcp_csum = ~fold(self._tcp_sum + added) & 0xFFFF
         t, ts = self.template, self.TSVAL
         return b"".join((t[:4], struct.pack("!H", ip_id), t[6:10], struct.pack("=H", ip_csum), t[12:20],
                          struct.pack("!H", sport), t[22:24], struct.pack("!I", seq), t[28:36],
