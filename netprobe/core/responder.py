@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netprobe.core import cookies
@@ -71,6 +72,7 @@ class ResponderCore:
     admit_rate: float = 5_000.0  # packets per second per source that get a MAC computed
     admit_burst: float = 20_000.0
     freshness_ns: int = 30 * 10**9
+    is_own_address: Callable[[bytes], bool] | None = None  # the shell's: is this one of our unicast addresses
     _log: OrderedDict = field(default_factory=OrderedDict, init=False)
     _seen: OrderedDict = field(default_factory=OrderedDict, init=False)  # replay guard: (src, id) -> when
     _syns: OrderedDict = field(default_factory=OrderedDict, init=False)  # (src, sport, dport, seq) -> id
@@ -189,7 +191,7 @@ class ResponderCore:
         if not cookies.is_fresh(payload, wall_ns, window_ns=self.freshness_ns):
             self.stats["stale"] += 1
             return None
-        if not echo_allowed(pkt):
+        if not echo_allowed(pkt) or (self.is_own_address is not None and not self.is_own_address(pkt.dst)):
             self.stats["refused"] += 1
             return None
         seen_key = (pkt.src, payload.probe_id)  # each probe id once per source

@@ -42,6 +42,7 @@ cap.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
 cap.setblocking(False)
 snd = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 snd.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+snd.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)  # (to the a-b link's broadcast address only)
 counts = {"sent": 0, "send_errors": 0, "echoes": 0, "foreign_source": 0, "udp_from_responders": 0,
           "echo_destinations": [], "foreign": []}
 dests = set()
@@ -282,9 +283,9 @@ def net(tmp_path):
             netns.remove(name)
 
 
-def genuine_probes(net: Net, *, first_id: int = 5000) -> dict[str, bytes]:
-    """What a's prober sends b for a UDP, a VXLAN and an IPIP check -- what an attacker on the
-    path captures."""
+def genuine_probes(net: Net, *, first_id: int = 5000, address: str | None = None) -> dict[str, bytes]:
+    """What a's prober sends b (or ``address``) for a UDP, a VXLAN and an IPIP check -- what an
+    attacker on the path captures."""
     from netprobe.core import templates
     from netprobe.core.checks import CHECKS, Check, Direction, Proto
     from netprobe.core.events import ProbeTarget
@@ -293,7 +294,7 @@ def genuine_probes(net: Net, *, first_id: int = 5000) -> dict[str, bytes]:
 
     checks = {"udp": Check("np-udp", "udp", Proto.UDP, 40999, Direction.BOTH), "vxlan": CHECKS["vxlan"],
               "ipip": CHECKS["ipip"]}
-    targets = [ProbeTarget(c, net.addr_b) for c in checks.values()]
+    targets = [ProbeTarget(c, address or net.addr_b) for c in checks.values()]
     prober = Prober(probe_key(TOKEN), net.addr_a_b, targets, templates.for_targets(net.addr_a_b, targets),
                     first_id=first_id)
     return dict(zip(checks, (s.data for s in prober.start(0.0, time.time_ns())), strict=True))
@@ -335,9 +336,10 @@ def test_replays_with_rewritten_addresses_get_no_echo(net):
     """Issue #9, item 1, reproduced as reported: one sniffed probe of each kind re-sent within its
     freshness with 1,000 spoofed outer sources; the IPIP probe with its inner source, destination
     and port rewritten 1,000 times; the same probes sent to a second responder with the same
-    token; and re-sent from their genuine source. Before: 997 echoes to 997 addresses, 997
-    packets 192.0.2.66:41550 -> X:53, and an echo from the second responder. Now: each genuine
-    probe is echoed once, to its sender, and nothing else comes back."""
+    token; and re-sent from their genuine source; then a token holder's probes to the link's
+    broadcast address. Before: 997 echoes to 997 addresses, 997 packets 192.0.2.66:41550 -> X:53,
+    and an echo from the second responder. Now: each genuine probe is echoed once, to its sender,
+    and nothing else comes back."""
     probes = genuine_probes(net)
     started = time.monotonic()
     packets: list[tuple[str, bytes]] = [(net.addr_b, p) for p in probes.values()]  # genuine: one echo each
@@ -359,6 +361,14 @@ def test_replays_with_rewritten_addresses_get_no_echo(net):
     assert stats_b["echoes"] == 3 and stats_c["echoes"] == 0
     assert stats_b["unauthenticated"] >= 4000 and stats_b["replayed"] >= 297 - 3
     assert stats_c["unauthenticated"] >= 3
+
+    # a token holder's probes to the a-b link's broadcast address: b's raw sockets get them, but
+    # an echo never leaves from an address that is not b's own
+    broadcast = net.addr_b.rsplit(".", 1)[0] + ".255"
+    signed = genuine_probes(net, first_id=6000, address=broadcast)
+    to_broadcast = net.attack([(broadcast, p) for p in signed.values()])
+    assert to_broadcast["sent"] == 3 and to_broadcast["echoes"] == 0 and to_broadcast["foreign_source"] == 0
+    assert net.health("b")["stats"]["refused"] >= 3
     print(f"\nreplay test: {len(packets)} packets, echoes {seen['echoes']}, {took:.1f} s; b {stats_b}; c {stats_c}")
 
 

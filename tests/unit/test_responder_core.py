@@ -588,3 +588,14 @@ def test_syns_with_the_marker_but_a_guessed_seq_make_no_observation():
         slot = cookies.slot_of(pid)
         feed(c, tpl.build(slot, rng.getrandbits(32), cookies.syn_ip_id(c.marker, slot), pid), Via.TAP)
     assert c.observations() == [] and c.stats["unauthenticated"] == 20_000
+
+
+def test_no_echo_from_an_address_that_is_not_this_hosts_own():
+    """A raw socket also gets packets sent to a broadcast address: the shell says which addresses
+    are this host's own unicast ones, and an echo leaves only from one of those."""
+    asked = []
+    c = core(is_own_address=lambda addr: asked.append(addr) or addr == parse.ip_bytes(DST))
+    assert feed(c, probe(DNS, address=DST).data) is not None
+    assert feed(c, probe(DNS, address="198.18.0.255", probe_id=2).data) is None
+    assert c.stats["refused"] == 1 and c.stats["echoes"] == 1
+    assert asked == [parse.ip_bytes(DST), parse.ip_bytes("198.18.0.255")]
