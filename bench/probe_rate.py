@@ -54,7 +54,7 @@ def inner(args) -> None:
     key = os.urandom(32)
     checks = [Check(f"p{p}", "closed port", Proto.TCP, p, Direction.BOTH) for p in CLOSED_PORTS]
     figures = {}
-    io = open_probe_io()
+    io = open_probe_io(key)
     try:
         io.kernel_drops()  # reset the tap's counters
         targets = [ProbeTarget(checks[i % len(checks)], args.dst) for i in range(args.probes)]
@@ -123,7 +123,7 @@ def main() -> None:
     scenario = parse_scenario(SCENARIO, source="bench/probe_rate.py")
     cpus = os.cpu_count() or 1
     rps = args.rps and cpus > 1
-    with running_lab(scenario, f"rate{os.getpid() % 10000}") as lab:
+    with running_lab(scenario, f"{os.environ.get('NETPROBE_BENCH_LAB_PREFIX', 'rate')}{os.getpid() % 10000}") as lab:
         if rps:  # steer both namespaces' receive processing away from the prober's CPU 0
             mask = format(((1 << cpus) - 1) & ~1, "x")
             for host in ("a", "b"):

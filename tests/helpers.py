@@ -60,9 +60,9 @@ def sample_result():
 def captured(name: str) -> dict:
     """A packet captured from real namespaces (tests/data/packets/NAME.json): its bytes in
     ``data``, the probe key of the token it was made with in ``key``."""
-    from netprobe.core.cookies import key_from_token
+    from netprobe.core.keys import probe_key
 
     record = json.loads((PACKETS / f"{name}.json").read_text())
     record["data"] = bytes.fromhex(record["hex"])
-    record["key"] = key_from_token(record["token"])
+    record["key"] = probe_key(record["token"])
     return record

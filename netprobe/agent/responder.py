@@ -7,6 +7,7 @@ filter that passes only probes and this host's answers to them), feeds them to t
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections import OrderedDict
@@ -15,7 +16,7 @@ import trio
 
 from netprobe.agent.protocol import ProbeRequest
 from netprobe.core import bpf, templates
-from netprobe.core.cookies import key_from_token
+from netprobe.core.keys import probe_key
 from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.responder import ResponderCore
 from netprobe.core.wire import IPPROTO_IPIP
@@ -27,13 +28,38 @@ RUN_LOOKBACK = 2.0        # seconds before a run's start whose observations stil
 UNKNOWN_RUN_WINDOW = 120  # an unknown run id gets the last two minutes
 
 
+class OwnAddresses:
+    """Which addresses are this host's own unicast addresses (``route.is_local_unicast``), each
+    answer kept ``ttl`` seconds; at most ``limit`` kept (an echo's source is the address a probe
+    was sent to, so these are few)."""
+
+    def __init__(self, *, ttl: float = 10.0, limit: int = 256):
+        self.ttl, self.limit = ttl, limit
+        self._known: dict[bytes, tuple[bool, float]] = {}
+
+    def is_own(self, addr: bytes) -> bool:
+        now = time.monotonic()
+        known = self._known.get(addr)
+        if known is not None and now - known[1] < self.ttl:
+            return known[0]
+        from netprobe.net.route import is_local_unicast
+
+        if len(self._known) >= self.limit:
+            self._known.clear()
+        own = is_local_unicast(socket.inet_ntoa(addr))
+        self._known[addr] = (own, now)
+        return own
+
+
 class Responder:
     """One per host. ``await nursery.start(responder.run)`` returns once every capture is open."""
 
     def __init__(self, token: str, *, name: str | None = None):
-        self.key = key_from_token(token)
+        self.key = probe_key(token)  # the secret itself never keys a probe
         self.name = name or socket.gethostname()
-        self.core = ResponderCore(self.key)
+        # a raw socket also gets what was sent to a broadcast address: an echo leaves only from
+        # this host's own unicast address (docs/design.md, "Probes")
+        self.core = ResponderCore(self.key, is_own_address=OwnAddresses().is_own)
         self.started_at = time.monotonic()
         self._runs: OrderedDict[str, float] = OrderedDict()
         self._probe_lock = trio.Lock()
@@ -46,8 +72,8 @@ class Responder:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._sender = sockets.open_sender()
         try:
-            self._captures = open_captures(bpf.responder_filter, (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP),
-                                           outgoing_too=True)
+            self._captures = open_captures(functools.partial(bpf.responder_filter, marker=self.core.marker),
+                                           (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP), outgoing_too=True)
             templates.load_designer()  # scapy's import (~0.4 s) now, not inside the first mesh
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._captures.drain_all, self._on_packet)
@@ -58,7 +84,9 @@ class Responder:
 
     def _on_packet(self, data: bytes, via: Via, outgoing: bool, now: float, wall_ns: int) -> None:
         echo = self.core.on_packet(data, via=via, outgoing=outgoing, now=now, wall_ns=wall_ns)
-        if echo is not None and sockets.send_packet(self._sender, echo.data, echo.address) is not None:
+        if echo is None:
+            return
+        if sockets.send_packet(self._sender, echo.data, echo.address) is not None:
             self.echo_send_errors += 1  # e.g. this host's OUTPUT refused it
 
     def kernel_drops(self) -> int:

@@ -20,8 +20,8 @@ from netprobe.core.wire import (
     IPPROTO_UDP,
     MAGIC_WORD,
     PACKET_OUTGOING,
+    PAYLOAD_MARKER_OFFSET,
     SLOT_BASE,
-    SYN_MARK,
     TCP_ACK,
     TCP_RST,
     TCP_SYN,
@@ -87,8 +87,20 @@ def _common_head(tap_incoming_only: bool) -> list[Insn]:
 _TAIL = [Insn(RET | K, SNAPLEN, label="accept"), Insn(RET | K, 0, label="drop")]
 
 
-def sender_filter(*, tap: bool) -> list[tuple[int, int, int, int]]:
-    """Replies to our probes: SYN-ACK or RST to a probe slot, ICMP errors, payload echoes."""
+def _payload_at(offset: int, marker: int, miss: str, label: str | None = None) -> list[Insn]:
+    """Accept when a payload with the cluster's keyed ``marker`` starts ``offset`` bytes after
+    the transport (or inner IP) header; else go to ``miss``. X holds that header's offset."""
+    return [
+        Insn(LD | W | IND, offset, label=label),
+        Insn(JMP | JEQ | K, MAGIC_WORD, 0, miss),
+        Insn(LD | H | IND, offset + PAYLOAD_MARKER_OFFSET),
+        Insn(JMP | JEQ | K, marker & 0xFFFF, "accept", miss),
+    ]
+
+
+def sender_filter(*, tap: bool, marker: int) -> list[tuple[int, int, int, int]]:
+    """Replies to our probes: SYN-ACK or RST to a probe slot, ICMP errors, payload echoes
+    carrying the cluster's keyed ``marker`` (``cookies.marker_of``)."""
     prog = _common_head(tap_incoming_only=tap) + [
         Insn(JMP | JEQ | K, IPPROTO_TCP, "tcp", 0),
         Insn(JMP | JEQ | K, IPPROTO_ICMP, "icmp", 0),
@@ -105,15 +117,15 @@ def sender_filter(*, tap: bool) -> list[tuple[int, int, int, int]]:
         Insn(JMP | JEQ | K, ICMP_UNREACH, "accept", 0),
         Insn(JMP | JEQ | K, ICMP_TIME_EXCEEDED, "accept", "drop"),
         Insn(LDX | B | MSH, 0, label="udp"),
-        Insn(LD | W | IND, 8),
-        Insn(JMP | JEQ | K, MAGIC_WORD, "accept", "drop"),
+        *_payload_at(8, marker, "drop"),
     ] + _TAIL
     return assemble(prog)
 
 
-def responder_filter(*, tap: bool) -> list[tuple[int, int, int, int]]:
-    """Probes arriving (marked SYNs, payload probes in UDP, VXLAN or IPIP) and, on the tap, this
-    host's answers leaving (SYN-ACK/RST to a probe slot, ICMP errors, echoes)."""
+def responder_filter(*, tap: bool, marker: int) -> list[tuple[int, int, int, int]]:
+    """Probes arriving (SYNs whose IP id is their slot XOR the cluster's keyed ``marker``, payload
+    probes with the marker in UDP, VXLAN or IPIP) and, on the tap, this host's answers leaving
+    (SYN-ACK/RST to a probe slot, ICMP errors, echoes)."""
     prog = _common_head(tap_incoming_only=False) + [
         Insn(JMP | JEQ | K, IPPROTO_TCP, "tcp", 0),
         Insn(JMP | JEQ | K, IPPROTO_UDP, "udp", 0),
@@ -141,15 +153,12 @@ def responder_filter(*, tap: bool) -> list[tuple[int, int, int, int]]:
         Insn(MISC | 0x00),                        # TAX: X = source port
         Insn(LD | H | ABS, 4),                    # A = IP id
         Insn(ALU | XOR | X),
-        Insn(JMP | JEQ | K, SYN_MARK, "accept", "drop"),
+        Insn(JMP | JEQ | K, marker & 0xFFFF, "accept", "drop"),
         Insn(LDX | B | MSH, 0, label="udp"),
-        Insn(LD | W | IND, 8),
-        Insn(JMP | JEQ | K, MAGIC_WORD, "accept", 0),
-        Insn(LD | W | IND, VXLAN_PAYLOAD_OFFSET),
-        Insn(JMP | JEQ | K, MAGIC_WORD, "accept", "drop"),
+        *_payload_at(8, marker, "vxlan"),
+        *_payload_at(VXLAN_PAYLOAD_OFFSET, marker, "drop", label="vxlan"),
         Insn(LDX | B | MSH, 0, label="ipip"),
-        Insn(LD | W | IND, IPIP_PAYLOAD_OFFSET),
-        Insn(JMP | JEQ | K, MAGIC_WORD, "accept", "drop"),
+        *_payload_at(IPIP_PAYLOAD_OFFSET, marker, "drop"),
     ]
     if tap:
         prog += [

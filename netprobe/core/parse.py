@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from ipaddress import IPv4Address
 
-from netprobe.core.cookies import PAYLOAD_LEN
+from netprobe.core.cookies import PAYLOAD_LEN, flow_bytes
 from netprobe.core.wire import (
     ETH_P_IP,
     ICMP_TIME_EXCEEDED,
@@ -22,6 +22,7 @@ from netprobe.core.wire import (
     TCP_ACK,
     TCP_RST,
     TCP_SYN,
+    TCPOPT_TIMESTAMP,
     VXLAN_PAYLOAD_OFFSET,
 )
 from netprobe.errors import BadPacket
@@ -44,6 +45,7 @@ class TcpPacket:
     seq: int
     ack: int
     flags: int
+    tsval: int | None = None  # a SYN's timestamp option (a probe's id)
 
     @property
     def is_syn(self) -> bool:
@@ -97,6 +99,11 @@ class PayloadPacket:
     outer_sport: int = 0  # VXLAN only: the outer UDP ports
     outer_dport: int = 0
 
+    def flow(self) -> bytes:
+        """How this packet travelled, as its payload's tag must cover it (``cookies.flow_bytes``)."""
+        return flow_bytes(self.encap, self.src, self.dst, self.sport, self.dport, self.inner_src, self.inner_dst,
+                          self.outer_sport, self.outer_dport)
+
 
 Parsed = TcpPacket | IcmpPacket | PayloadPacket
 
@@ -124,9 +131,35 @@ def _parse_tcp(src: bytes, dst: bytes, seg: memoryview) -> TcpPacket:
     if len(seg) < 20:
         raise BadPacket("truncated TCP header")
     sport, dport, seq, ack, off, flags = _TCP.unpack_from(seg)
-    if off >> 4 < 5:
+    hlen = (off >> 4) * 4
+    if hlen < 20:
         raise BadPacket("bad TCP data offset")
-    return TcpPacket(src, dst, sport, dport, seq, ack, flags)
+    tsval = None
+    if flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN and hlen > 20:
+        if hlen > len(seg):
+            raise BadPacket("truncated TCP options")
+        tsval = _tsval(seg, hlen)
+    return TcpPacket(src, dst, sport, dport, seq, ack, flags, tsval)
+
+
+def _tsval(seg: memoryview, hlen: int) -> int | None:
+    """The TSval of a SYN's timestamp option, if it has one (options strictly within ``hlen``)."""
+    i = 20
+    while i < hlen:
+        kind = seg[i]
+        if kind == 0:
+            return None
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= hlen or seg[i + 1] < 2 or i + seg[i + 1] > hlen:
+            raise BadPacket("bad TCP option length")
+        if kind == TCPOPT_TIMESTAMP:
+            if seg[i + 1] != 10:
+                raise BadPacket("bad TCP timestamp option")
+            return struct.unpack_from("!I", seg, i + 2)[0]
+        i += seg[i + 1]
+    return None
 
 
 def _payload_of(data: memoryview) -> bytes | None:
@@ -225,3 +258,13 @@ def ip_str(addr: bytes) -> str:
 
 def ip_bytes(addr: str) -> bytes:
     return IPv4Address(addr).packed
+
+
+def is_unicast(addr: bytes) -> bool:
+    """Whether a packed address may be one end of an echo: not unspecified, loopback, link-local,
+    multicast, broadcast or reserved (an echo goes only to one host, from one host)."""
+    if len(addr) != 4:
+        return False
+    ip = IPv4Address(addr)
+    return not (ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_reserved or ip.is_link_local
+                or addr == b"\xff\xff\xff\xff" or addr[0] == 0)

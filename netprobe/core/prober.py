@@ -75,13 +75,18 @@ class Prober:
     _probes: dict[int, _Probe] = field(default_factory=dict, init=False)
     _by_flow: dict[tuple, int] = field(default_factory=dict, init=False)
     _by_seq: dict[tuple, _Probe] = field(default_factory=dict, init=False)  # TCP: (dst, dport, sport, seq)
+    _sent_payloads: dict[bytes, _Probe] = field(default_factory=dict, init=False)  # for quoted payloads
     _src_bytes: bytes = field(default=b"", init=False)
+    _keys: cookies.ProbeKeys = field(default=None, init=False)  # type: ignore[assignment]
+    _own_key: bytes = field(default=b"", init=False)  # echoes to us are keyed with our address's key
     _max_rtt: float | None = field(default=None, init=False)
     _done: int = field(default=0, init=False)
     stats: dict[str, int] = field(default_factory=lambda: {"ignored": 0, "malformed": 0, "matched": 0}, init=False)
 
     def __post_init__(self) -> None:
         self._src_bytes = ip_bytes(self.source)
+        self._keys = cookies.ProbeKeys(self.key)
+        self._own_key = self._keys.for_dest(self._src_bytes)
         packed: dict[str, bytes] = {}
         for i, target in enumerate(self.targets):
             pid = (self.first_id + i) & cookies.ID_MASK
@@ -145,12 +150,15 @@ class Prober:
 
     def _build(self, p: _Probe, wall_ns: int) -> bytes:
         slot = SLOT_BASE | (p.probe_id & SLOT_MASK)
+        dkey = self._keys.for_dest(p.dst)
         if p.target.check.proto is Proto.TCP:
             if p.seq is None:
-                p.seq = cookies.tcp_seq(self.key, p.probe_id, self._src_bytes, p.dst, p.port)
+                p.seq = cookies.tcp_seq(dkey, p.probe_id, self._src_bytes, p.dst, p.port)
                 self._by_seq[(p.dst, p.port, slot, p.seq)] = p
-            return p.tpl.build(slot, p.seq)
-        payload = cookies.encode_payload(self.key, cookies.ProbePayload(p.probe_id, wall_ns))
+            return p.tpl.build(slot, p.seq, slot ^ self._keys.marker, p.probe_id)  # cookies.syn_ip_id
+        payload = cookies.encode_payload(dkey, cookies.ProbePayload(p.probe_id, wall_ns, 0, self._keys.marker),
+                                         p.tpl.flow(slot))
+        self._sent_payloads[payload] = p  # an ICMP error quoting it names exactly this attempt
         return p.tpl.build(slot, payload)
 
     # ------------------------------------------------------------ events in
@@ -231,9 +239,8 @@ class Prober:
             if q.proto == IPPROTO_TCP and q.seq is not None:
                 p = self._by_seq.get((q.dst, q.dport, q.sport, q.seq))
             elif q.payload is not None:
-                try:
-                    p = self._probes.get(cookies.verify_payload(self.key, q.payload).probe_id)
-                except BadPacket:
+                p = self._sent_payloads.get(q.payload)  # exactly a payload we sent
+                if p is None:
                     return None
             elif q.proto == IPPROTO_UDP:
                 p = self._probes.get(self._by_flow.get((IPPROTO_UDP, q.dst, q.dport, q.sport), -1))
@@ -246,11 +253,11 @@ class Prober:
             if pkt.encap is not Encap.UDP or pkt.dst != self._src_bytes:
                 return None  # echoes come back as plain UDP
             try:
-                payload = cookies.verify_payload(self.key, pkt.payload)
+                payload = cookies.verify_payload(self._own_key, pkt.payload, pkt.flow())
             except BadPacket:
                 return None
             p = self._probes.get(payload.probe_id)
-            if p is None or pkt.src != p.dst:
+            if p is None or not payload.is_echo or pkt.src != p.dst:
                 return None
             return p, ReplyKind.ECHO, None
         return None

@@ -15,15 +15,15 @@ from collections.abc import Iterable
 
 from netprobe.core.checks import VXLAN_PORT, Proto
 from netprobe.core.checksum import LITTLE, fold, ones_sum, pseudo_sum, store_ip_checksum, store_udp_checksum
-from netprobe.core.cookies import PAYLOAD_LEN
-from netprobe.core.parse import ip_bytes
+from netprobe.core.cookies import PAYLOAD_LEN, flow_bytes
+from netprobe.core.parse import Encap, ip_bytes
 from netprobe.core.wire import (
     ETH_P_IP,
     IPPROTO_IPIP,
     IPPROTO_TCP,
     IPPROTO_UDP,
     SLOT_BASE,
-    SYN_MARK,
+    TCPOPT_TIMESTAMP,
     VXLAN_INNER_DST_MAC,
     VXLAN_INNER_SRC_MAC,
     VXLAN_PAYLOAD_OFFSET,
@@ -54,7 +54,7 @@ def _design(kind: str, port: int, vni: int, ttl: int) -> bytes:
     if kind == "tcp":
         pkt = IP(src=zero, dst=zero, ttl=ttl, id=0, flags="DF") / TCP(
             sport=0, dport=port, seq=0, flags="S", window=64240, chksum=0,
-            options=[("MSS", 1460), ("SAckOK", b""), ("NOP", None), ("WScale", 7)])
+            options=[("MSS", 1460), ("SAckOK", b""), ("Timestamp", (0, 0)), ("NOP", None), ("WScale", 7)])
     elif kind == "udp":
         pkt = IP(src=zero, dst=zero, ttl=ttl, id=0, flags="DF") / UDP(sport=SLOT_BASE, dport=port) / body
     elif kind == "vxlan":
@@ -88,37 +88,46 @@ def _addressed(design: bytes, src: str, dst: str, *, inner_ip: int | None = None
     return buf
 
 
-class TcpSynTemplate:
-    """A TCP SYN from ``src`` to ``dst``:``dport`` with options a real Linux client sends.
+def _swap32_words(v: int) -> int:
+    """The sum of the two 16-bit words of ``v``, each byte-swapped (for a little-endian ones_sum)."""
+    sw = ((v & 0x00FF00FF) << 8) | ((v >> 8) & 0x00FF00FF)
+    return (sw >> 16) + (sw & 0xFFFF)
 
-    Per probe only the IP id (the marker), the source port and the sequence number change, so
-    both checksums are finished incrementally from sums precomputed over the template.
+
+class TcpSynTemplate:
+    """A TCP SYN from ``src`` to ``dst``:``dport`` with the options a Linux client sends (MSS,
+    SACK permitted, timestamps, window scale).
+
+    Per probe only the IP id (the keyed marker), the source port, the sequence number and the
+    timestamp option's TSval (the probe id) change, so both checksums are finished incrementally
+    from sums precomputed over the template.
     """
+
+    TSVAL = 20 + 20 + 4 + 2 + 2  # IP + TCP header, MSS (4), SACK permitted (2), kind + length
 
     def __init__(self, src: str, dst: str, dport: int, *, ttl: int = 64):
         tpl = _addressed(_design("tcp", dport, 0, ttl), src, dst)
         tpl[10:12] = b"\0\0"
+        if tpl[self.TSVAL - 2] != TCPOPT_TIMESTAMP or tpl[self.TSVAL - 1] != 10:
+            raise AssertionError("the SYN design moved its timestamp option")
         self.template = bytes(tpl)
         self._ip_sum = ones_sum(self.template[:20])
         self._tcp_sum = fold(ones_sum(self.template[20:]) + pseudo_sum(
             self.template[12:16], self.template[16:20], IPPROTO_TCP, len(self.template) - 20))
 
-    def build(self, sport: int, seq: int) -> bytes:
-        ip_id = sport ^ SYN_MARK  # lets the responder's BPF pick our SYNs
-        hi, lo = seq >> 16, seq & 0xFFFF
-        if LITTLE:  # ones_sum works in native order: swap the 16-bit words we add
+    def build(self, sport: int, seq: int, ip_id: int = 0, tsval: int = 0) -> bytes:
+        if LITTLE:  # ones_sum works in native order: byte-swap what we add (16-bit words)
             ip_id_n = ((ip_id >> 8) | (ip_id << 8)) & 0xFFFF
-            sport_n = ((sport >> 8) | (sport << 8)) & 0xFFFF
-            hi = ((hi >> 8) | (hi << 8)) & 0xFFFF
-            lo = ((lo >> 8) | (lo << 8)) & 0xFFFF
+            added = (((sport >> 8) | (sport << 8)) & 0xFFFF) + _swap32_words(seq) + _swap32_words(tsval)
         else:
-            ip_id_n, sport_n = ip_id, sport
+            ip_id_n = ip_id
+            added = sport + (seq >> 16) + (seq & 0xFFFF) + (tsval >> 16) + (tsval & 0xFFFF)
         ip_csum = ~fold(self._ip_sum + ip_id_n) & 0xFFFF
-        tcp_csum = ~fold(self._tcp_sum + sport_n + hi + lo) & 0xFFFF
-        t = self.template
+        tcp_csum = ~fold(self._tcp_sum + added) & 0xFFFF
+        t, ts = self.template, self.TSVAL
         return b"".join((t[:4], struct.pack("!H", ip_id), t[6:10], struct.pack("=H", ip_csum), t[12:20],
                          struct.pack("!H", sport), t[22:24], struct.pack("!I", seq), t[28:36],
-                         struct.pack("=H", tcp_csum), t[38:]))
+                         struct.pack("=H", tcp_csum), t[38:ts], struct.pack("!I", tsval), t[ts + 4 :]))
 
 
 class UdpProbeTemplate:
@@ -127,6 +136,11 @@ class UdpProbeTemplate:
     def __init__(self, src: str, dst: str, dport: int, *, ttl: int = 64):
         self.template = bytes(_addressed(_design("udp", dport, 0, ttl), src, dst))
         self._pseudo = pseudo_sum(self.template[12:16], self.template[16:20], IPPROTO_UDP, len(self.template) - 20)
+        self._src, self._dst, self._dport = self.template[12:16], self.template[16:20], dport
+
+    def flow(self, sport: int) -> bytes:
+        """What the payload's tag must cover for the probe from ``sport`` (``cookies.flow_bytes``)."""
+        return flow_bytes(Encap.UDP, self._src, self._dst, sport, self._dport)
 
     def build(self, sport: int, payload: bytes) -> bytes:
         buf = bytearray(self.template)
@@ -148,6 +162,12 @@ class VxlanProbeTemplate:
 
     def __init__(self, src: str, dst: str, vni: int, *, dport: int = VXLAN_PORT, ttl: int = 64):
         self.template = bytes(_addressed(_design("vxlan", dport, vni, ttl), src, dst, inner_ip=self.INNER_IP))
+        self._src, self._dst, self._dport = self.template[12:16], self.template[16:20], dport
+
+    def flow(self, sport: int) -> bytes:
+        """What the payload's tag covers: outer src -> dst, inner dst -> src, every port ``sport``
+        but the outer destination port."""
+        return flow_bytes(Encap.VXLAN, self._src, self._dst, sport, sport, self._dst, self._src, sport, self._dport)
 
     def build(self, sport: int, payload: bytes) -> bytes:
         buf = bytearray(self.template)
@@ -164,6 +184,11 @@ class IpipProbeTemplate:
     def __init__(self, src: str, dst: str, *, ttl: int = 64):
         self.template = bytes(_addressed(_design("ipip", 0, 0, ttl), src, dst, inner_ip=20))
         self._pseudo = pseudo_sum(self.template[32:36], self.template[36:40], IPPROTO_UDP, len(self.template) - 40)
+        self._src, self._dst = self.template[12:16], self.template[16:20]
+
+    def flow(self, ip_id: int) -> bytes:
+        """What the payload's tag covers: outer src -> dst, inner dst -> src, slot -> slot."""
+        return flow_bytes(Encap.IPIP, self._src, self._dst, ip_id, ip_id, self._dst, self._src)
 
     def build(self, ip_id: int, payload: bytes) -> bytes:
         buf = bytearray(self.template)

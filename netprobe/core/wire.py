@@ -23,10 +23,13 @@ PACKET_OUTGOING = 4
 # probe id's low 15 bits; templates hold SLOT_BASE until a probe's slot is patched in.
 SLOT_BASE = 32768
 SLOT_MASK = 0x7FFF
-SYN_MARK = 0x4E50  # a probe SYN's IP id is its source port XOR this ("NP")
+
+# A probe SYN carries its id in the TCP timestamp option (kind 8, length 10: TSval, TSecr).
+TCPOPT_TIMESTAMP = 8
 
 MAGIC = b"NPRB"  # first four bytes of every netprobe payload
 MAGIC_WORD = int.from_bytes(MAGIC, "big")
+PAYLOAD_MARKER_OFFSET = 6  # the keyed 16-bit marker inside a payload (magic 4, version 1, flags 1)
 
 # Inner Ethernet addresses of VXLAN probes: locally administered, never a real NIC's.
 VXLAN_INNER_SRC_MAC = "02:6e:70:00:00:01"

@@ -4,6 +4,7 @@ sends its packets, feeds it what the captures see, wakes it at its deadlines."""
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket
 import time
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import trio
 
-from netprobe.core import bpf, templates
+from netprobe.core import bpf, cookies, templates
 from netprobe.core.events import Outcome, ProbeTarget
 from netprobe.core.prober import Prober
 from netprobe.net import sockets
@@ -39,11 +40,13 @@ class ProbeIO:
         return self.captures.kernel_drops()
 
 
-def open_probe_io() -> ProbeIO:
-    """Real sockets: needs root or CAP_NET_RAW (PrivilegeError otherwise)."""
+def open_probe_io(key: bytes) -> ProbeIO:
+    """Real sockets for probes keyed by ``key`` (its marker goes into the capture filters): needs
+    root or CAP_NET_RAW (PrivilegeError otherwise)."""
     sender = sockets.open_sender()
     try:
-        captures = open_captures(bpf.sender_filter, (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP))
+        captures = open_captures(functools.partial(bpf.sender_filter, marker=cookies.marker_of(key)),
+                                 (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP))
     except BaseException:
         sender.close()
         raise
@@ -123,7 +126,7 @@ async def probe_targets(
     prober = Prober(key, source, targets, templates.for_targets(source, targets, vni=vni), window=window,
                     retries=retries, first_id=random_probe_id_base())
     own_io = io is None
-    io = io or open_probe_io()
+    io = io or open_probe_io(key)
     try:
         outcomes = await run_prober(prober, io)
         stats = dict(prober.stats)

@@ -44,3 +44,15 @@ def route_to(address: str) -> RouteInfo:
     if source == "0.0.0.0":
         raise ConfigError(f"no source address for {address}", field="TARGET")
     return RouteInfo(source=source)
+
+
+def is_local_unicast(address: str) -> bool:
+    """Whether ``address`` is one of this host's own unicast addresses, asked the same way: the
+    kernel routes to its own address with that address as the source, refuses to connect to a
+    broadcast address (no SO_BROADCAST), and picks another source for anyone else's."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect((address, 9))
+        except OSError:
+            return False
+        return sock.getsockname()[0] == address

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from netprobe.core.checks import Check
 from netprobe.core.result import Cell
-from netprobe.core.cookies import key_from_token
+from netprobe.core.keys import probe_key
 from netprobe.core.events import Outcome, ProbeTarget
 from netprobe.core.verdict import classify_cell
 
@@ -28,7 +28,7 @@ def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: 
 
     address = resolve_target(target)
     route = route_to(address)
-    key = key_from_token(token) if token else os.urandom(32)
+    key = probe_key(token) if token else os.urandom(32)
     targets = [ProbeTarget(c, address, target) for c in checks]
     from netprobe.net.prober import probe_targets
 

@@ -12,10 +12,10 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 
 from helpers import captured as captured_record
 from netprobe.core import bpf
-from netprobe.core.cookies import ProbePayload, encode_payload
-from netprobe.core.cookies import key_from_token
+from netprobe.core.cookies import ProbeKeys, ProbePayload, encode_payload, marker_of, syn_ip_id
+from netprobe.core.keys import probe_key
 from netprobe.core.parse import parse_packet_untrusted
-from netprobe.core.responder import build_udp_echo
+from netprobe.core.responder import build_udp_echo, echo_payload
 from netprobe.core.templates import IpipProbeTemplate, UdpProbeTemplate, VxlanProbeTemplate
 from netprobe.core.wire import PACKET_OUTGOING
 
@@ -31,7 +31,7 @@ def echo_of(name: str) -> bytes:
     """The responder's echo to a captured payload probe (as it leaves the target / reaches the sender)."""
     rec = captured_record(name)
     probe = parse_packet_untrusted(bytes.fromhex(rec["hex"]))
-    return build_udp_echo(probe, encode_payload(key_from_token(rec["token"]), ProbePayload(1, 2, 1)))
+    return build_udp_echo(probe, echo_payload(ProbeKeys(probe_key(rec["token"])), probe, ProbePayload(1, 2, 1)))
 
 
 def passes(prog, data: bytes, pkttype: int = HOST) -> bool:
@@ -40,10 +40,11 @@ def passes(prog, data: bytes, pkttype: int = HOST) -> bool:
     return kept == bpf.SNAPLEN
 
 
-SENDER_TAP = bpf.sender_filter(tap=True)
-SENDER_RAW = bpf.sender_filter(tap=False)
-RESPONDER_TAP = bpf.responder_filter(tap=True)
-RESPONDER_RAW = bpf.responder_filter(tap=False)
+MARKER = marker_of(captured_record("syn_ack")["key"])  # the captures' cluster
+SENDER_TAP = bpf.sender_filter(tap=True, marker=MARKER)
+SENDER_RAW = bpf.sender_filter(tap=False, marker=MARKER)
+RESPONDER_TAP = bpf.responder_filter(tap=True, marker=MARKER)
+RESPONDER_RAW = bpf.responder_filter(tap=False, marker=MARKER)
 ALL = {"sender_tap": SENDER_TAP, "sender_raw": SENDER_RAW, "responder_tap": RESPONDER_TAP,
        "responder_raw": RESPONDER_RAW}
 
@@ -63,7 +64,9 @@ TIME_EXCEEDED = bytes(IP(src="198.51.100.1", dst=A) / ICMP(type=11) / bytes(IP(s
 PLAIN_UDP = bytes(IP(src=B, dst=A) / UDP(sport=53, dport=40000) / (b"just a dns answer" * 3))
 OTHER_PROTO = bytes(IP(src=B, dst=A, proto=47) / (b"\0" * 40))
 UNMARKED_PROBE_LIKE_SYN = bytes(IP(src=A, dst=B, id=1) / TCP(sport=40000, dport=179, flags="S"))
-MARKED_SYN_FROM_LOW_PORT = bytes(IP(src=A, dst=B, id=1000 ^ 0x4E50) / TCP(sport=1000, dport=179, flags="S"))
+MARKED_SYN_FROM_LOW_PORT = bytes(IP(src=A, dst=B, id=syn_ip_id(MARKER, 1000)) / TCP(sport=1000, dport=179, flags="S"))
+# the first format's constant mark (IP id = sport ^ 0x4E50): anyone could set it (issue #9, item 7)
+OLD_MARKED_SYN = bytes(IP(src=A, dst=B, id=40000 ^ 0x4E50) / TCP(sport=40000, dport=179, flags="S"))
 
 
 def fragments_of(data: bytes) -> list[bytes]:
@@ -80,7 +83,7 @@ def fragments_of(data: bytes) -> list[bytes]:
 @pytest.mark.parametrize("tap", [True, False], ids=["tap", "raw"])
 @pytest.mark.parametrize("name", REPLIES)
 def test_sender_passes_captured_replies(name, tap):
-    assert passes(bpf.sender_filter(tap=tap), captured(name))
+    assert passes(bpf.sender_filter(tap=tap, marker=MARKER), captured(name))
 
 
 @pytest.mark.parametrize("prog", [SENDER_TAP, SENDER_RAW], ids=["tap", "raw"])
@@ -144,7 +147,7 @@ def test_responder_passes_captured_probes(prog, name):
 
 @pytest.mark.parametrize("prog", [RESPONDER_TAP, RESPONDER_RAW], ids=["tap", "raw"])
 def test_responder_passes_built_payload_probes(prog):
-    body = encode_payload(b"k", ProbePayload(5, 6))
+    body = encode_payload(b"k", ProbePayload(5, 6, 0, MARKER), b"")
     for data in (UdpProbeTemplate(A, B, 53).build(40000, body), VxlanProbeTemplate(A, B, 3).build(40000, body),
                  IpipProbeTemplate(A, B).build(40000, body)):
         assert passes(prog, data)
@@ -155,6 +158,7 @@ def test_responder_passes_built_payload_probes(prog):
     pytest.param(captured("kernel_syn_arrived"), id="captured-unmarked-kernel-syn"),
     pytest.param(UNMARKED_PROBE_LIKE_SYN, id="unmarked-syn-from-a-slot"),
     pytest.param(MARKED_SYN_FROM_LOW_PORT, id="marked-syn-from-a-non-slot-port"),
+    pytest.param(OLD_MARKED_SYN, id="syn-with-the-old-constant-mark"),
     pytest.param(captured("tcp_data"), id="captured-tcp-data-segment"),
     pytest.param(SYN_ACK_TO_LOW_PORT, id="syn-ack-to-a-non-slot-port"),
     pytest.param(PLAIN_UDP, id="udp-without-magic"),
@@ -279,3 +283,30 @@ def test_filters_on_truncated_and_mutated_real_packets(data, draw):
         mutated[draw.draw(st.integers(0, len(mutated) - 1))] ^= draw.draw(st.integers(1, 255))
     for prog in ALL.values():
         assert bpf.run(prog, bytes(mutated)) in (0, bpf.SNAPLEN)
+
+
+# ------------------------------------------------------------------ the keyed marker (issue #9, item 7)
+
+
+def test_keyless_marked_packets_pass_about_once_in_65536():
+    """Anyone could pass the first filters by putting a constant at a fixed offset; the marker is
+    keyed now, so SYNs or payloads made without the key pass as often as a 16-bit guess."""
+    import random
+
+    rng = random.Random(9)
+    body = bytearray(encode_payload(b"x", ProbePayload(1, 2), b""))
+    passed = 0
+    for _ in range(20_000):
+        sport = rng.randrange(32768, 65536)
+        syn = bytes(IP(src=A, dst=B, id=rng.randrange(65536)) / TCP(sport=sport, dport=179, flags="S"))
+        body[6:8] = rng.randrange(65536).to_bytes(2, "big")
+        udp = UdpProbeTemplate(A, B, 53).build(sport, bytes(body))
+        passed += passes(RESPONDER_RAW, syn) + passes(RESPONDER_RAW, udp) + passes(SENDER_RAW, udp)
+    assert passed <= 6  # expected 0.9
+
+
+@pytest.mark.parametrize("prog", [RESPONDER_TAP, RESPONDER_RAW], ids=["tap", "raw"])
+def test_another_clusters_probes_do_not_pass(prog):
+    other = bpf.responder_filter(tap=prog is RESPONDER_TAP, marker=MARKER ^ 1)
+    for name in ARRIVING_PROBES:
+        assert passes(prog, captured(name)) and not passes(other, captured(name))

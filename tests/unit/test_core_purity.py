@@ -144,7 +144,7 @@ def test_parsing_does_not_load_scapy():
         " + '00000000' + '00000001' + '5014' + '0000' + '00000000')\n"
         "pkt = parse.parse_packet_untrusted(data)\n"
         "assert pkt.is_rst, pkt\n"
-        "bpf.run(bpf.sender_filter(tap=True), data)\n"
+        "bpf.run(bpf.sender_filter(tap=True, marker=cookies.marker_of(b'k')), data)\n"
         "assert not any(m == 'scapy' or m.startswith('scapy.') for m in sys.modules), 'scapy loaded'\n"
         "assert 'socket' not in sys.modules, 'socket loaded'\n"
     )

@@ -13,7 +13,8 @@ from scapy.layers.vxlan import VXLAN
 
 from helpers import PACKETS, captured
 from netprobe.core import cookies
-from netprobe.core.cookies import ProbePayload, encode_payload, key_from_token, slot_of, tcp_probe_id
+from netprobe.core.cookies import (ProbePayload, dest_key, encode_payload, flow_bytes, marker_of, slot_of, syn_ip_id,
+                                   tcp_seq, tcp_syn_probe_id)
 from netprobe.core.parse import (
     Encap,
     IcmpPacket,
@@ -29,7 +30,6 @@ from netprobe.core.templates import IpipProbeTemplate, TcpSynTemplate, UdpProbeT
 from netprobe.core.wire import (
     MAGIC,
     SLOT_BASE,
-    SYN_MARK,
     TCP_ACK,
     TCP_PSH,
     TCP_RST,
@@ -55,7 +55,32 @@ def rechecksummed(data: bytes, *layers: tuple[type, int]) -> bytes:
 
 
 def payload(probe_id: int = 0x01020304, ts: int = 1_700_000_000_000_000_000, flags: int = 0) -> bytes:
-    return encode_payload(KEY, ProbePayload(probe_id, ts, flags))
+    return encode_payload(KEY, ProbePayload(probe_id, ts, flags), b"")
+
+
+def marker(rec: dict) -> int:
+    return marker_of(rec["key"])
+
+
+def syn_id(rec: dict, syn: TcpPacket) -> int | None:
+    """The probe id a SYN carries, checked as the responder checks it."""
+    return tcp_syn_probe_id(dest_key(rec["key"], syn.dst), syn.src, syn.dst, syn.sport, syn.dport, syn.seq, syn.tsval)
+
+
+def verify(rec: dict, pkt: PayloadPacket, key: bytes | None = None):
+    return cookies.verify_payload(dest_key(key or rec["key"], pkt.dst), pkt.payload, pkt.flow())
+
+
+def verify_quoted(rec: dict, q: Quoted, vxlan: bool = False):
+    """A quoted probe's payload, checked against the flow the quote's headers say (inner packets go
+    from the target back to the sender)."""
+    if q.proto == 4:
+        flow = flow_bytes(Encap.IPIP, q.src, q.dst, q.sport, q.dport, q.dst, q.src)
+    elif vxlan:
+        flow = flow_bytes(Encap.VXLAN, q.src, q.dst, q.sport, q.sport, q.dst, q.src, q.sport, q.dport)
+    else:
+        flow = flow_bytes(Encap.UDP, q.src, q.dst, q.sport, q.dport)
+    return cookies.verify_payload(dest_key(rec["key"], q.dst), q.payload, flow)
 
 
 # ------------------------------------------------------------------ captured replies
@@ -78,9 +103,12 @@ def test_captured_syn_ack_answers_the_captured_probe():
     assert pkt.flags == TCP_SYN | TCP_ACK
     assert (ip_str(pkt.src), ip_str(pkt.dst), pkt.sport, pkt.dport) == (rec["target"], rec["sender"], 179, probe.sport)
     assert pkt.ack == (probe.seq + 1) & 0xFFFFFFFF
-    pid = tcp_probe_id(rec["key"], pkt.dst, pkt.src, pkt.dport, pkt.sport, pkt.ack - 1)
-    assert pid is not None and pid == tcp_probe_id(syn["key"], probe.src, probe.dst, probe.sport, 179, probe.seq)
-    assert tcp_probe_id(b"wrong" * 8, pkt.dst, pkt.src, pkt.dport, pkt.sport, pkt.ack - 1) != pid
+    pid = syn_id(syn, probe)
+    assert pid is not None and slot_of(pid) == probe.sport
+    # the prober's check: the SYN-ACK acknowledges exactly the keyed sequence number it sent
+    assert pkt.ack - 1 == tcp_seq(dest_key(rec["key"], pkt.src), pid, pkt.dst, pkt.src, 179)
+    assert pkt.ack - 1 != tcp_seq(dest_key(b"wrong" * 8, pkt.src), pid, pkt.dst, pkt.src, 179)
+    assert pkt.tsval is None  # a SYN-ACK's options are not read
 
 
 def test_captured_probe_syn_is_marked():
@@ -88,14 +116,17 @@ def test_captured_probe_syn_is_marked():
         data = captured(name)["data"]
         pkt = parse_packet_untrusted(data)
         assert pkt.is_syn and pkt.dport == 179
-        assert struct.unpack_from("!H", data, 4)[0] == pkt.sport ^ SYN_MARK
+        assert struct.unpack_from("!H", data, 4)[0] == syn_ip_id(marker(captured(name)), pkt.sport)
+        assert syn_id(captured(name), pkt) is not None
 
 
 def test_captured_kernel_syn_is_a_syn_but_unmarked():
     data = captured("kernel_syn_arrived")["data"]
     pkt = parse_packet_untrusted(data)
     assert pkt.is_syn and pkt.dport == 8080
-    assert struct.unpack_from("!H", data, 4)[0] != pkt.sport ^ SYN_MARK
+    assert struct.unpack_from("!H", data, 4)[0] != syn_ip_id(marker(captured("kernel_syn_arrived")), pkt.sport)
+    assert pkt.tsval is not None  # a Linux SYN has a timestamp too: the keyed seq tells ours apart
+    assert syn_id(captured("kernel_syn_arrived"), pkt) is None
 
 
 @pytest.mark.parametrize("name,port", [("rst_closed", 5473), ("rst_forged", 2379)])
@@ -105,8 +136,8 @@ def test_captured_rsts(name, port):
     assert isinstance(pkt, TcpPacket) and pkt.is_rst and not pkt.is_syn_ack
     assert pkt.flags == TCP_RST | TCP_ACK and pkt.seq == 0
     assert (ip_str(pkt.src), pkt.sport) == (rec["target"], port)
-    # the RST's ack is our seq + 1: it gives the probe id back
-    assert tcp_probe_id(rec["key"], pkt.dst, pkt.src, pkt.dport, pkt.sport, pkt.ack - 1) is not None
+    # the RST's ack is our seq + 1, the seq of the probe SYN the capture sent from that slot
+    assert slot_of(pkt.dport - SLOT_BASE) == pkt.dport and pkt.ack != 0
 
 
 def test_captured_data_segment_is_plain_tcp():
@@ -122,8 +153,8 @@ def test_captured_icmp_admin_prohibited_quotes_our_syn():
     assert (pkt.type, pkt.code, ip_str(pkt.src), ip_str(pkt.dst)) == (3, 13, rec["target"], rec["sender"])
     q = pkt.quoted
     assert (q.proto, ip_str(q.src), ip_str(q.dst), q.dport, q.payload) == (6, rec["sender"], rec["target"], 6443, None)
-    assert q.ip_id == q.sport ^ SYN_MARK
-    assert tcp_probe_id(rec["key"], q.src, q.dst, q.sport, q.dport, q.seq) is not None
+    assert q.ip_id == syn_ip_id(marker(rec), q.sport)
+    assert q.seq is not None
 
 
 def test_captured_icmp_port_unreachable_quotes_the_whole_udp_probe():
@@ -132,7 +163,7 @@ def test_captured_icmp_port_unreachable_quotes_the_whole_udp_probe():
     assert (pkt.type, pkt.code, ip_str(pkt.src)) == (3, 3, rec["target"])
     q = pkt.quoted
     assert (q.proto, q.dport, q.seq) == (17, 5000, None)
-    assert cookies.verify_payload(rec["key"], q.payload).probe_id == 0x1234
+    assert verify_quoted(rec, q).probe_id == 0x1234
     assert q.sport == slot_of(0x1234)
 
 
@@ -146,7 +177,7 @@ def test_captured_icmp_port_unreachable_for_vxlan_quotes_the_outer_udp():
     # the payload is dug out of the quoted VXLAN probe, so the quote authenticates
     assert q.payload is not None and q.payload[:4] == MAGIC
     # and it is the probe the quote's headers say: its id's low bits are the slot it was sent from
-    verified = cookies.verify_payload(key_from_token(rec["token"]), q.payload)
+    verified = verify_quoted(rec, q, vxlan=True)
     assert slot_of(verified.probe_id) == q.sport
 
 
@@ -157,7 +188,7 @@ def test_captured_icmp_protocol_unreachable_quotes_the_ipip_probe():
     q = pkt.quoted
     assert (q.proto, ip_str(q.src), ip_str(q.dst)) == (4, rec["sender"], rec["target"])
     assert q.ip_id == q.sport == q.dport >= SLOT_BASE
-    p = cookies.verify_payload(rec["key"], q.payload)
+    p = verify_quoted(rec, q)
     assert slot_of(p.probe_id) == q.ip_id
 
 
@@ -168,7 +199,7 @@ def test_captured_vxlan_probe_as_it_arrived():
     assert (ip_str(pkt.src), ip_str(pkt.dst), pkt.outer_dport) == (rec["sender"], rec["target"], 4789)
     assert (ip_str(pkt.inner_src), ip_str(pkt.inner_dst)) == (rec["target"], rec["sender"])
     assert pkt.sport == pkt.dport == pkt.outer_sport
-    assert slot_of(cookies.verify_payload(rec["key"], pkt.payload).probe_id) == pkt.sport
+    assert slot_of(verify(rec, pkt).probe_id) == pkt.sport
     assert struct.unpack_from("!I", rec["data"], 32)[0] >> 8 == rec["vni"] == IP(rec["data"])[VXLAN].vni
 
 
@@ -177,10 +208,10 @@ def test_captured_payload_probes_verify(name, encap):
     rec = captured(name)
     pkt = parse_packet_untrusted(rec["data"])
     assert pkt.encap is encap
-    p = cookies.verify_payload(rec["key"], pkt.payload)
-    assert not p.is_echo and slot_of(p.probe_id) == pkt.sport
+    p = verify(rec, pkt)
+    assert not p.is_echo and slot_of(p.probe_id) == pkt.sport and p.marker == marker(rec)
     with pytest.raises(BadPacket):
-        cookies.verify_payload(b"another key", pkt.payload)
+        verify(rec, pkt, b"another key")
 
 
 # TCP segments of the kernel's own stack leave with a partial checksum (offloaded to a NIC a veth
@@ -211,10 +242,10 @@ def _icmp(quoted: bytes, type_=11, code=0, src="198.51.100.1") -> bytes:
 
 
 def test_time_exceeded_quoting_only_8_bytes_of_tcp():
-    syn = TcpSynTemplate(A, B, 179).build(40000, 0xAABBCCDD)
+    syn = TcpSynTemplate(A, B, 179).build(40000, 0xAABBCCDD, 40000 ^ 0x1234)
     pkt = parse_packet_untrusted(_icmp(syn[:28]))
     assert (pkt.type, pkt.code, ip_str(pkt.src)) == (11, 0, "198.51.100.1")
-    assert pkt.quoted == Quoted(6, ip_bytes(A), ip_bytes(B), 40000 ^ SYN_MARK, 40000, 179, 0xAABBCCDD)
+    assert pkt.quoted == Quoted(6, ip_bytes(A), ip_bytes(B), 40000 ^ 0x1234, 40000, 179, 0xAABBCCDD)
 
 
 def test_icmp_quoting_8_bytes_of_udp_has_no_payload():
@@ -295,6 +326,32 @@ def test_parse_packet_rejects(data, message):
         parse_packet_untrusted(data)
 
 
+@pytest.mark.parametrize("options,message", [
+    (b"\x08\x0a\0\0\0\1", "bad TCP option length"),          # timestamp running past the header
+    (b"\x02\x01\0\0", "bad TCP option length"),                  # length 1
+    (b"\x01\x01\x01\x08", "bad TCP option length"),              # kind with no length byte
+    (b"\x08\x06\0\0\0\1\0\0", "bad TCP timestamp option"),
+])
+def test_syn_options_are_read_strictly(options, message):
+    data = bytearray(bytes(IP(src=A, dst=B) / TCP(sport=40000, dport=179, flags="S", options=[]) / options))
+    data[32] = ((20 + len(options)) // 4) << 4
+    with pytest.raises(BadPacket, match=message):
+        parse_packet_untrusted(bytes(data))
+
+
+def test_syn_options_past_the_segment_are_rejected():
+    data = bytearray(bytes(IP(src=A, dst=B) / TCP(sport=40000, dport=179, flags="S")))
+    data[32] = 15 << 4  # 60-byte header in a 20-byte segment
+    with pytest.raises(BadPacket, match="truncated TCP options"):
+        parse_packet_untrusted(bytes(data))
+
+
+def test_syn_timestamp_after_eol_is_not_read():
+    opts = [("EOL", None), ("Timestamp", (5, 0))]
+    pkt = parse_packet_untrusted(bytes(IP(src=A, dst=B) / TCP(sport=40000, dport=179, flags="S", options=opts)))
+    assert pkt.tsval is None
+
+
 def test_ip_str_and_bytes():
     assert ip_str(ip_bytes("203.0.113.7")) == "203.0.113.7"
     assert ip_bytes("198.18.0.1") == bytes([198, 18, 0, 1])
@@ -312,7 +369,7 @@ def _only_bad_packet(data: bytes) -> None:
 
 
 VALID = [captured(n)["data"] for n in CAPTURED] + [
-    TcpSynTemplate(A, B, 179).build(40000, 1),
+    TcpSynTemplate(A, B, 179).build(40000, 1, 2, 3),
     UdpProbeTemplate(A, B, 53).build(40000, payload()),
     VxlanProbeTemplate(A, B, 9).build(40000, payload()),
     IpipProbeTemplate(A, B).build(40000, payload()),
@@ -355,7 +412,7 @@ def test_mutated_and_truncated_packets_raise_only_bad_packet(data):
     assert isinstance(pkt, (TcpPacket, IcmpPacket, PayloadPacket))
     if isinstance(pkt, PayloadPacket):
         try:
-            cookies.verify_payload(KEY, pkt.payload)
+            cookies.verify_payload(KEY, pkt.payload, pkt.flow())
         except BadPacket:
             pass
 

@@ -14,15 +14,16 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from helpers import captured
 from netprobe.core import cookies, parse, templates
 from netprobe.core.checks import CHECKS, Check, Direction, Proto
-from netprobe.core.cookies import FLAG_ECHO, ProbePayload, encode_payload, key_from_token
+from netprobe.core.cookies import FLAG_ECHO, ProbeKeys, ProbePayload, dest_key, encode_payload, flow_bytes
+from netprobe.core.keys import probe_key
 from netprobe.core.events import Outcome, ProbeTarget, Send, Via
 from netprobe.core.parse import Encap, parse_packet_untrusted
 from netprobe.core.prober import Prober
-from netprobe.core.responder import build_udp_echo
+from netprobe.core.responder import build_udp_echo, echo_ports
 from netprobe.core.result import Icmp, Reach, ReplyKind, Verdict, Where
 from netprobe.core.verdict import classify
 
-KEY = key_from_token("unit-test-token")
+KEY = probe_key("unit-test-token")
 SRC, DST, DST2 = "198.18.0.1", "198.18.0.2", "198.18.0.3"
 ROUTER = "198.18.9.1"
 WALL = 1_700_000_000_000_000_000
@@ -67,14 +68,24 @@ def icmp_about(send: Send, type_: int = 3, code: int = 13, *, src: str | None = 
     return bytes(IP(src=src or IP(send.data).dst, dst=SRC) / ICMP(type=type_, code=code) / quoted)
 
 
-def echo_to(send: Send, *, key: bytes = KEY, probe_id: int | None = None, src: bytes | None = None) -> bytes:
+def echo_to(send: Send, *, key: bytes = KEY, probe_id: int | None = None, src: bytes | None = None,
+            flags: int = FLAG_ECHO) -> bytes:
+    """The responder's echo to ``send`` (keyed for the prober's address, over the echo's flow)."""
     probe = parse_packet_untrusted(send.data)
     p = cookies.decode_payload_untrusted(probe.payload)[0]
-    body = encode_payload(key, ProbePayload(send.probe_id if probe_id is None else probe_id, p.timestamp_ns, FLAG_ECHO))
     if src is not None:
         probe = parse.PayloadPacket(probe.encap, probe.src, src, probe.sport, probe.dport, probe.payload, probe.ip_id,
                                       src, probe.inner_dst, probe.outer_sport, probe.outer_dport)
+    flow = flow_bytes(Encap.UDP, probe.dst, probe.src, *echo_ports(probe))
+    body = encode_payload(dest_key(key, probe.src), ProbePayload(send.probe_id if probe_id is None else probe_id,
+                                                                 p.timestamp_ns, flags), flow)
     return build_udp_echo(probe, body)
+
+
+def verified(send: Send) -> ProbePayload:
+    """The payload of a probe we sent, checked as its target checks it."""
+    pkt = parse_packet_untrusted(send.data)
+    return cookies.verify_payload(dest_key(KEY, pkt.dst), pkt.payload, pkt.flow())
 
 
 # ------------------------------------------------------------------ commands out
@@ -96,10 +107,14 @@ def test_start_gives_one_send_per_target():
         assert parse.ip_str(k.src) == SRC and parse.ip_str(k.dst) == send.address
         assert k.sport == cookies.slot_of(send.probe_id)
     # payload probes carry an authenticated id and the wall clock we gave
+    marker = ProbeKeys(KEY).marker
     for send, k in zip(sends[2:], kinds[2:], strict=True):
-        assert cookies.verify_payload(KEY, k.payload) == ProbePayload(send.probe_id, WALL)
-    # the SYN's sequence number is keyed: it gives the probe id back
-    assert cookies.tcp_probe_id(KEY, kinds[0].src, kinds[0].dst, kinds[0].sport, 179, kinds[0].seq) == 77
+        assert verified(send) == ProbePayload(send.probe_id, WALL, 0, marker)
+    # the SYN carries its id (TSval) and a 32-bit keyed sequence number for it and its flow
+    assert kinds[0].tsval == 77
+    assert cookies.tcp_syn_probe_id(dest_key(KEY, kinds[0].dst), kinds[0].src, kinds[0].dst, kinds[0].sport, 179,
+                                    kinds[0].seq, kinds[0].tsval) == 77
+    assert int.from_bytes(sends[0].data[4:6], "big") == kinds[0].sport ^ marker
     assert not s.finished and s.deadline == 1.0
 
 
@@ -189,8 +204,7 @@ def test_deadline_counts_from_the_send_done():
 def test_payload_retransmission_carries_a_fresh_timestamp():
     s, (first,) = started(DNS, retries=1)
     (second,) = s.tick(1.0, WALL + 10**9)
-    p1 = cookies.verify_payload(KEY, parse_packet_untrusted(first.data).payload)
-    p2 = cookies.verify_payload(KEY, parse_packet_untrusted(second.data).payload)
+    p1, p2 = verified(first), verified(second)
     assert p1.probe_id == p2.probe_id and p2.timestamp_ns == p1.timestamp_ns + 10**9
 
 
@@ -378,6 +392,7 @@ def test_echo_is_matched(check):
     pytest.param({"key": b"another key"}, id="forged-tag"),
     pytest.param({"probe_id": 424242}, id="unknown-id"),
     pytest.param({"src": parse.ip_bytes("198.18.0.99")}, id="wrong-address"),
+    pytest.param({"flags": 0}, id="a-probe-not-an-echo"),
 ])
 def test_echoes_that_are_not_ours_are_ignored(bad):
     s, (send,) = started(DNS)
@@ -410,8 +425,16 @@ def _tcp_probe_id(rec: dict, pkt) -> int:
     """The id of the probe a captured reply answers, from its ack (or quoted seq)."""
     if isinstance(pkt, parse.IcmpPacket):
         q = pkt.quoted
-        return cookies.tcp_probe_id(rec["key"], q.src, q.dst, q.sport, q.dport, q.seq)
-    return cookies.tcp_probe_id(rec["key"], pkt.dst, pkt.src, pkt.dport, pkt.sport, pkt.ack - 1)
+        src, dst, sport, dport, seq = q.src, q.dst, q.sport, q.dport, q.seq
+    else:
+        src, dst, sport, dport, seq = pkt.dst, pkt.src, pkt.dport, pkt.sport, (pkt.ack - 1) & 0xFFFFFFFF
+    # a reply carries the slot and the keyed seq, not the id's high bits: try them all (2^17)
+    dkey = dest_key(rec["key"], dst)
+    for high in range(1 << 17):
+        pid = high << 15 | (sport & 0x7FFF)
+        if cookies.tcp_seq(dkey, pid, src, dst, dport) == seq:
+            return pid
+    raise AssertionError("no probe id gives this sequence number")
 
 
 @pytest.mark.parametrize("name,check,kind,expected", [
@@ -442,7 +465,8 @@ def test_captured_tcp_replies_match_a_prober_that_sent_the_probe(name, check, ki
 ])
 def test_captured_icmp_about_payload_probes_match(probe, reply, check, code):
     sent, rec = captured(probe), captured(reply)
-    p = cookies.verify_payload(sent["key"], parse_packet_untrusted(sent["data"]).payload)
+    pkt = parse_packet_untrusted(sent["data"])
+    p = cookies.verify_payload(dest_key(sent["key"], pkt.dst), pkt.payload, pkt.flow())
     s = new_prober(sent["key"], sent["sender"], [ProbeTarget(check, sent["target"])], first_id=p.probe_id,
                      vni=sent["vni"])
     (send,) = s.start(0.0, p.timestamp_ns)

@@ -10,15 +10,15 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 from netprobe.core import cookies, parse, templates
 from netprobe.core.checks import CHECKS, Check, Direction, Proto
-from netprobe.core.cookies import FLAG_ECHO, ProbePayload, encode_payload, verify_payload
+from netprobe.core.cookies import FLAG_ECHO, ProbeKeys, ProbePayload, dest_key, encode_payload, verify_payload
 from netprobe.core.parse import Encap, PayloadPacket, parse_packet_untrusted
-from netprobe.core.responder import Echo, ResponderCore
-from netprobe.core.cookies import key_from_token
+from netprobe.core.responder import Echo, ResponderCore, echo_allowed
+from netprobe.core.keys import probe_key
 from netprobe.core.events import ProbeTarget, Send, Via
 from netprobe.core.prober import Prober
 
-KEY = key_from_token("responder-unit-token")
-OTHER_KEY = key_from_token("some-other-cluster")
+KEY = probe_key("responder-unit-token")
+OTHER_KEY = probe_key("some-other-cluster")
 SRC, DST, SRC2 = "198.18.0.1", "198.18.0.2", "198.18.0.3"
 WALL = 1_700_000_000_000_000_000
 SEC = 10**9
@@ -225,12 +225,14 @@ def test_echo_parses_back_as_udp_to_the_prober_and_verifies(proto):
     if proto == "vxlan":
         assert back.sport == 4789 and back.dport == cookies.slot_of(0x12345)
 
-    body = verify_payload(KEY, back.payload)
+    body = verify_payload(dest_key(KEY, back.dst), back.payload, back.flow())
     assert body.probe_id == 0x12345
     assert body.timestamp_ns == WALL  # the probe's own timestamp, not the responder's clock
     assert body.flags & FLAG_ECHO and body.is_echo
     with pytest.raises(Exception):
-        verify_payload(OTHER_KEY, back.payload)
+        verify_payload(dest_key(OTHER_KEY, back.dst), back.payload, back.flow())
+    with pytest.raises(Exception):  # keyed for the prober's address, not the responder's
+        verify_payload(dest_key(KEY, back.src), back.payload, back.flow())
 
     s = IP(echo.data)  # both checksums as scapy computes them
     sums = (s[IP].chksum, s[UDP].chksum)
@@ -290,37 +292,132 @@ def test_the_same_probe_twice_is_echoed_once(proto):
     assert c.stats["replayed"] == 1 and c.stats["echoes"] == 1
 
 
-def test_a_retry_with_a_new_timestamp_is_echoed_again():
+def test_each_probe_id_is_echoed_once_per_source():
+    """Even a freshly signed copy (a retry with a new timestamp) of an answered probe id gets no
+    second echo: one probe id, one echo per source (issue #9, item 1)."""
     c = core()
     assert feed(c, probe(DNS, wall_ns=WALL).data, now=1.0) is not None
-    assert feed(c, probe(DNS, wall_ns=WALL + SEC).data, now=2.0, wall_ns=WALL + SEC) is not None
-    assert c.stats["replayed"] == 0 and c.stats["echoes"] == 2
+    assert feed(c, probe(DNS, wall_ns=WALL + SEC).data, now=2.0, wall_ns=WALL + SEC) is None
+    assert c.stats["replayed"] == 1 and c.stats["echoes"] == 1
     assert len(c.observations()) == 1  # still one probe
+    # another source may use the same id; and after twice the freshness window it is forgotten
+    assert feed(c, probe(DNS, source=SRC2).data, now=3.0) is not None
+    assert feed(c, probe(DNS, wall_ns=WALL + 70 * SEC).data, now=72.0, wall_ns=WALL + 70 * SEC) is None  # (src2 evicts)
+    assert feed(c, probe(DNS, probe_id=1, wall_ns=WALL + 70 * SEC).data, now=72.0, wall_ns=WALL + 70 * SEC)
 
 
-def test_replayed_ipip_probe_with_a_spoofed_outer_source_is_not_echoed_again():
-    """The IPIP echo goes to the inner destination: rewriting the outer source must not make a
-    captured probe echo again towards the same prober."""
-    c, send = core(), probe(IPIP)
-    assert feed(c, send.data).address == SRC
-    spoofed = IP(send.data)
-    spoofed[IP].src = SRC2
-    del spoofed[IP].chksum
-    assert feed(c, bytes(spoofed), now=1.1) is None
-    assert c.stats["echoes"] == 1 and c.stats["replayed"] == 1
+def rewritten(data: bytes, **fields) -> bytes:
+    """A captured probe with header fields rewritten (``src``, ``dst``, ``inner_src``,
+    ``inner_dst``, ``sport``, ``dport``, ``inner_sport``, ``inner_dport``), checksums redone: what
+    an on-path attacker can replay."""
+    pkt = IP(data)
+    outer, inner = pkt[IP], pkt.getlayer(IP, 2)
+    for name, value in fields.items():
+        layer = inner if name.startswith("inner_") else outer
+        name = name.removeprefix("inner_")
+        if name in ("sport", "dport"):
+            layer = layer.getlayer(UDP)
+        setattr(layer, name, value)
+    for layer in (IP, UDP):
+        for nth in (1, 2):
+            got = pkt.getlayer(layer, nth)
+            if got is not None and got.chksum:
+                del got.chksum
+    return bytes(pkt)
 
 
-def test_ipip_echoes_are_rate_limited_by_where_they_go_not_the_outer_source():
-    c = core(echo_rate=0.0, echo_burst=2.0)
-    echoes = []
-    for i, outer in enumerate(["198.18.1.1", "198.18.1.2", "198.18.1.3"]):
-        pkt = IP(probe(IPIP, probe_id=i).data)  # inner packet DST -> SRC: the echo goes to SRC
-        pkt[IP].src = outer
-        del pkt[IP].chksum
-        echoes.append(feed(c, bytes(pkt)))
-    assert [e is not None for e in echoes] == [True, True, False]
-    assert {e.address for e in echoes if e} == {SRC}
-    assert c.stats["rate_limited"] == 1
+REFLECTED = "192.0.2.66"  # a victim's address (documentation range; these bytes never leave the test)
+
+
+@pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])
+@pytest.mark.parametrize("field,value", [("src", REFLECTED), ("src", SRC2), ("dst", "198.18.0.9"),
+                                         ("sport", 40001), ("dport", 54)])
+def test_replay_with_a_rewritten_outer_header_is_not_authenticated(proto, field, value):
+    """Issue #9, item 1: one captured probe re-sent with 1,000 spoofed sources got 997 echoes.
+    The tag covers the whole flow now, so a rewritten copy is not a probe at all."""
+    c, send = core(), probe(PAYLOAD_CHECKS[proto])
+    assert feed(c, rewritten(send.data, **{field: value}), now=1.0) is None
+    # (VXLAN to another port than 4789 is not even parsed as VXLAN)
+    assert c.stats["unauthenticated"] + c.stats["malformed"] == 1
+    assert c.stats["echoes"] == 0 and c.observations() == []
+    assert feed(c, send.data, now=1.1).address == SRC  # the genuine probe is still answered once
+
+
+@pytest.mark.parametrize("field,value", [("inner_src", REFLECTED), ("inner_dst", REFLECTED),
+                                         ("inner_sport", 53), ("inner_dport", 53)])
+@pytest.mark.parametrize("proto", ["vxlan", "ipip"])
+def test_replay_with_a_rewritten_inner_packet_is_not_authenticated(proto, field, value):
+    """Issue #9, item 1: an IPIP probe with its inner addresses and port rewritten made the
+    responder emit packets from 192.0.2.66:41550 to X:53."""
+    c, send = core(), probe(PAYLOAD_CHECKS[proto])
+    assert feed(c, rewritten(send.data, **{field: value})) is None
+    assert c.stats["unauthenticated"] == 1 and c.stats["echoes"] == 0
+
+
+def test_a_probe_made_for_another_host_is_not_authenticated():
+    """The same probe sent to a second responder with the same token: its tag is keyed for the
+    first host's address (and covers it)."""
+    send = probe(DNS, address=DST)
+    other_host = core()
+    assert feed(other_host, rewritten(send.data, dst=SRC2)) is None
+    assert other_host.stats["unauthenticated"] == 1
+
+
+def _signed(encap, src, dst, sport, dport, inner_src=b"", inner_dst=b"", outer_sport=0, outer_dport=0,
+            probe_id=7):
+    """What a token holder can make: any flow, correctly signed for ``dst``."""
+    pkt = PayloadPacket(encap, src, dst, sport, dport, b"", 0, inner_src, inner_dst, outer_sport, outer_dport)
+    keys = ProbeKeys(KEY)
+    return pkt, encode_payload(keys.for_dest(dst), ProbePayload(probe_id, WALL, 0, keys.marker), pkt.flow())
+
+
+def test_echoes_go_only_from_the_probed_address_to_the_outer_source_and_to_a_slot():
+    a, b, victim = parse.ip_bytes(SRC), parse.ip_bytes(DST), parse.ip_bytes(REFLECTED)
+    allowed = [
+        (Encap.UDP, a, b, 40000, 53),
+        (Encap.VXLAN, a, b, 40000, 40000, b, a, 40000, 4789),
+        (Encap.IPIP, a, b, 40000, 40000, b, a),
+    ]
+    refused = [
+        (Encap.UDP, a, b, 53, 53),                                  # to a service port, not a slot
+        (Encap.IPIP, a, b, 40000, 40000, victim, a),                # inner source not this host
+        (Encap.IPIP, a, b, 40000, 40000, b, victim),                # inner destination not the sender
+        (Encap.IPIP, a, b, 53, 40000, b, a),                        # the echo would go to port 53
+        (Encap.VXLAN, a, b, 40000, 40000, b, victim, 40000, 4789),
+        (Encap.VXLAN, a, b, 40000, 40000, b, a, 53, 4789),
+        (Encap.UDP, parse.ip_bytes("255.255.255.255"), b, 40000, 53),
+        (Encap.UDP, a, parse.ip_bytes("224.0.0.1"), 40000, 53),
+        (Encap.UDP, parse.ip_bytes("127.0.0.1"), b, 40000, 53),
+        (Encap.UDP, parse.ip_bytes("0.0.0.0"), b, 40000, 53),
+        (Encap.UDP, b, b, 40000, 53),
+    ]
+    for fields in allowed:
+        assert echo_allowed(_signed(*fields)[0]), fields
+    for fields in refused:
+        assert not echo_allowed(_signed(*fields)[0]), fields
+
+
+def test_a_token_holders_ipip_probe_with_a_foreign_inner_address_is_refused():
+    """Even correctly signed, a probe whose echo would carry an address that is neither this
+    host's nor the sender's gets no echo."""
+    templ = templates.IpipProbeTemplate(SRC, DST)
+    pkt, body = _signed(Encap.IPIP, parse.ip_bytes(SRC), parse.ip_bytes(DST), 40000, 40000,
+                        parse.ip_bytes(REFLECTED), parse.ip_bytes(SRC))
+    forged = rewritten(templ.build(40000, body), inner_src=REFLECTED)
+    assert parse_packet_untrusted(forged).flow() == pkt.flow()
+    c = core()
+    assert feed(c, forged) is None
+    assert c.stats["refused"] == 1 and c.stats["unauthenticated"] == 0 and c.stats["echoes"] == 0
+
+
+def test_packets_beyond_a_sources_admission_rate_get_no_mac_computed():
+    """What passes the kernel filter is rate-limited per source before any MAC (issue #9, item 7)."""
+    c = core(admit_rate=0.0, admit_burst=3.0)
+    for i in range(5):
+        feed(c, probe(DNS, probe_id=i).data, Via.TAP)
+    assert c.stats["throttled"] == 2 and c.stats["probes"] == 3
+    feed(c, probe(DNS, source=SRC2).data, Via.TAP)  # another source has its own allowance
+    assert c.stats["probes"] == 4
 
 
 def test_echoes_are_rate_limited_per_source_and_refill_with_time():
@@ -365,7 +462,8 @@ def test_incoming_echo_is_neither_recorded_nor_echoed(proto):
 def test_forged_echo_flag_payload_is_not_echoed():
     c = core()
     probe_pkt = parse_packet_untrusted(probe(DNS).data)
-    body = encode_payload(KEY, ProbePayload(1, WALL, FLAG_ECHO))
+    keys = ProbeKeys(KEY)
+    body = encode_payload(keys.for_dest(probe_pkt.dst), ProbePayload(1, WALL, FLAG_ECHO, keys.marker), probe_pkt.flow())
     data = bytes(IP(src=SRC, dst=DST) / UDP(sport=probe_pkt.sport, dport=probe_pkt.dport) / body)
     assert feed(c, data) is None and c.stats["echoes"] == 0
     assert c.observations() == []
@@ -474,3 +572,30 @@ def test_observations_since_filters_by_first_seen():
     assert [o["probe_id"] for o in c.observations(since=3.5)] == []
     assert len(c.observations()) == 3
     assert [o["t"] for o in c.observations(since=0)] == [1.0, 2.0, 3.0]
+
+
+def test_syns_with_the_marker_but_a_guessed_seq_make_no_observation():
+    """Issue #9, item 7: the SYN check was 15 bits (327,680 forged SYNs made 10 observations). A
+    SYN now needs the 32-bit keyed sequence number of its flow and id: 20,000 guesses with a right
+    marker, slot and id make none."""
+    import random
+
+    rng = random.Random(7)
+    c = core(admit_rate=1e9, admit_burst=1e9)
+    tpl = templates.TcpSynTemplate(SRC, DST, 179)
+    for _ in range(20_000):
+        pid = rng.getrandbits(32)
+        slot = cookies.slot_of(pid)
+        feed(c, tpl.build(slot, rng.getrandbits(32), cookies.syn_ip_id(c.marker, slot), pid), Via.TAP)
+    assert c.observations() == [] and c.stats["unauthenticated"] == 20_000
+
+
+def test_no_echo_from_an_address_that_is_not_this_hosts_own():
+    """A raw socket also gets packets sent to a broadcast address: the shell says which addresses
+    are this host's own unicast ones, and an echo leaves only from one of those."""
+    asked = []
+    c = core(is_own_address=lambda addr: asked.append(addr) or addr == parse.ip_bytes(DST))
+    assert feed(c, probe(DNS, address=DST).data) is not None
+    assert feed(c, probe(DNS, address="198.18.0.255", probe_id=2).data) is None
+    assert c.stats["refused"] == 1 and c.stats["echoes"] == 1
+    assert asked == [parse.ip_bytes(DST), parse.ip_bytes("198.18.0.255")]

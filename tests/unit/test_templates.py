@@ -16,7 +16,8 @@ from scapy.utils import checksum as scapy_checksum
 from helpers import PACKETS, captured
 from netprobe.core import cookies
 from netprobe.core.checksum import ones_sum
-from netprobe.core.cookies import PAYLOAD_LEN, ProbePayload, encode_payload, slot_of, tcp_probe_id, tcp_seq
+from netprobe.core.cookies import (PAYLOAD_LEN, ProbeKeys, ProbePayload, dest_key, encode_payload, flow_bytes, slot_of,
+                                   syn_ip_id, tcp_seq, tcp_syn_probe_id)
 from netprobe.core.parse import (
     Encap,
     PayloadPacket,
@@ -26,10 +27,9 @@ from netprobe.core.parse import (
     parse_ipv4_untrusted,
     parse_packet_untrusted,
 )
-from netprobe.core.responder import build_udp_echo
+from netprobe.core.responder import build_udp_echo, echo_payload
 from netprobe.core.templates import IpipProbeTemplate, TcpSynTemplate, UdpProbeTemplate, VxlanProbeTemplate
 from netprobe.core.wire import (
-    SYN_MARK,
     TCP_SYN,
     VXLAN_INNER_DST_MAC,
     VXLAN_INNER_SRC_MAC,
@@ -38,6 +38,7 @@ from netprobe.errors import BadPacket
 
 A, B = "198.18.0.1", "198.18.0.2"
 KEY = b"k" * 32
+MARKER = 0x5A5A
 
 
 
@@ -53,8 +54,8 @@ def rechecksummed(data: bytes, *layers: tuple[type, int]) -> bytes:
     return bytes(pkt)
 
 
-def payload(probe_id: int = 0x01020304, ts: int = 1_700_000_000_000_000_000, flags: int = 0) -> bytes:
-    return encode_payload(KEY, ProbePayload(probe_id, ts, flags))
+def payload(probe_id: int = 0x01020304, ts: int = 1_700_000_000_000_000_000, flags: int = 0, flow: bytes = b"") -> bytes:
+    return encode_payload(KEY, ProbePayload(probe_id, ts, flags, MARKER), flow)
 
 
 # ------------------------------------------------------------------ checksums
@@ -77,40 +78,41 @@ def test_ones_sum_pads_odd_lengths_with_a_zero_byte():
 def test_tcp_syn_round_trip(probe_id, dport):
     sport = slot_of(probe_id)
     seq = tcp_seq(KEY, probe_id, ip_bytes(A), ip_bytes(B), dport)
-    data = TcpSynTemplate(A, B, dport).build(sport, seq)
+    data = TcpSynTemplate(A, B, dport).build(sport, seq, syn_ip_id(MARKER, sport), probe_id)
     pkt = parse_packet_untrusted(data)
-    assert pkt == TcpPacket(ip_bytes(A), ip_bytes(B), sport, dport, seq, 0, TCP_SYN)
+    assert pkt == TcpPacket(ip_bytes(A), ip_bytes(B), sport, dport, seq, 0, TCP_SYN, probe_id)
     assert pkt.is_syn and not pkt.is_syn_ack and not pkt.is_rst
-    assert tcp_probe_id(KEY, pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.seq) == probe_id
+    assert tcp_syn_probe_id(KEY, pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.seq, pkt.tsval) == probe_id
+    assert IP(data)[TCP].options[2] == ("Timestamp", (probe_id, 0))
     # checksums, recomputed independently by scapy
     assert rechecksummed(data, (IP, 1), (TCP, 1)) == data
 
 
 def test_tcp_syn_looks_like_a_linux_syn():
-    data = TcpSynTemplate(A, B, 179, ttl=33).build(40000, 7)
+    data = TcpSynTemplate(A, B, 179, ttl=33).build(40000, 7, 1, 2)
     pkt = IP(data)
     assert (pkt.src, pkt.dst, pkt.ttl, str(pkt.flags), pkt.frag) == (A, B, 33, "DF", 0)
     assert (pkt[TCP].sport, pkt[TCP].dport, pkt[TCP].seq, pkt[TCP].ack, str(pkt[TCP].flags)) == (40000, 179, 7, 0, "S")
     assert pkt[TCP].window == 64240
-    assert [o[0] for o in pkt[TCP].options][:4] == ["MSS", "SAckOK", "NOP", "WScale"]
+    assert [o[0] for o in pkt[TCP].options] == ["MSS", "SAckOK", "Timestamp", "NOP", "WScale"]
     assert dict(o for o in pkt[TCP].options if o[0] in ("MSS", "WScale")) == {"MSS": 1460, "WScale": 7}
-    assert len(data) == pkt.len == 52
+    assert len(data) == pkt.len == 60
 
 
 @pytest.mark.parametrize("sport", [32768, 40000, 65535])
 def test_syn_ip_id_marks_the_probe(sport):
-    data = TcpSynTemplate(A, B, 179).build(sport, 0)
+    data = TcpSynTemplate(A, B, 179).build(sport, 0, syn_ip_id(MARKER, sport))
     ip_id = struct.unpack_from("!H", data, 4)[0]
-    assert ip_id == sport ^ SYN_MARK == IP(data).id
+    assert ip_id == sport ^ MARKER == IP(data).id
     _proto, _src, _dst, parsed_id, _body = parse_ipv4_untrusted(data)
     assert parsed_id == ip_id
 
 
 def test_template_builds_do_not_leak_into_each_other():
     tpl = TcpSynTemplate(A, B, 179)
-    first = tpl.build(40000, 1)
-    tpl.build(50000, 2)
-    assert tpl.build(40000, 1) == first
+    first = tpl.build(40000, 1, 2, 3)
+    tpl.build(50000, 2, 3, 4)
+    assert tpl.build(40000, 1, 2, 3) == first
 
 
 ADDRS = st.tuples(st.integers(1, 223), st.integers(0, 255), st.integers(0, 255), st.integers(1, 254)).map(
@@ -118,13 +120,15 @@ ADDRS = st.tuples(st.integers(1, 223), st.integers(0, 255), st.integers(0, 255),
 
 
 @settings(max_examples=200)
-@given(ADDRS, ADDRS, st.integers(1, 65535), st.integers(0, 65535), st.integers(0, 0xFFFFFFFF), st.integers(1, 255))
-def test_tcp_syn_checksums_for_any_flow(src, dst, dport, sport, seq, ttl):
+@given(ADDRS, ADDRS, st.integers(1, 65535), st.integers(0, 65535), st.integers(0, 0xFFFFFFFF), st.integers(1, 255),
+       st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF))
+def test_tcp_syn_checksums_for_any_flow(src, dst, dport, sport, seq, ttl, ip_id, tsval):
     """The SYN's checksums are finished incrementally from the template: scapy recomputes them."""
-    data = TcpSynTemplate(src, dst, dport, ttl=ttl).build(sport, seq)
+    data = TcpSynTemplate(src, dst, dport, ttl=ttl).build(sport, seq, ip_id, tsval)
     assert rechecksummed(data, (IP, 1), (TCP, 1)) == data
     pkt = parse_packet_untrusted(data)
-    assert (ip_str(pkt.src), ip_str(pkt.dst), pkt.sport, pkt.dport, pkt.seq) == (src, dst, sport, dport, seq)
+    assert (ip_str(pkt.src), ip_str(pkt.dst), pkt.sport, pkt.dport, pkt.seq, pkt.tsval) == (
+        src, dst, sport, dport, seq, tsval)
 
 
 @settings(max_examples=100)
@@ -141,11 +145,13 @@ def test_udp_and_ipip_checksums_for_any_flow(src, dst, dport, sport, body):
 
 @pytest.mark.parametrize("probe_id", [0, 0x8001, 0xFFFFFFFF])
 def test_udp_probe_round_trip(probe_id):
-    body = payload(probe_id)
-    data = UdpProbeTemplate(A, B, 53).build(slot_of(probe_id), body)
+    tpl = UdpProbeTemplate(A, B, 53)
+    body = payload(probe_id, flow=tpl.flow(slot_of(probe_id)))
+    data = tpl.build(slot_of(probe_id), body)
     pkt = parse_packet_untrusted(data)
     assert pkt == PayloadPacket(Encap.UDP, ip_bytes(A), ip_bytes(B), slot_of(probe_id), 53, body, 0)
-    assert cookies.verify_payload(KEY, pkt.payload).probe_id == probe_id
+    assert pkt.flow() == tpl.flow(slot_of(probe_id))
+    assert cookies.verify_payload(KEY, pkt.payload, pkt.flow()).probe_id == probe_id
     assert rechecksummed(data, (IP, 1), (UDP, 1)) == data
     assert IP(data)[UDP].len == 8 + PAYLOAD_LEN
 
@@ -157,10 +163,12 @@ def test_udp_probe_round_trip(probe_id):
 def test_vxlan_probe_round_trip(vni):
     body = payload(0xABCD)
     sport = slot_of(0xABCD)
-    data = VxlanProbeTemplate(A, B, vni).build(sport, body)
+    tpl = VxlanProbeTemplate(A, B, vni)
+    data = tpl.build(sport, body)
     pkt = parse_packet_untrusted(data)
     assert pkt == PayloadPacket(Encap.VXLAN, ip_bytes(A), ip_bytes(B), sport, sport, body, 0,
                                 inner_src=ip_bytes(B), inner_dst=ip_bytes(A), outer_sport=sport, outer_dport=4789)
+    assert pkt.flow() == tpl.flow(sport)
     # the VNI, inner MACs and zero UDP checksums, read by scapy
     s = IP(data)
     assert s[VXLAN].vni == vni and s[VXLAN].flags == 0x08
@@ -193,10 +201,12 @@ def test_vxlan_without_the_i_flag_is_not_ours():
 def test_ipip_probe_round_trip(probe_id):
     body = payload(probe_id)
     slot = slot_of(probe_id)
-    data = IpipProbeTemplate(A, B).build(slot, body)
+    tpl = IpipProbeTemplate(A, B)
+    data = tpl.build(slot, body)
     pkt = parse_packet_untrusted(data)
     assert pkt == PayloadPacket(Encap.IPIP, ip_bytes(A), ip_bytes(B), slot, slot, body, slot,
                                 inner_src=ip_bytes(B), inner_dst=ip_bytes(A))
+    assert pkt.flow() == tpl.flow(slot)
     s = IP(data)
     assert s.proto == 4 and s.id == slot
     inner = s.getlayer(IP, 2)
@@ -220,15 +230,16 @@ def _probe_of(kind: str, body: bytes) -> bytes:
 def test_udp_echo_goes_back_and_is_never_larger(kind):
     data = _probe_of(kind, payload(0x4242))
     probe = parse_packet_untrusted(data)
-    echo_body = payload(0x4242, flags=cookies.FLAG_ECHO)
-    echo = build_udp_echo(probe, echo_body)
-    assert len(echo) <= len(data)
-    pkt = parse_packet_untrusted(echo)
     slot = slot_of(0x4242)
     # UDP/VXLAN: from the probed port back to the slot; IPIP: the inner packet, as decapsulated
     expected_ports = {"udp": (53, slot), "vxlan": (4789, slot), "ipip": (slot, slot)}[kind]
+    echo_body = echo_payload(ProbeKeys(KEY), probe, ProbePayload(0x4242, 1, 0))
+    echo = build_udp_echo(probe, echo_body)
+    assert len(echo) <= len(data)
+    pkt = parse_packet_untrusted(echo)
     assert pkt == PayloadPacket(Encap.UDP, ip_bytes(B), ip_bytes(A), *expected_ports, echo_body, 0)
-    assert cookies.verify_payload(KEY, pkt.payload).is_echo
+    assert pkt.flow() == flow_bytes(Encap.UDP, ip_bytes(B), ip_bytes(A), *expected_ports)
+    assert cookies.verify_payload(dest_key(KEY, ip_bytes(A)), pkt.payload, pkt.flow()).is_echo
     assert rechecksummed(echo, (IP, 1), (UDP, 1)) == echo
     assert IP(echo).ttl == 64 and str(IP(echo).flags) == "DF"
 
@@ -237,8 +248,8 @@ def test_udp_echo_goes_back_and_is_never_larger(kind):
 def test_udp_echo_of_captured_probes_is_never_larger(name):
     rec = captured(name)
     probe = parse_packet_untrusted(rec["data"])
-    p = cookies.verify_payload(rec["key"], probe.payload)
-    echo = build_udp_echo(probe, encode_payload(rec["key"], ProbePayload(p.probe_id, p.timestamp_ns, cookies.FLAG_ECHO)))
+    p = cookies.verify_payload(dest_key(rec["key"], probe.dst), probe.payload, probe.flow())
+    echo = build_udp_echo(probe, echo_payload(ProbeKeys(rec["key"]), probe, p))
     assert len(echo) <= len(rec["data"])
     back = parse_packet_untrusted(echo)
     assert (ip_str(back.src), ip_str(back.dst)) == (rec["target"], rec["sender"])

@@ -3,7 +3,7 @@
     sudo .venv/bin/python tests/data/packets/capture.py
 
 Builds two namespaces, ``nptest-cap-<tag>-a`` (the sender) and ``nptest-cap-<tag>-b`` (the
-target), joined by a veth made directly inside them (nothing is added to the root namespace),
+target; ``NETPROBE_TEST_NS_PREFIX`` replaces ``nptest``), joined by a veth made directly inside them (nothing is added to the root namespace),
 addressed 198.18.<n>.1 and 198.18.<n>.2. On b: a listener on 179, a server on 8080, and nft rules
 (2379: reject with tcp reset, 6443: reject with icmp admin-prohibited); 5473 and UDP are closed;
 this kernel has no ipip module, so b answers IPIP with ICMP protocol unreachable. a probes b with
@@ -28,13 +28,16 @@ import time
 import uuid
 from pathlib import Path
 
-from netprobe.core.wire import SYN_MARK
+from netprobe.core.cookies import marker_of
+from netprobe.core.keys import probe_key
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent.parent
 NETPROBE = str(REPO / ".venv" / "bin" / "netprobe")
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 TOKEN = "netprobe-capture-token"
+MARKER = marker_of(probe_key(TOKEN))
+NS_PREFIX = os.environ.get("NETPROBE_TEST_NS_PREFIX", "nptest")  # the namespaces' name prefix
 VNI = 42
 UDP_PORT = 5000
 
@@ -67,12 +70,14 @@ CONNECT_8080 = (
 SEND_UDP = (
     "import socket,sys,time\n"
     "from netprobe.core import cookies, templates\n"
-    "from netprobe.core.cookies import key_from_token\n"
+    "from netprobe.core.keys import probe_key\n"
+    "from netprobe.core.parse import ip_bytes\n"
     "src, dst, port, token = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]\n"
-    "pid = 0x1234\n"
+    "pid, key = 0x1234, probe_key(token)\n"
     "tpl = templates.UdpProbeTemplate(src, dst, port)\n"
-    "data = tpl.build(cookies.slot_of(pid), cookies.encode_payload(key_from_token(token),"
-    " cookies.ProbePayload(pid, time.time_ns())))\n"
+    "slot = cookies.slot_of(pid)\n"
+    "data = tpl.build(slot, cookies.encode_payload(cookies.dest_key(key, ip_bytes(dst)),"
+    " cookies.ProbePayload(pid, time.time_ns(), 0, cookies.marker_of(key)), tpl.flow(slot)))\n"
     "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW); s.sendto(data, (dst, 0))\n"
 )
 
@@ -179,9 +184,9 @@ WANTED = {
                        "netprobe's SYN to b:179 leaving a (outgoing on a's tap)"),
     # what arrived at, and left, the target (b)
     "probe_syn_arrived": ("b", 0, lambda d: d["proto"] == 6 and d["dport"] == 179 and d["flags"] == 0x02,
-                          "netprobe's marked SYN (IP id = sport ^ 0x4E50) as it arrived at b"),
+                          "netprobe's marked SYN (IP id = sport ^ the keyed marker) as it arrived at b"),
     "kernel_syn_arrived": ("b", 0, lambda d: d["proto"] == 6 and d["dport"] == 8080 and d["flags"] == 0x02
-                           and d["ip_id"] ^ d["sport"] != SYN_MARK,
+                           and d["ip_id"] ^ d["sport"] != MARKER,
                            "an ordinary kernel SYN (connect() to b:8080) as it arrived at b: unmarked"),
     "vxlan_probe_arrived": ("b", 0, lambda d: d["proto"] == 17 and d["dport"] == 4789,
                             f"netprobe's VXLAN probe (VNI {VNI}) as it arrived at b"),
@@ -208,7 +213,7 @@ def main() -> int:
         return 2
     tag = uuid.uuid4().hex[:6]
     n = int(tag[:2], 16)
-    ns_a, ns_b = f"nptest-cap-{tag}-a", f"nptest-cap-{tag}-b"
+    ns_a, ns_b = f"{NS_PREFIX}-cap-{tag}-a", f"{NS_PREFIX}-cap-{tag}-b"
     addr_a, addr_b = f"198.18.{n}.1", f"198.18.{n}.2"
     made: list[str] = []
     procs: list[subprocess.Popen] = []
