@@ -37,8 +37,12 @@ def confined(ns: str, argv: list[str]) -> list[str]:
     assert sc["capabilities"]["drop"] == ["ALL"]
     caps = ",".join(f"+{cap.lower()}" for cap in sc["capabilities"]["add"])
     emptydirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
-    tmpfs = " && ".join(f"mount -t tmpfs -o size=16m tmpfs {m['mountPath']}" for m in c["volumeMounts"]
-                        if m["name"] in emptydirs)
+    # a tmpfs over a path that holds this checkout or its interpreter (a clone under /tmp) would
+    # hide netprobe itself: in the image those live elsewhere, so such a mount is left out here
+    ours = (str(REPO), str(Path(sys.executable).parent))
+    mounts = [m["mountPath"] for m in c["volumeMounts"] if m["name"] in emptydirs]
+    tmpfs = " && ".join(f"mount -t tmpfs -o size=16m tmpfs {path}" for path in mounts
+                        if not any(o == path or o.startswith(path.rstrip("/") + "/") for o in ours)) or "true"
     ro = "mount -o remount,bind,ro /" if sc["readOnlyRootFilesystem"] else "true"
     nnp = "--no-new-privs" if sc["allowPrivilegeEscalation"] is False else ""
     inner = " ".join(f"'{a}'" for a in argv)
