@@ -46,6 +46,18 @@ def write_kubeconfig(path: Path, url: str, *, context: str = "recorded") -> Path
     return path
 
 
+def dead_api_kubeconfig(path: Path) -> tuple[Path, str]:
+    """A kubeconfig whose API is a loopback port nobody listens on (bound, then released), and
+    that API's URL."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    return write_kubeconfig(path, url), url
+
+
 class FakeKubeAPI:
     def __init__(self, data: Path = DATA, *, host: str = "127.0.0.1", port: int = 0):
         self.data = Path(data)

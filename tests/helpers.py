@@ -66,3 +66,17 @@ def captured(name: str) -> dict:
     record["data"] = bytes.fromhex(record["hex"])
     record["key"] = probe_key(record["token"])
     return record
+
+
+CAPTURED = sorted(p.stem for p in PACKETS.glob("*.json"))
+
+
+def rechecksummed(data: bytes, *layers: tuple[type, int]) -> bytes:
+    """``data`` dissected by scapy with the checksum of each (layer, nth) deleted, then rebuilt:
+    scapy recomputes them, so equal bytes mean our checksums are right."""
+    from scapy.layers.inet import IP
+
+    pkt = IP(data)
+    for layer, nth in layers:
+        del pkt.getlayer(layer, nth).chksum
+    return bytes(pkt)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
 from click.testing import CliRunner
 
+from fake_kube_api import dead_api_kubeconfig
 from fake_kube_cluster import CLUSTERS, FakeKubeCluster
 from netprobe.commands.preflight import make_command
 from netprobe.preflight.model import Item, Report, Status
@@ -137,20 +137,12 @@ def test_with_the_inventory_both_sections_one_exit_code(bad, tmp_path):
 
 
 def test_unreachable_api_is_unknown_one_line_exit_3(tmp_path):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    kc = tmp_path / "kc"
-    kc.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    kc, url = dead_api_kubeconfig(tmp_path / "kc")
     proc = preflight("--kubeconfig", str(kc), "--format", "json", timeout=30)
     assert proc.returncode == 3
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert f"cannot reach the Kubernetes API at http://127.0.0.1:{port}" in lines[0]
+    assert f"cannot reach the Kubernetes API at {url}" in lines[0]
     data = json.loads(proc.stdout)
     assert data["status"] == "partial"
     assert [(i["id"], i["status"]) for i in data["items"]] == [("k8s:api", "unknown")]

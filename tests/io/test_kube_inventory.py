@@ -5,15 +5,13 @@ be reached or refuses)."""
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from fake_kube_api import FakeKubeAPI
+from fake_kube_api import FakeKubeAPI, dead_api_kubeconfig
 from netprobe.config import load_inventory
 
 NETPROBE = [sys.executable, "-m", "netprobe"]
@@ -83,20 +81,12 @@ def test_context_is_chosen(api, tmp_path):
 
 
 def test_unreachable_api_is_one_line_exit_3(tmp_path):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    kc = tmp_path / "kc"
-    kc.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    kc, url = dead_api_kubeconfig(tmp_path / "kc")
     proc = run("--kubeconfig", str(kc), timeout=30)
     assert proc.returncode == 3
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert f"cannot reach the Kubernetes API at http://127.0.0.1:{port}" in lines[0]
+    assert f"cannot reach the Kubernetes API at {url}" in lines[0]
     assert "refused" in lines[0].lower()
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.vxlan import VXLAN
 
-from helpers import PACKETS, captured
+from helpers import CAPTURED, captured, rechecksummed
 from netprobe.core import cookies
 from netprobe.core.cookies import (ProbePayload, dest_key, encode_payload, flow_bytes, marker_of, slot_of, syn_ip_id,
                                    tcp_seq, tcp_syn_probe_id)
@@ -42,16 +42,6 @@ KEY = b"k" * 32
 
 
 
-CAPTURED = sorted(p.stem for p in PACKETS.glob("*.json"))
-
-
-def rechecksummed(data: bytes, *layers: tuple[type, int]) -> bytes:
-    """``data`` dissected by scapy with the checksum of each (layer, nth) deleted, then rebuilt:
-    scapy recomputes them, so equal bytes mean our checksums are right."""
-    pkt = IP(data)
-    for layer, nth in layers:
-        del pkt.getlayer(layer, nth).chksum
-    return bytes(pkt)
 
 
 def payload(probe_id: int = 0x01020304, ts: int = 1_700_000_000_000_000_000, flags: int = 0) -> bytes:

@@ -13,7 +13,7 @@ from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.utils import checksum as scapy_checksum
 
-from helpers import PACKETS, captured
+from helpers import captured, rechecksummed
 from netprobe.core import cookies
 from netprobe.core.checksum import ones_sum
 from netprobe.core.cookies import (PAYLOAD_LEN, ProbeKeys, ProbePayload, dest_key, encode_payload, flow_bytes, slot_of,
@@ -42,16 +42,6 @@ MARKER = 0x5A5A
 
 
 
-CAPTURED = sorted(p.stem for p in PACKETS.glob("*.json"))
-
-
-def rechecksummed(data: bytes, *layers: tuple[type, int]) -> bytes:
-    """``data`` dissected by scapy with the checksum of each (layer, nth) deleted, then rebuilt:
-    scapy recomputes them, so equal bytes mean our checksums are right."""
-    pkt = IP(data)
-    for layer, nth in layers:
-        del pkt.getlayer(layer, nth).chksum
-    return bytes(pkt)
 
 
 def payload(probe_id: int = 0x01020304, ts: int = 1_700_000_000_000_000_000, flags: int = 0, flow: bytes = b"") -> bytes:
