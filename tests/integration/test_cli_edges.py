@@ -54,7 +54,7 @@ def test_responder_refuses_tcp_without_a_token(empty_netns):
 def test_responder_stops_cleanly_on_sigterm(empty_netns, tmp_path):
     sock = tmp_path / "agent.sock"
     token = tmp_path / "token"
-    token.write_text("sigterm-token\n")
+    token.write_text("sigterm-token-0123456789\n")
     proc = subprocess.Popen(["ip", "netns", "exec", empty_netns, sys.executable, "-m", "netprobe", "responder",
                              "--listen", f"unix:{sock}", "--token-file", str(token)],
                             stderr=subprocess.PIPE, text=True)
