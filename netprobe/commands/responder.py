@@ -15,7 +15,10 @@ from netprobe.core.inventory import DEFAULT_AGENT_PORT
 @click.option("--name", default=None, help="Host name reported to the mesh (default: the hostname).")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None, help="Serve HTTPS with this certificate.")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="The certificate's key.")
-def responder(listen, token_file, name, tls_cert, tls_key):
+@click.option("--allow", "allow", multiple=True, metavar="CIDR",
+              help="Probe only targets in these IPv4 networks (repeatable; e.g. the cluster's node network). "
+                   "Default: any target, within the per-minute caps.")
+def responder(listen, token_file, name, tls_cert, tls_key, allow):
     """Run the agent: taps and raw sockets that see every probe arrive, be accepted and be
     answered; echoes for authenticated UDP/IPIP/VXLAN probes; the control API that
     `netprobe mesh` drives. Needs root or CAP_NET_RAW+CAP_NET_ADMIN. SIGTERM stops it cleanly.
@@ -23,24 +26,31 @@ def responder(listen, token_file, name, tls_cert, tls_key):
     \b
     Example:  netprobe responder --listen tcp://192.0.2.11:7879 --token-file /etc/netprobe/token
     """
+    import ipaddress
     import signal
     import sys
 
     import trio
 
     from netprobe.agent.responder import serve_responder
-    from netprobe.agent.server import check_listen_policy
+    from netprobe.agent.server import check_listen_policy, parse_allow
     from netprobe.config import read_token
 
     token = read_token(token_file, required=True)
-    check_listen_policy(listen, token)
+    where = check_listen_policy(listen, token)
+    networks = parse_allow(allow)
+    if where.kind == "tcp" and not ipaddress.ip_address(where.host).is_loopback:
+        print(f"netprobe responder: WARNING: plain {listen}: requests are signed (the token never crosses the "
+              "wire), but every reply, with this host's view of the cluster, is readable by anyone on the path. "
+              "Use https://ADDR:PORT with --tls-cert/--tls-key to encrypt them.", file=sys.stderr, flush=True)
 
     async def main():
         # the signal receiver first: a SIGTERM right after "ready" must stop us cleanly too
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
                 url = await nursery.start(lambda task_status: serve_responder(
-                    token, listen, name=name, tls_cert=tls_cert, tls_key=tls_key, task_status=task_status))
+                    token, listen, name=name, tls_cert=tls_cert, tls_key=tls_key, allow=networks,
+                    task_status=task_status))
                 print(f"netprobe responder ready on {url}", file=sys.stderr, flush=True)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
