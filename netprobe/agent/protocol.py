@@ -28,6 +28,7 @@ from netprobe.preflight.model import SCHEMA as PREFLIGHT_SCHEMA
 from netprobe.preflight.model import Item, Report, Status
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Sized from the largest inventory netprobe supports, MAX_HOSTS hosts: an agent probes at most
 # every other host, with every check of a profile plus custom ones (docs/design.md, "Caps").
 MAX_TARGETS = MAX_HOSTS - 1
@@ -79,8 +80,9 @@ def check_run_id(value: Any, field: str = "run_id") -> str:
 def _check_keys(data: dict, allowed: set[str], required: set[str], field: str) -> None:
     prefix = f"{field}." if field else ""
     for key in data:
-        if key not in allowed:
-            raise InvalidRequest(f"{prefix}{key}", "unknown field")
+        if key not in allowed:  # a hostile key is named by a short repr, never raw (newlines, 1 MB)
+            shown = key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else repr(key)[:40]
+            raise InvalidRequest(f"{prefix}{shown}", "unknown field")
     for key in sorted(required):
         if key not in data:
             raise InvalidRequest(f"{prefix}{key}", "is required")
@@ -304,7 +306,7 @@ class Stats:
             raise InvalidReport(field, f"at most {MAX_COUNTERS} counters, got {len(d)}")
         counters: dict[str, int | float] = {}
         for key, value in d.items():
-            fields.name(key, f"{field}.{key:.40}")
+            fields.name(key, f"{field}.{str(key):.40}")
             fields.number(value, f"{field}.{key}")
             counters[key] = value
         drops = fields.integer(counters.pop("kernel_drops", 0), f"{field}.kernel_drops", MAX_COUNT)
