@@ -101,6 +101,16 @@ def parse_allow(cidrs) -> tuple[ipaddress.IPv4Network, ...]:
     return tuple(out)
 
 
+def plain_tcp_warning(where: Listen) -> str | None:
+    """What to say when the control API is plain TCP off loopback (the responder prints it)."""
+    if where.kind != "tcp" or ipaddress.ip_address(where.host).is_loopback:
+        return None
+    return (f"plain tcp://{where.host}:{where.port}: requests and replies are signed (the token never crosses "
+            "the wire, nobody without it can drive or impersonate this agent), but the replies -- this host's "
+            "view of the cluster -- are readable by anyone on the path. Serve https://ADDR:PORT with "
+            "--tls-cert/--tls-key to encrypt them, or --allow CIDR to confine what a token holder can probe.")
+
+
 def check_listen_policy(listen: str, token: str | None) -> Listen:
     """Refuse a TCP listener without a bearer token: anyone on the network could drive probes."""
     where = parse_listen(listen)

@@ -11,7 +11,7 @@ from netprobe.core.inventory import DEFAULT_AGENT_PORT
 @click.option("--listen", default=f"tcp://0.0.0.0:{DEFAULT_AGENT_PORT}", show_default=True,
               help="Control API address: tcp://ADDR:PORT or unix:/PATH (the socket is made 0600).")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
-              help="Cluster token (or NETPROBE_TOKEN). Required: it keys probe ids and guards the API.")
+              help="Cluster token, at least 16 bytes (or NETPROBE_TOKEN). Required: keys for probes and for signing control requests are derived from it; it is never sent.")
 @click.option("--name", default=None, help="Host name reported to the mesh (default: the hostname).")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None, help="Serve HTTPS with this certificate.")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="The certificate's key.")
@@ -26,23 +26,21 @@ def responder(listen, token_file, name, tls_cert, tls_key, allow):
     \b
     Example:  netprobe responder --listen tcp://192.0.2.11:7879 --token-file /etc/netprobe/token
     """
-    import ipaddress
     import signal
     import sys
 
     import trio
 
     from netprobe.agent.responder import serve_responder
-    from netprobe.agent.server import check_listen_policy, parse_allow
+    from netprobe.agent.server import check_listen_policy, parse_allow, plain_tcp_warning
     from netprobe.config import read_token
 
     token = read_token(token_file, required=True)
     where = check_listen_policy(listen, token)
     networks = parse_allow(allow)
-    if where.kind == "tcp" and not ipaddress.ip_address(where.host).is_loopback:
-        print(f"netprobe responder: WARNING: plain {listen}: requests are signed (the token never crosses the "
-              "wire), but every reply, with this host's view of the cluster, is readable by anyone on the path. "
-              "Use https://ADDR:PORT with --tls-cert/--tls-key to encrypt them.", file=sys.stderr, flush=True)
+    warning = plain_tcp_warning(where)
+    if warning:
+        print(f"netprobe responder: WARNING: {warning}", file=sys.stderr, flush=True)
 
     async def main():
         # the signal receiver first: a SIGTERM right after "ready" must stop us cleanly too
