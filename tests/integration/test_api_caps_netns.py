@@ -62,6 +62,13 @@ def caged(tmp_path):
         time.sleep(0.5)  # tcpdump's filter attached
 
         def syns() -> int:
+            # tcpdump writes each packet as it reads it (-U): stop it once the file stops growing
+            size, still = -1, 0
+            while still < 10:
+                now = pcap.stat().st_size
+                still = still + 1 if now == size else 0
+                size = now
+                time.sleep(0.1)
             dump.send_signal(signal.SIGINT)
             _, err = dump.communicate(timeout=10)
             assert "\n0 packets dropped by kernel" in err, err

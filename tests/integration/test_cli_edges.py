@@ -37,7 +37,7 @@ def test_without_privileges_one_line_and_exit_2(empty_netns, args):
         pytest.skip("user nobody cannot read this checkout (its folder is private), so it cannot run netprobe")
     proc = subprocess.run(["ip", "netns", "exec", empty_netns, *NOBODY, sys.executable, "-m", "netprobe", *args],
                           capture_output=True, text=True, timeout=30,
-                          env={"PATH": "/usr/bin:/bin", "NETPROBE_TOKEN": "t"})
+                          env={"PATH": "/usr/bin:/bin", "NETPROBE_TOKEN": "t-0123456789abcdef"})
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "CAP_NET_RAW" in lines[0], proc.stderr
