@@ -48,3 +48,30 @@ def test_plain_tcp_off_loopback_is_warned_about(listen, warned):
     assert (warning is not None) == warned
     if warned:
         assert "readable by anyone on the path" in warning and "https://" in warning
+
+
+# #9 item 5: the three CLI inputs the issue names, through the commands, as one line and exit 2
+INVENTORY = "token_file: token\nhosts:\n  - {name: a, address: 192.0.2.1, agent: 'unix:/nonexistent'}\n" \
+            "  - {name: b, address: 192.0.2.2, agent: 'unix:/nonexistent'}\n"
+
+
+@pytest.mark.parametrize("files, command, words", [
+    ({"inv.yaml": INVENTORY + "checks:\n  - {id: x, proto: tcp, port: 1, to_role: [etcd]}\n"},
+     ["mesh", "-i", "inv.yaml"], "checks[0].to_role: unknown role ['etcd']"),
+    ({"inv.yaml": INVENTORY, "exp.yaml": "default: allowed\nrules:\n  - {check: bgp, 1: a, from: a, to: b, reach: blocked}\n"},
+     ["verify", "-i", "inv.yaml", "--expect", "exp.yaml"], "rules[0].1: unknown key 1"),
+    ({"inv.yaml": INVENTORY, "exp.yaml": "default: allowed\n7: x\ntrue: y\nrules: []\n"},
+     ["verify", "-i", "inv.yaml", "--expect", "exp.yaml"], "unknown key"),
+    ({"sc.yaml": "name: sc1\nprofile: [calico]\nsegments: []\nhosts: []\n"},
+     ["lab", "firewall", "sc.yaml", "--host", "a", "--dry-run"], "profile: unknown profile ['calico']"),
+    ({"sc.yaml": "name: sc1\nprofile: [calico]\nsegments: []\nhosts: []\n"},
+     ["lab", "up", "sc.yaml", "--dry-run"], "profile: unknown profile ['calico']"),
+])
+def test_the_issues_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, files, command, words):
+    (tmp_path / "token").write_text("t" * 32)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(command, capsys)
+    assert code == 2, err
+    assert words in err and err.count("\n") == 1, err
