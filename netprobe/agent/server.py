@@ -28,6 +28,7 @@ FIELD = "listen"
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 MAX_CONNECTIONS = 64  # a mesh holds one per coordinator; kubelet probes a few
 READ_TIMEOUT = 10     # seconds
+HEADER_TIMEOUT = 5    # seconds to send a request's headers (or to stay idle between requests)
 
 
 class _CappedTCPServer(hypercorn_trio_run.TCPServer):
@@ -182,6 +183,7 @@ async def serve_api(
     tls_key: str | None = None,
     access_log: bool = False,
     max_connections: int = MAX_CONNECTIONS,
+    header_timeout: float = HEADER_TIMEOUT,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``listen`` until cancelled; ``started(actual_address)`` once listening.
@@ -189,7 +191,8 @@ async def serve_api(
     The address passed to ``started`` is one ``AgentClient`` accepts (the real port for port
     0). TCP is refused unless the app was built with a token. A unix socket is created 0600
     and removed on exit. At most ``max_connections`` connections are served at once; one more is
-    closed as soon as it is accepted.
+    closed as soon as it is accepted. A client has ``header_timeout`` seconds for a request's
+    headers (the app then allows 10 s for its body): a trickle cannot hold a connection.
     """
     where = parse_listen(listen)
     if where.is_tcp and not getattr(app.state, "auth_required", False):
@@ -203,7 +206,9 @@ async def serve_api(
     config.graceful_timeout = 1.0
     config.alpn_protocols = ["http/1.1"]  # one request at a time per connection: no h2 streams
     config.read_timeout = READ_TIMEOUT    # a connection silent mid-request this long is closed
-    config.keep_alive_timeout = 5
+    # hypercorn's idle timer runs from the connection's start (and after each reply) until a
+    # request's headers are complete: it is also the deadline for sending the headers
+    config.keep_alive_timeout = header_timeout
     config.h11_max_incomplete_size = 16 * 1024
     config.netprobe_connections = trio.CapacityLimiter(max_connections)
     if tls_cert is not None:

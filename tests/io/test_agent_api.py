@@ -410,6 +410,25 @@ async def test_a_trickled_body_is_cut_off_and_the_agent_keeps_serving(nursery, s
     assert service.calls == [("health",)]
 
 
+async def test_trickled_headers_are_cut_off_too(nursery, sock_dir):
+    url = await nursery.start(lambda task_status: serve_api(
+        build_app(FakeService(), token=None), f"unix:{sock_dir / 'hdr.sock'}", header_timeout=0.5,
+        task_status=task_status))
+    stream = await trio.open_unix_socket(url[5:])
+    began = trio.current_time()
+    with trio.fail_after(5):
+        try:
+            for byte in b"GET /v1/health HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 1000:
+                await stream.send_all(bytes([byte]))
+                with trio.move_on_after(0.05):
+                    if await stream.receive_some(100) == b"":
+                        break
+        except trio.BrokenResourceError:
+            pass
+    assert 0.4 < trio.current_time() - began < 3
+    await stream.aclose()
+
+
 async def test_a_client_that_goes_away_mid_body_leaves_no_traceback(agent, caplog):
     stream = await trio.open_unix_socket(str(agent.path))
     await stream.send_all(b"POST /v1/probes HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{")
