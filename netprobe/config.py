@@ -46,15 +46,23 @@ def load_result(path: str):
 
 
 def read_token(token_file: str | None, *, required: bool, env: str = "NETPROBE_TOKEN") -> str | None:
-    """The cluster token from a file (its whole content, stripped) or the environment."""
+    """The cluster token from a file (its whole content, stripped) or the environment; one
+    shorter than 16 bytes is refused (it keys probes and signs control requests)."""
+    from netprobe.core.keys import MIN_SECRET_BYTES
+
     if token_file:
         token = read_text(token_file).strip()
         if not token:
             raise ConfigError("token file is empty", file=token_file)
+        if len(token.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"token is {len(token.encode())} bytes; at least {MIN_SECRET_BYTES} are needed "
+                              "(e.g. head -c 32 /dev/urandom | base64)", file=token_file)
         return token
     token = os.environ.get(env, "").strip() or None
     if required and not token:
         raise ConfigError(f"a token is required: --token-file FILE or {env}")
+    if token and len(token.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"{env} is {len(token.encode())} bytes; at least {MIN_SECRET_BYTES} are needed")
     return token
 
 

@@ -20,6 +20,10 @@ class ConfigError(NetprobeError):
 
     def __init__(self, message: str, *, file: str | None = None, field: str | None = None):
         self.file = file
+        # a field path is built from the input's own keys: a hostile key ("\n", an escape
+        # sequence) is shown escaped, so the error stays one harmless line
+        if field is not None and not field.isprintable():
+            field = field.encode("unicode_escape").decode("ascii")
         self.field = field
         where = ": ".join(part for part in (file, field) if part)
         super().__init__(f"{where}: {message}" if where else message)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from netprobe.core import fields
-from netprobe.core.checks import ROLES, Check, Direction, Proto
-from netprobe.core.inventory import NAME_RE
+from netprobe.core.checks import CHECKS, PROFILES, ROLES, Check, Direction, Proto
+from netprobe.core.inventory import MAX_CUSTOM_CHECKS, MAX_HOSTS, NAME_RE
 from netprobe.core.mesh_logic import Peer
 from netprobe.core.fields import InvalidReport
 from netprobe.core.reports import ObservationReport, OutcomeReport
@@ -28,8 +28,12 @@ from netprobe.preflight.model import SCHEMA as PREFLIGHT_SCHEMA
 from netprobe.preflight.model import Item, Report, Status
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-MAX_TARGETS = 4096
-MAX_CHECKS = 64
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Sized from the largest inventory netprobe supports, MAX_HOSTS hosts: an agent probes at most
+# every other host, with every check of a profile plus custom ones (docs/design.md, "Caps").
+MAX_TARGETS = MAX_HOSTS - 1
+MAX_CHECKS = len(CHECKS) + MAX_CUSTOM_CHECKS  # 16
+MAX_PROBES = MAX_TARGETS * MAX_CHECKS  # (target, check) pairs in one request: 16,368
 TIMEOUT_RANGE = (0.05, 30.0)
 RETRIES_RANGE = (0, 5)
 VNI_RANGE = (0, (1 << 24) - 1)
@@ -57,6 +61,16 @@ class UnknownRun(AgentError):
     """The service knows no run of that id (the API answers 404)."""
 
 
+class Refused(AgentError):
+    """The agent will not do it: over a cap (429, retry after ``retry_after`` seconds) or a target
+    outside its allow-list (403)."""
+
+    def __init__(self, message: str, *, status: int = 429, retry_after: int | None = None):
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 def check_run_id(value: Any, field: str = "run_id") -> str:
     if not isinstance(value, str) or not RUN_ID_RE.fullmatch(value):
         raise InvalidRequest(field, f"must be 1-64 characters of A-Z a-z 0-9 _ -, got {value!r}")
@@ -66,8 +80,9 @@ def check_run_id(value: Any, field: str = "run_id") -> str:
 def _check_keys(data: dict, allowed: set[str], required: set[str], field: str) -> None:
     prefix = f"{field}." if field else ""
     for key in data:
-        if key not in allowed:
-            raise InvalidRequest(f"{prefix}{key}", "unknown field")
+        if key not in allowed:  # a hostile key is named by a short repr, never raw (newlines, 1 MB)
+            shown = key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else repr(key)[:40]
+            raise InvalidRequest(f"{prefix}{shown}", "unknown field")
     for key in sorted(required):
         if key not in data:
             raise InvalidRequest(f"{prefix}{key}", "is required")
@@ -134,11 +149,14 @@ def parse_check(raw: Any, field: str) -> Check:
         _integer(port, 1, 65535, f"{field}.port")
     for key in ("to_role", "from_role"):
         role = raw.get(key)
-        if role is not None and role not in ROLES:
+        if role is not None and (not isinstance(role, str) or role not in ROLES):
             raise InvalidRequest(f"{field}.{key}", f"unknown role {role!r}")
     if raw.get("direction") == Direction.TO_ROLE and raw.get("to_role") is None:
         raise InvalidRequest(f"{field}.to_role", "is required for direction to-role")
-    return Check.from_dict(raw)
+    try:
+        return Check.from_dict(raw)
+    except (ValueError, TypeError, KeyError) as exc:  # a combination the fields alone don't show
+        raise InvalidRequest(field, f"not a valid check: {exc}") from None
 
 
 def parse_target(raw: Any, field: str) -> Peer:
@@ -207,6 +225,7 @@ class ProbeRequest:
         targets: list[Peer] = []
         names: set[str] = set()
         addresses: set[str] = set()
+        probes = 0
         for i, raw in enumerate(_list(data["targets"], MAX_TARGETS, "targets")):
             target = parse_target(raw, f"targets[{i}]")
             if target.name in names:
@@ -216,6 +235,9 @@ class ProbeRequest:
             for cid in target.checks:
                 if cid not in checks:
                     raise InvalidRequest(f"targets[{i}].checks", f"unknown check {cid!r} (not in checks)")
+            probes += len(target.checks)
+            if probes > MAX_PROBES:
+                raise InvalidRequest("targets", f"at most {MAX_PROBES} probes (target x check) in one request")
             names.add(target.name)
             addresses.add(target.address)
             targets.append(target)
@@ -252,7 +274,7 @@ class PreflightRequest:
 
     @classmethod
     def from_dict_untrusted(cls, data: Any) -> PreflightRequest:
-        """Types only: the values (CIDRs, profile) are the preflight rules' to judge (a 400)."""
+        """Types here, and the profile by name; the CIDRs are the preflight rules' to judge (a 400)."""
         if not isinstance(data, dict):
             raise InvalidRequest("request", "must be a JSON object")
         _check_keys(data, {"pool_cidrs", "service_cidr", "profile", *cls.OPTIONS}, set(), "")
@@ -264,6 +286,9 @@ class PreflightRequest:
         service = data.get("service_cidr")
         if service is not None:
             _short_text(service, "service_cidr")
+        profile = _short_text(data.get("profile", "calico"), "profile")
+        if profile not in PROFILES:
+            raise InvalidRequest("profile", f"must be one of {', '.join(PROFILES)}, got {profile!r:.40}")
         options = {}
         for key in ("requirements", "dataplane"):
             if data.get(key) is not None:
@@ -274,7 +299,7 @@ class PreflightRequest:
             options["wireguard"] = data["wireguard"]
         if data.get("vxlan_port") is not None:
             options["vxlan_port"] = _integer(data["vxlan_port"], 1, 65535, "vxlan_port")
-        return cls(pools, service, _short_text(data.get("profile", "calico"), "profile"), **options)
+        return cls(pools, service, profile, **options)
 
 
 # ------------------------------------------------------------------ replies
@@ -300,7 +325,7 @@ class Stats:
             raise InvalidReport(field, f"at most {MAX_COUNTERS} counters, got {len(d)}")
         counters: dict[str, int | float] = {}
         for key, value in d.items():
-            fields.name(key, f"{field}.{key:.40}")
+            fields.name(key, f"{field}.{str(key):.40}")
             fields.number(value, f"{field}.{key}")
             counters[key] = value
         drops = fields.integer(counters.pop("kernel_drops", 0), f"{field}.kernel_drops", MAX_COUNT)

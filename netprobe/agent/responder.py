@@ -14,8 +14,9 @@ from collections import OrderedDict
 
 import trio
 
-from netprobe.agent.protocol import ProbeRequest
+from netprobe.agent.protocol import MAX_PROBES, MAX_TARGETS, ProbeRequest, Refused
 from netprobe.core import bpf, templates
+from netprobe.core.budget import NotAllowed, OverBudget, ProbeBudget
 from netprobe.core.keys import probe_key
 from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.responder import ResponderCore
@@ -26,6 +27,7 @@ from netprobe.net.capture import CaptureSet, open_captures
 RUN_MEMORY = 256          # run ids remembered (for observations since a run started)
 RUN_LOOKBACK = 2.0        # seconds before a run's start whose observations still belong to it
 UNKNOWN_RUN_WINDOW = 120  # an unknown run id gets the last two minutes
+QUEUE = 2                 # run_probes requests that may wait behind the one probing; beyond: 429
 
 
 class OwnAddresses:
@@ -54,8 +56,10 @@ class OwnAddresses:
 class Responder:
     """One per host. ``await nursery.start(responder.run)`` returns once every capture is open."""
 
-    def __init__(self, token: str, *, name: str | None = None):
+    def __init__(self, token: str, *, name: str | None = None, budget: ProbeBudget | None = None):
         self.key = probe_key(token)  # the secret itself never keys a probe
+        self.budget = budget or default_budget()
+        self._waiting = 0  # run_probes requests queued behind the one probing
         self.name = name or socket.gethostname()
         # a raw socket also gets what was sent to a broadcast address: an echo leaves only from
         # this host's own unicast address (docs/design.md, "Probes")
@@ -115,6 +119,27 @@ class Responder:
         from netprobe.net.route import route_to
         from netprobe.net.prober import probe_targets
 
+        # one run probes at a time, QUEUE more wait; beyond, and over the budget, 429 at once
+        if self._probe_lock.locked() and self._waiting >= QUEUE:
+            raise Refused(f"busy: a run is probing and {self._waiting} wait", retry_after=1)
+        try:
+            self.budget.admit([t.address for t in request.targets], sum(len(t.checks) for t in request.targets),
+                              now=trio.current_time())
+        except OverBudget as exc:
+            raise Refused(str(exc), retry_after=exc.retry_after) from None
+        except NotAllowed as exc:
+            raise Refused(str(exc), status=403) from None
+        self._waiting += 1
+        try:
+            await self._probe_lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            return await self._run_probes(request, route_to, probe_targets)
+        finally:
+            self._probe_lock.release()
+
+    async def _run_probes(self, request: ProbeRequest, route_to, probe_targets) -> dict:
         self._remember_run(request.run_id)
         began = trio.current_time()
         checks = request.check_map()
@@ -123,16 +148,15 @@ class Responder:
             source = route_to(t.address).source
             by_source.setdefault(source, []).extend(ProbeTarget(checks[c], t.address, t.name) for c in t.checks)
         outcomes, stats = [], {"kernel_drops": 0, "matched": 0, "ignored": 0, "malformed": 0}
-        async with self._probe_lock:
-            results: list = []
+        results: list = []
 
-            async def one(source, targets):
-                results.append(await probe_targets(source, targets, key=self.key, window=request.timeout,
-                                                   retries=request.retries, vni=request.vni))
+        async def one(source, targets):
+            results.append(await probe_targets(source, targets, key=self.key, window=request.timeout,
+                                               retries=request.retries, vni=request.vni))
 
-            async with trio.open_nursery() as nursery:
-                for source, targets in by_source.items():
-                    nursery.start_soon(one, source, targets)
+        async with trio.open_nursery() as nursery:
+            for source, targets in by_source.items():
+                nursery.start_soon(one, source, targets)
         for outs, st in results:
             outcomes.extend(o.to_dict() for o in outs)
             for k in stats:
@@ -155,13 +179,18 @@ class Responder:
         return report.to_dict()
 
 
+def default_budget(allow=()) -> ProbeBudget:
+    """Room for two full meshes of the largest inventory a minute (a watch and a manual run)."""
+    return ProbeBudget(probes_per_minute=2 * MAX_PROBES, targets_per_minute=2 * MAX_TARGETS, allow=tuple(allow))
+
+
 async def serve_responder(token: str, listen: str, *, name: str | None = None, tls_cert=None, tls_key=None,
-                          task_status=trio.TASK_STATUS_IGNORED) -> None:
+                          allow=(), task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Captures first, then the control API; ``started(url)`` once both are ready."""
     from netprobe.agent.api import build_app
     from netprobe.agent.server import serve_api
 
-    responder = Responder(token, name=name)
+    responder = Responder(token, name=name, budget=default_budget(allow))
     async with trio.open_nursery() as nursery:
         await nursery.start(responder.run)
         app = build_app(responder, token=token)

@@ -19,12 +19,42 @@ from dataclasses import dataclass
 
 import trio
 from hypercorn.config import Config
+from hypercorn.trio import run as hypercorn_trio_run
 from hypercorn.trio import serve
 
 from netprobe.errors import ConfigError
 
 FIELD = "listen"
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+MAX_CONNECTIONS = 64  # a mesh holds one per coordinator; kubelet probes a few
+READ_TIMEOUT = 10     # seconds
+HEADER_TIMEOUT = 5    # seconds to send a request's headers (or to stay idle between requests)
+
+
+class _CappedTCPServer(hypercorn_trio_run.TCPServer):
+    """hypercorn's connection handler, closing a connection at once when the serve's
+    ``config.netprobe_connections`` limiter is full (hypercorn has no connection cap of its own)."""
+
+    async def run(self) -> None:
+        limiter = getattr(self.config, "netprobe_connections", None)
+        if limiter is None:
+            await super().run()
+            return
+        try:
+            limiter.acquire_nowait()
+        except trio.WouldBlock:
+            logging.getLogger("netprobe.agent.http").warning(
+                "over %d connections: one closed unserved", limiter.total_tokens)
+            await self.stream.aclose()
+            return
+        try:
+            await super().run()
+        finally:
+            limiter.release()
+
+
+# installed once: hypercorn's trio worker looks the class up in its module when it serves
+hypercorn_trio_run.TCPServer = _CappedTCPServer
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,27 @@ def parse_listen(listen: str) -> Listen:
     except ValueError:
         raise ConfigError(f"listen on an IP address, not a name: {listen!r}", field=FIELD) from None
     return Listen(m.group(1), host=host, port=int(m.group(3)))
+
+
+def parse_allow(cidrs) -> tuple[ipaddress.IPv4Network, ...]:
+    """``--allow`` networks: IPv4 CIDRs (host bits set are an error: a typo must not widen it)."""
+    out = []
+    for text in cidrs:
+        try:
+            out.append(ipaddress.IPv4Network(text, strict=True))
+        except ValueError as exc:
+            raise ConfigError(f"not an IPv4 network: {exc}", field="--allow") from None
+    return tuple(out)
+
+
+def plain_tcp_warning(where: Listen) -> str | None:
+    """What to say when the control API is plain TCP off loopback (the responder prints it)."""
+    if where.kind != "tcp" or ipaddress.ip_address(where.host).is_loopback:
+        return None
+    return (f"plain tcp://{where.host}:{where.port}: requests and replies are signed (the token never crosses "
+            "the wire, nobody without it can drive or impersonate this agent), but the replies -- this host's "
+            "view of the cluster -- are readable by anyone on the path. Serve https://ADDR:PORT with "
+            "--tls-cert/--tls-key to encrypt them, or --allow CIDR to confine what a token holder can probe.")
 
 
 def check_listen_policy(listen: str, token: str | None) -> Listen:
@@ -131,13 +182,17 @@ async def serve_api(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     access_log: bool = False,
+    max_connections: int = MAX_CONNECTIONS,
+    header_timeout: float = HEADER_TIMEOUT,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``listen`` until cancelled; ``started(actual_address)`` once listening.
 
     The address passed to ``started`` is one ``AgentClient`` accepts (the real port for port
     0). TCP is refused unless the app was built with a token. A unix socket is created 0600
-    and removed on exit.
+    and removed on exit. At most ``max_connections`` connections are served at once; one more is
+    closed as soon as it is accepted. A client has ``header_timeout`` seconds for a request's
+    headers (the app then allows 10 s for its body): a trickle cannot hold a connection.
     """
     where = parse_listen(listen)
     if where.is_tcp and not getattr(app.state, "auth_required", False):
@@ -149,6 +204,13 @@ async def serve_api(
     config.accesslog = logging.getLogger("netprobe.agent.access") if access_log else None
     config.include_server_header = False
     config.graceful_timeout = 1.0
+    config.alpn_protocols = ["http/1.1"]  # one request at a time per connection: no h2 streams
+    config.read_timeout = READ_TIMEOUT    # a connection silent mid-request this long is closed
+    # hypercorn's idle timer runs from the connection's start (and after each reply) until a
+    # request's headers are complete: it is also the deadline for sending the headers
+    config.keep_alive_timeout = header_timeout
+    config.h11_max_incomplete_size = 16 * 1024
+    config.netprobe_connections = trio.CapacityLimiter(max_connections)
     if tls_cert is not None:
         config.certfile, config.keyfile = tls_cert, tls_key
     if where.kind == "unix":

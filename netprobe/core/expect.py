@@ -25,8 +25,10 @@ RULE_KEYS = frozenset({"check", "from", "to", "reach", "where"})
 EXPECTED_REACH = (Reach.ALLOWED, Reach.BLOCKED)
 
 
-def _at(field: str, sub: str) -> str:
-    """Join a field path: ``expect`` + ``rules[0]`` -> ``expect.rules[0]``; a top level has no prefix."""
+def _at(field: str, sub: Any) -> str:
+    """Join a field path: ``expect`` + ``rules[0]`` -> ``expect.rules[0]``; a top level has no prefix.
+    ``sub`` may be any YAML key (a number, a boolean): it is named by its text."""
+    sub = str(sub)
     if not field:
         return sub
     return f"{field}{sub}" if sub.startswith("[") else f"{field}.{sub}"
@@ -195,7 +197,7 @@ def _rule(
 ) -> Rule:
     if not isinstance(raw, dict):
         raise ConfigError("must be a mapping with check, from, to and reach", file=source, field=field)
-    extra = sorted(set(raw) - RULE_KEYS)
+    extra = sorted(set(raw) - RULE_KEYS, key=str)  # YAML keys may be numbers: they don't sort with text
     if extra:
         raise ConfigError(f"unknown key {extra[0]!r} (known: {', '.join(sorted(RULE_KEYS))})",
                           file=source, field=_at(field, extra[0]))
@@ -237,7 +239,7 @@ def parse_expectation(
         return Expectation(source=source)
     if not isinstance(data, dict):
         raise ConfigError("must be a mapping with 'default' and 'rules'", file=source, field=field or None)
-    extra = sorted(set(data) - {"default", "rules"})
+    extra = sorted(set(data) - {"default", "rules"}, key=str)
     if extra:
         raise ConfigError(f"unknown key {extra[0]!r} (known: default, rules)", file=source, field=_at(field, extra[0]))
     default = _reach(data.get("default", "allowed"), source=source, field=_at(field, "default"))

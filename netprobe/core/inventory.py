@@ -62,6 +62,10 @@ def _int(value, *, lo: int, hi: int, source: str, field: str) -> int:
     return value
 
 
+MAX_HOSTS = 1024          # the largest inventory supported; agents' caps are sized from it
+MAX_CUSTOM_CHECKS = 10    # with the 6 built-in checks, at most 16 per run
+
+
 def _custom_check(raw, i: int, source: str) -> Check:
     field = f"checks[{i}]"
     if not isinstance(raw, dict):
@@ -74,12 +78,12 @@ def _custom_check(raw, i: int, source: str) -> Check:
         raise ConfigError(f"proto must be tcp or udp, got {proto!r}", file=source, field=f"{field}.proto")
     port = _int(raw.get("port"), lo=1, hi=65535, source=source, field=f"{field}.port")
     to_role = raw.get("to_role")
-    if to_role is not None and to_role not in ROLES:
+    if to_role is not None and (not isinstance(to_role, str) or to_role not in ROLES):
         raise ConfigError(f"unknown role {to_role!r}", file=source, field=f"{field}.to_role")
     from_role = raw.get("from_role", "node")
     if from_role in ("*", "all"):
         from_role = None
-    elif from_role not in ROLES:
+    elif not isinstance(from_role, str) or from_role not in ROLES:
         raise ConfigError(f"unknown role {from_role!r}", file=source, field=f"{field}.from_role")
     return Check(
         id=cid,
@@ -104,6 +108,8 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
     raw_hosts = data.get("hosts")
     if not isinstance(raw_hosts, list) or not raw_hosts:
         raise ConfigError("must be a non-empty list", file=source, field="hosts")
+    if len(raw_hosts) > MAX_HOSTS:  # agents refuse more targets than this (docs/design.md, "Caps")
+        raise ConfigError(f"at most {MAX_HOSTS} hosts, got {len(raw_hosts)}", file=source, field="hosts")
     hosts: list[Host] = []
     seen_names: set[str] = set()
     seen_addrs: set[str] = set()
@@ -156,6 +162,9 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
     raw_checks = data.get("checks", [])
     if not isinstance(raw_checks, list):
         raise ConfigError("must be a list", file=source, field="checks")
+    if len(raw_checks) > MAX_CUSTOM_CHECKS:
+        raise ConfigError(f"at most {MAX_CUSTOM_CHECKS} custom checks, got {len(raw_checks)}", file=source,
+                          field="checks")
     custom = tuple(_custom_check(c, i, source) for i, c in enumerate(raw_checks))
     seen_ids = set(CHECKS)
     for i, check in enumerate(custom):  # a repeated id would silently replace a check, or plan it twice

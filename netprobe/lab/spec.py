@@ -298,7 +298,7 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
     if not isinstance(description, str):
         raise _err("must be text", source, "description")
     profile = data.get("profile", DEFAULT_PROFILE)
-    if profile not in PROFILES:
+    if not isinstance(profile, str) or profile not in PROFILES:
         raise _err(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})", source, "profile")
     vni = _vni(data.get("vni", 1), source, "vni")
     vxlan_port = data.get("vxlan_port", vxlan_port_for(profile))

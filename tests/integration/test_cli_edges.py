@@ -37,7 +37,7 @@ def test_without_privileges_one_line_and_exit_2(empty_netns, args):
         pytest.skip("user nobody cannot read this checkout (its folder is private), so it cannot run netprobe")
     proc = subprocess.run(["ip", "netns", "exec", empty_netns, *NOBODY, sys.executable, "-m", "netprobe", *args],
                           capture_output=True, text=True, timeout=30,
-                          env={"PATH": "/usr/bin:/bin", "NETPROBE_TOKEN": "t"})
+                          env={"PATH": "/usr/bin:/bin", "NETPROBE_TOKEN": "t-0123456789abcdef"})
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "CAP_NET_RAW" in lines[0], proc.stderr
@@ -54,7 +54,7 @@ def test_responder_refuses_tcp_without_a_token(empty_netns):
 def test_responder_stops_cleanly_on_sigterm(empty_netns, tmp_path):
     sock = tmp_path / "agent.sock"
     token = tmp_path / "token"
-    token.write_text("sigterm-token\n")
+    token.write_text("sigterm-token-0123456789\n")
     proc = subprocess.Popen(["ip", "netns", "exec", empty_netns, sys.executable, "-m", "netprobe", "responder",
                              "--listen", f"unix:{sock}", "--token-file", str(token)],
                             stderr=subprocess.PIPE, text=True)

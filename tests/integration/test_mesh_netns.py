@@ -15,7 +15,7 @@ pytestmark = pytest.mark.netns
 @pytest.fixture
 def mesh_pair(netns_pair, tmp_path):
     token = tmp_path / "token"
-    token.write_text("integration-token\n")
+    token.write_text("integration-token-0123456789\n")
     procs = []
     hosts = []
     for name, ns, addr in (("a", netns_pair.a, netns_pair.addr_a), ("b", netns_pair.b, netns_pair.addr_b)):

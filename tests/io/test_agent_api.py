@@ -5,8 +5,10 @@ Unprivileged: hypercorn + starlette on trio serve, httpx (through anyio) or Agen
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import time
 import shutil
 import socket
 import stat
@@ -19,7 +21,7 @@ import httpx
 import pytest
 import trio
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 import netprobe
@@ -35,12 +37,14 @@ from netprobe.agent.protocol import (
     UnknownRun,
 )
 from netprobe.agent.server import check_listen_policy, parse_listen, serve_api
+from netprobe.core.auth import Signer
 from netprobe.core.checks import CHECKS
+from netprobe.core.keys import control_key, probe_key
 from netprobe.core.reports import ObservationReport
 from netprobe.errors import AgentError, ConfigError, PrivilegeError
 from netprobe.preflight.model import Report
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-of-the-test-cluster"
 
 
 class FakeService:
@@ -105,11 +109,10 @@ class Agent:
     path: Path
     service: FakeService
 
-    def http(self, token: str | None = None) -> httpx.AsyncClient:
+    def http(self) -> httpx.AsyncClient:
         """A raw HTTP client on the agent's socket, to send what AgentClient never would."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(self.path)),
-                                 base_url="http://agent", headers=headers, timeout=5)
+                                 base_url="http://agent", timeout=5)
 
 
 async def start_agent(nursery, sock_dir: Path, token: str | None, name: str = "agent.sock") -> Agent:
@@ -172,33 +175,115 @@ async def test_preflight_with_an_empty_body_means_no_params(agent):
 # --- the bearer token -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method, path", [
-    ("GET", "/v1/health"), ("POST", "/v1/probes"), ("GET", "/v1/runs/r1/observations"),
-    ("POST", "/v1/preflight"), ("GET", "/no/such/route"),
-])
-@pytest.mark.parametrize("auth", [None, "Bearer wrong", f"Basic {TOKEN}", "Bearer", f"Bearer {TOKEN}x",
-                                  f"Bearer {TOKEN[:-1]}"])
-async def test_missing_or_wrong_token_is_401_and_never_reaches_the_service(locked_agent, method, path, auth):
-    headers = {"Authorization": auth} if auth else {}
+def signed(method: str, path: str, body: bytes, *, token: str = TOKEN, now: float | None = None,
+           nonce: bytes | None = None) -> dict:
+    return {"Authorization": Signer.from_secret(token).authorization(
+        method, path, "", body, now=time.time() if now is None else now, nonce=nonce or os.urandom(16))}
+
+
+BODY = json.dumps(request_dict()).encode()
+
+
+def wrong_signatures() -> list:
+    good = signed("POST", "/v1/probes", BODY)["Authorization"]
+    return [
+        None,
+        f"Bearer {TOKEN}",                                                    # the old scheme: the secret itself
+        "NetprobeHMAC",
+        good.replace("sig=", "sig=0") [:-1],                                  # altered signature
+        signed("POST", "/v1/probes", BODY, token="another-cluster-token-xx")["Authorization"],
+        signed("POST", "/v1/probes", BODY, now=time.time() - 300)["Authorization"],   # too old
+        signed("POST", "/v1/probes", BODY, now=time.time() + 300)["Authorization"],   # from the future
+        signed("POST", "/v1/preflight", BODY)["Authorization"],               # another path
+        signed("GET", "/v1/probes", BODY)["Authorization"],                   # another method
+        signed("POST", "/v1/probes", BODY + b" ")["Authorization"],           # another body
+        good + ", extra=1",
+    ]
+
+
+@pytest.mark.parametrize("auth", range(len(wrong_signatures())))
+async def test_unsigned_or_wrongly_signed_requests_are_401_and_never_reach_the_service(locked_agent, auth):
+    header = wrong_signatures()[auth]
+    headers = {"Authorization": header, "Content-Type": "application/json"} if header else {}
     async with locked_agent.http() as http:
-        response = await http.request(method, path, headers=headers, json=request_dict())
-    assert response.status_code == 401
-    assert response.json() == {"error": "unauthorized"}
-    assert response.headers["www-authenticate"] == "Bearer"
+        response = await http.post("/v1/probes", headers=headers, content=BODY)
+        other = await http.get("/no/such/route", headers=headers)
+    assert response.status_code == 401 and other.status_code == 401
+    assert response.json()["error"].startswith("unauthorized")
+    assert "\n" not in response.json()["error"]
+    assert response.headers["www-authenticate"] == "NetprobeHMAC"
     assert locked_agent.service.calls == []
+
+
+async def test_a_signed_request_is_accepted_once_then_a_replay_is_401(locked_agent):
+    headers = {**signed("POST", "/v1/probes", BODY), "Content-Type": "application/json"}
+    async with locked_agent.http() as http:
+        first = await http.post("/v1/probes", headers=headers, content=BODY)
+        again = await http.post("/v1/probes", headers=headers, content=BODY)
+    assert first.status_code == 200
+    assert again.status_code == 401 and again.json() == {"error": "unauthorized: replayed request"}
+    assert [c[0] for c in locked_agent.service.calls] == ["run_probes"]
+
+
+async def test_the_secret_never_crosses_the_wire(nursery):
+    """What a sniffer of plain tcp:// would see: a recording proxy between client and agent."""
+    seen = bytearray()
+    url = await nursery.start(serve_api, build_app(FakeService(), token=TOKEN), "tcp://127.0.0.1:0")
+    port = int(url.rsplit(":", 1)[1])
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+
+    async def pipe(src, dst):
+        async for chunk in src:
+            seen.extend(chunk)
+            await dst.send_all(chunk)
+
+    async def relay(client_stream):
+        server_stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with trio.open_nursery() as inner:
+            inner.start_soon(pipe, client_stream, server_stream)
+            inner.start_soon(pipe, server_stream, client_stream)
+
+    nursery.start_soon(trio.serve_listeners, relay, [listener])
+    proxy = f"tcp://127.0.0.1:{listener.socket.getsockname()[1]}"
+    async with AgentClient(proxy, token=TOKEN) as client:
+        await client.health()
+        await client.run_probes(ProbeRequest.from_dict_untrusted(request_dict()))
+    assert b"NetprobeHMAC" in seen and b"run-1" in seen
+    for secret in (TOKEN.encode(), control_key(TOKEN), probe_key(TOKEN)):
+        assert secret not in seen and secret.hex().encode() not in seen
+
+
+async def test_client_refuses_an_unsigned_or_altered_reply(nursery, sock_dir):
+    """An on-path attacker answering for the agent: a 200 without the agent's reply signature."""
+
+    async def forged(request):
+        return JSONResponse({"host": "forged", "version": "0"})
+
+    app = Starlette(routes=[Route("/v1/health", forged)])
+    app.state.auth_required = True
+    url = await nursery.start(serve_api, app, f"unix:{sock_dir / 'forged.sock'}")
+    async with AgentClient(url, token=TOKEN) as client:
+        with pytest.raises(AgentError, match="reply is not signed with this cluster's key"):
+            await client.health()
+
+
+def test_a_token_shorter_than_16_bytes_is_refused():
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        build_app(FakeService(), token="fifteen-bytes!!")
+    with pytest.raises(AgentError, match="at least 16 bytes"):
+        AgentClient("unix:/nonexistent", token="short")
+    build_app(FakeService(), token="sixteen-bytes!!!")
 
 
 async def test_right_token_is_accepted(locked_agent):
     async with AgentClient(locked_agent.url, token=TOKEN) as client:
         assert (await client.health()).host == "fake"
         assert (await client.run_probes(ProbeRequest.from_dict_untrusted(request_dict()))).run_id == "run-1"
-    async with locked_agent.http() as http:  # the scheme is case-insensitive
-        assert (await http.get("/v1/health", headers={"Authorization": f"bearer {TOKEN}"})).status_code == 200
-    assert [c[0] for c in locked_agent.service.calls] == ["health", "run_probes", "health"]
+    assert [c[0] for c in locked_agent.service.calls] == ["health", "run_probes"]
 
 
 async def test_client_reports_a_wrong_token(locked_agent):
-    async with AgentClient(locked_agent.url, token="nope") as client:
+    async with AgentClient(locked_agent.url, token="nope-not-the-token") as client:
         with pytest.raises(AgentRequestError, match="HTTP 401: the token does not match the agent's") as info:
             await client.health()
     assert info.value.status == 401
@@ -259,11 +344,127 @@ async def test_invalid_probe_request_is_400_naming_the_field(agent, field, chang
 
 
 async def test_too_many_targets_is_400(agent):
-    targets = [{"name": f"n{i}", "address": f"198.18.{i // 256}.{i % 256}", "checks": ["bgp"]} for i in range(4097)]
+    targets = [{"name": f"n{i}", "address": f"198.18.{i // 256}.{i % 256}", "checks": ["bgp"]} for i in range(1024)]
     async with agent.http() as http:
         response = await http.post("/v1/probes", json=request_dict(targets=targets))
     assert response.status_code == 400
-    assert response.json()["error"].startswith("targets: at most 4096")
+    assert response.json()["error"].startswith("targets: at most 1023")
+
+
+# The issue's malformed bodies (#9 item 4): each one line, 400, no traceback in the log.
+DEEP = b'{"run_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+MALFORMED = [
+    ("/v1/probes", DEEP, "nested too deeply"),
+    ("/v1/preflight", DEEP, "nested too deeply"),
+    ("/v1/probes", b'{"retries": ' + b"9" * 5000 + b"}", "a number too long"),
+    ("/v1/probes", json.dumps(request_dict(checks=[{**CHECKS["bgp"].to_dict(), "to_role": ["x"]}])).encode(),
+     "checks[0].to_role: unknown role"),
+    ("/v1/probes", json.dumps(request_dict(checks=[{**CHECKS["bgp"].to_dict(), "from_role": {"a": 1}}])).encode(),
+     "checks[0].from_role: unknown role"),
+    ("/v1/preflight", b'{"profile": ["calico"]}', "profile: must be a string"),
+    ("/v1/preflight", b'{"profile": "nonsense"}', "profile: must be one of"),
+    ("/v1/preflight", b'{"pool_cidrs": [["10.0.0.0/8"]]}', "pool_cidrs[0]: must be a string"),
+    ("/v1/preflight", b'{"pool_cidrs": [5]}', "pool_cidrs[0]: must be a string"),
+    ("/v1/preflight", b'{"service_cidr": {"a": 1}}', "service_cidr: must be a string"),
+    ("/v1/preflight", b'{"service_cidr": 10}', "service_cidr: must be a string"),
+    ("/v1/preflight", b'{"surprise": 1}', "surprise: unknown field"),
+    ("/v1/preflight", b'{"pool_cidrs": null, "profile": null}', "profile: must be a string"),
+    ("/v1/probes", b'{"run_id": "r", "targets": [], "checks": [], "timeout": 1e999}', "timeout: must be a number"),
+]
+
+
+@pytest.mark.parametrize("path, body, words", MALFORMED, ids=[f"{p}:{w}" for p, _, w in MALFORMED])
+async def test_malformed_bodies_are_400_on_one_line_without_a_traceback(agent, caplog, path, body, words):
+    async with agent.http() as http:
+        response = await http.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text[:200]
+    error = response.json()["error"]
+    assert words in error and "\n" not in error and len(error) < 400
+    assert "Traceback" not in caplog.text and "Error" not in error.split(":")[0]
+    assert agent.service.calls == []
+
+
+async def test_a_trickled_body_is_cut_off_and_the_agent_keeps_serving(nursery, sock_dir, caplog):
+    """A client that sends its body a byte at a time: 408 after the body timeout, no traceback."""
+    service = FakeService()
+    url = await nursery.start(serve_api, build_app(service, token=None, body_timeout=0.5),
+                              f"unix:{sock_dir / 'slow.sock'}")
+    stream = await trio.open_unix_socket(url[5:])
+    await stream.send_all(b"POST /v1/preflight HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{")
+    began = trio.current_time()
+    answer = b""
+    with trio.fail_after(5):
+        while b"\r\n\r\n" not in answer:
+            try:
+                await stream.send_all(b" ")
+            except trio.BrokenResourceError:
+                pass
+            with trio.move_on_after(0.1):
+                answer += await stream.receive_some(4096)
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert 0.4 < trio.current_time() - began < 3
+    await stream.aclose()
+    async with AgentClient(url, token=None) as client:
+        assert (await client.health()).host == "fake"
+    assert "Traceback" not in caplog.text
+    assert service.calls == [("health",)]
+
+
+async def test_trickled_headers_are_cut_off_too(nursery, sock_dir):
+    url = await nursery.start(lambda task_status: serve_api(
+        build_app(FakeService(), token=None), f"unix:{sock_dir / 'hdr.sock'}", header_timeout=0.5,
+        task_status=task_status))
+    stream = await trio.open_unix_socket(url[5:])
+    began = trio.current_time()
+    with trio.fail_after(5):
+        try:
+            for byte in b"GET /v1/health HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 1000:
+                await stream.send_all(bytes([byte]))
+                with trio.move_on_after(0.05):
+                    if await stream.receive_some(100) == b"":
+                        break
+        except trio.BrokenResourceError:
+            pass
+    assert 0.4 < trio.current_time() - began < 3
+    await stream.aclose()
+
+
+async def test_a_client_that_goes_away_mid_body_leaves_no_traceback(agent, caplog):
+    stream = await trio.open_unix_socket(str(agent.path))
+    await stream.send_all(b"POST /v1/probes HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{")
+    await trio.sleep(0.1)
+    await stream.aclose()
+    await trio.sleep(0.2)
+    assert "Traceback" not in caplog.text and "ClientDisconnect" not in caplog.text
+    assert agent.service.calls == []
+
+
+async def test_connections_over_the_cap_are_closed_and_the_rest_are_served(nursery, sock_dir):
+    """Held connections (a trickling client each) beyond the cap cannot starve the agent forever:
+    the extra ones are closed at once, and once the held ones time out the agent serves again."""
+    service = FakeService()
+    url = await nursery.start(lambda task_status: serve_api(
+        build_app(service, token=None, body_timeout=1.0), f"unix:{sock_dir / 'cap.sock'}", max_connections=4,
+        task_status=task_status))
+    held = []
+    for _ in range(4):
+        s = await trio.open_unix_socket(url[5:])
+        await s.send_all(b"POST /v1/preflight HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{")
+        held.append(s)
+    await trio.sleep(0.2)
+    extra = await trio.open_unix_socket(url[5:])
+    with trio.fail_after(3):
+        assert await extra.receive_some(100) == b""  # closed unserved
+    with trio.fail_after(5):
+        while True:  # the held ones hit the body timeout (408) and free their slots
+            try:
+                async with AgentClient(url, token=None, timeout=1) as client:
+                    assert (await client.health()).host == "fake"
+                break
+            except AgentError:
+                await trio.sleep(0.2)
+    for s in held:
+        await s.aclose()
 
 
 async def test_bad_run_id_in_the_path_is_400(agent):
@@ -316,9 +517,10 @@ async def test_unknown_route_and_wrong_method_answer_json(agent):
 async def test_service_exception_is_500_and_the_server_keeps_serving(agent, caplog):
     agent.service.fail = RuntimeError("tap exploded")
     async with AgentClient(agent.url, token=None) as client:
-        with pytest.raises(AgentRequestError, match="HTTP 500: run_probes failed: RuntimeError: tap exploded") as info:
+        with pytest.raises(AgentRequestError, match="HTTP 500: run_probes failed: internal error") as info:
             await client.run_probes(ProbeRequest.from_dict_untrusted(request_dict()))
         assert info.value.status == 500
+        assert "RuntimeError" not in str(info.value) and "exploded" not in str(info.value)
         agent.service.fail = None
         assert (await client.health()).host == "fake"
     assert "tap exploded" in caplog.text  # logged with its traceback

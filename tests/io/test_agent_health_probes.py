@@ -9,7 +9,7 @@ import pytest
 from netprobe.agent.api import build_app
 from netprobe.agent.server import serve_api
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-of-the-test-cluster"
 
 
 class Service:

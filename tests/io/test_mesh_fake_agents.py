@@ -19,7 +19,7 @@ from netprobe.core.inventory import parse_inventory
 from netprobe.core.exitcode import mesh_exit_code as exit_code
 from netprobe.orchestration.mesh_run import run_mesh
 
-TOKEN = "fake-fabric-token"
+TOKEN = "fake-fabric-token-0123456789"
 ADDRESSES = {"n1": "192.0.2.11", "n2": "192.0.2.12", "n3": "192.0.2.13"}
 
 
@@ -133,7 +133,7 @@ async def test_slow_agent_times_out_without_holding_up_the_rest(nursery, sock_di
 
 async def test_wrong_token_is_an_agent_error_for_every_host(nursery, sock_dir):
     await start(nursery, sock_dir, Fabric())
-    result = await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token="wrong", timeout=0.1, retries=0)
+    result = await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token="wrong-token-0123456789", timeout=0.1, retries=0)
     assert sorted(e["host"] for e in result.errors) == ["n1", "n2", "n3"]
     assert all("401" in e["message"] for e in result.errors)
     assert all(c.reach == "unknown" for c in result.cells)
@@ -239,8 +239,14 @@ def wrong_shape_app(agent: FakeAgent, stage: str, mangle, raw: str | None):
     async def observations(request):
         return send(await agent.observations(request.path_params["run_id"]), stage == "observe")
 
-    return Starlette(routes=[Route("/v1/probes", probes, methods=["POST"]),
-                             Route("/v1/runs/{run_id}/observations", observations)])
+    from netprobe.agent.api import MAX_BODY, Gate
+    from netprobe.core.auth import Verifier
+
+    app = Starlette(routes=[Route("/v1/probes", probes, methods=["POST"]),
+                            Route("/v1/runs/{run_id}/observations", observations)])
+    # it holds the cluster key: checks signatures and signs its (wrong) replies like any agent
+    app.add_middleware(Gate, verifier=Verifier(TOKEN), max_body=MAX_BODY, body_timeout=10)
+    return app
 
 
 async def start_with_a_wrong_shape(nursery, sock_dir, stage, mangle, raw) -> None:

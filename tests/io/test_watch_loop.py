@@ -160,7 +160,7 @@ def write_inventory(path: Path, hosts: int) -> None:
 
 
 async def test_file_is_reread_every_run_and_a_bad_read_is_a_failed_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("NETPROBE_TOKEN", "t")
+    monkeypatch.setenv("NETPROBE_TOKEN", "t-0123456789abcdef")
     inv = tmp_path / "inventory.yaml"
     write_inventory(inv, 2)
     mesh = FakeMesh()
@@ -183,7 +183,7 @@ async def test_file_is_reread_every_run_and_a_bad_read_is_a_failed_run(tmp_path,
 
 
 async def test_cluster_is_reread_every_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("NETPROBE_TOKEN", "t")
+    monkeypatch.setenv("NETPROBE_TOKEN", "t-0123456789abcdef")
     data = tmp_path / "kube"
     shutil.copytree(Path(__file__).resolve().parents[1] / "data" / "kube", data)
     with FakeKubeAPI(data) as api:
@@ -243,7 +243,7 @@ class Receiver:
 
 
 async def test_webhook_gets_each_run_with_changes_only(tmp_path, monkeypatch):
-    monkeypatch.setenv("NETPROBE_TOKEN", "t")
+    monkeypatch.setenv("NETPROBE_TOKEN", "t-0123456789abcdef")
     inv = tmp_path / "inventory.yaml"
     write_inventory(inv, 2)
     mesh = FakeMesh()
@@ -269,7 +269,7 @@ async def test_webhook_gets_each_run_with_changes_only(tmp_path, monkeypatch):
 
 
 async def test_http_endpoints(tmp_path, monkeypatch):
-    monkeypatch.setenv("NETPROBE_TOKEN", "t")
+    monkeypatch.setenv("NETPROBE_TOKEN", "t-0123456789abcdef")
     inv = tmp_path / "inventory.yaml"
     write_inventory(inv, 2)
     mesh = FakeMesh()
@@ -307,7 +307,7 @@ def test_watch_runs_once_against_dead_agents_exit_3(tmp_path):
     inv = tmp_path / "inventory.yaml"
     write_inventory(inv, 2)
     proc = run_cli("watch", "-i", str(inv), "--runs", "1", "--listen", "tcp://127.0.0.1:0", "--checks", "bgp",
-                   env={"NETPROBE_TOKEN": "t", "PATH": "/usr/bin:/bin"})
+                   env={"NETPROBE_TOKEN": "t-0123456789abcdef", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 3, proc.stderr
     assert "run 1: 2 hosts, 2 cells: 0 allowed, 0 blocked, 2 unknown, " in proc.stderr
     assert "serving on http://127.0.0.1:" in proc.stderr
@@ -385,7 +385,7 @@ def test_a_repeated_failure_is_one_timeline_line():
 
 
 async def test_an_unexpected_error_is_a_failed_run_not_the_end(tmp_path, monkeypatch):
-    monkeypatch.setenv("NETPROBE_TOKEN", "t")
+    monkeypatch.setenv("NETPROBE_TOKEN", "t-0123456789abcdef")
     inv = tmp_path / "inventory.yaml"
     write_inventory(inv, 2)
 
@@ -408,7 +408,7 @@ def test_a_port_in_use_is_one_line_exit_2(tmp_path):
         taken.listen(1)
         port = taken.getsockname()[1]
         proc = run_cli("watch", "-i", str(inv), "--listen", f"tcp://127.0.0.1:{port}",
-                       env={"NETPROBE_TOKEN": "t", "PATH": "/usr/bin:/bin"})
+                       env={"NETPROBE_TOKEN": "t-0123456789abcdef", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"netprobe: --listen: cannot listen on 127.0.0.1:{port}: Address already in use"
 
@@ -418,6 +418,6 @@ def test_checks_may_name_the_inventorys_custom_checks(tmp_path):
     write_inventory(inv, 2)
     inv.write_text(inv.read_text() + "checks:\n  - {id: node-exporter, proto: tcp, port: 9100}\n")
     proc = run_cli("watch", "-i", str(inv), "--checks", "node-exporter", "--runs", "1", "--listen",
-                   "tcp://127.0.0.1:0", env={"NETPROBE_TOKEN": "t", "PATH": "/usr/bin:/bin"})
+                   "tcp://127.0.0.1:0", env={"NETPROBE_TOKEN": "t-0123456789abcdef", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 3, proc.stderr  # ran (the agents are absent), not refused as bad input
     assert "run 1: 2 hosts, 2 cells" in proc.stderr

@@ -1,0 +1,90 @@
+"""Every reader of untrusted bytes fuzzed end to end (issue #9): the responder and the prober
+state machines fed mutated, truncated and extended genuine probes, echoes and replies. Nothing
+may raise, and whatever the responder answers must obey the echo rules whatever the bytes: from
+the probe's outer destination to its outer source, to a slot port, no larger than the probe, and
+only for a probe whose authenticated fields are untouched. (Budget: a few seconds, for CI.)"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from netprobe.core import templates
+from netprobe.core.checks import CHECKS, Check, Direction, Proto
+from netprobe.core.events import ProbeTarget, Via
+from netprobe.core.keys import probe_key
+from netprobe.core.parse import PayloadPacket, parse_packet_untrusted
+from netprobe.core.prober import Prober
+from netprobe.core.responder import ResponderCore
+from netprobe.core.wire import SLOT_BASE
+from netprobe.errors import BadPacket
+
+KEY = probe_key("fuzz-token-of-some-length")
+SRC, DST = "198.18.0.1", "198.18.0.2"
+WALL = 1_700_000_000_000_000_000
+CHECKS_FUZZED = [CHECKS["bgp"], CHECKS["vxlan"], CHECKS["ipip"], Check("u", "u", Proto.UDP, 4000, Direction.BOTH)]
+TARGETS = [ProbeTarget(c, DST) for c in CHECKS_FUZZED]
+MADE = templates.for_targets(SRC, TARGETS)
+
+
+def _prober() -> Prober:
+    return Prober(KEY, SRC, TARGETS, MADE, first_id=77)
+
+
+GENUINE = [s.data for s in _prober().start(0.0, WALL)]
+ECHOES = [e.data for e in (ResponderCore(KEY).on_packet(d, via=Via.RAW, outgoing=False, now=1.0, wall_ns=WALL)
+                           for d in GENUINE) if e is not None]
+assert len(ECHOES) == 3
+
+
+@st.composite
+def mutated(draw, pool):
+    data = bytearray(draw(st.sampled_from(pool)))
+    for _ in range(draw(st.integers(0, 4))):
+        i = draw(st.integers(0, len(data) - 1))
+        data[i] = draw(st.integers(0, 255))
+    cut = draw(st.integers(0, len(data)))
+    return bytes(data[:cut]) + draw(st.binary(max_size=16))
+
+
+def _flow(data: bytes) -> bytes | None:
+    try:
+        pkt = parse_packet_untrusted(data)
+    except BadPacket:
+        return None
+    return pkt.flow() if isinstance(pkt, PayloadPacket) else None
+
+
+GENUINE_FLOWS = {_flow(d) for d in GENUINE} - {None}
+ECHO_FLOWS = {_flow(e) for e in ECHOES}
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(mutated(GENUINE), min_size=1, max_size=4), st.sampled_from([Via.RAW, Via.TAP]), st.booleans())
+def test_responder_never_raises_and_echoes_only_by_the_rules(packets, via, outgoing):
+    core = ResponderCore(KEY)
+    for data in packets:
+        echo = core.on_packet(data, via=via, outgoing=outgoing, now=1.0, wall_ns=WALL)
+        if echo is None:
+            continue
+        probe = parse_packet_untrusted(data)
+        assert isinstance(probe, PayloadPacket) and via is Via.RAW and not outgoing
+        assert probe.flow() in GENUINE_FLOWS  # authenticated: the flow is exactly a genuine probe's
+        back = parse_packet_untrusted(echo.data)
+        assert (back.src, back.dst) == (probe.dst, probe.src) and echo.address == SRC
+        assert back.dport >= SLOT_BASE and len(echo.data) <= len(data)
+    assert core.stats["echoes"] <= 3  # each genuine probe id at most once
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(mutated(ECHOES + GENUINE), min_size=1, max_size=4), st.sampled_from([Via.RAW, Via.TAP]))
+def test_prober_never_raises_and_matches_only_exact_echoes(packets, via):
+    prober = _prober()
+    for s in prober.start(0.0, WALL):
+        prober.send_done(s.probe_id, 0.0)
+    for data in packets:
+        pid = prober.receive(data, via, 0.01)
+        flow = _flow(data)
+        if pid is not None and flow is not None:  # a payload reply matched: exactly an echo's flow
+            assert flow in ECHO_FLOWS
+    assert prober.stats["matched"] + prober.stats["ignored"] + prober.stats["malformed"] == len(packets)
