@@ -10,7 +10,6 @@ Errors name the field path.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from collections.abc import Mapping
 import dataclasses
@@ -49,12 +48,9 @@ MAX_COUNT = 1 << 53
 MAX_REPORTS = 1 << 20  # outcomes or observations in one reply: beyond any real mesh
 
 
-class InvalidRequest(ValueError):
-    """A request body that breaks the contract; ``field`` names where (``targets[3].address``)."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        super().__init__(f"{field}: {message}")
+# A request body that breaks the contract; ``field`` names where (``targets[3].address``): the same
+# error the reply parsers and result files raise, from the same field readers (core/fields.py).
+InvalidRequest = InvalidReport
 
 
 class UnknownRun(AgentError):
@@ -89,27 +85,18 @@ def _check_keys(data: dict, allowed: set[str], required: set[str], field: str) -
 
 
 def _number(value: Any, lo: float, hi: float, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidRequest(field, f"must be a number, got {value!r}")
-    if not lo <= value <= hi:
+    number = fields.number(value, field, signed=lo < 0)
+    if not lo <= number <= hi:
         raise InvalidRequest(field, f"must be in {lo}-{hi}, got {value!r}")
-    return float(value)
+    return number
 
 
 def _integer(value: Any, lo: int, hi: int, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(field, f"must be an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise InvalidRequest(field, f"must be in {lo}-{hi}, got {value!r}")
-    return value
+    return fields.integer(value, field, hi, lo)
 
 
 def _list(value: Any, limit: int, field: str) -> list:
-    if not isinstance(value, list):
-        raise InvalidRequest(field, f"must be a list, got {type(value).__name__}")
-    if len(value) > limit:
-        raise InvalidRequest(field, f"at most {limit} entries, got {len(value)}")
-    return value
+    return fields.items(value, field, limit)
 
 
 def _short_text(value: Any, field: str) -> str:

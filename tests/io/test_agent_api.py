@@ -369,7 +369,7 @@ MALFORMED = [
     ("/v1/preflight", b'{"service_cidr": 10}', "service_cidr: must be a string"),
     ("/v1/preflight", b'{"surprise": 1}', "surprise: unknown field"),
     ("/v1/preflight", b'{"pool_cidrs": null, "profile": null}', "profile: must be a string"),
-    ("/v1/probes", b'{"run_id": "r", "targets": [], "checks": [], "timeout": 1e999}', "timeout: must be a number"),
+    ("/v1/probes", b'{"run_id": "r", "targets": [], "checks": [], "timeout": 1e999}', "timeout: must be a finite number"),
 ]
 
 
