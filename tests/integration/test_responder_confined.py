@@ -118,4 +118,4 @@ def test_confined_responders_answer_the_mesh_and_the_probes(confined_lab):
     got = in_ns(name, "node1", [sys.executable, "-c", fetch, "http://198.18.0.11:7879", "/healthz", "/readyz",
                                 "/v1/health"])
     assert got.stdout.splitlines() == ['/healthz 200 {"status":"ok"}', '/readyz 200 {"status":"ready"}',
-                                       '/v1/health 401 {"error":"unauthorized"}'], got.stderr
+                                       '/v1/health 401 {"error":"unauthorized: no NetprobeHMAC signature"}'], got.stderr
