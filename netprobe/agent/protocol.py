@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from netprobe.core import fields
 from netprobe.core.checks import ROLES, Check, Direction, Proto
+from netprobe.core.compact_wire import PlainOutcomes, parse_plain_observations, parse_plain_outcomes
 from netprobe.core.inventory import NAME_RE
 from netprobe.core.mesh_logic import Peer
 from netprobe.core.fields import InvalidReport
@@ -28,7 +29,7 @@ from netprobe.preflight.model import SCHEMA as PREFLIGHT_SCHEMA
 from netprobe.preflight.model import Item, Report, Status
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-MAX_TARGETS = 4096
+MAX_TARGETS = 10_000  # 4096 refused every request of a mesh above 4,097 hosts; 10,000 still fit MAX_BODY
 MAX_CHECKS = 64
 TIMEOUT_RANGE = (0.05, 30.0)
 RETRIES_RANGE = (0, 5)
@@ -86,6 +87,12 @@ def _integer(value: Any, lo: int, hi: int, field: str) -> int:
         raise InvalidRequest(field, f"must be an integer, got {value!r}")
     if not lo <= value <= hi:
         raise InvalidRequest(field, f"must be in {lo}-{hi}, got {value!r}")
+    return value
+
+
+def _flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(field, f"must be true or false, got {value!r:.40}")
     return value
 
 
@@ -176,6 +183,7 @@ class ProbeRequest:
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     vni: int = DEFAULT_VNI
+    compact: bool = False  # reply plain outcomes (and this run's plain observations) as rows: core/compact_wire.py
 
     def check_map(self) -> dict[str, Check]:
         return {c.id: c for c in self.checks}
@@ -188,6 +196,7 @@ class ProbeRequest:
             "timeout": self.timeout,
             "retries": self.retries,
             "vni": self.vni,
+            **({"compact": True} if self.compact else {}),  # absent = the full form an older agent knows
         }
 
     @classmethod
@@ -195,7 +204,7 @@ class ProbeRequest:
         """Validate a decoded JSON body strictly; raises ``InvalidRequest`` (a ValueError)."""
         if not isinstance(data, dict):
             raise InvalidRequest("request", "must be a JSON object")
-        _check_keys(data, {"run_id", "targets", "checks", "timeout", "retries", "vni"},
+        _check_keys(data, {"run_id", "targets", "checks", "timeout", "retries", "vni", "compact"},
                     {"run_id", "targets", "checks"}, "")
         run_id = check_run_id(data["run_id"])
         checks: dict[str, Check] = {}
@@ -226,6 +235,7 @@ class ProbeRequest:
             timeout=_number(data.get("timeout", DEFAULT_TIMEOUT), *TIMEOUT_RANGE, "timeout"),
             retries=_integer(data.get("retries", DEFAULT_RETRIES), *RETRIES_RANGE, "retries"),
             vni=_integer(data.get("vni", DEFAULT_VNI), *VNI_RANGE, "vni"),
+            compact=_flag(data.get("compact", False), "compact"),
         )
 
 
@@ -335,10 +345,14 @@ class ProbeReply:
     host: str
     outcomes: tuple[OutcomeReport, ...]
     stats: Stats
+    plain: tuple[PlainOutcomes, ...] = ()  # the compact rows (core/compact_wire.py), when asked for
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "host": self.host, "outcomes": [o.to_dict() for o in self.outcomes],
                 "stats": self.stats.to_dict()}
+
+    def plain_count(self) -> int:
+        return sum(len(p) for p in self.plain)
 
     @classmethod
     def from_dict_untrusted(cls, raw: Any, field: str = "reply") -> ProbeReply:
@@ -350,6 +364,7 @@ class ProbeReply:
             outcomes=tuple(OutcomeReport.from_dict_untrusted(o, f"{field}.outcomes[{i}]")
                            for i, o in enumerate(outcomes)),
             stats=Stats.from_dict_untrusted(d["stats"], f"{field}.stats"),
+            plain=parse_plain_outcomes(d.get("plain", []), f"{field}.plain", MAX_REPORTS),
         )
 
 
@@ -361,6 +376,7 @@ class ObservationsReply:
     host: str
     observations: tuple[ObservationReport, ...]
     stats: Stats
+    plain: Mapping[str, frozenset[int]] = dataclasses.field(default_factory=dict)  # source -> plain probe ids
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "host": self.host,
@@ -376,6 +392,7 @@ class ObservationsReply:
             observations=tuple(ObservationReport.from_dict_untrusted(o, f"{field}.observations[{i}]")
                                for i, o in enumerate(observations)),
             stats=Stats.from_dict_untrusted(d["stats"], f"{field}.stats"),
+            plain=parse_plain_observations(d.get("plain", {}), f"{field}.plain", MAX_REPORTS),
         )
 
 

@@ -15,6 +15,7 @@ import trio
 
 from netprobe.agent.protocol import ProbeRequest
 from netprobe.core import bpf, templates
+from netprobe.core.compact_wire import compact_observations, compact_outcomes
 from netprobe.core.cookies import key_from_token
 from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.responder import ResponderCore
@@ -36,6 +37,7 @@ class Responder:
         self.core = ResponderCore(self.key)
         self.started_at = time.monotonic()
         self._runs: OrderedDict[str, float] = OrderedDict()
+        self._compact_runs: set[str] = set()  # runs whose probe request asked for the compact form
         self._probe_lock = trio.Lock()
         self._sender: socket.socket | None = None
         self._captures = CaptureSet([])
@@ -80,7 +82,7 @@ class Responder:
         self._runs[run_id] = trio.current_time() - RUN_LOOKBACK
         self._runs.move_to_end(run_id)
         while len(self._runs) > RUN_MEMORY:
-            self._runs.popitem(last=False)
+            self._compact_runs.discard(self._runs.popitem(last=False)[0])
 
     async def run_probes(self, request: ProbeRequest) -> dict:
         """Probe the requested targets from this host (one session per source address)."""
@@ -110,11 +112,19 @@ class Responder:
             for k in stats:
                 stats[k] += st.get(k, 0)
         stats["seconds"] = round(trio.current_time() - began, 4)
+        if request.compact:  # plain outcomes as rows, and this run's observations too (core/compact_wire.py)
+            self._compact_runs.add(request.run_id)
+            outcomes, plain = compact_outcomes(outcomes)
+            return {"run_id": request.run_id, "host": self.name, "outcomes": outcomes, "plain": plain, "stats": stats}
         return {"run_id": request.run_id, "host": self.name, "outcomes": outcomes, "stats": stats}
 
     async def observations(self, run_id: str) -> dict:
         since = self._runs.get(run_id, trio.current_time() - UNKNOWN_RUN_WINDOW)
-        return {"run_id": run_id, "host": self.name, "observations": self.core.observations(since),
+        observations = self.core.observations(since)
+        extra = {}
+        if run_id in self._compact_runs:
+            observations, extra["plain"] = compact_observations(observations)
+        return {"run_id": run_id, "host": self.name, "observations": observations, **extra,
                 "stats": {**self.core.stats, "echo_send_errors": self.echo_send_errors,
                           "kernel_drops": self.kernel_drops()}}
 

@@ -305,4 +305,4 @@ def test_netprobe_mesh_exits_3_with_one_error_line_for_a_wrong_shape(sock_dir, t
     result = json.loads(proc.stdout)
     [error] = result["errors"]
     assert error["host"] == "n2" and "outcomes[0].probe_id" in error["message"]
-    assert {c["reach"] for c in result["cells"] if c["src"] == "n2"} == {"unknown"}
+    assert {c["reach"] for c in result["detail"] if c["src"] == "n2"} == {"unknown"}

@@ -99,7 +99,7 @@ def test_json_round_trip(result):
     assert text == render_json(result) == result.to_json()
     again = Result.from_json(text)
     assert again == result
-    assert json.loads(text)["schema"] == "netprobe.result/v1"
+    assert json.loads(text)["schema"] == "netprobe.result/v2"
 
 
 def test_every_format_renders_and_unknown_format_is_refused(result):
