@@ -21,7 +21,8 @@ from netprobe import __version__
 from netprobe.agent.protocol import ObservationsReply, ProbeReply, ProbeRequest
 from netprobe.core.checks import Check
 from netprobe.core.inventory import Inventory
-from netprobe.core.mesh_logic import join_cells, mesh_errors, plan_mesh
+from netprobe.core.compact_join import join_store
+from netprobe.core.mesh_logic import mesh_errors, plan_mesh
 from netprobe.core.result import HostInfo, Result
 from netprobe.errors import AgentError
 
@@ -67,7 +68,8 @@ async def run_mesh(
         """One client per agent for both rounds; round two starts when every agent finished
         round one (the responders must have seen every probe before they are asked)."""
         peers = plan.peers[host.name]
-        request = ProbeRequest(run_id, peers, tuple(checks) if peers else (), timeout, retries, inventory.vni)
+        request = ProbeRequest(run_id, peers, tuple(checks) if peers else (), timeout, retries, inventory.vni,
+                               compact=True)
         stage = "probe"
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -91,8 +93,8 @@ async def run_mesh(
             nursery.start_soon(agent, host)
 
     names = [h.name for h in inventory.hosts]
-    cells = join_cells(plan.cells, {h: r.outcomes for h, r in sent.items()},
-                       {h: r.observations for h, r in seen.items()}, {h: m for h, (_, m) in failures.items()})
+    cells = join_store([(h.name, h.address) for h in inventory.hosts], checks, plan.peers, sent, seen,
+                       {h: m for h, (_, m) in failures.items()})
     return Result(
         cells=cells,
         hosts=[HostInfo(h.name, h.address, tuple(sorted(h.roles))) for h in inventory.hosts],

@@ -1,0 +1,106 @@
+"""The mesh's join at any size: agents' replies (full records and compact rows) straight into a
+``MatrixStore``, without a ``Cell`` per plain cell (``mesh_logic.join_cells`` is the same join
+into a list, for small meshes and tests; both classify through ``core/verdict.py``).
+
+``sent[host]`` has ``outcomes`` (``OutcomeReport``s) and ``plain`` (``PlainOutcomes`` groups);
+``seen[host]`` has ``observations`` (``ObservationReport``s) and ``plain`` ({source: probe ids}).
+Pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from netprobe.core.cells import Cell, Evidence, Reach, ReplyKind, Verdict
+from netprobe.core.checks import Check
+from netprobe.core.compact_wire import PLAIN_REPLIES
+from netprobe.core.matrix_store import MatrixStore, pack, plain_evidence
+from netprobe.core.mesh_logic import Peer
+from netprobe.core.verdict import classify, classify_cell
+
+_REPLY_KIND = tuple(ReplyKind(r) for r in PLAIN_REPLIES)
+_SEEN_PLAIN = dict(arrived=True, accepted=True, answered=True)
+
+
+def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers: Mapping[str, Sequence[Peer]],
+               sent: Mapping[str, object], seen: Mapping[str, object], failed: Mapping[str, str]) -> MatrixStore:
+    """Every planned cell (``peers``: whom each host probes, with check ids), classified.
+
+    ``hosts`` are (name, address) in inventory order. A cell whose sender gave no outcome is
+    ``unknown`` (with ``failed``'s reason); one whose destination gave no observations keeps the
+    sender's evidence alone. Outcomes for cells nobody asked for are ignored.
+    """
+    store = MatrixStore([h for h, _a in hosts], [c.id for c in checks])
+    n, index, kindex = store.n, store.index, store.check_index
+    address = dict(hosts)
+    by_id = {c.id: c for c in checks}
+    planned = [bytearray(n * n) for _ in checks]
+    for src, wanted in peers.items():
+        base = index[src] * n
+        for peer in wanted:
+            pos = base + index[peer.name]
+            for cid in peer.checks:
+                planned[kindex[cid]][pos] = 1
+    full_seen = {host: {(o.src, o.probe_id): o for o in reply.observations}  # type: ignore[attr-defined]
+                 for host, reply in seen.items()}
+    plain_seen = {host: reply.plain for host, reply in seen.items()}  # type: ignore[attr-defined]
+    memo: dict[tuple[str, int], int | None] = {}
+
+    def plain_code(cid: str, reply: int) -> int | None:
+        """The code of a cell plain at both ends, or None when that evidence is not plain after all."""
+        key = (cid, reply)
+        if key not in memo:
+            ev = Evidence(sent=True, reply=_REPLY_KIND[reply], reply_arrived=True, reply_accepted=True, attempts=1,
+                          **_SEEN_PLAIN)
+            c = classify(by_id[cid].proto, ev)
+            code = pack(c.reach, c.where, c.verdict)
+            memo[key] = code if plain_evidence(code) == ev else None
+        return memo[key]
+
+    def full(src: str, dst: str, cid: str, ev: Evidence, source: str, probe_id: int, rtt_ms) -> Cell:
+        if dst in seen:
+            obs = full_seen[dst].get((source, probe_id))
+            if obs is None and probe_id in plain_seen[dst].get(source, ()):
+                ev = dataclasses.replace(ev, **_SEEN_PLAIN)
+            else:
+                ev = dataclasses.replace(ev, arrived=bool(obs and obs.arrived), accepted=bool(obs and obs.accepted),
+                                         answered=bool(obs and obs.answered))
+        return classify_cell(by_id[cid], src, dst, address[dst], ev, rtt_ms)
+
+    for src, reply in sent.items():
+        i = index[src]
+        for group in reply.plain:  # type: ignore[attr-defined]
+            source = group.source
+            for pid, cid, dst, rep, rtt in zip(group.probe_ids, group.checks, group.names, group.replies,
+                                               group.rtt_us):
+                k, j = kindex.get(cid), index.get(dst)
+                if k is None or j is None or not planned[k][i * n + j]:
+                    continue
+                pos = i * n + j
+                ids = plain_seen.get(dst, {}).get(source)
+                code = plain_code(cid, rep) if ids is not None and pid in ids else None
+                if code is not None:
+                    store.put_plain(k, pos, code, rtt / 1000)
+                    continue
+                ev = Evidence(sent=True, reply=_REPLY_KIND[rep], reply_arrived=True, reply_accepted=True, attempts=1)
+                store.put(full(src, dst, cid, ev, source, pid, rtt / 1000))
+        for o in reply.outcomes:  # type: ignore[attr-defined]
+            k, j = kindex.get(o.check), index.get(o.name)
+            if k is None or j is None or not planned[k][i * n + j]:
+                continue
+            store.put(full(src, o.name, o.check, o.evidence, o.source, o.probe_id, o.rtt_ms))
+    for k, check in enumerate(checks):
+        codes, wanted = store.codes[k], planned[k]
+        if codes.count(b"\x00") == wanted.count(b"\x00"):
+            continue  # every planned cell has its outcome
+        for pos in range(n * n):
+            if wanted[pos] and not codes[pos]:
+                src, dst = store.hosts[pos // n], store.hosts[pos % n]
+                reason = failed.get(src, "the agent returned no outcome for this cell")
+                ev = Evidence(sent=False, attempts=0, send_error=f"not probed: {reason}")
+                store.put(Cell(check.id, src, dst, Reach.UNKNOWN, None, Verdict.ERROR, None, ev))
+    return store
+
+
+__all__ = ["join_store"]
