@@ -13,6 +13,7 @@ def emit_result(result, fmt: str, mismatches=None) -> None:
     from netprobe.report import render
 
     tty = sys.stdout.isatty()
-    width = shutil.get_terminal_size((110, 24)).columns if tty else 110
-    text = render(result, fmt, mismatches=mismatches, color=tty, width=width)
+    # a matrix must fit the terminal (piped: 100 columns, or $COLUMNS); piped lines are never wrapped
+    width = shutil.get_terminal_size((100, 24)).columns
+    text = render(result, fmt, mismatches=mismatches, color=tty, width=width, wrap=tty)
     click.echo(text, nl=not text.endswith("\n"))

@@ -16,7 +16,7 @@ FORMATS = ("table", "json", "junit", "markdown")
 
 
 def render(result: Result, fmt: str, *, mismatches: Iterable[object] | None = None,
-           color: bool = False, width: int = 100) -> str:
+           color: bool = False, width: int = 100, wrap: bool = True) -> str:
     """The result in ``fmt`` (table|json|junit|markdown) as text ready to write.
 
     ``mismatches`` (from an expectation) adds a mismatch section, and for junit makes only
@@ -24,7 +24,7 @@ def render(result: Result, fmt: str, *, mismatches: Iterable[object] | None = No
     """
     if fmt == "table":
         from netprobe.report.table import render_table_text
-        return render_table_text(result, width=width, color=color, mismatches=mismatches)
+        return render_table_text(result, width=width, color=color, mismatches=mismatches, wrap=wrap)
     if fmt == "json":
         from netprobe.report.jsonout import render_json
         return render_json(result)

@@ -77,7 +77,7 @@ def ordered_cells(result: Result) -> list[Cell]:
 
 def problem_cells(result: Result) -> list[Cell]:
     """The blocked and unknown cells, in reading order: what a summary names in words."""
-    return [c for c in ordered_cells(result) if c.reach is not Reach.ALLOWED]
+    return list(result.store.problems())  # a scan of the byte tables, in the same reading order
 
 
 def mismatch_key(mismatch: object) -> tuple[str, str, str] | None:
