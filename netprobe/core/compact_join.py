@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from netprobe.core.cells import Cell, Evidence, Reach, ReplyKind, Verdict
+from netprobe.core.cells import Cell, Evidence, ReplyKind
 from netprobe.core.checks import Check
 from netprobe.core.compact_wire import PLAIN_REPLIES
 from netprobe.core.matrix_store import MatrixStore, pack, plain_evidence
@@ -96,10 +96,8 @@ def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers:
             continue  # every planned cell has its outcome
         for pos in range(n * n):
             if wanted[pos] and not codes[pos]:
-                src, dst = store.hosts[pos // n], store.hosts[pos % n]
-                reason = failed.get(src, "the agent returned no outcome for this cell")
-                ev = Evidence(sent=False, attempts=0, send_error=f"not probed: {reason}")
-                store.put(Cell(check.id, src, dst, Reach.UNKNOWN, None, Verdict.ERROR, None, ev))
+                reason = failed.get(store.hosts[pos // n], "the agent returned no outcome for this cell")
+                store.put_not_probed(k, pos, reason)
     return store
 
 

@@ -50,6 +50,7 @@ ALL_CODES = tuple(range(1, 1 + len(REACHES) * _NW * _NV))
 DECODED = {code: unpack(code) for code in ALL_CODES}
 ALLOWED_CODES = frozenset(c for c, (r, _w, _v) in DECODED.items() if r is Reach.ALLOWED)
 PROBLEM_CODES = frozenset(ALL_CODES) - ALLOWED_CODES
+NOT_PROBED_CODE = pack(Reach.UNKNOWN, None, Verdict.ERROR)
 _PROBLEM_RE = re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in sorted(PROBLEM_CODES)) + b"]")
 
 _PLAIN_EVIDENCE = {v: Evidence(sent=True, reply=reply, reply_arrived=True, reply_accepted=True, arrived=True,
@@ -83,6 +84,9 @@ class MatrixStore(Sequence[Cell]):
         self.codes: list[bytearray] = [bytearray(n * n) for _ in self.checks]
         self.rtt: list[array] = [array("d", [NAN]) * (n * n) for _ in self.checks]
         self.detail: dict[tuple[int, int], Cell] = {}  # (check index, i * n + j) -> Cell
+        # source host index -> why its cells were not probed (its agent failed): those cells are
+        # unknown/error with Evidence(sent=False, attempts=0, send_error="not probed: REASON")
+        self.not_probed: dict[int, str] = {}
         self._count = 0
 
     # ------------------------------------------------------------ building
@@ -116,6 +120,17 @@ class MatrixStore(Sequence[Cell]):
         else:
             self.detail[(k, pos)] = cell
 
+    def put_not_probed(self, k: int, pos: int, reason: str) -> None:
+        """A cell its sender never probed (its agent failed): one reason per source, no Cell kept."""
+        src = pos // self.n
+        known = self.not_probed.setdefault(src, reason)
+        if known != reason:  # a second reason for the same source: keep this cell whole
+            ev = Evidence(sent=False, attempts=0, send_error=f"not probed: {reason}")
+            self.put(Cell(self.checks[k], self.hosts[src], self.hosts[pos % self.n], Reach.UNKNOWN, None,
+                          Verdict.ERROR, None, ev))
+            return
+        self.put_plain(k, pos, NOT_PROBED_CODE, None)
+
     def put_plain(self, k: int, pos: int, code: int, rtt_ms: float | None) -> None:
         """The fast path: a cell whose evidence is the plain one ``code`` implies."""
         codes = self.codes[k]
@@ -136,8 +151,12 @@ class MatrixStore(Sequence[Cell]):
         reach, where, verdict = DECODED[code]
         rtt = self.rtt[k][pos]
         src, dst = divmod(pos, self.n)
+        ev = plain_evidence(code)
+        if ev is None:
+            reason = self.not_probed.get(src) if code == NOT_PROBED_CODE else None
+            ev = Evidence() if reason is None else Evidence(sent=False, attempts=0, send_error=f"not probed: {reason}")
         return Cell(self.checks[k], self.hosts[src], self.hosts[dst], reach, where, verdict,
-                    None if math.isnan(rtt) else rtt, plain_evidence(code) or Evidence())
+                    None if math.isnan(rtt) else rtt, ev)
 
     def get(self, check: str, src: str, dst: str) -> Cell | None:
         k, i, j = self.check_index.get(check), self.index.get(src), self.index.get(dst)
@@ -218,7 +237,7 @@ class MatrixStore(Sequence[Cell]):
         return f"MatrixStore({len(self.hosts)} hosts, {len(self.checks)} checks, {len(self)} cells)"
 
 
-__all__ = ["MatrixStore", "pack", "unpack", "plain_evidence", "is_plain", "DECODED", "ALLOWED_CODES",
+__all__ = ["MatrixStore", "NOT_PROBED_CODE", "pack", "unpack", "plain_evidence", "is_plain", "DECODED", "ALLOWED_CODES",
            "PROBLEM_CODES", "NO_CELL", "PLAIN_REPLY"]
 
 

@@ -47,7 +47,9 @@ def cells_to_v2(store: MatrixStore) -> dict[str, Any]:
         rtt = [None if math.isnan(x) else round(x * 1000) for x in compress(store.rtt[k], codes)]
         matrices.append({"check": check, "rtt_us": rtt, "rows": [chars[i * n:(i + 1) * n] for i in range(n)]})
     detail = [store.detail[key].to_dict() for key in sorted(store.detail)]
-    return {"codes": {CHAR[c]: _legend_entry(c) for c in sorted(used)}, "matrices": matrices, "detail": detail}
+    return {"codes": {CHAR[c]: _legend_entry(c) for c in sorted(used)}, "matrices": matrices,
+            "not_probed": {store.hosts[i]: reason for i, reason in sorted(store.not_probed.items())},
+            "detail": detail}
 
 
 def dumps_v2(d: dict[str, Any]) -> str:
@@ -129,6 +131,10 @@ def cells_from_v2(d: dict, names: list[str], declared: list[str]) -> MatrixStore
                 integer(us, f"{at}.rtt_us[{j}]", MAX_RTT_US)  # raises with the field named
                 raise InvalidReport(f"{at}.rtt_us[{j}]", "must be a whole number of microseconds")
             column[pos] = us / 1000
+    for host, reason in obj(d.get("not_probed", {}), "not_probed").items():
+        if host not in store.index:
+            raise InvalidReport(f"not_probed.{host:.40}", "names a host the result does not declare")
+        store.not_probed[store.index[host]] = text(reason, f"not_probed.{host:.40}", limit=4096)
     for i, raw in enumerate(items(d.get("detail", []), "detail", MAX_CELLS)):
         cell = Cell.from_dict(raw, f"detail[{i}]")
         if cell.check not in store.check_index or cell.src not in store.index or cell.dst not in store.index:
