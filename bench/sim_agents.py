@@ -97,8 +97,8 @@ class Fabric:
         plain_seen = self.plain_seen.setdefault(run, {})
         full_seen = self.full_seen.setdefault(run, {})
         src_ip = self.addr[me]
-        rows, outcomes = [], []
-        for t in req["targets"]:
+        rows, outcomes = {}, []
+        for index, t in enumerate(req["targets"]):
             dst = t["name"]
             for cid in t["checks"]:
                 pid = next(self.ids) & 0xFFFFFFFF
@@ -106,7 +106,11 @@ class Fabric:
                 reply = PLAIN_REPLY.get(cid, "syn-ack")
                 if fate is None:
                     if compact:
-                        rows.append([pid, cid, dst, reply, 150])
+                        g = rows.setdefault((cid, reply), {"source": src_ip, "check": cid, "reply": reply,
+                                                           "targets": [], "ids": [], "rtt_us": []})
+                        g["targets"].append(index)
+                        g["ids"].append(pid)
+                        g["rtt_us"].append(150)
                         plain_seen.setdefault(dst, {}).setdefault(src_ip, []).append(pid)
                         continue
                     full_seen.setdefault(dst, []).append({"src": src_ip, "probe_id": pid, "proto": "tcp",
@@ -129,7 +133,7 @@ class Fabric:
                                  "source": src_ip, "rtt_ms": None, "evidence": ev})
         body = {"run_id": run, "host": me, "outcomes": outcomes, "stats": {"kernel_drops": 0}}
         if compact:
-            body["plain"] = [{"source": src_ip, "rows": rows}] if rows else []
+            body["plain"] = list(rows.values())
         return body
 
     def observations(self, me: str, run: str) -> dict:
@@ -137,7 +141,8 @@ class Fabric:
                 "stats": {"kernel_drops": 0}}
         plain = self.plain_seen.get(run, {}).pop(me, None)
         if plain is not None:
-            body["plain"] = plain
+            body["plain"] = {"sources": list(plain), "counts": [len(v) for v in plain.values()],
+                             "ids": [pid for v in plain.values() for pid in v]}
         return body
 
 

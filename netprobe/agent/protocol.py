@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from netprobe.core import fields
 from netprobe.core.checks import ROLES, Check, Direction, Proto
-from netprobe.core.compact_wire import PlainOutcomes, parse_plain_observations, parse_plain_outcomes
+from netprobe.core.compact_wire import PlainObservations, PlainOutcomes, parse_plain_observations, parse_plain_outcomes
 from netprobe.core.inventory import NAME_RE
 from netprobe.core.mesh_logic import Peer
 from netprobe.core.fields import InvalidReport
@@ -355,7 +355,8 @@ class ProbeReply:
         return sum(len(p) for p in self.plain)
 
     @classmethod
-    def from_dict_untrusted(cls, raw: Any, field: str = "reply") -> ProbeReply:
+    def from_dict_untrusted(cls, raw: Any, field: str = "reply", targets: int = 0) -> ProbeReply:
+        """``targets``: how many the request named (the compact rows index them)."""
         d = fields.obj(raw, field, ("run_id", "host", "outcomes", "stats"))
         outcomes = fields.items(d["outcomes"], f"{field}.outcomes", MAX_REPORTS)
         return cls(
@@ -364,7 +365,7 @@ class ProbeReply:
             outcomes=tuple(OutcomeReport.from_dict_untrusted(o, f"{field}.outcomes[{i}]")
                            for i, o in enumerate(outcomes)),
             stats=Stats.from_dict_untrusted(d["stats"], f"{field}.stats"),
-            plain=parse_plain_outcomes(d.get("plain", []), f"{field}.plain", MAX_REPORTS),
+            plain=parse_plain_outcomes(d.get("plain", []), f"{field}.plain", MAX_REPORTS, targets),
         )
 
 
@@ -376,7 +377,7 @@ class ObservationsReply:
     host: str
     observations: tuple[ObservationReport, ...]
     stats: Stats
-    plain: Mapping[str, frozenset[int]] = dataclasses.field(default_factory=dict)  # source -> plain probe ids
+    plain: PlainObservations = dataclasses.field(default_factory=PlainObservations)  # core/compact_wire.py
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "host": self.host,
@@ -392,7 +393,8 @@ class ObservationsReply:
             observations=tuple(ObservationReport.from_dict_untrusted(o, f"{field}.observations[{i}]")
                                for i, o in enumerate(observations)),
             stats=Stats.from_dict_untrusted(d["stats"], f"{field}.stats"),
-            plain=parse_plain_observations(d.get("plain", {}), f"{field}.plain", MAX_REPORTS),
+            plain=(PlainObservations() if d.get("plain") is None
+                   else parse_plain_observations(d["plain"], f"{field}.plain", MAX_REPORTS)),
         )
 
 

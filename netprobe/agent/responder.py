@@ -114,7 +114,7 @@ class Responder:
         stats["seconds"] = round(trio.current_time() - began, 4)
         if request.compact:  # plain outcomes as rows, and this run's observations too (core/compact_wire.py)
             self._compact_runs.add(request.run_id)
-            outcomes, plain = compact_outcomes(outcomes)
+            outcomes, plain = compact_outcomes(outcomes, [t.name for t in request.targets])
             return {"run_id": request.run_id, "host": self.name, "outcomes": outcomes, "plain": plain, "stats": stats}
         return {"run_id": request.run_id, "host": self.name, "outcomes": outcomes, "stats": stats}
 

@@ -44,7 +44,20 @@ def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers:
                 planned[kindex[cid]][pos] = 1
     full_seen = {host: {(o.src, o.probe_id): o for o in reply.observations}  # type: ignore[attr-defined]
                  for host, reply in seen.items()}
-    plain_seen = {host: reply.plain for host, reply in seen.items()}  # type: ignore[attr-defined]
+    # the plain observations as keys (destination index << 32 | probe id), by source address
+    by_source: dict[str, list[int]] = {}
+    for dst, reply in seen.items():
+        d = index[dst] << 32
+        for source, ids in reply.plain.by_source():  # type: ignore[attr-defined]
+            by_source.setdefault(source, []).extend([d | pid for pid in ids])
+    observed: dict[str, set[int]] = {}
+
+    def observed_from(source: str) -> set[int]:
+        keys = observed.get(source)
+        if keys is None:
+            keys = observed[source] = set(by_source.pop(source, ()))
+        return keys
+
     memo: dict[tuple[str, int], int | None] = {}
 
     def plain_code(cid: str, reply: int) -> int | None:
@@ -61,7 +74,7 @@ def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers:
     def full(src: str, dst: str, cid: str, ev: Evidence, source: str, probe_id: int, rtt_ms) -> Cell:
         if dst in seen:
             obs = full_seen[dst].get((source, probe_id))
-            if obs is None and probe_id in plain_seen[dst].get(source, ()):
+            if obs is None and (index[dst] << 32 | probe_id) in observed_from(source):
                 ev = dataclasses.replace(ev, **_SEEN_PLAIN)
             else:
                 ev = dataclasses.replace(ev, arrived=bool(obs and obs.arrived), accepted=bool(obs and obs.accepted),
@@ -70,26 +83,33 @@ def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers:
 
     for src, reply in sent.items():
         i = index[src]
+        base = i * n
+        targets = [index[p.name] for p in peers.get(src, ())]
         for group in reply.plain:  # type: ignore[attr-defined]
-            source = group.source
-            for pid, cid, dst, rep, rtt in zip(group.probe_ids, group.checks, group.names, group.replies,
-                                               group.rtt_us):
-                k, j = kindex.get(cid), index.get(dst)
-                if k is None or j is None or not planned[k][i * n + j]:
+            k = kindex.get(group.check)
+            if k is None or max(group.targets, default=-1) >= len(targets):
+                continue  # a check nobody asked for, or targets beyond the request (an agent gone wrong)
+            code = plain_code(group.check, group.reply)
+            keys = observed_from(group.source) if code is not None else set()
+            wanted, codes, rtts = planned[k], store.codes[k], store.rtt[k]
+            for t, pid, rtt in zip(group.targets, group.probe_ids, group.rtt_us):
+                j = targets[t]
+                pos = base + j
+                if not wanted[pos]:
                     continue
-                pos = i * n + j
-                ids = plain_seen.get(dst, {}).get(source)
-                code = plain_code(cid, rep) if ids is not None and pid in ids else None
-                if code is not None:
-                    store.put_plain(k, pos, code, rtt / 1000)
+                if (j << 32 | pid) in keys:
+                    codes[pos] = code  # type: ignore[assignment]
+                    rtts[pos] = rtt / 1000
                     continue
-                ev = Evidence(sent=True, reply=_REPLY_KIND[rep], reply_arrived=True, reply_accepted=True, attempts=1)
-                store.put(full(src, dst, cid, ev, source, pid, rtt / 1000))
+                ev = Evidence(sent=True, reply=_REPLY_KIND[group.reply], reply_arrived=True, reply_accepted=True,
+                              attempts=1)
+                store.put(full(src, store.hosts[j], group.check, ev, group.source, pid, rtt / 1000))
         for o in reply.outcomes:  # type: ignore[attr-defined]
             k, j = kindex.get(o.check), index.get(o.name)
-            if k is None or j is None or not planned[k][i * n + j]:
+            if k is None or j is None or not planned[k][base + j]:
                 continue
             store.put(full(src, o.name, o.check, o.evidence, o.source, o.probe_id, o.rtt_ms))
+    store.recount()
     for k, check in enumerate(checks):
         codes, wanted = store.codes[k], planned[k]
         if codes.count(b"\x00") == wanted.count(b"\x00"):
@@ -98,6 +118,7 @@ def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers:
             if wanted[pos] and not codes[pos]:
                 reason = failed.get(store.hosts[pos // n], "the agent returned no outcome for this cell")
                 store.put_not_probed(k, pos, reason)
+    store.recount()
     return store
 
 

@@ -6,19 +6,23 @@ is ~1 GB of JSON for the coordinator to parse. Almost all of them are *plain* --
 first attempt and accepted at both ends -- so they travel as short rows, and only the rest as
 full records:
 
-- probe reply ``plain``: ``[{"source": IP, "rows": [[probe_id, check, name, reply, rtt_us], ...]}]``
-  for outcomes that were sent, answered (``syn-ack``, ``rst`` or ``echo``) at the first attempt,
-  and whose answer arrived and was accepted; everything else stays in ``outcomes``.
-- observations reply ``plain``: ``{SOURCE_IP: [probe_id, ...]}`` for probes that arrived, were
-  accepted and answered; everything else stays in ``observations``.
+- probe reply ``plain``: ``[{"source": IP, "check": ID, "reply": R, "targets": [i, ...], "ids":
+  [probe id, ...], "rtt_us": [...]}]``, columns per (source, check, reply), ``targets`` indexing
+  the request's targets, for outcomes that were sent, answered (``syn-ack``, ``rst`` or
+  ``echo``) at the first attempt, and whose answer arrived and was accepted; everything else
+  stays in ``outcomes``.
+- observations reply ``plain``: ``{"sources": [IP, ...], "counts": [n, ...], "ids": [...]}`` for
+  probes that arrived, were accepted and answered (``counts[i]`` ids in turn from
+  ``sources[i]``); everything else stays in ``observations``.
 
 Pure: dicts in, dicts out (the agent builds them); ``parse_*`` check them strictly (the coordinator).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,155 +39,138 @@ def _plain_outcome(o: dict) -> bool:
             and o["rtt_ms"] is not None)
 
 
-def compact_outcomes(outcomes: Iterable[dict]) -> tuple[list[dict], list[dict]]:
-    """(full outcomes, plain groups) from ``OutcomeReport.to_dict()``-shaped records."""
+def compact_outcomes(outcomes: Iterable[dict], targets: Sequence[str]) -> tuple[list[dict], list[dict]]:
+    """(full outcomes, plain groups) from ``OutcomeReport.to_dict()``-shaped records; ``targets``
+    are the request's target names (a plain row names its target by index into them)."""
+    where = {name: i for i, name in enumerate(targets)}
     full: list[dict] = []
-    groups: dict[str, list[list]] = {}
+    groups: dict[tuple[str, str, str], dict] = {}
     for o in outcomes:
-        if _plain_outcome(o):
-            groups.setdefault(o["source"], []).append(
-                [o["probe_id"], o["check"], o["name"], o["evidence"]["reply"], round(o["rtt_ms"] * 1000)])
-        else:
+        t = where.get(o["name"])
+        if t is None or not _plain_outcome(o):
             full.append(o)
-    return full, [{"source": s, "rows": rows} for s, rows in groups.items()]
+            continue
+        key = (o["source"], o["check"], o["evidence"]["reply"])
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = {"source": key[0], "check": key[1], "reply": key[2], "targets": [], "ids": [],
+                               "rtt_us": []}
+        g["targets"].append(t)
+        g["ids"].append(o["probe_id"])
+        g["rtt_us"].append(round(o["rtt_ms"] * 1000))
+    return full, list(groups.values())
 
 
-def compact_observations(observations: Iterable[dict]) -> tuple[list[dict], dict[str, list[int]]]:
-    """(full observations, {source: [probe ids]} of the plain ones)."""
+def compact_observations(observations: Iterable[dict]) -> tuple[list[dict], dict[str, list]]:
+    """(full observations, {"sources": [...], "counts": [...], "ids": [...]} of the plain ones:
+    ``counts[i]`` ids of ``ids`` in turn came from ``sources[i]``)."""
     full: list[dict] = []
-    plain: dict[str, list[int]] = {}
+    by_source: dict[str, list[int]] = {}
     for o in observations:
         if o["arrived"] and o["accepted"] and o["answered"]:
-            plain.setdefault(o["src"], []).append(o["probe_id"])
+            by_source.setdefault(o["src"], []).append(o["probe_id"])
         else:
             full.append(o)
-    return full, plain
+    return full, {"sources": list(by_source), "counts": [len(v) for v in by_source.values()],
+                  "ids": [pid for v in by_source.values() for pid in v]}
 
 
 @dataclass(frozen=True)
 class PlainOutcomes:
-    """One source address's plain outcomes, as columns (parsed, checked)."""
+    """One (source address, check, reply)'s plain outcomes, as columns (parsed, checked)."""
 
     source: str
-    probe_ids: array          # 'q'
-    checks: tuple[str, ...]   # per row
-    names: tuple[str, ...]    # per row
-    replies: bytes            # per row: index into PLAIN_REPLIES
-    rtt_us: array             # 'q'
+    check: str
+    reply: int           # index into PLAIN_REPLIES
+    targets: array       # 'l': indexes into the request's targets
+    probe_ids: array     # 'q'
+    rtt_us: array        # 'q'
 
     def __len__(self) -> int:
         return len(self.probe_ids)
 
 
-_REPLY_INDEX = {r: i for i, r in enumerate(PLAIN_REPLIES)}
+@dataclass(frozen=True)
+class PlainObservations:
+    """Probe ids that arrived, were accepted and answered, by source address (flat columns)."""
 
+    sources: tuple[str, ...] = ()
+    counts: tuple[int, ...] = ()
+    ids: array = dataclasses.field(default_factory=lambda: array("q"))
 
-def _ipv4(raw: Any, field: str, known: dict[str, str]) -> str:
-    """``fields.ipv4``, once per distinct string (the same peers' addresses recur in every reply)."""
-    if isinstance(raw, str):
-        hit = known.get(raw)
-        if hit is not None:
-            return hit
-    value = ipv4(raw, field)
-    if len(known) < 1 << 16:
-        known[raw] = value
-    return value
+    def by_source(self) -> Iterator[tuple[str, array]]:
+        at = 0
+        for source, count in zip(self.sources, self.counts):
+            yield source, self.ids[at:at + count]
+            at += count
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 _KNOWN_IPS: dict[str, str] = {}
 
 
-def _bulk_rows(rows: list) -> tuple | None:
-    """The five columns of ``rows`` when every row is well-formed (checked with C-speed passes),
-    else None: the caller then walks the rows one by one to name the bad field."""
-    if not rows:
-        return (), (), (), (), ()
-    if set(map(type, rows)) != {list} or set(map(len, rows)) != {5}:
-        return None
-    pids, checks, names, replies, rtts = zip(*rows)
-    if set(map(type, pids)) != {int} or set(map(type, rtts)) != {int}:
-        return None
-    if min(pids) < 0 or max(pids) > MAX_PROBE_ID or min(rtts) < 0 or max(rtts) > MAX_RTT_US:
-        return None
-    if not set(replies) <= _REPLY_INDEX.keys():
-        return None
-    for value in set(checks) | set(names):
-        if not isinstance(value, str):
-            return None
-        try:
-            name(value, "")
-        except InvalidReport:
-            return None
-    return pids, checks, names, replies, rtts
+def _ipv4(raw: Any, field: str) -> str:
+    """``fields.ipv4``, once per distinct string (the same peers' addresses recur in every reply)."""
+    if isinstance(raw, str):
+        hit = _KNOWN_IPS.get(raw)
+        if hit is not None:
+            return hit
+    value = ipv4(raw, field)
+    if len(_KNOWN_IPS) < 1 << 16:
+        _KNOWN_IPS[raw] = value
+    return value
 
 
-def parse_plain_outcomes(raw: Any, field: str, limit: int) -> tuple[PlainOutcomes, ...]:
-    groups = items(raw, field, 256)
+def _ints(raw: Any, field: str, hi: int, limit: int) -> array:
+    """A list of whole numbers in 0..hi, checked in C-speed passes (one by one only to name a bad one)."""
+    values = items(raw, field, limit)
+    if values and (set(map(type, values)) != {int} or min(values) < 0 or max(values) > hi):
+        for i, v in enumerate(values):
+            if type(v) is not int or not 0 <= v <= hi:
+                raise InvalidReport(f"{field}[{i}]", f"must be a whole number in 0..{hi}, got {v!r:.40}")
+    return array("q", values)
+
+
+def parse_plain_outcomes(raw: Any, field: str, limit: int, targets: int) -> tuple[PlainOutcomes, ...]:
+    """``targets``: how many targets the request named (every index must point into them)."""
+    groups = items(raw, field, 4096)
     out = []
     total = 0
     for g, group in enumerate(groups):
         at = f"{field}[{g}]"
-        obj(group, at, ("source", "rows"))
-        source = _ipv4(group["source"], f"{at}.source", _KNOWN_IPS)
-        rows = items(group["rows"], f"{at}.rows", limit)
-        total += len(rows)
+        obj(group, at, ("source", "check", "reply", "targets", "ids", "rtt_us"))
+        source = _ipv4(group["source"], f"{at}.source")
+        check = name(group["check"], f"{at}.check")
+        if group["reply"] not in PLAIN_REPLIES:
+            raise InvalidReport(f"{at}.reply", f"must be one of {', '.join(PLAIN_REPLIES)}")
+        idx = _ints(group["targets"], f"{at}.targets", max(targets - 1, 0), limit)
+        if idx and targets == 0:
+            raise InvalidReport(f"{at}.targets", "the request named no targets")
+        ids = _ints(group["ids"], f"{at}.ids", MAX_PROBE_ID, limit)
+        rtts = _ints(group["rtt_us"], f"{at}.rtt_us", MAX_RTT_US, limit)
+        if not len(idx) == len(ids) == len(rtts):
+            raise InvalidReport(at, "targets, ids and rtt_us must be of one length")
+        total += len(ids)
         if total > limit:
             raise InvalidReport(field, f"more than {limit} rows")
-        bulk = _bulk_rows(rows)
-        if bulk is not None:
-            pids, checks_, names_, replies_, rtts_ = bulk
-            out.append(PlainOutcomes(source, array("q", pids), checks_, names_,
-                                     bytes(_REPLY_INDEX[r] for r in replies_), array("q", rtts_)))
-            continue
-        ids, rtts, replies = array("q"), array("q"), bytearray()
-        checks, names = [], []
-        seen_names: set[str] = set()
-        for r, row in enumerate(rows):
-            if type(row) is not list or len(row) != 5:
-                raise InvalidReport(f"{at}.rows[{r}]", "must be [probe_id, check, name, reply, rtt_us]")
-            pid, check, host, reply, rtt = row
-            if type(pid) is not int or not 0 <= pid <= MAX_PROBE_ID:
-                raise InvalidReport(f"{at}.rows[{r}][0]", f"must be a probe id, got {pid!r:.40}")
-            if type(rtt) is not int or not 0 <= rtt <= MAX_RTT_US:
-                raise InvalidReport(f"{at}.rows[{r}][4]", f"must be microseconds, got {rtt!r:.40}")
-            try:
-                replies.append(PLAIN_REPLIES.index(reply))
-            except ValueError:
-                raise InvalidReport(f"{at}.rows[{r}][3]", f"must be one of {', '.join(PLAIN_REPLIES)}") from None
-            if host not in seen_names:
-                name(host, f"{at}.rows[{r}][2]")
-                seen_names.add(host)
-            if check not in seen_names:
-                name(check, f"{at}.rows[{r}][1]")
-                seen_names.add(check)
-            ids.append(pid)
-            rtts.append(rtt)
-            checks.append(check)
-            names.append(host)
-        out.append(PlainOutcomes(source, ids, tuple(checks), tuple(names), bytes(replies), rtts))
+        out.append(PlainOutcomes(source, check, PLAIN_REPLIES.index(group["reply"]), idx, ids, rtts))
     return tuple(out)
 
 
-def parse_plain_observations(raw: Any, field: str, limit: int) -> dict[str, frozenset[int]]:
-    d = obj(raw, field)
-    out = {}
-    total = 0
-    for src, ids in d.items():
-        at = f"{field}.{src:.20}"
-        _ipv4(src, at, _KNOWN_IPS)
-        ids = items(ids, at, limit)
-        total += len(ids)
-        if total > limit:
-            raise InvalidReport(field, f"more than {limit} probe ids")
-        if not ids or (set(map(type, ids)) == {int} and min(ids) >= 0 and max(ids) <= MAX_PROBE_ID):
-            out[src] = frozenset(ids)
-            continue
-        for i, pid in enumerate(ids):
-            if type(pid) is not int or not 0 <= pid <= MAX_PROBE_ID:
-                raise InvalidReport(f"{at}[{i}]", f"must be a probe id, got {pid!r:.40}")
-        out[src] = frozenset(ids)
-    return out
+def parse_plain_observations(raw: Any, field: str, limit: int) -> PlainObservations:
+    d = obj(raw, field, ("sources", "counts", "ids"))
+    sources = items(d["sources"], f"{field}.sources", limit)
+    sources = tuple(_ipv4(s, f"{field}.sources[{i}]") for i, s in enumerate(sources))
+    if len(set(sources)) != len(sources):
+        raise InvalidReport(f"{field}.sources", "names a source twice")
+    counts = _ints(d["counts"], f"{field}.counts", limit, limit)
+    ids = _ints(d["ids"], f"{field}.ids", MAX_PROBE_ID, limit)
+    if len(counts) != len(sources) or sum(counts) != len(ids):
+        raise InvalidReport(field, "counts must give one count per source, adding up to the ids")
+    return PlainObservations(sources, tuple(counts), ids)
 
 
-__all__ = ["compact_outcomes", "compact_observations", "PlainOutcomes", "parse_plain_outcomes",
+__all__ = ["compact_outcomes", "compact_observations", "PlainOutcomes", "PlainObservations", "parse_plain_outcomes",
            "parse_plain_observations", "PLAIN_REPLIES"]

@@ -120,6 +120,10 @@ class MatrixStore(Sequence[Cell]):
         else:
             self.detail[(k, pos)] = cell
 
+    def recount(self) -> None:
+        """Count the cells again (after writing codes straight into the tables)."""
+        self._count = sum(self.cell_count(k) for k in range(len(self.checks)))
+
     def put_not_probed(self, k: int, pos: int, reason: str) -> None:
         """A cell its sender never probed (its agent failed): one reason per source, no Cell kept."""
         src = pos // self.n

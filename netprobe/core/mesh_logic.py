@@ -9,6 +9,7 @@ the run partial.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,10 @@ class Peer:
     checks: tuple[str, ...]
 
     def to_dict(self) -> dict:
+        return self._dict  # built once: one Peer is shared by every host that probes it (core/sampling.py)
+
+    @functools.cached_property
+    def _dict(self) -> dict:
         return {"name": self.name, "address": self.address, "checks": list(self.checks)}
 
 

@@ -43,10 +43,14 @@ async def run_mesh(
     profile: str | None = None,
     progress: Progress | None = None,
     client_factory=None,
-    agent_timeout: float = 10.0,
+    agent_timeout: float | None = None,
 ) -> Result:
     from netprobe.agent.client import AgentClient
 
+    if agent_timeout is None:
+        # the coordinator's own work grows with the fleet: a reply may wait in its socket while the
+        # others are parsed (at 1,000 hosts several seconds on 2 loaded cores)
+        agent_timeout = max(10.0, 0.03 * len(inventory.hosts))
     make_client = client_factory or (lambda url: AgentClient(url, token=token, timeout=agent_timeout,
                                                              ca_file=inventory.ca_file))
     started = _now()

@@ -13,6 +13,7 @@ from netprobe.core.result import Reach, Result
 from netprobe.report.matrix import check_title
 
 NAMES_SHOWN = 5
+MAX_FLOWS = 1000  # failing flows named one per line; past that the per-host rollup says it
 GAP = 1  # columns between matrix cells
 
 
@@ -101,7 +102,16 @@ def render_rollup_text(result: Result, *, mismatches=None, color: bool = False) 
             lines.extend(["", title, *(f"  {item}" for item in items)])
 
     section("Skipped checks:", (skipped_line(s) for s in result.skipped))
-    section("Blocked and unknown flows:", (f"{red}{describe_cell(c)}{end}" for c in result.store.problems()))
+    flows = []
+    for count, c in enumerate(result.store.problems()):
+        if count == MAX_FLOWS:
+            more = sum(v for k in range(len(result.store.checks))
+                       for r, v in result.store.counts(k).items() if r is not Reach.ALLOWED) - MAX_FLOWS
+            flows.append(f"and {more} more failing flows (the rollup above counts them; the result file, -o, "
+                         "holds each one)")
+            break
+        flows.append(f"{red}{describe_cell(c)}{end}")
+    section("Blocked and unknown flows:", flows)
     if mismatches is not None:
         mismatches = list(mismatches)
         if mismatches:
