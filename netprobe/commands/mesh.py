@@ -7,7 +7,7 @@ import click
 FORMATS = ["table", "json", "junit", "markdown"]
 
 
-def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output):
+def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output, sample=None):
     """Run the mesh over a loaded inventory with a progress bar on stderr, save JSON if asked."""
     import sys
 
@@ -21,7 +21,7 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
 
     async def go(progress):
         return await run_mesh(inventory, selected, token=token, timeout=timeout, retries=retries,
-                              profile=None if checks else profile, progress=progress)
+                              profile=None if checks else profile, progress=progress, sample=sample)
 
     if sys.stderr.isatty():
         from rich.console import Console
@@ -40,8 +40,28 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
     else:
         result = trio.run(go, None)
     if output:
-        write_file(output, result.to_json())
+        write_file(output, result.to_json())  # OUTPUT.gz is gzipped
     return inventory, result
+
+
+def _sample_option(f):
+    f = click.option("--sample-run", type=click.IntRange(0), default=None, metavar="N",
+                     help="Run counter for --sample (default: minutes since 1970, so repeated runs rotate); "
+                          "every pair is probed within ceil(peers/K) consecutive counters.")(f)
+    f = click.option("--sample", type=click.IntRange(1), default=None, metavar="K",
+                     help="Each host probes only K of its peers this run (for repeated runs at scale); "
+                          "the result marks which cells were sampled.")(f)
+    return f
+
+
+def sample_arg(sample, sample_run):
+    if sample is None:
+        return None
+    if sample_run is None:
+        import time
+
+        sample_run = int(time.time() // 60)
+    return (sample, sample_run)
 
 
 def _common_options(f):
@@ -64,8 +84,9 @@ def _common_options(f):
 @_common_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Also save the result JSON here (for `verify --baseline` and `diff`).")
-def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, output):
+              help="Also save the result JSON here (for `verify --baseline` and `diff`); NAME.gz is gzipped.")
+@_sample_option
+def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, output, sample, sample_run):
     """Make every host pair probe each other through the agents and print one reachability
     matrix per check: allowed, or blocked and where it died (S source-egress, N network,
     D destination-ingress, R return-path).
@@ -79,7 +100,7 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
     from netprobe.core.exitcode import mesh_exit_code
 
     _inventory, result = execute_mesh(load_inventory(inventory_path), profile, checks, timeout, retries, token_file,
-                                      output)
+                                      output, sample_arg(sample, sample_run))
     emit_result(result, fmt)
     return mesh_exit_code(result)
 

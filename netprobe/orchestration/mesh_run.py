@@ -44,7 +44,9 @@ async def run_mesh(
     progress: Progress | None = None,
     client_factory=None,
     agent_timeout: float | None = None,
+    sample: tuple[int, int] | None = None,
 ) -> Result:
+    """``sample`` = (k, run): each host probes only k of its peers, run ``run``'s share (core/sampling.py)."""
     from netprobe.agent.client import AgentClient
 
     if agent_timeout is None:
@@ -54,7 +56,7 @@ async def run_mesh(
     make_client = client_factory or (lambda url: AgentClient(url, token=token, timeout=agent_timeout,
                                                              ca_file=inventory.ca_file))
     started = _now()
-    plan = plan_mesh(inventory, checks)
+    plan = plan_mesh(inventory, checks, sample=sample)
     run_id = os.urandom(8).hex()
     sent: dict[str, ProbeReply] = {}
     seen: dict[str, ObservationsReply] = {}
@@ -110,4 +112,5 @@ async def run_mesh(
                            {h: r.stats.kernel_drops for h, r in seen.items()}),
         skipped=[{"check": s.check, "reason": s.reason} for s in plan.skipped],
         netprobe_version=__version__,
+        sample=None if sample is None else {"k": sample[0], "run": sample[1]},
     )

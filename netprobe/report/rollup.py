@@ -1,7 +1,7 @@
 """The view that reads at any size: when a check's matrix does not fit the width, one line per
-host whose flows fail ("node-33: bgp inbound blocked at destination-ingress from 1 of 999 peers
-(node-7)") instead of a matrix, built from the compact store's byte tables (no Cell per
-allowed cell). Plain strings: never wrapped, never cut with an ellipsis.
+host whose flows fail ("node-33: bgp inbound blocked at ingress from 1 of 999 peers (node-7)")
+instead of a matrix, built from the compact store's byte tables (no Cell per allowed cell).
+Plain strings: never wrapped, never cut with an ellipsis.
 """
 
 from __future__ import annotations
@@ -38,9 +38,13 @@ def _names(names: list[str]) -> str:
     return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
 
 
+SHORT_WHERE = {"source-egress": "at egress", "network": "in the network", "destination-ingress": "at ingress",
+               "return-path": "on the way back"}
+
+
 def _state(code: int) -> str:
     reach, where, _verdict = DECODED[code]
-    return f"blocked at {where}" if reach is Reach.BLOCKED and where is not None else str(reach)
+    return f"blocked {SHORT_WHERE[str(where)]}" if reach is Reach.BLOCKED and where is not None else str(reach)
 
 
 def rollup_lines(result: Result) -> Iterator[str]:
@@ -93,7 +97,7 @@ def render_rollup_text(result: Result, *, mismatches=None, color: bool = False) 
     from netprobe.report.words import describe_cell, error_line, skipped_line, total_line
 
     red, end = ("\x1b[31m", "\x1b[0m") if color else ("", "")
-    lines = ["Matrices do not fit this width: failing flows per host instead (every format carries every cell).", ""]
+    lines = ["Too many hosts for a matrix at this width: failing flows per host.", ""]
     lines += rollup_lines(result)
 
     def section(title: str, items) -> None:
