@@ -66,3 +66,12 @@ def captured(name: str) -> dict:
     record["data"] = bytes.fromhex(record["hex"])
     record["key"] = key_from_token(record["token"])
     return record
+
+
+def cells_of(doc: dict) -> list[dict]:
+    """Every cell of a result document (v1 or v2) as v1 cell dicts (check, src, dst, reach, ...)."""
+    from netprobe.core.result import Result
+
+    if "cells" in doc:
+        return doc["cells"]
+    return [c.to_dict() for c in Result.from_dict(doc).cells]
