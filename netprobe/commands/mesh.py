@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-FORMATS = ["table", "json", "junit", "markdown"]
+FORMATS = ["table", "json", "junit", "markdown", "html"]
 
 
 def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output, sample=None):

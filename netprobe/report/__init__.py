@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from netprobe.core.result import Change, Result
 
-FORMATS = ("table", "json", "junit", "markdown")
+FORMATS = ("table", "json", "junit", "markdown", "html")
 
 
 def render(result: Result, fmt: str, *, mismatches: Iterable[object] | None = None,
@@ -31,6 +31,9 @@ def render(result: Result, fmt: str, *, mismatches: Iterable[object] | None = No
     if fmt == "junit":
         from netprobe.report.junit import render_junit
         return render_junit(result, mismatches)
+    if fmt == "html":
+        from netprobe.report.heatmap_page import render_page
+        return render_page(result)
     if fmt == "markdown":
         from netprobe.report.markdown import render_markdown
         return render_markdown(result, mismatches)
