@@ -177,8 +177,9 @@ def run_simulated(n: int, sample: int | None = None, browser: bool = False) -> d
         inv = os.path.join(d, "inventory.yaml")
         with open(inv, "w") as f:
             f.write("\n".join(lines) + "\n")
+        env = {**os.environ, "SIM_PRECOMPUTE": "0" if sample else "1"}  # a sample is small: made live
         sim = subprocess.Popen([sys.executable, sim_agents.__file__, d, str(n), token], stdout=subprocess.PIPE,
-                               text=True)
+                               text=True, env=env)
         try:
             assert sim.stdout.readline().strip() == "ready"
             res = os.path.join(d, "out.json")
@@ -189,9 +190,16 @@ def run_simulated(n: int, sample: int | None = None, browser: bool = False) -> d
             out.update(mesh_wall_s=mesh["wall_s"], overhead_s=round(mesh["wall_s"] - SIM_WINDOW, 2),
                        mesh_rss_mb=mesh["rss_mb"], mesh_rc=mesh["rc"])
             out["result_mb"] = round(os.path.getsize(res) / 1e6, 2)
-            render = _time_v([netprobe, "verify", "--result", res, "--expect", os.path.join(d, "none.yaml")]
-                             if False else [netprobe, "diff", res, res])
+            render = _time_v([netprobe, "diff", res, res])
             out.update(diff_s=render["wall_s"], diff_rss_mb=render["rss_mb"])
+            with open(os.path.join(d, "page.html"), "w") as f:
+                page = _time_v([netprobe, "verify", "--result", res, "--baseline", res, "--format", "html"], stdout=f)
+            out.update(html_render_s=page["wall_s"], html_mb=round(os.path.getsize(os.path.join(d, "page.html")) / 1e6, 2))
+            import gzip
+            import shutil as _shutil
+            with open(res, "rb") as src, gzip.open(res + ".gz", "wb", compresslevel=6) as dst:
+                _shutil.copyfileobj(src, dst)
+            out["result_gz_mb"] = round(os.path.getsize(res + ".gz") / 1e6, 2)
             with open(os.path.join(d, "table.txt"), "w") as f:
                 table = _time_v([netprobe, "mesh", "-i", inv, "--timeout", str(SIM_WINDOW), "--retries", "0",
                                  *(["--sample", str(sample)] if sample else [])], stdout=f)
@@ -201,12 +209,42 @@ def run_simulated(n: int, sample: int | None = None, browser: bool = False) -> d
             out["table_lines"] = text.count("\n")
             out["table_widest"] = max(map(len, text.splitlines()), default=0)
             out["correct"] = check_simulated(res, n, sample)
+            if not sample:
+                out["browser_s"] = browser_time(os.path.join(d, "page.html"))
             cpu = proc_stat(sim.pid)[0]
             out["simulator_cpu_s"] = round(cpu, 1)
         finally:
             sim.kill()
             sim.wait()
     return out
+
+
+def browser_time(page: str) -> float | None:
+    """Seconds for headless Chromium to load and draw the page (None without chromium/selenium)."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        return None
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        return None
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1200"):
+        options.add_argument(arg)
+    os.environ.setdefault("SE_OFFLINE", "true")
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    try:
+        t0 = time.perf_counter()
+        driver.get("file://" + os.path.abspath(page))
+        while not driver.execute_script("return window.netprobeReady || null"):
+            if time.perf_counter() - t0 > 60:
+                return None
+            time.sleep(0.05)
+        return round(time.perf_counter() - t0, 2)
+    finally:
+        driver.quit()
 
 
 def check_simulated(path: str, n: int, sample: int | None) -> bool:
