@@ -48,8 +48,13 @@ def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers:
     by_source: dict[str, list[int]] = {}
     for dst, reply in seen.items():
         d = index[dst] << 32
-        for source, ids in reply.plain.by_source():  # type: ignore[attr-defined]
-            by_source.setdefault(source, []).extend([d | pid for pid in ids])
+        plain, at = reply.plain, 0  # type: ignore[attr-defined]
+        for source, count in zip(plain.sources, plain.counts):
+            keys = by_source.get(source)
+            if keys is None:
+                keys = by_source[source] = []
+            keys.extend([d | pid for pid in plain.ids[at:at + count]])
+            at += count
     observed: dict[str, set[int]] = {}
 
     def observed_from(source: str) -> set[int]:
@@ -99,7 +104,7 @@ def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers:
                     continue
                 if (j << 32 | pid) in keys:
                     codes[pos] = code  # type: ignore[assignment]
-                    rtts[pos] = rtt / 1000
+                    rtts[pos] = rtt  # microseconds, as the store keeps them
                     continue
                 ev = Evidence(sent=True, reply=_REPLY_KIND[group.reply], reply_arrived=True, reply_accepted=True,
                               attempts=1)

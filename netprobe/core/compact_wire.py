@@ -162,14 +162,20 @@ def parse_plain_outcomes(raw: Any, field: str, limit: int, targets: int) -> tupl
 def parse_plain_observations(raw: Any, field: str, limit: int) -> PlainObservations:
     d = obj(raw, field, ("sources", "counts", "ids"))
     sources = items(d["sources"], f"{field}.sources", limit)
-    sources = tuple(_ipv4(s, f"{field}.sources[{i}]") for i, s in enumerate(sources))
-    if len(set(sources)) != len(sources):
+    if len(set(map(type, sources))) > 1 or (sources and type(sources[0]) is not str):
+        raise InvalidReport(f"{field}.sources", "must be IPv4 addresses")
+    unique = set(sources)
+    if len(unique) != len(sources):
         raise InvalidReport(f"{field}.sources", "names a source twice")
+    for source in unique.difference(_KNOWN_IPS):  # each new address checked once per process
+        i = sources.index(source)
+        if _ipv4(source, f"{field}.sources[{i}]") != source:
+            raise InvalidReport(f"{field}.sources[{i}]", f"must be an IPv4 address as written canonically, got {source!r:.40}")
     counts = _ints(d["counts"], f"{field}.counts", limit, limit)
     ids = _ints(d["ids"], f"{field}.ids", MAX_PROBE_ID, limit)
     if len(counts) != len(sources) or sum(counts) != len(ids):
         raise InvalidReport(field, "counts must give one count per source, adding up to the ids")
-    return PlainObservations(sources, tuple(counts), ids)
+    return PlainObservations(tuple(sources), tuple(counts), ids)
 
 
 __all__ = ["compact_outcomes", "compact_observations", "PlainOutcomes", "PlainObservations", "parse_plain_outcomes",

@@ -6,7 +6,8 @@ that is gigabytes. Here each check is a host x host table:
 
 - ``codes``: a ``bytearray`` of ``n * n`` (row = source index, column = destination index),
   0 = no cell (self, not planned, not sampled), else ``1 + packed(reach, where, verdict)``;
-- ``rtt``: an ``array('d')`` of the same size (NaN = no RTT);
+- ``rtt``: an ``array('q')`` of the same size, in whole microseconds (-1 = no RTT; results keep
+  RTTs to the microsecond anyway);
 - ``detail``: the full ``Cell`` of every cell whose evidence is not the *plain* evidence its
   code implies (plain: allowed, answered at once and seen at both ends; see ``plain_evidence``).
 
@@ -17,7 +18,6 @@ fast paths (``problems``, ``counts``, ``code_at``, ``rows``). Pure: no I/O.
 
 from __future__ import annotations
 
-import math
 import re
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,7 +30,7 @@ WHERES = (None, *Where)
 VERDICTS = tuple(Verdict)
 _NW, _NV = len(WHERES), len(VERDICTS)
 NO_CELL = 0
-NAN = float("nan")
+NO_RTT = -1
 
 # the reply an allowed cell's sender saw, by verdict, when its evidence is plain
 PLAIN_REPLY = {Verdict.OPEN: ReplyKind.SYN_ACK, Verdict.CLOSED: ReplyKind.RST, Verdict.ANSWERED: ReplyKind.ECHO}
@@ -82,7 +82,7 @@ class MatrixStore(Sequence[Cell]):
         n = len(self.hosts)
         self.n = n
         self.codes: list[bytearray] = [bytearray(n * n) for _ in self.checks]
-        self.rtt: list[array] = [array("d", [NAN]) * (n * n) for _ in self.checks]
+        self.rtt: list[array] = [array("q", [NO_RTT]) * (n * n) for _ in self.checks]
         self.detail: dict[tuple[int, int], Cell] = {}  # (check index, i * n + j) -> Cell
         # source host index -> why its cells were not probed (its agent failed): those cells are
         # unknown/error with Evidence(sent=False, attempts=0, send_error="not probed: REASON")
@@ -114,7 +114,7 @@ class MatrixStore(Sequence[Cell]):
         if self.codes[k][pos] == NO_CELL:
             self._count += 1
         self.codes[k][pos] = pack(cell.reach, cell.where, cell.verdict)
-        self.rtt[k][pos] = NAN if cell.rtt_ms is None else cell.rtt_ms
+        self.rtt[k][pos] = NO_RTT if cell.rtt_ms is None else round(cell.rtt_ms * 1000)
         if is_plain(cell):
             self.detail.pop((k, pos), None)
         else:
@@ -141,7 +141,7 @@ class MatrixStore(Sequence[Cell]):
         if codes[pos] == NO_CELL:
             self._count += 1
         codes[pos] = code
-        self.rtt[k][pos] = NAN if rtt_ms is None else rtt_ms
+        self.rtt[k][pos] = NO_RTT if rtt_ms is None else round(rtt_ms * 1000)
 
     # ------------------------------------------------------------ reading
 
@@ -160,7 +160,7 @@ class MatrixStore(Sequence[Cell]):
             reason = self.not_probed.get(src) if code == NOT_PROBED_CODE else None
             ev = Evidence() if reason is None else Evidence(sent=False, attempts=0, send_error=f"not probed: {reason}")
         return Cell(self.checks[k], self.hosts[src], self.hosts[dst], reach, where, verdict,
-                    None if math.isnan(rtt) else rtt, ev)
+                    None if rtt < 0 else rtt / 1000, ev)
 
     def get(self, check: str, src: str, dst: str) -> Cell | None:
         k, i, j = self.check_index.get(check), self.index.get(src), self.index.get(dst)

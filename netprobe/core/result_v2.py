@@ -8,7 +8,6 @@ Pure: strings in and out; reading is as strict as v1 (every field checked, one e
 from __future__ import annotations
 
 import json
-import math
 from itertools import compress
 from typing import Any
 
@@ -44,7 +43,9 @@ def cells_to_v2(store: MatrixStore) -> dict[str, Any]:
             continue
         used |= set(codes) - {NO_CELL}
         chars = bytes(codes).translate(_TO_CHARS).decode("ascii")
-        rtt = [None if math.isnan(x) else round(x * 1000) for x in compress(store.rtt[k], codes)]
+        rtt = list(compress(store.rtt[k], codes))
+        if rtt and min(rtt) < 0:
+            rtt = [None if x < 0 else x for x in rtt]
         matrices.append({"check": check, "rtt_us": rtt, "rows": [chars[i * n:(i + 1) * n] for i in range(n)]})
     detail = [store.detail[key].to_dict() for key in sorted(store.detail)]
     return {"codes": {CHAR[c]: _legend_entry(c) for c in sorted(used)}, "matrices": matrices,
@@ -130,7 +131,7 @@ def cells_from_v2(d: dict, names: list[str], declared: list[str]) -> MatrixStore
             if type(us) is not int or not 0 <= us <= MAX_RTT_US:
                 integer(us, f"{at}.rtt_us[{j}]", MAX_RTT_US)  # raises with the field named
                 raise InvalidReport(f"{at}.rtt_us[{j}]", "must be a whole number of microseconds")
-            column[pos] = us / 1000
+            column[pos] = us
     for host, reason in obj(d.get("not_probed", {}), "not_probed").items():
         if host not in store.index:
             raise InvalidReport(f"not_probed.{host:.40}", "names a host the result does not declare")
