@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from netprobe.commands.selection import Scope, selection_options
+
 FORMATS = ["table", "json", "junit", "markdown", "html"]
 
 
@@ -86,7 +88,9 @@ def _common_options(f):
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Also save the result JSON here (for `verify --baseline` and `diff`); NAME.gz is gzipped.")
 @_sample_option
-def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, output, sample, sample_run):
+@selection_options
+def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, output, sample, sample_run, from_hosts,
+         to_hosts, only_failures):
     """Make every host pair probe each other through the agents and print one reachability
     matrix per check: allowed, or blocked and where it died (S source-egress, N network,
     D destination-ingress, R return-path).
@@ -101,8 +105,9 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
 
     _inventory, result = execute_mesh(load_inventory(inventory_path), profile, checks, timeout, retries, token_file,
                                       output, sample_arg(sample, sample_run))
-    emit_result(result, fmt)
-    return mesh_exit_code(result)
+    shown = Scope(from_hosts, to_hosts, only_failures).result(result)
+    emit_result(shown, fmt)
+    return mesh_exit_code(shown)
 
 
 @click.command()
@@ -117,8 +122,9 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
 @_common_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Save the new result JSON here.")
+@selection_options
 def verify(inventory_path, expect_path, baseline_path, result_path, profile, checks, timeout, retries, token_file,
-           fmt, output):
+           fmt, output, from_hosts, to_hosts, only_failures):
     """Prove a firewall change: compare a run (made now, or --result) against an expectation
     (--expect) or a run saved before the change (--baseline). Lists every cell that differs;
     exit 1 if any does, 3 if the run (or the baseline) was partial.
@@ -167,14 +173,16 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
     if expectation is not None:
         from netprobe.core.expect import compare
 
-        mismatches = compare(expectation, result)
-        emit_result(result, fmt, mismatches)  # the table lists the mismatches itself
+        scope = Scope(from_hosts, to_hosts, only_failures)
+        mismatches = scope.keep(result, compare(expectation, result))
+        emit_result(scope.result(result), fmt, mismatches)  # the table lists the mismatches itself
         return compared_exit_code([result], len(mismatches))
     from netprobe.core.result import diff as diff_results
     from netprobe.report import render_changes
 
-    changes = diff_results(baseline, result)
-    emit_result(result, fmt)
+    scope = Scope(from_hosts, to_hosts, only_failures)
+    changes = scope.keep(result, diff_results(baseline, result))
+    emit_result(scope.result(result), fmt)
     if fmt == "table":
         click.echo(render_changes(changes), nl=False)
     return compared_exit_code([baseline, result], len(changes))
@@ -183,7 +191,8 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
 @click.command()
 @click.argument("old", type=click.Path(dir_okay=False))
 @click.argument("new", type=click.Path(dir_okay=False))
-def diff(old, new):
+@selection_options
+def diff(old, new, from_hosts, to_hosts, only_failures):
     """Show the cells whose reach (or where) changed between two saved results. Exit 1 if any;
     3 if either result was partial (the comparison then proves nothing)."""
     from netprobe.config import load_result
@@ -192,6 +201,6 @@ def diff(old, new):
     from netprobe.report import render_changes
 
     before, after = load_result(old), load_result(new)
-    changes = diff_results(before, after)
+    changes = Scope(from_hosts, to_hosts, only_failures).keep(after, diff_results(before, after))
     click.echo(render_changes(changes), nl=False)
     return compared_exit_code([before, after], len(changes))

@@ -232,3 +232,21 @@ def test_gzipped_results_round_trip(tmp_path):
     (tmp_path / "bad.gz").write_bytes(b"\x1f\x8bnot really")
     with pytest.raises(ConfigError):
         load_result(str(tmp_path / "bad.gz"))
+
+
+def test_from_to_and_only_failures_scope_the_view_and_the_verdict(tmp_path, capsys):
+    from helpers import run_cli
+
+    path = tmp_path / "r.json"
+    path.write_text(big_result(50).to_json())
+    expect = tmp_path / "e.yaml"
+    expect.write_text("default: allowed\n")
+    code, out, _ = run_cli(["verify", "--result", str(path), "--expect", str(expect), "--only-failures"], capsys)
+    assert code == 1 and "node-7 -> node-33" in out and "1 blocked" in out and "0 allowed" in out
+    code, out, _ = run_cli(["verify", "--result", str(path), "--expect", str(expect), "--from", "node-1*,node-2"],
+                           capsys)
+    assert code == 0 and "Every cell as expected" in out
+    code, out, _ = run_cli(["verify", "--result", str(path), "--expect", str(expect), "--to", "node-3?"], capsys)
+    assert code == 1 and "node-7 -> node-33" in out
+    code, _, err = run_cli(["diff", str(path), str(path), "--from", "nodd-7"], capsys)
+    assert code == 2 and "'nodd-7' matches no host" in err
