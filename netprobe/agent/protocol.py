@@ -34,6 +34,7 @@ MAX_CHECKS = 64
 TIMEOUT_RANGE = (0.05, 30.0)
 RETRIES_RANGE = (0, 5)
 VNI_RANGE = (0, (1 << 24) - 1)
+RATE_RANGE = (10, 1_000_000)  # probes/s
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_RETRIES = 1
 DEFAULT_VNI = 1
@@ -183,6 +184,7 @@ class ProbeRequest:
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     vni: int = DEFAULT_VNI
+    rate: int | None = None  # probes/s per source (None: the agent's default, net/prober.py DEFAULT_RATE)
     compact: bool = False  # reply plain outcomes (and this run's plain observations) as rows: core/compact_wire.py
 
     def check_map(self) -> dict[str, Check]:
@@ -196,7 +198,8 @@ class ProbeRequest:
             "timeout": self.timeout,
             "retries": self.retries,
             "vni": self.vni,
-            **({"compact": True} if self.compact else {}),  # absent = the full form an older agent knows
+            **({"compact": True} if self.compact else {}),
+            **({"rate": self.rate} if self.rate is not None else {}),  # absent = the full form an older agent knows
         }
 
     @classmethod
@@ -204,7 +207,7 @@ class ProbeRequest:
         """Validate a decoded JSON body strictly; raises ``InvalidRequest`` (a ValueError)."""
         if not isinstance(data, dict):
             raise InvalidRequest("request", "must be a JSON object")
-        _check_keys(data, {"run_id", "targets", "checks", "timeout", "retries", "vni", "compact"},
+        _check_keys(data, {"run_id", "targets", "checks", "timeout", "retries", "vni", "compact", "rate"},
                     {"run_id", "targets", "checks"}, "")
         run_id = check_run_id(data["run_id"])
         checks: dict[str, Check] = {}
@@ -236,6 +239,7 @@ class ProbeRequest:
             retries=_integer(data.get("retries", DEFAULT_RETRIES), *RETRIES_RANGE, "retries"),
             vni=_integer(data.get("vni", DEFAULT_VNI), *VNI_RANGE, "vni"),
             compact=_flag(data.get("compact", False), "compact"),
+            rate=None if data.get("rate") is None else _integer(data["rate"], *RATE_RANGE, "rate"),
         )
 
 

@@ -101,8 +101,9 @@ class Responder:
             results: list = []
 
             async def one(source, targets):
+                pace = {} if request.rate is None else {"rate": request.rate}
                 results.append(await probe_targets(source, targets, key=self.key, window=request.timeout,
-                                                   retries=request.retries, vni=request.vni))
+                                                   retries=request.retries, vni=request.vni, **pace))
 
             async with trio.open_nursery() as nursery:
                 for source, targets in by_source.items():

@@ -9,7 +9,7 @@ from netprobe.commands.selection import Scope, selection_options
 FORMATS = ["table", "json", "junit", "markdown", "html"]
 
 
-def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output, sample=None):
+def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output, sample=None, rate=None):
     """Run the mesh over a loaded inventory with a progress bar on stderr, save JSON if asked."""
     import sys
 
@@ -23,7 +23,7 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
 
     async def go(progress):
         return await run_mesh(inventory, selected, token=token, timeout=timeout, retries=retries,
-                              profile=None if checks else profile, progress=progress, sample=sample)
+                              profile=None if checks else profile, progress=progress, sample=sample, rate=rate)
 
     if sys.stderr.isatty():
         from rich.console import Console
@@ -47,6 +47,9 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
 
 
 def _sample_option(f):
+    f = click.option("--rate", type=click.IntRange(10, 1_000_000), default=None, metavar="PPS",
+                     help="Probes per second each agent sends (default: the agent's, 20000), so a burst to "
+                          "thousands of peers does not overflow queues.")(f)
     f = click.option("--sample-run", type=click.IntRange(0), default=None, metavar="N",
                      help="Run counter for --sample (default: minutes since 1970, so repeated runs rotate); "
                           "every pair is probed within ceil(peers/K) consecutive counters.")(f)
@@ -89,8 +92,8 @@ def _common_options(f):
               help="Also save the result JSON here (for `verify --baseline` and `diff`); NAME.gz is gzipped.")
 @_sample_option
 @selection_options
-def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, output, sample, sample_run, from_hosts,
-         to_hosts, only_failures):
+def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, output, rate, sample, sample_run,
+         from_hosts, to_hosts, only_failures):
     """Make every host pair probe each other through the agents and print one reachability
     matrix per check: allowed, or blocked and where it died (S source-egress, N network,
     D destination-ingress, R return-path).
@@ -104,7 +107,7 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
     from netprobe.core.exitcode import mesh_exit_code
 
     _inventory, result = execute_mesh(load_inventory(inventory_path), profile, checks, timeout, retries, token_file,
-                                      output, sample_arg(sample, sample_run))
+                                      output, sample_arg(sample, sample_run), rate)
     shown = Scope(from_hosts, to_hosts, only_failures).result(result)
     emit_result(shown, fmt)
     return mesh_exit_code(shown)

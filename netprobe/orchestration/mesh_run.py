@@ -45,6 +45,7 @@ async def run_mesh(
     client_factory=None,
     agent_timeout: float | None = None,
     sample: tuple[int, int] | None = None,
+    rate: int | None = None,
 ) -> Result:
     """``sample`` = (k, run): each host probes only k of its peers, run ``run``'s share (core/sampling.py)."""
     from netprobe.agent.client import AgentClient
@@ -75,7 +76,7 @@ async def run_mesh(
         round one (the responders must have seen every probe before they are asked)."""
         peers = plan.peers[host.name]
         request = ProbeRequest(run_id, peers, tuple(checks) if peers else (), timeout, retries, inventory.vni,
-                               compact=True)
+                               compact=True, rate=rate)
         stage = "probe"
         try:
             async with contextlib.AsyncExitStack() as stack:
