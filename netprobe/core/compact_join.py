@@ -24,14 +24,15 @@ _SEEN_PLAIN = dict(arrived=True, accepted=True, answered=True)
 
 
 def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers: Mapping[str, Sequence[Peer]],
-               sent: Mapping[str, object], seen: Mapping[str, object], failed: Mapping[str, str]) -> MatrixStore:
+               sent: Mapping[str, object], seen: Mapping[str, object], failed: Mapping[str, str], *,
+               sparse: bool = False) -> MatrixStore:
     """Every planned cell (``peers``: whom each host probes, with check ids), classified.
 
     ``hosts`` are (name, address) in inventory order. A cell whose sender gave no outcome is
     ``unknown`` (with ``failed``'s reason); one whose destination gave no observations keeps the
     sender's evidence alone. Outcomes for cells nobody asked for are ignored.
     """
-    store = MatrixStore([h for h, _a in hosts], [c.id for c in checks])
+    store = MatrixStore([h for h, _a in hosts], [c.id for c in checks], sparse=sparse)
     n, index, kindex = store.n, store.index, store.check_index
     address = dict(hosts)
     by_id = {c.id: c for c in checks}

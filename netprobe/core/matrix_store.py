@@ -71,10 +71,20 @@ def is_plain(cell: Cell) -> bool:
             and _PLAIN_EVIDENCE.get(cell.verdict) == cell.evidence)
 
 
-class MatrixStore(Sequence[Cell]):
-    """Every cell of a run, per check, as host x host byte tables (see the module doc)."""
+class SparseColumn(dict):
+    """RTTs of a sampled run: only the probed positions (a dense column at 5,000 hosts is 200 MB)."""
 
-    def __init__(self, hosts: Sequence[str], checks: Sequence[str]):
+    def __missing__(self, pos: int) -> int:
+        return NO_RTT
+
+
+class MatrixStore(Sequence[Cell]):
+    """Every cell of a run, per check, as host x host byte tables (see the module doc).
+
+    ``sparse``: RTTs in dicts (a sampled run probes a few peers per host); codes stay dense.
+    """
+
+    def __init__(self, hosts: Sequence[str], checks: Sequence[str], *, sparse: bool = False):
         self.hosts: list[str] = list(hosts)
         self.checks: list[str] = list(checks)
         self.index = {h: i for i, h in enumerate(self.hosts)}
@@ -82,7 +92,8 @@ class MatrixStore(Sequence[Cell]):
         n = len(self.hosts)
         self.n = n
         self.codes: list[bytearray] = [bytearray(n * n) for _ in self.checks]
-        self.rtt: list[array] = [array("q", [NO_RTT]) * (n * n) for _ in self.checks]
+        self.sparse = sparse
+        self.rtt: list = [SparseColumn() if sparse else array("q", [NO_RTT]) * (n * n) for _ in self.checks]
         self.detail: dict[tuple[int, int], Cell] = {}  # (check index, i * n + j) -> Cell
         # source host index -> why its cells were not probed (its agent failed): those cells are
         # unknown/error with Evidence(sent=False, attempts=0, send_error="not probed: REASON")

@@ -8,6 +8,7 @@ Pure: strings in and out; reading is as strict as v1 (every field checked, one e
 from __future__ import annotations
 
 import json
+from array import array
 from itertools import compress
 from typing import Any
 
@@ -42,10 +43,21 @@ def cells_to_v2(store: MatrixStore) -> dict[str, Any]:
         if not store.has_cells(k):
             continue
         used |= set(codes) - {NO_CELL}
-        chars = bytes(codes).translate(_TO_CHARS).decode("ascii")
-        rtt = list(compress(store.rtt[k], codes))
+        column = store.rtt[k]
+        rtt = (list(compress(column, codes)) if isinstance(column, array)
+               else [column[pos] for pos in store.positions(k)])
         if rtt and min(rtt) < 0:
             rtt = [None if x < 0 else x for x in rtt]
+        chars = bytes(codes).translate(_TO_CHARS).decode("ascii")
+        if store.cell_count(k) * 4 < n * n:  # mostly empty (a sampled run): only the cells, row by row
+            sparse = []
+            for i in range(n):
+                row = codes[i * n:(i + 1) * n]
+                cols = [j for j, c in enumerate(row) if c] if row.count(0) != n else []
+                if cols:
+                    sparse.append([i, cols, "".join(chars[i * n + j] for j in cols)])
+            matrices.append({"check": check, "rtt_us": rtt, "sparse": sparse})
+            continue
         matrices.append({"check": check, "rtt_us": rtt, "rows": [chars[i * n:(i + 1) * n] for i in range(n)]})
     detail = [store.detail[key].to_dict() for key in sorted(store.detail)]
     return {"codes": {CHAR[c]: _legend_entry(c) for c in sorted(used)}, "matrices": matrices,
@@ -64,8 +76,9 @@ def dumps_v2(d: dict[str, Any]) -> str:
         if key == "matrices":
             out.append(f'  "matrices": [')
             for i, m in enumerate(value):
-                out.append(f'    {{"check": {dump(m["check"])}, "rtt_us": {dump(m["rtt_us"])}, "rows": [')
-                out.append(",\n".join(f"      {dump(r)}" for r in m["rows"]))
+                kind = "rows" if "rows" in m else "sparse"
+                out.append(f'    {{"check": {dump(m["check"])}, "rtt_us": {dump(m["rtt_us"])}, "{kind}": [')
+                out.append(",\n".join(f"      {dump(r)}" for r in m[kind]))
                 out.append("    ]}" + ("," if i < len(value) - 1 else ""))
             out.append("  ],")
         elif key == "detail":
@@ -77,6 +90,29 @@ def dumps_v2(d: dict[str, Any]) -> str:
     out[-1] = out[-1].rstrip(",")
     out.append("}")
     return "\n".join(line for line in out if line) + "\n"
+
+
+def _dense_rows(raw: Any, n: int, field: str) -> list[str]:
+    rows = [NO_CELL_CHAR * n] * n
+    seen: set[int] = set()
+    for r, entry in enumerate(items(raw, field, n)):
+        at = f"{field}[{r}]"
+        entry = items(entry, at, 3)
+        if len(entry) != 3 or type(entry[0]) is not int or not 0 <= entry[0] < n or entry[0] in seen:
+            raise InvalidReport(at, "must be [row index (once each), [column indexes], characters]")
+        cols = items(entry[1], f"{at}[1]", n)
+        if (set(map(type, cols)) - {int} or (cols and (min(cols) < 0 or max(cols) >= n))
+                or sorted(set(cols)) != cols):
+            raise InvalidReport(f"{at}[1]", f"must be increasing column indexes below {n}")
+        chars = entry[2]
+        if not isinstance(chars, str) or len(chars) != len(cols) or NO_CELL_CHAR in chars:
+            raise InvalidReport(f"{at}[2]", "must be one character per column")
+        row = [NO_CELL_CHAR] * n
+        for j, ch in zip(cols, chars):
+            row[j] = ch
+        rows[entry[0]] = "".join(row)
+        seen.add(entry[0])
+    return rows
 
 
 def cells_from_v2(d: dict, names: list[str], declared: list[str]) -> MatrixStore:
@@ -98,11 +134,15 @@ def cells_from_v2(d: dict, names: list[str], declared: list[str]) -> MatrixStore
     matrices = items(d.get("matrices", []), "matrices", 4096)
     found = []
     for i, m in enumerate(matrices):
-        obj(m, f"matrices[{i}]", ("check", "rows", "rtt_us"))
+        obj(m, f"matrices[{i}]", ("check", "rtt_us"))
+        if "sparse" in m:  # [[row, [columns], "chars"], ...]: expanded to dense rows here
+            m = matrices[i] = {**m, "rows": _dense_rows(m["sparse"], n, f"matrices[{i}].sparse")}
+        obj(m, f"matrices[{i}]", ("rows",))
         found.append(text(m["check"], f"matrices[{i}].check", limit=64))
     if len(set(found)) != len(found):
         raise InvalidReport("matrices", "has a check twice")
-    store = MatrixStore(names, list(dict.fromkeys([*declared, *found])))
+    sparse = any(isinstance(m, dict) and "sparse" in m for m in matrices)
+    store = MatrixStore(names, list(dict.fromkeys([*declared, *found])), sparse=sparse)
     table = bytes.maketrans("".join(to_code).encode(), bytes(to_code.values()))
     for i, m in enumerate(matrices):
         at = f"matrices[{i}]"

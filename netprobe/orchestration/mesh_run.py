@@ -101,7 +101,7 @@ async def run_mesh(
 
     names = [h.name for h in inventory.hosts]
     cells = join_store([(h.name, h.address) for h in inventory.hosts], checks, plan.peers, sent, seen,
-                       {h: m for h, (_, m) in failures.items()})
+                       {h: m for h, (_, m) in failures.items()}, sparse=sample is not None)
     return Result(
         cells=cells,
         hosts=[HostInfo(h.name, h.address, tuple(sorted(h.roles))) for h in inventory.hosts],

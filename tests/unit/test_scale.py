@@ -250,3 +250,20 @@ def test_from_to_and_only_failures_scope_the_view_and_the_verdict(tmp_path, caps
     assert code == 1 and "node-7 -> node-33" in out
     code, _, err = run_cli(["diff", str(path), str(path), "--from", "nodd-7"], capsys)
     assert code == 2 and "'nodd-7' matches no host" in err
+
+
+def test_a_sampled_result_is_written_sparse_and_read_back():
+    full = big_result(50)
+    store = MatrixStore(full.store.hosts, ["bgp"], sparse=True)
+    for i, src in enumerate(store.hosts):
+        for dst in store.hosts[i + 1:i + 4]:
+            store.put(full.store.get("bgp", src, dst))
+    r = Result(cells=store, hosts=full.hosts, checks=full.checks, sample={"k": 3, "run": 7})
+    d = json.loads(r.to_json())
+    assert "sparse" in d["matrices"][0] and "rows" not in d["matrices"][0] and d["sample"] == {"k": 3, "run": 7}
+    back = Result.from_json(r.to_json())
+    assert back.cells == r.cells and back.sample == r.sample and len(back.cells) == 3 * 47 + 2 + 1
+    d["matrices"][0]["sparse"][0][1] = [5, 2, 9]
+    with pytest.raises(ConfigError) as e:
+        Result.from_json(json.dumps(d))
+    assert e.value.field == "matrices[0].sparse[0][1]"
