@@ -52,12 +52,10 @@ class MeshPlan:
 def plan_mesh(inventory: Inventory, checks: Sequence[Check], *, sample: tuple[int, int] | None = None) -> MeshPlan:
     """Per host the peers (with check ids) it must probe, in inventory order; with ``sample``
     (k, run) only that run's k peers of each host (core/sampling.py)."""
-    from netprobe.core.sampling import plan_peers, sample_peers
+    from netprobe.core.sampling import plan_peers
 
     hosts = [(h.name, h.address, frozenset(h.roles)) for h in inventory.hosts]
-    peers, skipped = plan_peers(hosts, checks, Peer)
-    if sample is not None:
-        peers = sample_peers(peers, *sample)
+    peers, skipped = plan_peers(hosts, checks, Peer, sample)
     refs = tuple(HostRef(h.name, h.address, h.roles) for h in inventory.hosts)
     return MeshPlan(tuple(skipped), peers, refs, tuple(checks))
 

@@ -30,9 +30,11 @@ def _wants(check: Check, src_roles: frozenset[str], dst_roles: frozenset[str]) -
     return check.to_role in dst_roles
 
 
-def plan_peers(hosts: Sequence[tuple[str, str, frozenset[str]]], checks: Sequence[Check], peer_type):
+def plan_peers(hosts: Sequence[tuple[str, str, frozenset[str]]], checks: Sequence[Check], peer_type,
+               sample: tuple[int, int] | None = None):
     """({host: (peer_type(name, address, check ids), ...)}, skipped): the same pairs and
-    skipped reasons as ``checks.plan_cells``, hosts in inventory order, peers in inventory order."""
+    skipped reasons as ``checks.plan_cells``, hosts in inventory order, peers in inventory order.
+    With ``sample`` (k, run): each host's k peers of that run, chosen without listing all N^2 pairs."""
     skipped: list[Skipped] = []
     live: list[Check] = []
     for check in checks:
@@ -51,22 +53,46 @@ def plan_peers(hosts: Sequence[tuple[str, str, frozenset[str]]], checks: Sequenc
         live.append(check)
     wanted: dict[tuple[frozenset, frozenset], tuple[str, ...]] = {}
     peer_of: dict[tuple[int, tuple[str, ...]], object] = {}
+    groups: dict[frozenset, list[int]] = {}  # destinations by role set, in inventory order
+    for j, (_name, _address, dst_roles) in enumerate(hosts):
+        groups.setdefault(dst_roles, []).append(j)
+    members_set = {id(m): set(m) for m in groups.values()}
+
+    def peer(j: int, ids: tuple[str, ...]):
+        p = peer_of.get((j, ids))
+        if p is None:
+            p = peer_of[(j, ids)] = peer_type(hosts[j][0], hosts[j][1], ids)
+        return p
+
     out = {}
-    for src, _addr, src_roles in hosts:
-        peers = []
-        for j, (dst, address, dst_roles) in enumerate(hosts):
-            if dst == src:
-                continue
+    for i, (src, _addr, src_roles) in enumerate(hosts):
+        # the peers of src: every host of each role set src wants something from, but src itself
+        parts = []
+        for dst_roles, members in groups.items():
             key = (src_roles, dst_roles)
             ids = wanted.get(key)
             if ids is None:
                 ids = wanted[key] = tuple(c.id for c in live if _wants(c, src_roles, dst_roles))
             if ids:
-                peer = peer_of.get((j, ids))
-                if peer is None:
-                    peer = peer_of[(j, ids)] = peer_type(dst, address, ids)
-                peers.append(peer)
-        out[src] = tuple(peers)
+                parts.append((members, ids))
+        if sample is None:
+            chosen = sorted((j, ids) for members, ids in parts for j in members if j != i)
+        else:
+            # the virtual list of src's peers (group after group), sampled without building it
+            sizes = [len(members) - (i in members_set[id(members)]) for members, _ids in parts]
+            total = sum(sizes)
+            picked = []
+            for index in sample_indices(src, total, sample[0], sample[1]):
+                for (members, ids), size in zip(parts, sizes):
+                    if index < size:
+                        if i in members_set[id(members)]:
+                            at = members.index(i)
+                            index += index >= at
+                        picked.append((members[index], ids))
+                        break
+                    index -= size
+            chosen = sorted(picked)
+        out[src] = tuple(peer(j, ids) for j, ids in chosen)
     return out, skipped
 
 

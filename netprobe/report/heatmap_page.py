@@ -105,6 +105,15 @@ checks: {check_boxes}
   }}
   const root = document.getElementById("heatmaps");
   for (const m of D.matrices) {{
+    if (!m.rows) {{  // a sampled run's matrix comes as [row, [columns], chars]
+      const empty = ".".repeat(N);
+      m.rows = new Array(N).fill(empty);
+      for (const [i, cols, chars] of m.sparse) {{
+        const row = empty.split("");
+        cols.forEach((j, k) => {{ row[j] = chars[k]; }});
+        m.rows[i] = row.join("");
+      }}
+    }}
     const sec = document.createElement("section");
     sec.className = "check"; sec.dataset.check = m.check;
     const h = document.createElement("h2"); h.textContent = m.title; sec.appendChild(h);
@@ -185,7 +194,8 @@ def render_page(result: Result, *, title: str = "netprobe mesh") -> str:
         counts = store.counts(k)
         matrices.append({"check": m["check"], "title": check_title(declared.get(m["check"], {"id": m["check"]})),
                          "summary": ", ".join(f"{v} {r}" for r, v in counts.items() if v),
-                         "rows": m["rows"], "explain": explain.get(m["check"], {})})
+                         **({"rows": m["rows"]} if "rows" in m else {"sparse": m["sparse"]}),
+                         "explain": explain.get(m["check"], {})})
     data = {"hosts": [{"name": h, "roles": roles.get(h, [])} for h in store.hosts], "codes": compact["codes"],
             "matrices": matrices}
     problems = sum(v for k in range(len(store.checks)) for r, v in store.counts(k).items() if str(r) != "allowed")

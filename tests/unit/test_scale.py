@@ -267,3 +267,12 @@ def test_a_sampled_result_is_written_sparse_and_read_back():
     with pytest.raises(ConfigError) as e:
         Result.from_json(json.dumps(d))
     assert e.value.field == "matrices[0].sparse[0][1]"
+
+
+def test_sampled_plans_cover_the_full_plan_within_ceil_m_over_k_runs():
+    full = plan_mesh(INVENTORY, CALICO)
+    got = set()
+    for run in range(runs_to_cover(4, 2)):  # no host here has more than 4 peers
+        plan = plan_mesh(INVENTORY, CALICO, sample=(2, run))
+        got |= {(src, p) for src, peers in plan.peers.items() for p in peers}
+    assert got == {(src, p) for src, peers in full.peers.items() for p in peers}
