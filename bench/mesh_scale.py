@@ -142,11 +142,153 @@ def run_size(n: int, with_nmap: bool) -> dict:
     return out
 
 
+SIM_WINDOW = 0.2  # the shared measurement's setting: --timeout 0.2 --retries 0
+
+
+def _time_v(argv: list[str], stdout=subprocess.DEVNULL) -> dict:
+    """Run argv under /usr/bin/time -v: wall seconds, peak RSS MB, exit code."""
+    t0 = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-v", *argv], stdout=stdout, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    rss = next((int(line.split()[-1]) for line in p.stderr.splitlines() if "Maximum resident" in line), 0)
+    return {"wall_s": round(wall, 2), "rss_mb": round(rss / 1024, 1), "rc": p.returncode,
+            "stderr": "\n".join(line for line in p.stderr.splitlines()[:3] if not line.startswith("\t"))}
+
+
+def run_simulated(n: int, sample: int | None = None, browser: bool = False) -> dict:
+    """The coordinator alone at N hosts: N simulated agents (bench/sim_agents.py, one process, a
+    unix socket each, the real API) answer after the reply window; mesh runs as a user runs it."""
+    import tempfile
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import sim_agents
+
+    netprobe = os.path.join(os.path.dirname(sys.executable), "netprobe")
+    out: dict = {"hosts": n}
+    with tempfile.TemporaryDirectory(prefix="npscale-sim-") as d:
+        token = "sim-token"
+        with open(os.path.join(d, "token"), "w") as f:
+            f.write(token)
+        lines = ["token_file: token", "hosts:"]
+        for i in range(n):
+            roles = ["node"] + (["apiserver", "etcd"] if i == 0 else []) + (["typha"] if i in (1, 2) else [])
+            lines.append(f"  - {{name: {sim_agents.name(i)}, address: {sim_agents.address(i)}, "
+                         f"roles: [{', '.join(roles)}], agent: 'unix:{d}/{sim_agents.name(i)}.sock'}}")
+        inv = os.path.join(d, "inventory.yaml")
+        with open(inv, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        env = {**os.environ, "SIM_PRECOMPUTE": "0" if sample else "1"}  # a sample is small: made live
+        sim = subprocess.Popen([sys.executable, sim_agents.__file__, d, str(n), token], stdout=subprocess.PIPE,
+                               text=True, env=env)
+        try:
+            assert sim.stdout.readline().strip() == "ready"
+            res = os.path.join(d, "out.json")
+            argv = [netprobe, "mesh", "-i", inv, "--timeout", str(SIM_WINDOW), "--retries", "0", "-o", res]
+            if sample:
+                argv += ["--sample", str(sample)]
+            mesh = _time_v(argv)
+            out.update(mesh_wall_s=mesh["wall_s"], overhead_s=round(mesh["wall_s"] - SIM_WINDOW, 2),
+                       mesh_rss_mb=mesh["rss_mb"], mesh_rc=mesh["rc"])
+            out["result_mb"] = round(os.path.getsize(res) / 1e6, 2)
+            render = _time_v([netprobe, "diff", res, res])
+            out.update(diff_s=render["wall_s"], diff_rss_mb=render["rss_mb"])
+            with open(os.path.join(d, "page.html"), "w") as f:
+                page = _time_v([netprobe, "verify", "--result", res, "--baseline", res, "--format", "html"], stdout=f)
+            out.update(html_render_s=page["wall_s"], html_mb=round(os.path.getsize(os.path.join(d, "page.html")) / 1e6, 2))
+            import gzip
+            import shutil as _shutil
+            with open(res, "rb") as src, gzip.open(res + ".gz", "wb", compresslevel=6) as dst:
+                _shutil.copyfileobj(src, dst)
+            out["result_gz_mb"] = round(os.path.getsize(res + ".gz") / 1e6, 2)
+            with open(os.path.join(d, "table.txt"), "w") as f:
+                table = _time_v([netprobe, "mesh", "-i", inv, "--timeout", str(SIM_WINDOW), "--retries", "0",
+                                 *(["--sample", str(sample)] if sample else [])], stdout=f)
+            out.update(table_mesh_wall_s=table["wall_s"])
+            with open(os.path.join(d, "table.txt")) as f:
+                text = f.read()
+            out["table_lines"] = text.count("\n")
+            out["table_widest"] = max(map(len, text.splitlines()), default=0)
+            out["correct"] = check_simulated(res, n, sample)
+            if not sample:
+                out["browser_s"] = browser_time(os.path.join(d, "page.html"))
+            cpu = proc_stat(sim.pid)[0]
+            out["simulator_cpu_s"] = round(cpu, 1)
+        finally:
+            sim.kill()
+            sim.wait()
+    return out
+
+
+def browser_time(page: str) -> float | None:
+    """Seconds for headless Chromium to load and draw the page (None without chromium/selenium)."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        return None
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        return None
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1200"):
+        options.add_argument(arg)
+    os.environ.setdefault("SE_OFFLINE", "true")
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    try:
+        t0 = time.perf_counter()
+        driver.get("file://" + os.path.abspath(page))
+        while not driver.execute_script("return window.netprobeReady || null"):
+            if time.perf_counter() - t0 > 60:
+                return None
+            time.sleep(0.05)
+        return round(time.perf_counter() - t0, 2)
+    finally:
+        driver.quit()
+
+
+def check_simulated(path: str, n: int, sample: int | None) -> bool:
+    """Every planted blocked cell reported blocked at its place, every other cell allowed."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import sim_agents
+
+    from netprobe.config import load_result
+
+    result = load_result(path)
+    store = result.store
+    planted = sim_agents.blocked_cells(n)
+    problems = {c.key: c for c in store.problems()}
+    for key, fate in planted.items():
+        cell = problems.pop(key, None)
+        if cell is None:
+            if sample and store.code(*key) == 0:
+                continue  # not in this run's sample
+            print(f"  planted {key} not reported blocked", flush=True)
+            return False
+        want = "destination-ingress" if fate == "ingress" else "network"
+        if str(cell.where) != want:
+            print(f"  {key}: where {cell.where}, want {want}", flush=True)
+            return False
+    if problems:
+        print(f"  {len(problems)} cells reported not allowed that were: {list(problems)[:3]}", flush=True)
+    return not problems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="4,8,16,32", help="comma-separated lab sizes (2-64)")
     parser.add_argument("--no-nmap", action="store_true", help="skip the nmap comparison")
+    parser.add_argument("--simulated", default=None, metavar="SIZES",
+                        help="measure the coordinator alone against simulated agents, e.g. 100,300,1000 (no root)")
+    parser.add_argument("--sample", type=int, default=None, help="with --simulated: mesh --sample K")
     args = parser.parse_args()
+    if args.simulated:
+        rows = []
+        for n in [int(s) for s in args.simulated.split(",")]:
+            row = run_simulated(n, args.sample)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        return
     sizes = [max(2, min(64, int(s))) for s in args.sizes.split(",")]
     with_nmap = not args.no_nmap and shutil.which("nmap") is not None
     if not with_nmap:

@@ -28,7 +28,14 @@ def read_text(path: str, *, limit: int = MAX_TEXT) -> str:
 
 
 def write_file(path: str, text: str) -> None:
+    """Write ``text``; a path ending in .gz is gzipped."""
     try:
+        if path.endswith(".gz"):
+            import gzip
+
+            with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as f:
+                f.write(text)
+            return
         with open(path, "w") as f:
             f.write(text)
     except OSError as exc:
@@ -40,9 +47,27 @@ def load_inventory(path: str) -> Inventory:
 
 
 def load_result(path: str):
+    """A result file, v1 or v2, plain or gzipped (told by its first bytes, not its name)."""
     from netprobe.core.result import Result
 
-    return Result.from_json(read_text(path, limit=MAX_RESULT), source=path)
+    try:
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from None
+    if not gzipped:
+        return Result.from_json(read_text(path, limit=MAX_RESULT), source=path)
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read(MAX_RESULT + 1)  # bounded: a small bomb stops here
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ConfigError(f"is not a readable gzip file: {exc}", file=path) from None
+    if len(data) > MAX_RESULT:
+        raise ConfigError(f"unpacks to more than {MAX_RESULT:,} bytes", file=path)
+    return Result.from_json(decode_text(data, source=path, limit=MAX_RESULT), source=path)
 
 
 def read_token(token_file: str | None, *, required: bool, env: str = "NETPROBE_TOKEN") -> str | None:

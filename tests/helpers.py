@@ -80,3 +80,12 @@ def rechecksummed(data: bytes, *layers: tuple[type, int]) -> bytes:
     for layer, nth in layers:
         del pkt.getlayer(layer, nth).chksum
     return bytes(pkt)
+
+
+def cells_of(doc: dict) -> list[dict]:
+    """Every cell of a result document (v1 or v2) as v1 cell dicts (check, src, dst, reach, ...)."""
+    from netprobe.core.result import Result
+
+    if "cells" in doc:
+        return doc["cells"]
+    return [c.to_dict() for c in Result.from_dict(doc).cells]

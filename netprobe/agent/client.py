@@ -8,6 +8,7 @@ field), so ``mesh`` handles exactly one exception type per agent. Replies leave 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import ssl
@@ -204,7 +205,8 @@ class AgentClient:
     async def run_probes(self, request: ProbeRequest) -> ProbeReply:
         # the agent answers after its probing: up to timeout x (retries + 1), plus our margin
         budget = request.timeout * (request.retries + 1) + self.timeout
-        reply = await self._reply("POST", "/v1/probes", ProbeReply.from_dict_untrusted, body=request.to_dict(),
+        parse = functools.partial(ProbeReply.from_dict_untrusted, targets=len(request.targets))
+        reply = await self._reply("POST", "/v1/probes", parse, body=request.to_dict(),
                                   timeout=budget)
         _same_run(self.url, "POST /v1/probes", request.run_id, reply.run_id)
         return reply

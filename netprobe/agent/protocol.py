@@ -18,7 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from netprobe.core import fields
 from netprobe.core.checks import CHECKS, PROFILES, ROLES, Check, Direction, Proto
-from netprobe.core.inventory import MAX_CUSTOM_CHECKS, MAX_HOSTS, NAME_RE
+from netprobe.core.compact_wire import PlainObservations, PlainOutcomes, parse_plain_observations, parse_plain_outcomes
+from netprobe.core.inventory import MAX_CUSTOM_CHECKS, MAX_FULL_MESH, NAME_RE
 from netprobe.core.mesh_logic import Peer
 from netprobe.core.fields import InvalidReport
 from netprobe.core.reports import ObservationReport, OutcomeReport
@@ -28,14 +29,15 @@ from netprobe.preflight.model import Item, Report, Status
 
 RUN_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-# Sized from the largest inventory netprobe supports, MAX_HOSTS hosts: an agent probes at most
-# every other host, with every check of a profile plus custom ones (docs/design.md, "Caps").
-MAX_TARGETS = MAX_HOSTS - 1
+# Sized from the largest full mesh netprobe supports, MAX_FULL_MESH hosts (a bigger inventory runs
+# with --sample): an agent probes at most every other host, with every check of a profile plus custom ones (docs/design.md, "Caps").
+MAX_TARGETS = MAX_FULL_MESH - 1
 MAX_CHECKS = len(CHECKS) + MAX_CUSTOM_CHECKS  # 16
 MAX_PROBES = MAX_TARGETS * MAX_CHECKS  # (target, check) pairs in one request: 16,368
 TIMEOUT_RANGE = (0.05, 30.0)
 RETRIES_RANGE = (0, 5)
 VNI_RANGE = (0, (1 << 24) - 1)
+RATE_RANGE = (10, 1_000_000)  # probes/s
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_RETRIES = 1
 DEFAULT_VNI = 1
@@ -93,6 +95,12 @@ def _number(value: Any, lo: float, hi: float, field: str) -> float:
 
 def _integer(value: Any, lo: int, hi: int, field: str) -> int:
     return fields.integer(value, field, hi, lo)
+
+
+def _flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(field, f"must be true or false, got {value!r:.40}")
+    return value
 
 
 def _list(value: Any, limit: int, field: str) -> list:
@@ -181,6 +189,8 @@ class ProbeRequest:
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     vni: int = DEFAULT_VNI
+    rate: int | None = None  # probes/s per source (None: the agent's default, net/prober.py DEFAULT_RATE)
+    compact: bool = False  # reply plain outcomes (and this run's plain observations) as rows: core/compact_wire.py
 
     def check_map(self) -> dict[str, Check]:
         return {c.id: c for c in self.checks}
@@ -193,6 +203,8 @@ class ProbeRequest:
             "timeout": self.timeout,
             "retries": self.retries,
             "vni": self.vni,
+            **({"compact": True} if self.compact else {}),
+            **({"rate": self.rate} if self.rate is not None else {}),  # absent = the full form an older agent knows
         }
 
     @classmethod
@@ -200,7 +212,7 @@ class ProbeRequest:
         """Validate a decoded JSON body strictly; raises ``InvalidRequest`` (a ValueError)."""
         if not isinstance(data, dict):
             raise InvalidRequest("request", "must be a JSON object")
-        _check_keys(data, {"run_id", "targets", "checks", "timeout", "retries", "vni"},
+        _check_keys(data, {"run_id", "targets", "checks", "timeout", "retries", "vni", "compact", "rate"},
                     {"run_id", "targets", "checks"}, "")
         run_id = check_run_id(data["run_id"])
         checks: dict[str, Check] = {}
@@ -235,6 +247,8 @@ class ProbeRequest:
             timeout=_number(data.get("timeout", DEFAULT_TIMEOUT), *TIMEOUT_RANGE, "timeout"),
             retries=_integer(data.get("retries", DEFAULT_RETRIES), *RETRIES_RANGE, "retries"),
             vni=_integer(data.get("vni", DEFAULT_VNI), *VNI_RANGE, "vni"),
+            compact=_flag(data.get("compact", False), "compact"),
+            rate=None if data.get("rate") is None else _integer(data["rate"], *RATE_RANGE, "rate"),
         )
 
 
@@ -366,13 +380,18 @@ class ProbeReply:
     host: str
     outcomes: tuple[OutcomeReport, ...]
     stats: Stats
+    plain: tuple[PlainOutcomes, ...] = ()  # the compact rows (core/compact_wire.py), when asked for
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "host": self.host, "outcomes": [o.to_dict() for o in self.outcomes],
                 "stats": self.stats.to_dict()}
 
+    def plain_count(self) -> int:
+        return sum(len(p) for p in self.plain)
+
     @classmethod
-    def from_dict_untrusted(cls, raw: Any, field: str = "reply") -> ProbeReply:
+    def from_dict_untrusted(cls, raw: Any, field: str = "reply", targets: int = 0) -> ProbeReply:
+        """``targets``: how many the request named (the compact rows index them)."""
         d = fields.obj(raw, field, ("run_id", "host", "outcomes", "stats"))
         outcomes = fields.items(d["outcomes"], f"{field}.outcomes", MAX_REPORTS)
         return cls(
@@ -381,6 +400,7 @@ class ProbeReply:
             outcomes=tuple(OutcomeReport.from_dict_untrusted(o, f"{field}.outcomes[{i}]")
                            for i, o in enumerate(outcomes)),
             stats=Stats.from_dict_untrusted(d["stats"], f"{field}.stats"),
+            plain=parse_plain_outcomes(d.get("plain", []), f"{field}.plain", MAX_REPORTS, targets),
         )
 
 
@@ -392,6 +412,7 @@ class ObservationsReply:
     host: str
     observations: tuple[ObservationReport, ...]
     stats: Stats
+    plain: PlainObservations = dataclasses.field(default_factory=PlainObservations)  # core/compact_wire.py
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "host": self.host,
@@ -407,6 +428,8 @@ class ObservationsReply:
             observations=tuple(ObservationReport.from_dict_untrusted(o, f"{field}.observations[{i}]")
                                for i, o in enumerate(observations)),
             stats=Stats.from_dict_untrusted(d["stats"], f"{field}.stats"),
+            plain=(PlainObservations() if d.get("plain") is None
+                   else parse_plain_observations(d["plain"], f"{field}.plain", MAX_REPORTS)),
         )
 
 

@@ -17,6 +17,7 @@ import trio
 from netprobe.agent.protocol import MAX_PROBES, MAX_TARGETS, ProbeRequest, Refused
 from netprobe.core import bpf, templates
 from netprobe.core.budget import NotAllowed, OverBudget, ProbeBudget
+from netprobe.core.compact_wire import compact_observations, compact_outcomes
 from netprobe.core.keys import probe_key
 from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.responder import ResponderCore
@@ -66,6 +67,7 @@ class Responder:
         self.core = ResponderCore(self.key, is_own_address=OwnAddresses().is_own)
         self.started_at = time.monotonic()
         self._runs: OrderedDict[str, float] = OrderedDict()
+        self._compact_runs: set[str] = set()  # runs whose probe request asked for the compact form
         self._probe_lock = trio.Lock()
         self._sender: socket.socket | None = None
         self._captures = CaptureSet([])
@@ -112,7 +114,7 @@ class Responder:
         self._runs[run_id] = trio.current_time() - RUN_LOOKBACK
         self._runs.move_to_end(run_id)
         while len(self._runs) > RUN_MEMORY:
-            self._runs.popitem(last=False)
+            self._compact_runs.discard(self._runs.popitem(last=False)[0])
 
     async def run_probes(self, request: ProbeRequest) -> dict:
         """Probe the requested targets from this host (one session per source address)."""
@@ -151,8 +153,9 @@ class Responder:
         results: list = []
 
         async def one(source, targets):
+            pace = {} if request.rate is None else {"rate": request.rate}
             results.append(await probe_targets(source, targets, key=self.key, window=request.timeout,
-                                               retries=request.retries, vni=request.vni))
+                                               retries=request.retries, vni=request.vni, **pace))
 
         async with trio.open_nursery() as nursery:
             for source, targets in by_source.items():
@@ -162,11 +165,19 @@ class Responder:
             for k in stats:
                 stats[k] += st.get(k, 0)
         stats["seconds"] = round(trio.current_time() - began, 4)
+        if request.compact:  # plain outcomes as rows, and this run's observations too (core/compact_wire.py)
+            self._compact_runs.add(request.run_id)
+            outcomes, plain = compact_outcomes(outcomes, [t.name for t in request.targets])
+            return {"run_id": request.run_id, "host": self.name, "outcomes": outcomes, "plain": plain, "stats": stats}
         return {"run_id": request.run_id, "host": self.name, "outcomes": outcomes, "stats": stats}
 
     async def observations(self, run_id: str) -> dict:
         since = self._runs.get(run_id, trio.current_time() - UNKNOWN_RUN_WINDOW)
-        return {"run_id": run_id, "host": self.name, "observations": self.core.observations(since),
+        observations = self.core.observations(since)
+        extra = {}
+        if run_id in self._compact_runs:
+            observations, extra["plain"] = compact_observations(observations)
+        return {"run_id": run_id, "host": self.name, "observations": observations, **extra,
                 "stats": {**self.core.stats, "echo_send_errors": self.echo_send_errors,
                           "kernel_drops": self.kernel_drops()}}
 

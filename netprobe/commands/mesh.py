@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
-FORMATS = ["table", "json", "junit", "markdown"]
+from netprobe.commands.selection import Scope, selection_options
+
+FORMATS = ["table", "json", "junit", "markdown", "html"]
 
 
-def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output):
+def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output, sample=None, rate=None):
     """Run the mesh over a loaded inventory with a progress bar on stderr, save JSON if asked."""
     import sys
     import time
@@ -23,7 +25,7 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
 
     async def go(progress):
         return await run_mesh(inventory, selected, token=token, timeout=timeout, retries=retries,
-                              profile=None if checks else profile, progress=progress)
+                              profile=None if checks else profile, progress=progress, sample=sample, rate=rate)
 
     from netprobe.commands.ui import console, current, detail
 
@@ -46,8 +48,31 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
     detail(f"mesh: {len(result.cells)} cells, {len(inventory.hosts)} agents, {len(result.errors)} errors "
            f"in {time.monotonic() - started:.2f} s")
     if output:
-        write_file(output, result.to_json())
+        write_file(output, result.to_json())  # OUTPUT.gz is gzipped
     return inventory, result
+
+
+def _sample_option(f):
+    f = click.option("--rate", type=click.IntRange(10, 1_000_000), default=None, metavar="PPS",
+                     help="Probes per second each agent sends (default: the agent's, 20000), so a burst to "
+                          "thousands of peers does not overflow queues.")(f)
+    f = click.option("--sample-run", type=click.IntRange(0), default=None, metavar="N",
+                     help="Run counter for --sample (default: minutes since 1970, so repeated runs rotate); "
+                          "every pair is probed within ceil(peers/K) consecutive counters.")(f)
+    f = click.option("--sample", type=click.IntRange(1), default=None, metavar="K",
+                     help="Each host probes only K of its peers this run (for repeated runs at scale); "
+                          "the result marks which cells were sampled.")(f)
+    return f
+
+
+def sample_arg(sample, sample_run):
+    if sample is None:
+        return None
+    if sample_run is None:
+        import time
+
+        sample_run = int(time.time() // 60)
+    return (sample, sample_run)
 
 
 def _common_options(f):
@@ -71,8 +96,11 @@ def _common_options(f):
 @_common_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Also save the result JSON here (for `verify --baseline` and `diff`).")
-def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, output):
+              help="Also save the result JSON here (for `verify --baseline` and `diff`); NAME.gz is gzipped.")
+@_sample_option
+@selection_options
+def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, output, rate, sample, sample_run,
+         from_hosts, to_hosts, only_failures):
     """Make every host pair probe each other through the agents and print one reachability
     matrix per check: allowed, or blocked and where it died (S source-egress, N network,
     D destination-ingress, R return-path).
@@ -86,9 +114,10 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
     from netprobe.core.exitcode import mesh_exit_code
 
     _inventory, result = execute_mesh(load_inventory(inventory_path), profile, checks, timeout, retries, token_file,
-                                      output)
-    emit_result(result, fmt)
-    return mesh_exit_code(result)
+                                      output, sample_arg(sample, sample_run), rate)
+    shown = Scope(from_hosts, to_hosts, only_failures).result(result)
+    emit_result(shown, fmt)
+    return mesh_exit_code(shown)
 
 
 def _fail_on_option(f):
@@ -111,8 +140,9 @@ def _fail_on_option(f):
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @_fail_on_option
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Save the new result JSON here.")
+@selection_options
 def verify(inventory_path, expect_path, baseline_path, result_path, profile, checks, timeout, retries, token_file,
-           fmt, fail_on, output):
+           fmt, fail_on, output, from_hosts, to_hosts, only_failures):
     """Prove a firewall change: compare a run (made now, or --result) against an expectation
     (--expect) or a run saved before the change (--baseline). Every format lists the same
     findings, each with what was expected (or was) and what was got; against a baseline,
@@ -168,14 +198,17 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
     if expectation is not None:
         from netprobe.core.expect import compare
 
-        judgement = verdicts.from_mismatches(compare(expectation, result), partial=bool(result.errors))
+        scope = Scope(from_hosts, to_hosts, only_failures)
+        judgement = verdicts.from_mismatches(scope.keep(result, compare(expectation, result)),
+                                             partial=bool(result.errors))
     else:
         from netprobe.core.result import diff as diff_results
 
-        judgement = verdicts.from_changes(diff_results(baseline, result), mode="baseline",
+        scope = Scope(from_hosts, to_hosts, only_failures)
+        judgement = verdicts.from_changes(scope.keep(result, diff_results(baseline, result)), mode="baseline",
                                           fail_on=fail_on or "regressions",
                                           partial=bool(result.errors or baseline.errors))
-    emit_result(result, fmt, judgement=judgement)
+    emit_result(scope.result(result), fmt, judgement=judgement)
     return judgement.exit_code
 
 
@@ -184,7 +217,8 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
 @click.argument("new", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @_fail_on_option
-def diff(old, new, fmt, fail_on):
+@selection_options
+def diff(old, new, fmt, fail_on, from_hosts, to_hosts, only_failures):
     """Show the cells whose reach (or where) changed between two saved results: regressions
     (proven before, worse or gone now), fixes (allowed now) and other changes, each with
     what it was and what it is.
@@ -200,8 +234,8 @@ def diff(old, new, fmt, fail_on):
     from netprobe.report import render_diff
 
     old_result, new_result = load_result(old), load_result(new)
-    judgement = verdicts.from_changes(diff_results(old_result, new_result), mode="diff",
-                                      fail_on=fail_on or "regressions",
+    changes = Scope(from_hosts, to_hosts, only_failures).keep(new_result, diff_results(old_result, new_result))
+    judgement = verdicts.from_changes(changes, mode="diff", fail_on=fail_on or "regressions",
                                       partial=bool(old_result.errors or new_result.errors))
     emit_text(render_diff(judgement, old_result, new_result, fmt))
     return judgement.exit_code

@@ -15,9 +15,10 @@ def emit_result(result, fmt: str, mismatches=None, judgement=None) -> None:
     from netprobe.commands.ui import current
 
     tty = sys.stdout.isatty()
-    width = shutil.get_terminal_size((110, 24)).columns if tty else 110
+    # a matrix must fit the terminal (piped: 100 columns, or $COLUMNS); piped lines are never wrapped
+    width = shutil.get_terminal_size((100, 24)).columns
     color = current().use_color(sys.stdout)
-    text = render(result, fmt, mismatches=mismatches, judgement=judgement, color=color, width=width)
+    text = render(result, fmt, mismatches=mismatches, judgement=judgement, color=color, width=width, wrap=tty)
     click.echo(text, nl=not text.endswith("\n"), color=color)  # click strips escapes from a pipe otherwise
 
 

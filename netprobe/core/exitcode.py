@@ -28,7 +28,8 @@ def exit_code(*, partial: bool, failed: bool) -> int:
 
 def mesh_exit_code(result: Result) -> int:
     """A mesh fails unless every cell is proven allowed."""
-    return exit_code(partial=bool(result.errors), failed=any(c.reach is not Reach.ALLOWED for c in result.cells))
+    return exit_code(partial=bool(result.errors), failed=(any(c.reach is not Reach.ALLOWED for c in result.cells) if isinstance(result.cells, list)
+                                                else next(iter(result.store.problems()), None) is not None))
 
 
 def compared_exit_code(results: Iterable[Result], differences: int) -> int:

@@ -9,6 +9,7 @@ the run partial.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,27 +29,35 @@ class Peer:
     checks: tuple[str, ...]
 
     def to_dict(self) -> dict:
+        return self._dict  # built once: one Peer is shared by every host that probes it (core/sampling.py)
+
+    @functools.cached_property
+    def _dict(self) -> dict:
         return {"name": self.name, "address": self.address, "checks": list(self.checks)}
 
 
 @dataclass(frozen=True)
 class MeshPlan:
-    cells: tuple[PlannedCell, ...]
     skipped: tuple[Skipped, ...]
     peers: Mapping[str, tuple[Peer, ...]]  # every host, in inventory order -> whom it probes (maybe nobody)
+    refs: tuple[HostRef, ...] = ()
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def cells(self) -> tuple[PlannedCell, ...]:
+        """Every planned cell as an object: for small meshes and tests (``peers`` is what runs use)."""
+        return tuple(plan_cells(self.refs, self.checks)[0])
 
 
-def plan_mesh(inventory: Inventory, checks: Sequence[Check]) -> MeshPlan:
-    """Every cell the checks require, and per host the peers (with check ids) it must probe."""
-    refs = [HostRef(h.name, h.address, h.roles) for h in inventory.hosts]
-    cells, skipped = plan_cells(refs, checks)
-    address = {h.name: h.address for h in inventory.hosts}  # once, not a scan per cell
-    wanted: dict[str, dict[str, list[str]]] = {h.name: {} for h in inventory.hosts}
-    for cell in cells:
-        wanted[cell.src.name].setdefault(cell.dst.name, []).append(cell.check.id)
-    peers = {src: tuple(Peer(dst, address[dst], tuple(ids)) for dst, ids in dsts.items())
-             for src, dsts in wanted.items()}
-    return MeshPlan(tuple(cells), tuple(skipped), peers)
+def plan_mesh(inventory: Inventory, checks: Sequence[Check], *, sample: tuple[int, int] | None = None) -> MeshPlan:
+    """Per host the peers (with check ids) it must probe, in inventory order; with ``sample``
+    (k, run) only that run's k peers of each host (core/sampling.py)."""
+    from netprobe.core.sampling import plan_peers
+
+    hosts = [(h.name, h.address, frozenset(h.roles)) for h in inventory.hosts]
+    peers, skipped = plan_peers(hosts, checks, Peer, sample)
+    refs = tuple(HostRef(h.name, h.address, h.roles) for h in inventory.hosts)
+    return MeshPlan(tuple(skipped), peers, refs, tuple(checks))
 
 
 def join_cells(cells: Sequence[PlannedCell], sent: Mapping[str, Sequence[OutcomeReport]],

@@ -1,5 +1,6 @@
-"""The result model and its JSON form (``netprobe.result/v1``, docs/design.md "Result JSON"),
-plus diff.
+"""The result model and its JSON form (``netprobe.result/v2``, docs/design.md "Result JSON"; v1
+is still read), plus diff. A result's cells are a list or a compact ``MatrixStore``; ``store``
+gives the store either way.
 
 Pure: ``Result.to_json``/``from_json`` work on strings; reading and writing files is the caller's.
 Reading is strict (a result file may come from anywhere): every field is checked, and a bad one
@@ -9,186 +10,24 @@ netprobe reads a newer one's results.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Sequence
 from typing import Any
 
-from netprobe.core.fields import InvalidReport, choice, flag, integer, items, number, obj, text
+from netprobe.core.cells import MAX_CELLS, Cell, Evidence, HostInfo, Icmp, Reach, ReplyKind, Verdict, Where
+from netprobe.core.fields import InvalidReport, integer, items, obj, text
+from netprobe.core.matrix_store import MatrixStore, same_state
+from netprobe.core.result_v2 import SCHEMA, cells_from_v2, cells_to_v2, dumps_v2
 from netprobe.core.untrusted import load_json
 from netprobe.errors import ConfigError
 
-SCHEMA = "netprobe.result/v2"
-# v2 added the derived summary (``status``, ``counts``, as preflight JSON has); v1 files still read.
-READ_SCHEMAS = ("netprobe.result/v1", SCHEMA)
-
-
-class Reach(StrEnum):
-    ALLOWED = "allowed"
-    BLOCKED = "blocked"
-    UNKNOWN = "unknown"
-
-
-class Where(StrEnum):
-    SOURCE_EGRESS = "source-egress"
-    NETWORK = "network"
-    DESTINATION_INGRESS = "destination-ingress"
-    RETURN_PATH = "return-path"
-
-
-class Verdict(StrEnum):
-    """What the sender saw, in nmap's words (``answered``: the responder echoed our probe)."""
-
-    OPEN = "open"
-    CLOSED = "closed"
-    FILTERED = "filtered"
-    REJECTED = "rejected"
-    ANSWERED = "answered"
-    ERROR = "error"
-
-
-class ReplyKind(StrEnum):
-    SYN_ACK = "syn-ack"
-    RST = "rst"
-    ICMP = "icmp"
-    ECHO = "echo"
-
-
-@dataclass(frozen=True)
-class Icmp:
-    type: int
-    code: int
-    sender: str  # who sent the ICMP error (the target, or a router/firewall on the way)
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "code": self.code, "from": self.sender}
-
-    @classmethod
-    def from_dict(cls, d: Any, field: str = "icmp") -> Icmp:
-        obj(d, field, ("type", "code", "from"))
-        return cls(type=integer(d["type"], f"{field}.type", 255), code=integer(d["code"], f"{field}.code", 255),
-                   sender=text(d["from"], f"{field}.from", limit=64))
-
-
-MAX_CELLS = 100_000_000  # any list of a result file
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """Everything both ends saw of one probe (with its retries).
-
-    Sender side: ``sent`` (False when this host's own firewall refused the send: EPERM),
-    ``reply`` kind and ``icmp`` details, whether the reply ``reply_arrived`` at the sender's tap
-    and was ``reply_accepted`` by its INPUT. Responder side (None = no responder evidence):
-    ``arrived`` (tap, before netfilter), ``accepted`` (raw socket, after INPUT), ``answered``
-    (the tap saw the destination's SYN-ACK/RST/ICMP/echo leave).
-    """
-
-    sent: bool = True
-    reply: ReplyKind | None = None
-    icmp: Icmp | None = None
-    reply_arrived: bool = False
-    reply_accepted: bool = False
-    arrived: bool | None = None
-    accepted: bool | None = None
-    answered: bool | None = None
-    attempts: int = 1
-    send_error: str | None = None
-
-    @property
-    def has_responder(self) -> bool:
-        return self.arrived is not None
-
-    def to_dict(self) -> dict:
-        return {
-            "sent": self.sent,
-            "arrived": self.arrived,
-            "accepted": self.accepted,
-            "answered": self.answered,
-            "reply": None if self.reply is None else str(self.reply),
-            "icmp": None if self.icmp is None else self.icmp.to_dict(),
-            "reply_arrived": self.reply_arrived,
-            "reply_accepted": self.reply_accepted,
-            "attempts": self.attempts,
-            "send_error": self.send_error,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any, field: str = "evidence") -> Evidence:
-        """Strict: wrong types and out-of-range numbers raise ``InvalidReport``; unknown keys are
-        ignored (a newer netprobe may add some)."""
-        obj(d, field)
-        at = f"{field}."
-        icmp = d.get("icmp")
-        return cls(
-            sent=flag(d.get("sent", True), at + "sent"),
-            reply=None if d.get("reply") is None else choice(ReplyKind, d["reply"], at + "reply"),
-            icmp=None if icmp is None else Icmp.from_dict(icmp, at + "icmp"),
-            reply_arrived=flag(d.get("reply_arrived", False), at + "reply_arrived"),
-            reply_accepted=flag(d.get("reply_accepted", False), at + "reply_accepted"),
-            arrived=flag(d.get("arrived"), at + "arrived", optional=True),
-            accepted=flag(d.get("accepted"), at + "accepted", optional=True),
-            answered=flag(d.get("answered"), at + "answered", optional=True),
-            attempts=integer(d.get("attempts", 1), at + "attempts", 1000),
-            send_error=text(d.get("send_error"), at + "send_error", optional=True),
-        )
-
-
-@dataclass(frozen=True)
-class Cell:
-    check: str
-    src: str
-    dst: str
-    reach: Reach
-    where: Where | None
-    verdict: Verdict
-    rtt_ms: float | None = None
-    evidence: Evidence = field(default_factory=Evidence)
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.check, self.src, self.dst)
-
-    def to_dict(self) -> dict:
-        return {
-            "check": self.check,
-            "src": self.src,
-            "dst": self.dst,
-            "reach": str(self.reach),
-            "where": None if self.where is None else str(self.where),
-            "verdict": str(self.verdict),
-            "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
-            "evidence": self.evidence.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any, field: str = "cell") -> Cell:
-        """Strict, like ``Evidence.from_dict``; ``field`` prefixes the path in errors."""
-        obj(d, field, ("check", "src", "dst", "reach", "verdict"))
-        at = f"{field}."
-        evidence = d.get("evidence")
-        return cls(
-            check=text(d["check"], at + "check", limit=64),
-            src=text(d["src"], at + "src", limit=255),
-            dst=text(d["dst"], at + "dst", limit=255),
-            reach=choice(Reach, d["reach"], at + "reach"),
-            where=None if d.get("where") is None else choice(Where, d["where"], at + "where"),
-            verdict=choice(Verdict, d["verdict"], at + "verdict"),
-            rtt_ms=number(d.get("rtt_ms"), at + "rtt_ms", optional=True),
-            evidence=Evidence() if evidence is None else Evidence.from_dict(evidence, at + "evidence"),
-        )
-
-
-@dataclass(frozen=True)
-class HostInfo:
-    name: str
-    address: str
-    roles: tuple[str, ...]
+SCHEMA_V1 = "netprobe.result/v1"
+SCHEMAS = (SCHEMA, SCHEMA_V1)
 
 
 @dataclass
 class Result:
-    cells: list[Cell]
+    cells: Sequence[Cell]  # a list, or a compact ``MatrixStore`` (core/matrix_store.py)
     hosts: list[HostInfo] = field(default_factory=list)
     checks: list[dict] = field(default_factory=list)  # Check.to_dict() of each check run
     profile: str | None = None
@@ -197,32 +36,67 @@ class Result:
     errors: list[dict] = field(default_factory=list)  # {"host": ..., "message": ...}
     skipped: list[dict] = field(default_factory=list)  # {"check": ..., "reason": ...}
     netprobe_version: str = ""
+    sample: dict | None = None  # {"k": peers per host, "run": counter} when only a sample was probed
+
+    @property
+    def store(self):
+        """The cells as a ``MatrixStore`` (built once from a list, and again if the list changes)."""
+        if isinstance(self.cells, MatrixStore):
+            return self.cells
+        cached = self.__dict__.get("_store")
+        if cached is None or cached[0] is not self.cells or cached[1] != len(self.cells):
+            store = MatrixStore.from_cells(self.cells, [h.name for h in self.hosts],
+                                           [c["id"] for c in self.checks if isinstance(c.get("id"), str)])
+            cached = (self.cells, len(self.cells), store)
+            self.__dict__["_store"] = cached
+        return cached[2]
 
     def cell(self, check: str, src: str, dst: str) -> Cell | None:
-        for c in self.cells:
-            if c.key == (check, src, dst):
-                return c
-        return None
+        return self.store.get(check, src, dst)
 
     def counts(self) -> dict[str, int]:
-        """Cells by reach, plus skipped checks and errors: the summary a machine reads first."""
+        """Cells by reach, plus skipped checks and errors: the summary a machine reads first (from
+        the store's per-check counts: no cell is materialised)."""
+        store = self.store
         out = {str(r): 0 for r in Reach}
-        for c in self.cells:
-            out[str(c.reach)] += 1
-        return {"cells": len(self.cells), **out, "skipped": len(self.skipped), "errors": len(self.errors)}
+        for k in range(len(store.checks)):
+            for reach, n in store.counts(k).items():
+                out[str(reach)] += n
+        return {"cells": sum(out.values()), **out, "skipped": len(self.skipped), "errors": len(self.errors)}
 
     @property
     def status(self) -> str:
         """By the one exit rule: partial (errors), else fail (a blocked or unknown cell), else ok."""
         if self.errors:
             return "partial"
-        return "fail" if any(c.reach is not Reach.ALLOWED for c in self.cells) else "ok"
+        counts = self.counts()
+        return "fail" if counts["blocked"] or counts["unknown"] else "ok"
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``netprobe.result/v2`` form (docs/design.md "Result JSON")."""
+        hosts = {h.name: h for h in self.hosts}
+        store = self.store
         return {
             "schema": SCHEMA,
             "status": self.status,
             "counts": self.counts(),
+            "netprobe_version": self.netprobe_version,
+            "started": self.started,
+            "finished": self.finished,
+            "profile": self.profile,
+            "sample": self.sample,
+            "hosts": [{"name": name, "address": hosts[name].address if name in hosts else "",
+                       "roles": list(hosts[name].roles) if name in hosts else []} for name in store.hosts],
+            "checks": self.checks,
+            "skipped": self.skipped,
+            "errors": self.errors,
+            **cells_to_v2(store),
+        }
+
+    def to_dict_v1(self) -> dict[str, Any]:
+        """The ``netprobe.result/v1`` form: every cell with its evidence (small meshes, old readers)."""
+        return {
+            "schema": SCHEMA_V1,
             "netprobe_version": self.netprobe_version,
             "started": self.started,
             "finished": self.finished,
@@ -232,22 +106,32 @@ class Result:
             "cells": [c.to_dict() for c in self.cells],
             "skipped": self.skipped,
             "errors": self.errors,
+            **({"sample": self.sample} if self.sample else {}),
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+        return dumps_v2(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: Any, *, source: str = "result") -> Result:
         """Strict: any malformed field is one ConfigError naming the file and the field path."""
         if not isinstance(d, dict):
             raise ConfigError("not a JSON object", file=source)
-        if d.get("schema") not in READ_SCHEMAS:
-            raise ConfigError(f"expected {SCHEMA!r} (or v1), got {d.get('schema')!r}", file=source, field="schema")
+        if d.get("schema") not in SCHEMAS:
+            raise ConfigError(f"expected {SCHEMA!r} (or {SCHEMA_V1!r}), got {d.get('schema')!r}", file=source,
+                              field="schema")
         try:
+            if d["schema"] == SCHEMA:
+                header = _header(d)
+                checks = [c["id"] for c in header["checks"] if isinstance(c.get("id"), str)]
+                return cls(cells=cells_from_v2(d, [h.name for h in header["hosts"]], checks), **header)
             return cls._from_checked_dict(d)
         except InvalidReport as exc:
             raise ConfigError(exc.message, file=source, field=exc.field) from None
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "result") -> Result:
+        return cls.from_dict(load_json(text, source=source), source=source)
 
     @classmethod
     def _from_checked_dict(cls, d: dict) -> Result:
@@ -256,16 +140,24 @@ class Result:
         if d.get("counts") is not None:
             obj(d["counts"], "counts")
         cells = [Cell.from_dict(c, f"cells[{i}]") for i, c in enumerate(items(d.get("cells", []), "cells", MAX_CELLS))]
-        hosts = []
-        for i, h in enumerate(items(d.get("hosts", []), "hosts", MAX_CELLS)):
-            at = f"hosts[{i}]"
-            obj(h, at, ("name",))
-            roles = [text(r, f"{at}.roles[{j}]", limit=64) for j, r in enumerate(items(h.get("roles", []), f"{at}.roles", 64))]
-            hosts.append(HostInfo(text(h["name"], f"{at}.name", limit=255),
-                                  text(h.get("address", ""), f"{at}.address", limit=64), tuple(roles)))
-        return cls(
-            cells=cells,
-            hosts=hosts,
+        return cls(cells=cells, **_header(d))
+
+
+def _hosts(d: dict) -> list[HostInfo]:
+    hosts = []
+    for i, h in enumerate(items(d.get("hosts", []), "hosts", MAX_CELLS)):
+        at = f"hosts[{i}]"
+        obj(h, at, ("name",))
+        roles = [text(r, f"{at}.roles[{j}]", limit=64) for j, r in enumerate(items(h.get("roles", []), f"{at}.roles", 64))]
+        hosts.append(HostInfo(text(h["name"], f"{at}.name", limit=255),
+                              text(h.get("address", ""), f"{at}.address", limit=64), tuple(roles)))
+    return hosts
+
+
+def _header(d: dict) -> dict:
+    """Every field of a result but its cells, checked (v1 and v2 share them)."""
+    return dict(
+            hosts=_hosts(d),
             checks=_objects(d.get("checks", []), "checks"),
             profile=text(d.get("profile"), "profile", optional=True, limit=64),
             started=text(d.get("started"), "started", optional=True, limit=64),
@@ -273,11 +165,13 @@ class Result:
             errors=_string_objects(d.get("errors", []), "errors"),
             skipped=_string_objects(d.get("skipped", []), "skipped"),
             netprobe_version=text(d.get("netprobe_version", ""), "netprobe_version", limit=64),
+            sample=None if d.get("sample") is None else _sample(d["sample"]),
         )
 
-    @classmethod
-    def from_json(cls, text: str, *, source: str = "result") -> Result:
-        return cls.from_dict(load_json(text, source=source), source=source)
+
+def _sample(raw: Any) -> dict:
+    obj(raw, "sample", ("k", "run"))
+    return {"k": integer(raw["k"], "sample.k", 1 << 20), "run": integer(raw["run"], "sample.run", 1 << 62)}
 
 
 def _objects(value: Any, field: str) -> list[dict]:
@@ -307,6 +201,15 @@ class Change:
 
 def diff(old: Result, new: Result) -> list[Change]:
     """Cells whose reach or where changed, appeared or disappeared, in a stable order."""
+    a_store, b_store = old.store, new.store
+    if a_store.hosts == b_store.hosts and a_store.checks == b_store.checks:
+        changes = []
+        for k in range(len(a_store.checks)):
+            for pos in same_state(a_store.codes[k], b_store.codes[k]):
+                a, b = a_store.cell_at(k, pos), b_store.cell_at(k, pos)
+                key = (a or b).key  # type: ignore[union-attr]
+                changes.append(Change(*key, old=a, new=b))
+        return sorted(changes, key=lambda c: (c.check, c.src, c.dst))
     old_cells = {c.key: c for c in old.cells}
     new_cells = {c.key: c for c in new.cells}
     changes = []
@@ -319,6 +222,6 @@ def diff(old: Result, new: Result) -> list[Change]:
 
 
 __all__ = [
-    "SCHEMA", "READ_SCHEMAS", "Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo",
+    "SCHEMA", "SCHEMAS", "Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo",
     "Result", "Change", "diff",
 ]

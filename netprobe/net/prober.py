@@ -20,6 +20,8 @@ from netprobe.net import sockets
 from netprobe.net.capture import CaptureSet, open_captures
 
 SEND_BATCH = 256  # sends between checkpoints, so the capture tasks keep draining
+DEFAULT_RATE = 20_000  # probes/s per source when the request names none: 1,000 peers x 5 checks in 0.25 s
+PACE_BATCH = 32  # paced in bursts of this many (a sleep per probe would cost more than the probe)
 
 
 @dataclass
@@ -58,9 +60,17 @@ def open_probe_io(key: bytes) -> ProbeIO:
     )
 
 
-async def _send_all(prober: Prober, io: ProbeIO, sends) -> None:
+async def _send_all(prober: Prober, io: ProbeIO, sends, rate: float | None = None) -> None:
+    """Send, at most ``rate`` probes/s (None: as fast as the socket takes them); each probe's
+    window counts from its own send, so pacing never shortens a window."""
     send, send_done = io.send, prober.send_done
+    start = trio.current_time()
     for i, cmd in enumerate(sends):
+        if rate and i and i % PACE_BATCH == 0:
+            due = start + i / rate
+            now = trio.current_time()
+            if due > now:
+                await trio.sleep(due - now)
         while True:
             err = send(cmd.data, cmd.address)
             if err in (errno.EAGAIN, errno.ENOBUFS):
@@ -75,7 +85,8 @@ async def _send_all(prober: Prober, io: ProbeIO, sends) -> None:
             await trio.lowlevel.checkpoint()
 
 
-async def run_prober(prober: Prober, io: ProbeIO, *, wall_clock: Callable[[], int] = time.time_ns) -> list[Outcome]:
+async def run_prober(prober: Prober, io: ProbeIO, *, wall_clock: Callable[[], int] = time.time_ns,
+                     rate: float | None = None) -> list[Outcome]:
     """Run every probe of ``prober`` to completion over ``io``; returns the sender outcomes.
 
     Wakes at the prober's next deadline, or as soon as a capture task sees the last probe
@@ -93,7 +104,7 @@ async def run_prober(prober: Prober, io: ProbeIO, *, wall_clock: Callable[[], in
     async with trio.open_nursery() as nursery:
         nursery.start_soon(io.captures.drain_all, on_packet, after_batch)
         await trio.lowlevel.checkpoint()
-        await _send_all(prober, io, prober.start(trio.current_time(), wall_clock()))
+        await _send_all(prober, io, prober.start(trio.current_time(), wall_clock()), rate)
         while not prober.finished:
             deadline = prober.deadline
             if deadline is None:
@@ -103,7 +114,7 @@ async def run_prober(prober: Prober, io: ProbeIO, *, wall_clock: Callable[[], in
                 await finished.wait()
             if prober.finished:
                 break
-            await _send_all(prober, io, prober.tick(trio.current_time(), wall_clock()))
+            await _send_all(prober, io, prober.tick(trio.current_time(), wall_clock()), rate)
         nursery.cancel_scope.cancel()
     return prober.outcomes()
 
@@ -121,6 +132,7 @@ async def probe_targets(
     retries: int,
     vni: int = 1,
     io=None,
+    rate: float | None = DEFAULT_RATE,
 ) -> tuple[list[Outcome], dict]:
     """Probe ``targets`` from ``source``; returns the sender outcomes and capture statistics."""
     prober = Prober(key, source, targets, templates.for_targets(source, targets, vni=vni), window=window,
@@ -128,7 +140,7 @@ async def probe_targets(
     own_io = io is None
     io = io or open_probe_io(key)
     try:
-        outcomes = await run_prober(prober, io)
+        outcomes = await run_prober(prober, io, rate=rate)
         stats = dict(prober.stats)
         stats["kernel_drops"] = io.kernel_drops() if own_io else 0
     finally:

@@ -21,7 +21,8 @@ from netprobe import __version__
 from netprobe.agent.protocol import ObservationsReply, ProbeReply, ProbeRequest
 from netprobe.core.checks import Check
 from netprobe.core.inventory import Inventory
-from netprobe.core.mesh_logic import join_cells, mesh_errors, plan_mesh
+from netprobe.core.compact_join import join_store
+from netprobe.core.mesh_logic import mesh_errors, plan_mesh
 from netprobe.core.result import HostInfo, Result
 from netprobe.errors import AgentError
 
@@ -42,14 +43,21 @@ async def run_mesh(
     profile: str | None = None,
     progress: Progress | None = None,
     client_factory=None,
-    agent_timeout: float = 10.0,
+    agent_timeout: float | None = None,
+    sample: tuple[int, int] | None = None,
+    rate: int | None = None,
 ) -> Result:
+    """``sample`` = (k, run): each host probes only k of its peers, run ``run``'s share (core/sampling.py)."""
     from netprobe.agent.client import AgentClient
 
+    if agent_timeout is None:
+        # the coordinator's own work grows with the fleet: a reply may wait in its socket while the
+        # others are parsed (at 1,000 hosts several seconds on 2 loaded cores)
+        agent_timeout = max(10.0, 0.03 * len(inventory.hosts))
     make_client = client_factory or (lambda url: AgentClient(url, token=token, timeout=agent_timeout,
                                                              ca_file=inventory.ca_file))
     started = _now()
-    plan = plan_mesh(inventory, checks)
+    plan = plan_mesh(inventory, checks, sample=sample)
     run_id = os.urandom(8).hex()
     sent: dict[str, ProbeReply] = {}
     seen: dict[str, ObservationsReply] = {}
@@ -69,7 +77,8 @@ async def run_mesh(
         peers = plan.peers[host.name]
         # only IPv4 checks cross the wire: planning skips the IPv6 ones (not probed yet)
         probed_checks = tuple(c for c in checks if c.family == 4) if peers else ()
-        request = ProbeRequest(run_id, peers, probed_checks, timeout, retries, inventory.vni)
+        request = ProbeRequest(run_id, peers, probed_checks, timeout, retries, inventory.vni,
+                               compact=True, rate=rate)
         stage = "probe"
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -93,8 +102,8 @@ async def run_mesh(
             nursery.start_soon(agent, host)
 
     names = [h.name for h in inventory.hosts]
-    cells = join_cells(plan.cells, {h: r.outcomes for h, r in sent.items()},
-                       {h: r.observations for h, r in seen.items()}, {h: m for h, (_, m) in failures.items()})
+    cells = join_store([(h.name, h.address) for h in inventory.hosts], checks, plan.peers, sent, seen,
+                       {h: m for h, (_, m) in failures.items()}, sparse=sample is not None)
     return Result(
         cells=cells,
         hosts=[HostInfo(h.name, h.address, tuple(sorted(h.roles))) for h in inventory.hosts],
@@ -106,4 +115,5 @@ async def run_mesh(
                            {h: r.stats.kernel_drops for h, r in seen.items()}),
         skipped=[{"check": s.check, "reason": s.reason} for s in plan.skipped],
         netprobe_version=__version__,
+        sample=None if sample is None else {"k": sample[0], "run": sample[1]},
     )

@@ -13,11 +13,11 @@ if TYPE_CHECKING:
     from netprobe.core.result import Change, Result
     from netprobe.core.verdicts import Judgement
 
-FORMATS = ("table", "json", "junit", "markdown")
+FORMATS = ("table", "json", "junit", "markdown", "html")
 
 
 def render(result: Result, fmt: str, *, mismatches: Iterable[object] | None = None,
-           judgement: Judgement | None = None, color: bool = False, width: int = 100) -> str:
+           judgement: Judgement | None = None, color: bool = False, width: int = 100, wrap: bool = True) -> str:
     """The result in ``fmt`` (table|json|junit|markdown) as text ready to write.
 
     ``mismatches`` (from an expectation) or ``judgement`` (``verify``'s verdict) adds the
@@ -33,10 +33,10 @@ def render(result: Result, fmt: str, *, mismatches: Iterable[object] | None = No
     if fmt == "table":
         from netprobe.report.table import render_table_text
         if judgement is None or expect:
-            return render_table_text(result, width=width, color=color,
+            return render_table_text(result, width=width, color=color, wrap=wrap,
                                      mismatches=None if judgement is None else judgement.failing)
         from netprobe.report.verdict import render_findings_text
-        return (render_table_text(result, width=width, color=color, marks=judgement.failing,
+        return (render_table_text(result, width=width, color=color, wrap=wrap, marks=judgement.failing,
                                   mark_label="fails: changed since the baseline")
                 + "\n" + render_findings_text(judgement))
     if fmt == "json":
@@ -48,6 +48,9 @@ def render(result: Result, fmt: str, *, mismatches: Iterable[object] | None = No
     if fmt == "junit":
         from netprobe.report.junit import render_junit
         return render_junit(result, judgement=judgement)
+    if fmt == "html":
+        from netprobe.report.heatmap_page import render_page
+        return render_page(result)
     if fmt == "markdown":
         from netprobe.report.markdown import render_markdown
         if judgement is None or expect:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from netprobe.core.result import Cell, Reach, Result
+from netprobe.core.result import Cell, Result
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def ordered_cells(result: Result) -> list[Cell]:
 
 def problem_cells(result: Result) -> list[Cell]:
     """The blocked and unknown cells, in reading order: what a summary names in words."""
-    return [c for c in ordered_cells(result) if c.reach is not Reach.ALLOWED]
+    return list(result.store.problems())  # a scan of the byte tables, in the same reading order
 
 
 def mismatch_key(mismatch: object) -> tuple[str, str, str] | None:

@@ -42,10 +42,12 @@ def cell_text(cell: Cell | None, *, mismatch: bool = False, ascii: bool = False)
 class MatrixView:
     """One check's matrix; falls back to numbered columns when host names do not fit the width."""
 
-    def __init__(self, matrix: Matrix, mismatches: set[tuple[str, str, str]], ascii: bool = False):
+    def __init__(self, matrix: Matrix, mismatches: set[tuple[str, str, str]], ascii: bool = False,
+                 fit_width: int | None = None):
         self.matrix = matrix
         self.mismatches = mismatches
         self.ascii = ascii
+        self.fit_width = fit_width  # the width the matrix must fit (piped text is drawn wider, never wrapped)
 
     def _table(self, numbered: bool) -> Table:
         m = self.matrix
@@ -62,7 +64,8 @@ class MatrixView:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         table = self._table(numbered=False)
-        numbered = Measurement.get(console, options.update_width(10_000), table).maximum > options.max_width
+        numbered = (Measurement.get(console, options.update_width(10_000), table).maximum
+                    > (self.fit_width or options.max_width))
         yield Text(self.matrix.title, style="bold")
         yield self._table(numbered=True) if numbered else table
         if numbered:
@@ -96,7 +99,7 @@ def _section(title: str, lines: Iterable[Text | str], style: str = "") -> Iterat
 
 
 def render_table(result: Result, *, mismatches: Iterable[object] | None = None, ascii: bool = False,
-                 marks: Iterable[object] | None = None, mark_label: str = "") -> Group:
+                 marks: Iterable[object] | None = None, mark_label: str = "", fit_width: int | None = None) -> Group:
     """The whole terminal report as one rich Group (matrices, legend, skipped, summary, errors, total).
 
     ``marks`` (with ``mark_label`` for the legend) marks cells without listing them: ``verify
@@ -106,7 +109,7 @@ def render_table(result: Result, *, mismatches: Iterable[object] | None = None, 
     keys = mismatch_keys(marked)
     parts: list = []
     for matrix in matrices(result):
-        parts += [MatrixView(matrix, keys, ascii), Text("")]
+        parts += [MatrixView(matrix, keys, ascii, fit_width), Text("")]
     if parts:
         parts.append(_legend(marked is not None, ascii, mark_label or "differs from the expectation"))
     parts += _section("Skipped checks:", (skipped_line(s) for s in result.skipped), "dim")
@@ -137,10 +140,20 @@ def to_text(renderable, *, width: int = 100, color: bool = False) -> str:
 
 def render_table_text(result: Result, width: int = 100, color: bool = False, *,
                       mismatches: Iterable[object] | None = None, ascii: bool = False,
-                      marks: Iterable[object] | None = None, mark_label: str = "") -> str:
-    """``render_table`` as text: what the CLI prints, and what the golden tests compare."""
-    return to_text(render_table(result, mismatches=mismatches, ascii=ascii, marks=marks, mark_label=mark_label),
-                   width=width, color=color)
+                      marks: Iterable[object] | None = None, mark_label: str = "", wrap: bool = True) -> str:
+    """``render_table`` as text: what the CLI prints, and what the golden tests compare.
+
+    The matrices are drawn only when they fit ``width``; otherwise each check is a per-host
+    rollup (``report/rollup.py``). ``wrap=False`` (piped output) never hard-wraps a line.
+    """
+    from netprobe.report.rollup import fits, render_rollup_text
+
+    marked = mismatches if marks is None else list(marks)
+    if not fits(result, width):
+        return render_rollup_text(result, mismatches=marked, color=color)
+    group = render_table(result, mismatches=mismatches, ascii=ascii, marks=marks, mark_label=mark_label,
+                         fit_width=width)
+    return to_text(group, width=width if wrap else 100_000, color=color)
 
 
 __all__ = ["render_table", "render_table_text", "cell_text", "to_text", "MatrixView"]

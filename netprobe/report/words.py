@@ -94,7 +94,14 @@ def count_reach(cells: Iterable[Cell]) -> dict[Reach, int]:
 
 def total_line(result: Result) -> str:
     """E.g. ``12 allowed, 2 blocked, 0 unknown``."""
-    n = count_reach(result.cells)
+    if isinstance(result.cells, list):
+        n = count_reach(result.cells)
+    else:  # the compact store: counted in its byte tables
+        store = result.store
+        n = {r: 0 for r in Reach}
+        for k in range(len(store.checks)):
+            for r, v in store.counts(k).items():
+                n[r] += v
     return f"{n[Reach.ALLOWED]} allowed, {n[Reach.BLOCKED]} blocked, {n[Reach.UNKNOWN]} unknown"
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import cells_of
+
 from netprobe.lab.spec import available_scenarios
 
 pytestmark = pytest.mark.netns
@@ -43,7 +45,7 @@ def test_every_scenario_holds_its_expectation(scenario, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["errors"] == []
-    assert all(c["reach"] != "unknown" for c in result["cells"])
+    assert all(c["reach"] != "unknown" for c in cells_of(result))
     assert leftover(lab_name(scenario)) == []
 
 
@@ -52,7 +54,7 @@ def test_scenario_verdicts_name_where_flows_die(tmp_path):
     def cells(scenario):
         out = tmp_path / f"{scenario}.json"
         assert lab_run(scenario, "--format", "json", "-o", str(out)).returncode == 0
-        return {(c["check"], c["src"], c["dst"]): c for c in json.loads(out.read_text())["cells"]}
+        return {(c["check"], c["src"], c["dst"]): c for c in cells_of(json.loads(out.read_text()))}
 
     racks = cells("two-racks-router")
     blocked = [c for c in racks.values() if c["reach"] == "blocked"]

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from helpers import cells_of
+
 pytestmark = pytest.mark.netns
 
 
@@ -49,7 +51,7 @@ def mesh(pair, *args) -> tuple[int, dict]:
                            "--timeout", "0.5", *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode in (0, 1, 3), proc.stderr
     result = json.loads(proc.stdout)
-    return proc.returncode, {(c["check"], c["src"], c["dst"]): c for c in result["cells"]}
+    return proc.returncode, {(c["check"], c["src"], c["dst"]): c for c in cells_of(result)}
 
 
 def test_forged_reset_and_return_path_and_encapsulation(mesh_pair):
@@ -131,7 +133,7 @@ def test_killing_an_agent_mid_mesh_exits_3_with_the_rest_right(mesh_pair):
     assert mesh_proc.returncode == 3, err
     result = json.loads(out)
     assert [e["host"] for e in result["errors"]] == ["b"]
-    cells = {(c["check"], c["src"], c["dst"]): c for c in result["cells"]}
+    cells = {(c["check"], c["src"], c["dst"]): c for c in cells_of(result)}
     assert (cells[("etcd", "b", "a")]["reach"], cells[("etcd", "b", "a")]["verdict"]) == ("unknown", "error")
     # a's agent lived: its cell keeps a's evidence (sent, silence), without b's half
     a_to_b = cells[("etcd", "a", "b")]

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import cells_of
+
 from fake_kube_api import write_kubeconfig
 
 pytestmark = pytest.mark.netns
@@ -148,7 +150,7 @@ def test_inventory_from_the_cluster_drives_mesh_and_watch_follows_typha(cluster_
     assert "agent: tcp://198.18.0.12:7879" in text
     mesh = lab.run("cp1", [*NETPROBE, "mesh", "-i", str(inventory), "--format", "json", "--timeout", "0.5"])
     assert mesh.returncode == 1, mesh.stderr  # one cell blocked, as the demo scenario says
-    cells = {(c["check"], c["src"], c["dst"]): c for c in json.loads(mesh.stdout)["cells"]}
+    cells = {(c["check"], c["src"], c["dst"]): c for c in cells_of(json.loads(mesh.stdout))}
     problems = {k: (c["reach"], c["where"]) for k, c in cells.items() if c["reach"] != "allowed"}
     assert problems == {("bgp", "node1", "node2"): ("blocked", "destination-ingress")}
     assert {k[2] for k in cells if k[0] == "typha"} == {"node1"}
@@ -162,17 +164,17 @@ def test_inventory_from_the_cluster_drives_mesh_and_watch_follows_typha(cluster_
         return json.loads(lab.fetch(f"{url}/result.json"))
 
     first = wait_for("the first run", result, 30)
-    assert {c["dst"] for c in first["cells"] if c["check"] == "typha"} == {"node1"}
+    assert {c["dst"] for c in cells_of(first) if c["check"] == "typha"} == {"node1"}
     moved = time.monotonic()
     write_cluster(lab.data, typha_on="node2")  # the scheduler moved calico-typha
 
     def typha_moved():
         r = result()
-        return r if {c["dst"] for c in r["cells"] if c["check"] == "typha"} == {"node2"} else None
+        return r if {c["dst"] for c in cells_of(r) if c["check"] == "typha"} == {"node2"} else None
 
     after = wait_for("the typha column to move", typha_moved, 3 * INTERVAL + 5)
     print(f"\ntypha column moved {time.monotonic() - moved:.1f} s after the pod did")
-    typha = {(c["src"], c["dst"]): (c["reach"], c["where"]) for c in after["cells"] if c["check"] == "typha"}
+    typha = {(c["src"], c["dst"]): (c["reach"], c["where"]) for c in cells_of(after) if c["check"] == "typha"}
     # node2's firewall never had a Typha rule: both new flows die at its INPUT
     assert typha == {("cp1", "node2"): ("blocked", "destination-ingress"),
                      ("node1", "node2"): ("blocked", "destination-ingress")}

@@ -311,4 +311,9 @@ def test_netprobe_mesh_exits_3_with_one_error_line_for_a_wrong_shape(sock_dir, t
     result = json.loads(proc.stdout)
     [error] = result["errors"]
     assert error["host"] == "n2" and "outcomes[0].probe_id" in error["message"]
-    assert {c["reach"] for c in result["cells"] if c["src"] == "n2"} == {"unknown"}
+    from netprobe.core.result import Result
+
+    cells = Result.from_dict(result).cells
+    assert {str(c.reach) for c in cells if c.src == "n2"} == {"unknown"}
+    assert all("not probed" in c.evidence.send_error for c in cells if c.src == "n2")
+    assert "outcomes[0].probe_id" in result["not_probed"]["n2"]

@@ -131,3 +131,15 @@ async def test_a_refused_send_is_final(fabric_factory, autojump_clock):
     assert trio.current_time() - t0 < 0.01
     assert outcome.evidence.sent is False and outcome.evidence.attempts == 1
     assert "not permitted" in outcome.evidence.send_error
+
+
+async def test_a_rate_paces_the_sends_and_never_shortens_a_window(fabric_factory, autojump_clock):
+    """--rate: 2,000 probes at 10,000/s take ~0.2 s to send; each still gets its whole window."""
+    fabric = fabric_factory()
+    targets = [ProbeTarget(check(9), DST)] * 2000
+    prober = new_prober(KEY, SRC, targets, window=1.0, retries=0)
+    t0 = trio.current_time()
+    outcomes = await run_prober(prober, fabric.io(), rate=10_000)
+    took = trio.current_time() - t0
+    assert 1.19 <= took <= 1.25  # 0.2 s of sending, then the last probe's full 1 s window
+    assert len(fabric.sent) == 2000 and all(o.evidence.reply is None for o in outcomes)

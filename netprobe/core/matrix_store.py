@@ -1,0 +1,277 @@
+"""The compact in-memory form of a mesh's cells: one byte per cell per check, full ``Cell``s only
+where the evidence is not the plain one its code implies.
+
+A 1,000-host calico mesh has ~2 million cells; as ``Cell`` objects with an ``Evidence`` each
+that is gigabytes. Here each check is a host x host table:
+
+- ``codes``: a ``bytearray`` of ``n * n`` (row = source index, column = destination index),
+  0 = no cell (self, not planned, not sampled), else ``1 + packed(reach, where, verdict)``;
+- ``rtt``: an ``array('q')`` of the same size, in whole microseconds (-1 = no RTT; results keep
+  RTTs to the microsecond anyway);
+- ``detail``: the full ``Cell`` of every cell whose evidence is not the *plain* evidence its
+  code implies (plain: allowed, answered at once and seen at both ends; see ``plain_evidence``).
+
+``MatrixStore`` is a ``Sequence[Cell]``: iterating materialises each cell on the fly (nothing
+kept), so code written for a list of cells works unchanged; renderers that must scale use the
+fast paths (``problems``, ``counts``, ``code_at``, ``rows``). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from typing import overload
+
+from netprobe.core.cells import Cell, Evidence, Reach, ReplyKind, Verdict, Where
+
+REACHES = tuple(Reach)
+WHERES = (None, *Where)
+VERDICTS = tuple(Verdict)
+_NW, _NV = len(WHERES), len(VERDICTS)
+NO_CELL = 0
+NO_RTT = -1
+
+# the reply an allowed cell's sender saw, by verdict, when its evidence is plain
+PLAIN_REPLY = {Verdict.OPEN: ReplyKind.SYN_ACK, Verdict.CLOSED: ReplyKind.RST, Verdict.ANSWERED: ReplyKind.ECHO}
+
+
+def pack(reach: Reach, where: Where | None, verdict: Verdict) -> int:
+    return 1 + (REACHES.index(reach) * _NW + WHERES.index(where)) * _NV + VERDICTS.index(verdict)
+
+
+def unpack(code: int) -> tuple[Reach, Where | None, Verdict]:
+    rw, v = divmod(code - 1, _NV)
+    r, w = divmod(rw, _NW)
+    return REACHES[r], WHERES[w], VERDICTS[v]
+
+
+ALL_CODES = tuple(range(1, 1 + len(REACHES) * _NW * _NV))
+DECODED = {code: unpack(code) for code in ALL_CODES}
+ALLOWED_CODES = frozenset(c for c, (r, _w, _v) in DECODED.items() if r is Reach.ALLOWED)
+PROBLEM_CODES = frozenset(ALL_CODES) - ALLOWED_CODES
+NOT_PROBED_CODE = pack(Reach.UNKNOWN, None, Verdict.ERROR)
+_PROBLEM_RE = re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in sorted(PROBLEM_CODES)) + b"]")
+
+_PLAIN_EVIDENCE = {v: Evidence(sent=True, reply=reply, reply_arrived=True, reply_accepted=True, arrived=True,
+                               accepted=True, answered=True, attempts=1) for v, reply in PLAIN_REPLY.items()}
+
+
+def plain_evidence(code: int) -> Evidence | None:
+    """The evidence a code implies when no detail is kept, or None when it implies none (only
+    allowed cells answered at once and seen at both ends are plain)."""
+    reach, where, verdict = DECODED[code]
+    if reach is not Reach.ALLOWED or where is not None:
+        return None
+    return _PLAIN_EVIDENCE.get(verdict)
+
+
+def is_plain(cell: Cell) -> bool:
+    return (cell.reach is Reach.ALLOWED and cell.where is None
+            and _PLAIN_EVIDENCE.get(cell.verdict) == cell.evidence)
+
+
+class SparseColumn(dict):
+    """RTTs of a sampled run: only the probed positions (a dense column at 5,000 hosts is 200 MB)."""
+
+    def __missing__(self, pos: int) -> int:
+        return NO_RTT
+
+
+class MatrixStore(Sequence[Cell]):
+    """Every cell of a run, per check, as host x host byte tables (see the module doc).
+
+    ``sparse``: RTTs in dicts (a sampled run probes a few peers per host); codes stay dense.
+    """
+
+    def __init__(self, hosts: Sequence[str], checks: Sequence[str], *, sparse: bool = False):
+        self.hosts: list[str] = list(hosts)
+        self.checks: list[str] = list(checks)
+        self.index = {h: i for i, h in enumerate(self.hosts)}
+        self.check_index = {c: i for i, c in enumerate(self.checks)}
+        n = len(self.hosts)
+        self.n = n
+        self.codes: list[bytearray] = [bytearray(n * n) for _ in self.checks]
+        self.sparse = sparse
+        self.rtt: list = [SparseColumn() if sparse else array("q", [NO_RTT]) * (n * n) for _ in self.checks]
+        self.detail: dict[tuple[int, int], Cell] = {}  # (check index, i * n + j) -> Cell
+        # source host index -> why its cells were not probed (its agent failed): those cells are
+        # unknown/error with Evidence(sent=False, attempts=0, send_error="not probed: REASON")
+        self.not_probed: dict[int, str] = {}
+        self._count = 0
+
+    # ------------------------------------------------------------ building
+
+    @classmethod
+    def from_cells(cls, cells: Iterable[Cell], hosts: Sequence[str] = (), checks: Sequence[str] = ()) -> MatrixStore:
+        """A store holding ``cells``; hosts and checks named by cells but not declared are appended."""
+        cells = list(cells)
+        host_names = dict.fromkeys(hosts)
+        check_ids = dict.fromkeys(checks)
+        for c in cells:
+            host_names.setdefault(c.src)
+            host_names.setdefault(c.dst)
+            check_ids.setdefault(c.check)
+        store = cls(list(host_names), list(check_ids))
+        for c in cells:
+            store.put(c)
+        return store
+
+    def put(self, cell: Cell) -> None:
+        """Keep one cell (its detail only when its evidence is not plain); a later put of the
+        same (check, src, dst) replaces the earlier one."""
+        k = self.check_index[cell.check]
+        pos = self.index[cell.src] * self.n + self.index[cell.dst]
+        if self.codes[k][pos] == NO_CELL:
+            self._count += 1
+        self.codes[k][pos] = pack(cell.reach, cell.where, cell.verdict)
+        self.rtt[k][pos] = NO_RTT if cell.rtt_ms is None else round(cell.rtt_ms * 1000)
+        if is_plain(cell):
+            self.detail.pop((k, pos), None)
+        else:
+            self.detail[(k, pos)] = cell
+
+    def recount(self) -> None:
+        """Count the cells again (after writing codes straight into the tables)."""
+        self._count = sum(self.cell_count(k) for k in range(len(self.checks)))
+
+    def put_not_probed(self, k: int, pos: int, reason: str) -> None:
+        """A cell its sender never probed (its agent failed): one reason per source, no Cell kept."""
+        src = pos // self.n
+        known = self.not_probed.setdefault(src, reason)
+        if known != reason:  # a second reason for the same source: keep this cell whole
+            ev = Evidence(sent=False, attempts=0, send_error=f"not probed: {reason}")
+            self.put(Cell(self.checks[k], self.hosts[src], self.hosts[pos % self.n], Reach.UNKNOWN, None,
+                          Verdict.ERROR, None, ev))
+            return
+        self.put_plain(k, pos, NOT_PROBED_CODE, None)
+
+    def put_plain(self, k: int, pos: int, code: int, rtt_ms: float | None) -> None:
+        """The fast path: a cell whose evidence is the plain one ``code`` implies."""
+        codes = self.codes[k]
+        if codes[pos] == NO_CELL:
+            self._count += 1
+        codes[pos] = code
+        self.rtt[k][pos] = NO_RTT if rtt_ms is None else round(rtt_ms * 1000)
+
+    # ------------------------------------------------------------ reading
+
+    def cell_at(self, k: int, pos: int) -> Cell | None:
+        code = self.codes[k][pos]
+        if code == NO_CELL:
+            return None
+        full = self.detail.get((k, pos))
+        if full is not None:
+            return full
+        reach, where, verdict = DECODED[code]
+        rtt = self.rtt[k][pos]
+        src, dst = divmod(pos, self.n)
+        ev = plain_evidence(code)
+        if ev is None:
+            reason = self.not_probed.get(src) if code == NOT_PROBED_CODE else None
+            ev = Evidence() if reason is None else Evidence(sent=False, attempts=0, send_error=f"not probed: {reason}")
+        return Cell(self.checks[k], self.hosts[src], self.hosts[dst], reach, where, verdict,
+                    None if rtt < 0 else rtt / 1000, ev)
+
+    def get(self, check: str, src: str, dst: str) -> Cell | None:
+        k, i, j = self.check_index.get(check), self.index.get(src), self.index.get(dst)
+        if k is None or i is None or j is None:
+            return None
+        return self.cell_at(k, i * self.n + j)
+
+    def code(self, check: str, src: str, dst: str) -> int:
+        k, i, j = self.check_index.get(check), self.index.get(src), self.index.get(dst)
+        return NO_CELL if k is None or i is None or j is None else self.codes[k][i * self.n + j]
+
+    def positions(self, k: int) -> Iterator[int]:
+        """Positions holding a cell in check ``k``, in reading order."""
+        codes = self.codes[k]
+        for m in re.finditer(rb"[^\x00]+", codes):
+            yield from range(m.start(), m.end())
+
+    def problem_positions(self, k: int) -> Iterator[int]:
+        """Positions of the blocked and unknown cells of check ``k``, in reading order (a scan in C)."""
+        for m in _PROBLEM_RE.finditer(self.codes[k]):
+            yield m.start()
+
+    def problems(self) -> Iterator[Cell]:
+        """The blocked and unknown cells, check by check, in reading order."""
+        for k in range(len(self.checks)):
+            for pos in self.problem_positions(k):
+                yield self.cell_at(k, pos)  # type: ignore[misc]
+
+    def counts(self, k: int) -> dict[Reach, int]:
+        out = {r: 0 for r in REACHES}
+        codes = self.codes[k]
+        for code in set(codes) - {NO_CELL}:
+            out[DECODED[code][0]] += codes.count(bytes([code]))
+        return out
+
+    def cell_count(self, k: int) -> int:
+        return self.n * self.n - self.codes[k].count(b"\x00")
+
+    def has_cells(self, k: int) -> bool:
+        return self.codes[k].count(b"\x00") != self.n * self.n
+
+    # ------------------------------------------------------------ Sequence[Cell]
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Cell]:
+        for k in range(len(self.checks)):
+            for pos in self.positions(k):
+                yield self.cell_at(k, pos)  # type: ignore[misc]
+
+    @overload
+    def __getitem__(self, index: int) -> Cell: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Cell]: ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(self)[index]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("cell index out of range")
+        for i, cell in enumerate(self):
+            if i == index:
+                return cell
+        raise IndexError("cell index out of range")  # pragma: no cover
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            # the same cells, whatever the order (a store keeps reading order, a list its own)
+            return len(self) == len(other) and {c.key: c for c in self} == {c.key: c for c in other}
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"MatrixStore({len(self.hosts)} hosts, {len(self.checks)} checks, {len(self)} cells)"
+
+
+__all__ = ["MatrixStore", "NOT_PROBED_CODE", "pack", "unpack", "plain_evidence", "is_plain", "DECODED", "ALLOWED_CODES",
+           "PROBLEM_CODES", "NO_CELL", "PLAIN_REPLY"]
+
+
+def _state_key(code: int) -> tuple | None:
+    return None if code == NO_CELL else DECODED[code][:2]
+
+
+_SAME_STATE = {(a, b): _state_key(a) == _state_key(b) for a in (NO_CELL, *ALL_CODES) for b in (NO_CELL, *ALL_CODES)}
+
+
+def same_state(a: bytearray, b: bytearray) -> Iterator[int]:
+    """Positions where two tables differ in reach or where (or a cell appeared/disappeared)."""
+    if a == b:
+        return
+    n = len(a)
+    step = 4096
+    for start in range(0, n, step):
+        if a[start:start + step] == b[start:start + step]:
+            continue
+        for pos in range(start, min(n, start + step)):
+            if not _SAME_STATE[(a[pos], b[pos])]:
+                yield pos
