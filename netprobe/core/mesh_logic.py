@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from netprobe.core.checks import Check, HostRef, PlannedCell, Skipped, plan_cells
-from netprobe.core.inventory import Inventory
+from netprobe.core.inventory import MAX_FULL_MESH, Inventory
 from netprobe.core.reports import ObservationReport, OutcomeReport
 from netprobe.core.result import Cell, Evidence, Reach, Verdict
 from netprobe.core.verdict import classify_cell
+from netprobe.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,12 @@ def plan_mesh(inventory: Inventory, checks: Sequence[Check], *, sample: tuple[in
     (k, run) only that run's k peers of each host (core/sampling.py)."""
     from netprobe.core.sampling import plan_peers
 
+    most = MAX_FULL_MESH - 1  # the peers one agent probes at most (its cap, docs/design.md "Caps")
+    if sample is None and len(inventory.hosts) > MAX_FULL_MESH:
+        raise ConfigError(f"{len(inventory.hosts)} hosts: a full mesh asks each agent for more than its "
+                          f"{most} peers; probe a rotating sample with --sample K (K <= {most})", field="--sample")
+    if sample is not None and sample[0] > most:
+        raise ConfigError(f"at most {most} peers per host and run, got {sample[0]}", field="--sample")
     hosts = [(h.name, h.address, frozenset(h.roles)) for h in inventory.hosts]
     peers, skipped = plan_peers(hosts, checks, Peer, sample)
     refs = tuple(HostRef(h.name, h.address, h.roles) for h in inventory.hosts)

@@ -56,3 +56,23 @@ def test_errors_come_in_inventory_order_then_kernel_drops():
     assert [(e["host"], e["stage"]) for e in errors] == [("n1", "probe"), ("x3", "observe"), ("n2", "probe"),
                                                           ("n2", "observe")]
     assert "dropped 2 captured packets (its probes' replies)" in errors[2]["message"]
+
+
+def test_a_full_mesh_stays_within_the_agents_caps():
+    """Above 1,024 hosts each agent would be asked for more peers than it accepts: say so before
+    anything runs, and point at --sample (which keeps each agent's share under its cap)."""
+    import pytest
+
+    from netprobe.core.checks import CHECKS
+    from netprobe.core.inventory import parse_inventory
+    from netprobe.core.mesh_logic import plan_mesh
+    from netprobe.errors import ConfigError
+
+    hosts = "".join(f"  - {{name: h{i}, address: 198.18.{i // 250}.{i % 250 + 1}}}\n" for i in range(1100))
+    inventory = parse_inventory("hosts:\n" + hosts, source="inv.yaml")
+    with pytest.raises(ConfigError, match="--sample K"):
+        plan_mesh(inventory, [CHECKS["bgp"]])
+    with pytest.raises(ConfigError, match="at most 1023 peers"):
+        plan_mesh(inventory, [CHECKS["bgp"]], sample=(2000, 0))
+    plan = plan_mesh(inventory, [CHECKS["bgp"]], sample=(50, 0))
+    assert plan is not None
