@@ -19,7 +19,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 
-from netprobe.core.checks import Check, Direction, Skipped
+from netprobe.core.checks import IPV6_NOT_PROBED, Check, Direction, Skipped
 
 
 def _wants(check: Check, src_roles: frozenset[str], dst_roles: frozenset[str]) -> bool:
@@ -38,6 +38,9 @@ def plan_peers(hosts: Sequence[tuple[str, str, frozenset[str]]], checks: Sequenc
     skipped: list[Skipped] = []
     live: list[Check] = []
     for check in checks:
+        if check.family != 4:
+            skipped.append(Skipped(check.id, IPV6_NOT_PROBED))
+            continue
         sources = [h for h in hosts if check.from_role is None or check.from_role in h[2]]
         if check.direction is Direction.BOTH:
             targets = sources

@@ -10,6 +10,8 @@ import sys
 import uuid
 
 import pytest
+
+from helpers import cells_of
 import trio
 
 from netprobe.config import inventory_token, load_inventory
@@ -33,7 +35,7 @@ def mesh(lab, *args) -> tuple[int, dict, dict]:
                            *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode in (0, 1), proc.stderr
     result = json.loads(proc.stdout)
-    return proc.returncode, {(c["check"], c["src"], c["dst"]): c for c in result["cells"]}, result
+    return proc.returncode, {(c["check"], c["src"], c["dst"]): c for c in cells_of(result)}, result
 
 
 def test_wireguard_is_allowed_then_blocked_by_one_rule():

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import cells_of
+
 pytestmark = pytest.mark.netns
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,7 +105,7 @@ def test_confined_responders_answer_the_mesh_and_the_probes(confined_lab):
         assert fields["NoNewPrivs"].strip() == "1"
     mesh = in_ns(name, "cp1", [*NETPROBE, "mesh", "-i", str(inventory), "--format", "json", "--timeout", "0.5"])
     assert mesh.returncode == 1, mesh.stderr
-    cells = json.loads(mesh.stdout)["cells"]
+    cells = cells_of(json.loads(mesh.stdout))
     assert json.loads(mesh.stdout)["errors"] == []
     problems = {(c["check"], c["src"], c["dst"]): (c["reach"], c["where"]) for c in cells if c["reach"] != "allowed"}
     assert problems == {("bgp", "node1", "node2"): ("blocked", "destination-ingress")}

@@ -76,3 +76,17 @@ def test_a_full_mesh_stays_within_the_agents_caps():
         plan_mesh(inventory, [CHECKS["bgp"]], sample=(2000, 0))
     plan = plan_mesh(inventory, [CHECKS["bgp"]], sample=(50, 0))
     assert plan is not None
+
+
+def test_the_mesh_plan_skips_ipv6_checks_with_their_reason():
+    """An IPv6 check (wireguard6) never reaches an agent's request: agents would refuse the
+    request whole (a check id not in its checks)."""
+    from netprobe.core.checks import CHECKS, IPV6_NOT_PROBED
+    from netprobe.core.inventory import parse_inventory
+    from netprobe.core.mesh_logic import plan_mesh
+
+    inventory = parse_inventory("hosts:\n  - {name: a, address: 198.18.0.1}\n  - {name: b, address: 198.18.0.2}\n",
+                                source="inv.yaml")
+    plan = plan_mesh(inventory, [CHECKS["wireguard"], CHECKS["wireguard6"]])
+    assert [(s.check, s.reason) for s in plan.skipped] == [("wireguard6", IPV6_NOT_PROBED)]
+    assert all("wireguard6" not in p.checks for peers in plan.peers.values() for p in peers)
