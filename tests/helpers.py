@@ -89,3 +89,17 @@ def cells_of(doc: dict) -> list[dict]:
     if "cells" in doc:
         return doc["cells"]
     return [c.to_dict() for c in Result.from_dict(doc).cells]
+
+
+def stop_processes(procs, *, grace: float = 5) -> None:
+    """SIGTERM every process still running, wait up to ``grace`` seconds each, then SIGKILL."""
+    import subprocess
+
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            p.kill()

@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 import trio
+from helpers import stop_processes
 
 from netprobe.agent.client import AgentClient, AgentRequestError
 from netprobe.agent.protocol import MAX_TARGETS, ProbeRequest
@@ -77,14 +78,7 @@ def caged(tmp_path):
 
         yield f"unix:{sock}", syns
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
         for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split():
             subprocess.run(["kill", "-9", pid], capture_output=True)
         netns.remove(ns)

@@ -8,8 +8,7 @@ import sys
 import time
 
 import pytest
-
-from helpers import cells_of
+from helpers import cells_of, stop_processes
 
 pytestmark = pytest.mark.netns
 
@@ -37,13 +36,7 @@ def mesh_pair(netns_pair, tmp_path):
     netns_pair.inventory = inventory
     netns_pair.procs = procs
     yield netns_pair
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    stop_processes(procs)
 
 
 def mesh(pair, *args) -> tuple[int, dict]:

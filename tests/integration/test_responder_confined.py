@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from helpers import cells_of
+from helpers import cells_of, stop_processes
 
 pytestmark = pytest.mark.netns
 
@@ -78,14 +77,7 @@ def confined_lab(tmp_path):
             {"name": h, "address": a, "roles": ROLES[h]} for h, a in HOSTS.items()]}))
         yield name, inventory, procs
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs, grace=10)
         subprocess.run([*NETPROBE, "lab", "down", name], capture_output=True, timeout=120)
 
 
