@@ -40,10 +40,18 @@ def test_vagrantfile_validates(tmp_path):
 
 
 @needs_vagrant
-def test_vagrantfile_refuses_scenarios_vms_cannot_be(tmp_path):
+def test_vagrantfile_makes_routers_vms_too(tmp_path):
     proc = vagrant(tmp_path, "validate", "--ignore-provider", scenario="two-racks-router")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for machine in ("cp1", "node1", "node2", "node3", "core"):  # two racks and the core router
+        assert f"==> {machine}:" in proc.stdout
+
+
+@needs_vagrant
+def test_vagrantfile_refuses_an_unknown_scenario(tmp_path):
+    proc = vagrant(tmp_path, "validate", "--ignore-provider", scenario="no-such-scenario")
     assert proc.returncode != 0
-    assert "2 segments" in proc.stdout + proc.stderr
+    assert "no scenario no-such-scenario" in proc.stdout + proc.stderr
 
 
 def test_vagrantfile_shape():
@@ -54,6 +62,10 @@ def test_vagrantfile_shape():
     script = (REPO / "deploy" / "vagrant-provision.sh").read_text()
     assert 'netprobe lab firewall "$NETPROBE_SCENARIO" --host "$NETPROBE_HOST"' in script
     assert "pip install -q /vagrant" in script and "netprobe-responder.service" in script
+    # offline (make vm-test): from a wheelhouse in the synced folder, never an index
+    assert '--no-index --find-links "/vagrant/$NETPROBE_WHEELHOUSE"' in script
+    # the local box and TCG are the make target's choice (environment), not the file's default
+    assert 'ENV["NETPROBE_LIBVIRT_TCG"] == "1"' in text and 'ENV.fetch("NETPROBE_VM_MEMORY", "1024")' in text
 
 
 def test_responder_unit():
