@@ -2,17 +2,23 @@
 # Build (or reuse) a local Vagrant box for the libvirt provider: Debian 12 with everything a
 # netprobe VM needs preinstalled, because the lab's VMs have no network to install from.
 #
-#   tools/vm/build-box.sh CACHE_DIR        # prints the path of CACHE_DIR/netprobe-bookworm-KEY.box
+#   tools/vm/build-box.sh CACHE_DIR [WHEELHOUSE]   # prints CACHE_DIR/netprobe-bookworm-KEY.box
 #
 # No box can be downloaded here, so it is made from Debian packages: mmdebstrap of bookworm, the
 # vagrant user with Vagrant's insecure key, eth0 on DHCP (net.ifnames=0), ssh host keys made at
 # first boot. The disk is a file with one MBR partition, filled by `mkfs.ext4 -d` at an offset
 # (no loop device or partition scan needed) and made bootable by writing grub's boot.img and a
-# core.img from `grub-mkimage` with dd. KEY hashes this script, so any change rebuilds the box.
+# core.img from `grub-mkimage` with dd. With a WHEELHOUSE (tools/vm/wheelhouse.sh), the box
+# also carries /opt/netprobe: a venv with netprobe's dependencies installed and byte-compiled
+# here, at native speed -- under TCG the VM itself needs minutes for `python3 -m venv` and pip;
+# provisioning then installs only the netprobe wheel. KEY hashes this script and the names of
+# the dependency wheels, so any change to either rebuilds the box.
 set -euo pipefail
-cache=${1:?usage: build-box.sh CACHE_DIR}
+cache=${1:?usage: build-box.sh CACHE_DIR [WHEELHOUSE]}
+wheelhouse=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
-key=$(sha256sum "$here/build-box.sh" | cut -c1-12)
+deps() { [ -z "$wheelhouse" ] || (cd "$wheelhouse" && ls *.whl | grep -v '^netprobe-' | sort); }
+key=$( (cat "$here/build-box.sh"; deps) | sha256sum | cut -c1-12)
 box="$cache/netprobe-bookworm-$key.box"
 if [ -s "$box" ]; then echo "$box"; exit 0; fi
 
@@ -55,6 +61,18 @@ fi
 mkdir -p "$rootfs"
 tar -C "$rootfs" -xpf "$tarball" --numeric-owner
 
+if [ -n "$wheelhouse" ]; then
+  echo "build-box: /opt/netprobe with netprobe's dependencies" >&2
+  mkdir -p "$rootfs/tmp/wheels"
+  cp "$wheelhouse"/*.whl "$rootfs/tmp/wheels/"
+  chroot "$rootfs" python3 -m venv /opt/netprobe
+  # shellcheck disable=SC2046
+  chroot "$rootfs" /opt/netprobe/bin/pip install -q --no-index --find-links /tmp/wheels \
+    $(deps | sed 's|^|/tmp/wheels/|')
+  touch "$rootfs/opt/netprobe/.netprobe-deps"   # provisioning: install the netprobe wheel alone
+  rm -rf "$rootfs/tmp/wheels"
+fi
+
 kernel=$(cd "$rootfs/boot" && ls vmlinuz-* | sort -V | tail -1)
 initrd=$(cd "$rootfs/boot" && ls initrd.img-* | sort -V | tail -1)
 mkdir -p "$rootfs/boot/grub"
@@ -88,5 +106,8 @@ printf '{"provider": "libvirt", "format": "qcow2", "virtual_size": %d}\n' $(( SI
 printf 'Vagrant.configure("2") do |config|\n  config.vm.provider :libvirt do |lv|\n    lv.disk_bus = "virtio"\n  end\nend\n' > "$work/Vagrantfile"
 tar -C "$work" -cf "$work/box.tar" metadata.json Vagrantfile box.img
 mv "$work/box.tar" "$box"
+# one box and one rootfs in the cache: older ones are dead weight (about 1 GB each)
+find "$cache" -maxdepth 1 \( -name 'netprobe-bookworm-*.box' ! -name "${box##*/}" \
+  -o -name 'rootfs-*.tar' ! -name "${tarball##*/}" \) -delete
 echo "build-box: $box in $(( $(date +%s) - started )) s" >&2
 echo "$box"

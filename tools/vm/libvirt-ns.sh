@@ -21,7 +21,8 @@ holder() { local p; p=$(cat "$run/holder.pid" 2>/dev/null) && [ -d "/proc/$p" ] 
 in_ns() {
   local p
   p=$(holder) || { echo "libvirt-ns: no holder process for $run" >&2; return 1; }
-  nsenter -t "$p" -n -m -- "$@"
+  # entering a mount namespace moves to its root directory: come back to the caller's
+  nsenter -t "$p" -n -m -- env -C "$PWD" "$@"
 }
 
 case "$cmd" in
@@ -70,7 +71,9 @@ CONF
   echo "libvirt-ns: libvirtd up in $ns (state in $run/libvirt)" >&2
   ;;
 exec)
-  in_ns "$@"
+  # exec: a signal to this process (a kill from the caller) reaches CMD itself
+  p=$(holder) || { echo "libvirt-ns: no holder process for $run" >&2; exit 1; }
+  exec nsenter -t "$p" -n -m -- env -C "$PWD" "$@"
   ;;
 stop)
   ns=${1:-$(cat "$run/netns" 2>/dev/null || true)}
