@@ -13,6 +13,12 @@ set -euo pipefail
 NETPROBE_ROUTER=${NETPROBE_ROUTER:-0}
 NETPROBE_WHEELHOUSE=${NETPROBE_WHEELHOUSE:-}
 export DEBIAN_FRONTEND=noninteractive
+if [ "$(hostname)" != "$NETPROBE_HOST" ]; then  # (Vagrant does it, except under TCG)
+  echo "$NETPROBE_HOST" > /etc/hostname
+  hostname "$NETPROBE_HOST"
+  sed -i '/^127\.0\.1\.1[[:space:]]/d' /etc/hosts
+  echo "127.0.1.1 $NETPROBE_HOST" >> /etc/hosts
+fi
 
 need=""
 for pkg in python3 python3-venv nftables iptables ipset iproute2; do
@@ -86,6 +92,8 @@ else
     systemctl restart netprobe-listener.service
   fi
 fi
+
+systemd-analyze time 2>/dev/null || true   # how long this VM took to boot (under TCG: slow)
 
 # Show, then apply, this machine's part of the scenario (replaces what an earlier run loaded).
 netprobe lab firewall "$NETPROBE_SCENARIO" --host "$NETPROBE_HOST" --dry-run

@@ -100,6 +100,7 @@ class VmLab:
         self.run_dir = Path(f"/var/tmp/{self.ns}")
         self.started_ns = False
         self.timer = Timer()
+        self.t0 = time.monotonic()
         self.mesh_host = os.environ.get("NETPROBE_VM_MESH_FROM") or self.spec.hosts[0].name
 
     # -- pieces ---------------------------------------------------------------------------
@@ -140,7 +141,22 @@ class VmLab:
 
     def vagrant(self, *args, **kw):
         # vagrant, its SSH and rsync run in the namespace: only there are the VMs reachable
-        return self.in_ns(["vagrant", *args], env=self.env, cwd=ROOT, **kw)
+        if kw.get("capture"):
+            return self.in_ns(["vagrant", *args], env=self.env, cwd=ROOT, **kw)
+        # its output with the seconds since the run began: where the time goes, at a glance
+        argv = [str(a) for a in (TOOLS / "libvirt-ns.sh", "exec", self.run_dir, "vagrant", *args)]
+        with subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, errors="replace") as proc:
+            try:
+                for line in proc.stdout:
+                    print(f"[{time.monotonic() - self.t0:6.1f}s] {line}", end="", flush=True)
+                proc.wait(timeout=kw.get("timeout"))
+            except BaseException:
+                proc.kill()
+                raise
+        if kw.get("check", True) and proc.returncode != 0:
+            raise VmLabError(f"vagrant {' '.join(map(str, args))} exited {proc.returncode}")
+        return proc
 
     def ssh(self, host: str, command: str, **kw):
         return self.in_ns(["ssh", "-F", self.run_dir / "ssh-config", host, command], **kw)
