@@ -67,6 +67,8 @@ FLOWS = {
                          ("cp1", "node1", 179, "open"), ("node2", "node3", 179, "open"),
                          ("node3", "cp1", 6443, "open"), ("node2", "node1", 5473, "open")],
     "ipip-ipset": [("node3", "cp1", 179, "open")],
+    "routed-stateful": [("cp1", "node1", 179, "timeout"), ("node1", "cp1", 179, "timeout"),
+                        ("cp1", "node1", 5473, "open"), ("node1", "cp1", 6443, "timeout")],
 }
 
 

@@ -40,7 +40,14 @@ def test_vagrantfile_validates(tmp_path):
     assert token.stat().st_mode & 0o777 == 0o600 and len(token.read_text()) == 64
 
 
-def test_vagrantfile_refuses_scenarios_vms_cannot_be(tmp_path):
+def test_vagrantfile_makes_routers_vms_too(tmp_path):
     proc = vagrant(tmp_path, "validate", "--ignore-provider", scenario="two-racks-router")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for machine in ("cp1", "node1", "node2", "node3", "core"):  # two racks and the core router
+        assert f"==> {machine}:" in proc.stdout
+
+
+def test_vagrantfile_refuses_an_unknown_scenario(tmp_path):
+    proc = vagrant(tmp_path, "validate", "--ignore-provider", scenario="no-such-scenario")
     assert proc.returncode != 0
-    assert "2 segments" in proc.stdout + proc.stderr
+    assert "no scenario no-such-scenario" in proc.stdout + proc.stderr

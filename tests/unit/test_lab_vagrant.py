@@ -16,6 +16,10 @@ def test_vagrantfile_shape():
     script = (REPO / "deploy" / "vagrant-provision.sh").read_text()
     assert 'netprobe lab firewall "$NETPROBE_SCENARIO" --host "$NETPROBE_HOST"' in script
     assert "pip install -q /vagrant" in script and "netprobe-responder.service" in script
+    # offline (make vm-test): from a wheelhouse in the synced folder, never an index
+    assert '--no-index --find-links "/vagrant/$NETPROBE_WHEELHOUSE"' in script
+    # the local box and TCG are the make target's choice (environment), not the file's default
+    assert 'ENV["NETPROBE_LIBVIRT_TCG"] == "1"' in text and 'ENV.fetch("NETPROBE_VM_MEMORY", "1024")' in text
 
 
 def test_responder_unit():
