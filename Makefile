@@ -37,10 +37,16 @@ $(STAMP): pyproject.toml
 demo: deps
 	$(VENV)/bin/netprobe lab run $(SCENARIO)
 
+# every test: unit, I/O, namespace integration, then the VM lab (make vm-test; NETPROBE_SKIP_VM=1
+# leaves the VMs out for a quick run, `make unit` runs the unprivileged tests alone)
 test: deps
 	@# vagrant only validates the Vagrantfile in the tests; Debian's package installs offline
 	@command -v vagrant >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends vagrant; }
 	$(PY) -m pytest -q
+	@if [ "$${NETPROBE_SKIP_VM:-0}" != 1 ]; then \
+	  started=$$(date +%s); $(MAKE) --no-print-directory vm-test && \
+	  echo "make test: the VM lab took $$(( $$(date +%s) - started )) s"; \
+	fi
 
 unit: deps
 	$(PY) -m pytest -q tests/unit tests/io
