@@ -383,8 +383,11 @@ class ProbeReply:
     plain: tuple[PlainOutcomes, ...] = ()  # the compact rows (core/compact_wire.py), when asked for
 
     def to_dict(self) -> dict:
-        return {"run_id": self.run_id, "host": self.host, "outcomes": [o.to_dict() for o in self.outcomes],
-                "stats": self.stats.to_dict()}
+        out = {"run_id": self.run_id, "host": self.host, "outcomes": [o.to_dict() for o in self.outcomes],
+               "stats": self.stats.to_dict()}
+        if self.plain:
+            out["plain"] = [p.to_dict() for p in self.plain]
+        return out
 
     def plain_count(self) -> int:
         return sum(len(p) for p in self.plain)
@@ -415,8 +418,11 @@ class ObservationsReply:
     plain: PlainObservations = dataclasses.field(default_factory=PlainObservations)  # core/compact_wire.py
 
     def to_dict(self) -> dict:
-        return {"run_id": self.run_id, "host": self.host,
-                "observations": [o.to_dict() for o in self.observations], "stats": self.stats.to_dict()}
+        out = {"run_id": self.run_id, "host": self.host,
+               "observations": [o.to_dict() for o in self.observations], "stats": self.stats.to_dict()}
+        if len(self.plain):
+            out["plain"] = self.plain.to_dict()
+        return out
 
     @classmethod
     def from_dict_untrusted(cls, raw: Any, field: str = "reply") -> ObservationsReply:

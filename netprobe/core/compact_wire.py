@@ -89,6 +89,11 @@ class PlainOutcomes:
     def __len__(self) -> int:
         return len(self.probe_ids)
 
+    def to_dict(self) -> dict:
+        """The wire form ``compact_outcomes`` makes and ``parse_plain_outcomes`` reads."""
+        return {"source": self.source, "check": self.check, "reply": PLAIN_REPLIES[self.reply],
+                "targets": list(self.targets), "ids": list(self.probe_ids), "rtt_us": list(self.rtt_us)}
+
 
 @dataclass(frozen=True)
 class PlainObservations:
@@ -106,6 +111,10 @@ class PlainObservations:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def to_dict(self) -> dict:
+        """The wire form ``compact_observations`` makes and ``parse_plain_observations`` reads."""
+        return {"sources": list(self.sources), "counts": list(self.counts), "ids": list(self.ids)}
 
 
 _KNOWN_IPS: dict[str, str] = {}
