@@ -127,24 +127,17 @@ def _kube_proxy_item(facts: Facts, reqs: RequirementSet, dataplane: str) -> Item
                     f"{mode} ({source}): Calico's nftables dataplane needs kube-proxy in nftables mode")
     if mode == "iptables":
         return Item("kube-proxy", "kube-proxy", title, Status.OK, f"iptables ({source})")
-    if mode == "nftables" and "nftables" in modes:
+    minimum = {"nftables": (NFTABLES_MIN_K8S, "1.31"), "ipvs": (IPVS_MIN_K8S, "1.9.3")}.get(mode)
+    if minimum is not None and mode in modes:  # these modes need a minimum Kubernetes version
+        least, shown = minimum
         known = kubernetes_version(facts)
         version = parse_version(known[0]) if known else None
         if version is None:
             return Item("kube-proxy", "kube-proxy", title, Status.WARN,
-                        f"nftables ({source}): needs Kubernetes >= 1.31, version not found on this host")
-        status = Status.OK if version >= NFTABLES_MIN_K8S else Status.FAIL
+                        f"{mode} ({source}): needs Kubernetes >= {shown}, version not found on this host")
+        status = Status.OK if version >= least else Status.FAIL
         return Item("kube-proxy", "kube-proxy", title, status,
-                    f"nftables ({source}); Kubernetes {known[0]} ({known[1]}); nftables needs >= 1.31")
-    if mode == "ipvs":
-        known = kubernetes_version(facts)
-        version = parse_version(known[0]) if known else None
-        if version is None:
-            return Item("kube-proxy", "kube-proxy", title, Status.WARN,
-                        f"ipvs ({source}): needs Kubernetes >= 1.9.3, version not found on this host")
-        status = Status.OK if version >= IPVS_MIN_K8S else Status.FAIL
-        return Item("kube-proxy", "kube-proxy", title, status,
-                    f"ipvs ({source}); Kubernetes {known[0]} ({known[1]}); ipvs needs >= 1.9.3")
+                    f"{mode} ({source}); Kubernetes {known[0]} ({known[1]}); {mode} needs >= {shown}")
     return Item("kube-proxy", "kube-proxy", title, Status.WARN,
                 f"{mode} ({source}): Calico's requirements name {' or '.join(modes)}")
 
