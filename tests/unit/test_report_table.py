@@ -114,3 +114,19 @@ def test_where_letters_reach_the_table():
              for d, w in zip("bcde", (Where.SOURCE_EGRESS, Where.NETWORK, Where.DESTINATION_INGRESS, Where.RETURN_PATH))]
     row = next(line for line in render_table_text(Result(cells=cells)).splitlines() if line.startswith("a "))
     assert row.split() == ["a", "✗S", "✗N", "✗D", "✗R"]
+
+
+def test_every_format_carries_the_same_failing_flows(result):
+    """#12: every format names the same blocked and unknown flows; JSON carries every cell."""
+    import re
+
+    failing = {(c.check, c.src, c.dst) for c in result.cells if c.reach is not Reach.ALLOWED}
+    assert failing
+    assert {c.key for c in Result.from_json(render(result, "json")).cells} == {c.key for c in result.cells}
+    html = render(result, "html")
+    shown = set(re.findall(r'data-check="([^"]*)" data-src="([^"]*)" data-dst="([^"]*)"', html))
+    assert failing <= shown
+    for fmt in ("table", "markdown", "junit"):
+        text = render(result, fmt, color=False).replace("-&gt;", "->")
+        for check, src, dst in failing:
+            assert f"{src} -> {dst}" in text and check in text, (fmt, check, src, dst)
