@@ -143,79 +143,93 @@ def run_size(n: int, with_nmap: bool) -> dict:
 
 
 SIM_WINDOW = 0.2  # the shared measurement's setting: --timeout 0.2 --retries 0
+SIM_RUN = 7        # --sample-run of sampled runs (the simulator precomputes that run's replies)
 
 
 def _time_v(argv: list[str], stdout=subprocess.DEVNULL) -> dict:
-    """Run argv under /usr/bin/time -v: wall seconds, peak RSS MB, exit code."""
+    """Run argv under /usr/bin/time -v: wall seconds, CPU seconds (user + system), peak RSS MB, exit code."""
     t0 = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-v", *argv], stdout=stdout, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
-    rss = next((int(line.split()[-1]) for line in p.stderr.splitlines() if "Maximum resident" in line), 0)
-    return {"wall_s": round(wall, 2), "rss_mb": round(rss / 1024, 1), "rc": p.returncode,
+
+    def field(label: str) -> float:
+        return next((float(line.split()[-1]) for line in p.stderr.splitlines() if label in line), 0.0)
+
+    return {"wall_s": round(wall, 2), "cpu_s": round(field("User time") + field("System time"), 2),
+            "rss_mb": round(field("Maximum resident") / 1024, 1), "rc": p.returncode,
             "stderr": "\n".join(line for line in p.stderr.splitlines()[:3] if not line.startswith("\t"))}
 
 
-def run_simulated(n: int, sample: int | None = None, browser: bool = False) -> dict:
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else round((values[mid - 1] + values[mid]) / 2, 2)
+
+
+def run_simulated(n: int, sample: int | None = None, repeat: int = 1) -> dict:
     """The coordinator alone at N hosts: N simulated agents (bench/sim_agents.py, one process, a
-    unix socket each, the real API) answer after the reply window; mesh runs as a user runs it."""
+    unix socket each, the real signed API) answer after the reply window; mesh runs as a user
+    runs it, ``repeat`` times (wall, CPU and RSS: the median and the best; the load average said)."""
     import tempfile
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import sim_agents
 
     netprobe = os.path.join(os.path.dirname(sys.executable), "netprobe")
-    out: dict = {"hosts": n}
+    out: dict = {"hosts": n, "sample": sample, "load_before": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory(prefix="npscale-sim-") as d:
-        token = "sim-token"
+        token = "sim-token-of-the-bench"  # >= 16 bytes: the agents' minimum
         with open(os.path.join(d, "token"), "w") as f:
             f.write(token)
         lines = ["token_file: token", "hosts:"]
         for i in range(n):
-            roles = ["node"] + (["apiserver", "etcd"] if i == 0 else []) + (["typha"] if i in (1, 2) else [])
             lines.append(f"  - {{name: {sim_agents.name(i)}, address: {sim_agents.address(i)}, "
-                         f"roles: [{', '.join(roles)}], agent: 'unix:{d}/{sim_agents.name(i)}.sock'}}")
+                         f"roles: [{', '.join(sim_agents.roles(i))}], agent: 'unix:{d}/{sim_agents.name(i)}.sock'}}")
         inv = os.path.join(d, "inventory.yaml")
         with open(inv, "w") as f:
             f.write("\n".join(lines) + "\n")
-        env = {**os.environ, "SIM_PRECOMPUTE": "0" if sample else "1"}  # a sample is small: made live
+        env = {k: v for k, v in os.environ.items() if k != "SIM_SAMPLE"}
+        if sample:
+            env["SIM_SAMPLE"] = f"{sample}:{SIM_RUN}"
         sim = subprocess.Popen([sys.executable, sim_agents.__file__, d, str(n), token], stdout=subprocess.PIPE,
                                text=True, env=env)
         try:
             assert sim.stdout.readline().strip() == "ready"
+            sim_cpu0 = proc_stat(sim.pid)[0]
             res = os.path.join(d, "out.json")
-            argv = [netprobe, "mesh", "-i", inv, "--timeout", str(SIM_WINDOW), "--retries", "0", "-o", res]
-            if sample:
-                argv += ["--sample", str(sample)]
-            mesh = _time_v(argv)
-            out.update(mesh_wall_s=mesh["wall_s"], overhead_s=round(mesh["wall_s"] - SIM_WINDOW, 2),
-                       mesh_rss_mb=mesh["rss_mb"], mesh_rc=mesh["rc"])
+            scope = ["--sample", str(sample), "--sample-run", str(SIM_RUN)] if sample else []
+            argv = [netprobe, "mesh", "-i", inv, "--timeout", str(SIM_WINDOW), "--retries", "0", *scope]
+            runs = [_time_v([*argv, "-o", res]) for _ in range(repeat)]
+            walls, cpus, rsss = [r["wall_s"] for r in runs], [r["cpu_s"] for r in runs], [r["rss_mb"] for r in runs]
+            out.update(mesh_wall_s=_median(walls), mesh_wall_best_s=min(walls),
+                       overhead_s=round(_median(walls) - SIM_WINDOW, 2), overhead_best_s=round(min(walls) - SIM_WINDOW, 2),
+                       mesh_cpu_s=_median(cpus), mesh_rss_mb=max(rsss), mesh_rc=runs[-1]["rc"], runs=len(runs))
+            out["simulator_cpu_s_per_run"] = round((proc_stat(sim.pid)[0] - sim_cpu0) / repeat, 2)
             out["result_mb"] = round(os.path.getsize(res) / 1e6, 2)
             render = _time_v([netprobe, "diff", res, res])
             out.update(diff_s=render["wall_s"], diff_rss_mb=render["rss_mb"])
-            with open(os.path.join(d, "page.html"), "w") as f:
+            page_path = os.path.join(d, "page.html")
+            with open(page_path, "w") as f:
                 page = _time_v([netprobe, "verify", "--result", res, "--baseline", res, "--format", "html"], stdout=f)
-            out.update(html_render_s=page["wall_s"], html_mb=round(os.path.getsize(os.path.join(d, "page.html")) / 1e6, 2))
+            out.update(html_build_s=page["wall_s"], html_mb=round(os.path.getsize(page_path) / 1e6, 2))
             import gzip
             import shutil as _shutil
             with open(res, "rb") as src, gzip.open(res + ".gz", "wb", compresslevel=6) as dst:
                 _shutil.copyfileobj(src, dst)
             out["result_gz_mb"] = round(os.path.getsize(res + ".gz") / 1e6, 2)
             with open(os.path.join(d, "table.txt"), "w") as f:
-                table = _time_v([netprobe, "mesh", "-i", inv, "--timeout", str(SIM_WINDOW), "--retries", "0",
-                                 *(["--sample", str(sample)] if sample else [])], stdout=f)
+                table = _time_v(argv, stdout=f)
             out.update(table_mesh_wall_s=table["wall_s"])
             with open(os.path.join(d, "table.txt")) as f:
                 text = f.read()
             out["table_lines"] = text.count("\n")
             out["table_widest"] = max(map(len, text.splitlines()), default=0)
             out["correct"] = check_simulated(res, n, sample)
-            if not sample:
-                out["browser_s"] = browser_time(os.path.join(d, "page.html"))
-            cpu = proc_stat(sim.pid)[0]
-            out["simulator_cpu_s"] = round(cpu, 1)
+            out["browser_s"] = browser_time(page_path)
         finally:
             sim.kill()
             sim.wait()
+    out["load_after"] = round(os.getloadavg()[0], 2)
     return out
 
 
@@ -281,12 +295,17 @@ def main() -> None:
     parser.add_argument("--simulated", default=None, metavar="SIZES",
                         help="measure the coordinator alone against simulated agents, e.g. 100,300,1000 (no root)")
     parser.add_argument("--sample", type=int, default=None, help="with --simulated: mesh --sample K")
+    parser.add_argument("--repeat", type=int, default=3, help="with --simulated: mesh runs per size (median, best)")
     args = parser.parse_args()
     if args.simulated:
-        rows = []
         for n in [int(s) for s in args.simulated.split(",")]:
-            row = run_simulated(n, args.sample)
-            rows.append(row)
+            row = run_simulated(n, args.sample, max(1, args.repeat))
+            print(f"{n:>5} hosts{f' --sample {args.sample}' if args.sample else ''}: mesh {row['mesh_wall_s']} s "
+                  f"(best {row['mesh_wall_best_s']}), overhead beyond the window {row['overhead_s']} s "
+                  f"(best {row['overhead_best_s']}), CPU {row['mesh_cpu_s']} s, peak RSS {row['mesh_rss_mb']} MB, "
+                  f"result {row['result_mb']} MB ({row['result_gz_mb']} MB gzipped), HTML page "
+                  f"{row['html_build_s']} s to build, {row['browser_s']} s in Chromium; correct: {row['correct']}; "
+                  f"load {row['load_before']} -> {row['load_after']}", flush=True)
             print(json.dumps(row), flush=True)
         return
     sizes = [max(2, min(64, int(s))) for s in args.sizes.split(",")]

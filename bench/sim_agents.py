@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """N simulated agents in one process, each on its own unix socket, speaking the real control API
-(HTTP/1.1 + JSON: POST /v1/probes, GET /v1/runs/ID/observations, GET /v1/health, bearer token).
+(HTTP/1.1 + JSON, keep-alive: POST /v1/probes, GET /v1/runs/ID/observations, GET /v1/health).
+Every request's NetprobeHMAC signature is checked and every reply signed with the agents' own
+``core/auth.py`` (one ``Verifier`` per agent, as each real agent has its own nonce memory).
 
 They return synthetic outcomes and observations of the exact shapes a real responder sends
 (compact rows when the request asks ``compact``, full records otherwise) with a known set of
@@ -8,6 +10,7 @@ blocked cells, so the coordinator's own cost can be measured without a packet on
 Each probe reply waits the request's window x (retries + 1), as a real agent does.
 
     python bench/sim_agents.py DIR N TOKEN   # serves DIR/node-I.sock for I < N until killed
+    SIM_SAMPLE=K:RUN python bench/sim_agents.py ...   # replies precomputed for mesh --sample K --sample-run RUN
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import json
 import os
 import socket
 import sys
+import time
 
 import trio
+
+from netprobe.core.auth import REPLY_HEADER, AuthFailed, Verifier
 
 PLAIN_REPLY = {"ipip": "echo", "vxlan": "echo"}  # the rest are TCP: syn-ack
 
@@ -62,15 +68,16 @@ class Fabric:
         self.cached: dict[str, tuple[list, bytes]] = {}  # host -> (targets expected, probe reply body)
         self.cached_seen: dict[str, bytes] = {}
 
-    def precompute(self) -> None:
-        """The replies to the calico mesh of the whole inventory, serialised before the run, so the
-        simulator's own CPU stays out of the coordinator's figures (a sampled run is made live)."""
+    def precompute(self, sample: tuple[int, int] | None = None) -> None:
+        """The replies to the calico mesh of the whole inventory (or to run ``sample`` = (k, run) of
+        a sampled one), serialised before the run, so the simulator's own CPU stays out of the
+        coordinator's figures; a request for anything else is answered live."""
         from netprobe.core.checks import select_checks
         from netprobe.core.mesh_logic import Peer
         from netprobe.core.sampling import plan_peers
 
         hosts = [(name(i), address(i), frozenset(roles(i))) for i in range(self.n)]
-        peers, _ = plan_peers(hosts, select_checks("calico"), Peer)
+        peers, _ = plan_peers(hosts, select_checks("calico"), Peer, sample)
         for src, wanted in peers.items():
             req = {"run_id": PLACEHOLDER, "compact": True, "retries": 0,
                    "targets": [{"name": p.name, "address": p.address, "checks": list(p.checks)} for p in wanted]}
@@ -146,7 +153,7 @@ class Fabric:
         return body
 
 
-async def handle(stream, me: str, fabric: Fabric, token: str) -> None:
+async def handle(stream, me: str, fabric: Fabric, verifier: Verifier) -> None:
     buf = b""
     try:
         while True:
@@ -163,9 +170,17 @@ async def handle(stream, me: str, fabric: Fabric, token: str) -> None:
             while len(buf) < length:
                 buf += await stream.receive_some(65536)
             body, buf = buf[:length], buf[length:]
-            status, data = 200, b""
-            if headers.get("authorization") != f"Bearer {token}":
-                status, data = 401, b'{"error":"unauthorized"}'
+            status, data, nonce = 200, b"", None
+            try:
+                verified = verifier.verify(headers.get("authorization", "").encode(), method, path, "",
+                                           now=time.time())
+                if not verified.body_ok(body):
+                    raise AuthFailed("unauthorized: the body does not match its signature")
+                nonce = verified.nonce
+            except AuthFailed as exc:
+                status, data = 401, json.dumps({"error": str(exc)}).encode()
+            if nonce is None:
+                pass
             elif method == "POST" and path == "/v1/probes":
                 req = json.loads(body)
                 await trio.sleep(req.get("timeout", 1.0) * (req.get("retries", 1) + 1))  # the reply windows
@@ -177,16 +192,18 @@ async def handle(stream, me: str, fabric: Fabric, token: str) -> None:
             else:
                 status, data = 404, b'{"error":"not found"}'
 
-            await stream.send_all(b"HTTP/1.1 %d OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-                                  % (status, len(data)) + data)
+            sig = b"" if nonce is None else b"%s: %s\r\n" % (REPLY_HEADER.encode(),
+                                                             verifier.sign_reply(nonce, status, data).encode())
+            await stream.send_all(b"HTTP/1.1 %d OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
+                                  % (status, len(data), sig) + data)
     except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionResetError):
         return
 
 
 async def serve(directory: str, n: int, token: str) -> None:
     fabric = Fabric(n)
-    if os.environ.get("SIM_PRECOMPUTE", "1") == "1":
-        fabric.precompute()
+    sample = os.environ.get("SIM_SAMPLE")  # "K:RUN": precompute that run of a sampled mesh
+    fabric.precompute(tuple(map(int, sample.split(":"))) if sample else None)
     async with trio.open_nursery() as nursery:
         for i in range(n):
             path = os.path.join(directory, f"{name(i)}.sock")
@@ -195,9 +212,9 @@ async def serve(directory: str, n: int, token: str) -> None:
             s.listen(64)
             listener = trio.SocketListener(trio.socket.from_stdlib_socket(s))
 
-            async def one(stream, me=name(i)):
+            async def one(stream, me=name(i), verifier=Verifier(token)):
                 async with stream:
-                    await handle(stream, me, fabric, token)
+                    await handle(stream, me, fabric, verifier)
             nursery.start_soon(trio.serve_listeners, one, [listener])
         print("ready", flush=True)
 
