@@ -11,6 +11,7 @@ cells (``unknown``, its error in ``errors``), never the run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -48,14 +49,20 @@ async def run_mesh(
     rate: int | None = None,
 ) -> Result:
     """``sample`` = (k, run): each host probes only k of its peers, run ``run``'s share (core/sampling.py)."""
-    from netprobe.agent.client import AgentClient
+    from netprobe.agent.client import AgentClient, tls_context
 
     if agent_timeout is None:
         # the coordinator's own work grows with the fleet: a reply may wait in its socket while the
         # others are parsed (at 1,000 hosts several seconds on 2 loaded cores)
         agent_timeout = max(10.0, 0.03 * len(inventory.hosts))
-    make_client = client_factory or (lambda url: AgentClient(url, token=token, timeout=agent_timeout,
-                                                             ca_file=inventory.ca_file))
+    if client_factory is None:
+        # one TLS context for every https agent (loading the CA is the costly part)
+        tls = None
+        if any(h.agent.startswith("https://") for h in inventory.hosts):
+            with contextlib.suppress(AgentError):  # else each https agent's client fails, with these words
+                tls = tls_context("the inventory's agents", inventory.ca_file)
+        client_factory = functools.partial(AgentClient, token=token, timeout=agent_timeout, tls=tls)
+    make_client = client_factory
     started = _now()
     plan = plan_mesh(inventory, checks, sample=sample)
     run_id = os.urandom(8).hex()

@@ -770,16 +770,17 @@ async def test_client_maps_a_hung_server_to_a_timeout(sock_dir):
 
 
 async def test_client_maps_answers_that_are_not_json(sock_dir, nursery):
+    status = [200]
+
     async def text(request):
-        return PlainTextResponse("<html>proxy says hi</html>", status_code=int(request.query_params["status"]))
+        return PlainTextResponse("<html>proxy says hi</html>", status_code=status[0])
 
     app = Starlette(routes=[Route("/v1/health", text)])
     url = await nursery.start(serve_api, app, f"unix:{sock_dir / 'text.sock'}")
     async with AgentClient(url, token=None) as client:
-        client._http.params = {"status": "200"}
         with pytest.raises(AgentError, match="answer is not a JSON object"):
             await client.health()
-        client._http.params = {"status": "502"}
+        status[0] = 502
         with pytest.raises(AgentRequestError, match="HTTP 502: <html>proxy says hi</html>") as info:
             await client.health()
         assert info.value.status == 502
