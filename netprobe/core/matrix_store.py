@@ -18,7 +18,6 @@ fast paths (``problems``, ``counts``, ``code_at``, ``rows``). Pure: no I/O.
 
 from __future__ import annotations
 
-import re
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import overload
@@ -51,7 +50,10 @@ DECODED = {code: unpack(code) for code in ALL_CODES}
 ALLOWED_CODES = frozenset(c for c, (r, _w, _v) in DECODED.items() if r is Reach.ALLOWED)
 PROBLEM_CODES = frozenset(ALL_CODES) - ALLOWED_CODES
 NOT_PROBED_CODE = pack(Reach.UNKNOWN, None, Verdict.ERROR)
-_PROBLEM_RE = re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in sorted(PROBLEM_CODES)) + b"]")
+# byte tables for scans in C: a table's codes mapped to 1 + their reach's index, or to 1 for a problem
+_TO_REACH = bytes([0, *(1 + REACHES.index(DECODED[c][0]) for c in ALL_CODES)]).ljust(256, b"\x00")
+_TO_ANY = bytes([0, *(1 for _c in ALL_CODES)]).ljust(256, b"\x00")
+_TO_PROBLEM = bytes([0, *(int(c in PROBLEM_CODES) for c in ALL_CODES)]).ljust(256, b"\x00")
 
 _PLAIN_EVIDENCE = {v: Evidence(sent=True, reply=reply, reply_arrived=True, reply_accepted=True, arrived=True,
                                accepted=True, answered=True, attempts=1) for v, reply in PLAIN_REPLY.items()}
@@ -99,6 +101,7 @@ class MatrixStore(Sequence[Cell]):
         # unknown/error with Evidence(sent=False, attempts=0, send_error="not probed: REASON")
         self.not_probed: dict[int, str] = {}
         self._count = 0
+        self._counts: dict[int, dict[Reach, int]] = {}  # per check, until a write changes it
 
     # ------------------------------------------------------------ building
 
@@ -124,6 +127,7 @@ class MatrixStore(Sequence[Cell]):
         pos = self.index[cell.src] * self.n + self.index[cell.dst]
         if self.codes[k][pos] == NO_CELL:
             self._count += 1
+        self._counts.pop(k, None)
         self.codes[k][pos] = pack(cell.reach, cell.where, cell.verdict)
         self.rtt[k][pos] = NO_RTT if cell.rtt_ms is None else round(cell.rtt_ms * 1000)
         if is_plain(cell):
@@ -132,8 +136,15 @@ class MatrixStore(Sequence[Cell]):
             self.detail[(k, pos)] = cell
 
     def recount(self) -> None:
-        """Count the cells again (after writing codes straight into the tables)."""
+        """Count the cells again: required after writing codes straight into the tables."""
+        self._counts = {}
         self._count = sum(self.cell_count(k) for k in range(len(self.checks)))
+
+    def set_table(self, k: int, codes: bytearray) -> None:
+        """Replace check ``k``'s whole code table (a reader building a store from tables; call
+        ``recount`` after the last)."""
+        self.codes[k] = codes
+        self._counts.pop(k, None)
 
     def put_not_probed(self, k: int, pos: int, reason: str) -> None:
         """A cell its sender never probed (its agent failed): one reason per source, no Cell kept."""
@@ -151,6 +162,7 @@ class MatrixStore(Sequence[Cell]):
         codes = self.codes[k]
         if codes[pos] == NO_CELL:
             self._count += 1
+        self._counts.pop(k, None)
         codes[pos] = code
         self.rtt[k][pos] = NO_RTT if rtt_ms is None else round(rtt_ms * 1000)
 
@@ -185,14 +197,23 @@ class MatrixStore(Sequence[Cell]):
 
     def positions(self, k: int) -> Iterator[int]:
         """Positions holding a cell in check ``k``, in reading order."""
-        codes = self.codes[k]
-        for m in re.finditer(rb"[^\x00]+", codes):
-            yield from range(m.start(), m.end())
+        flags = self.codes[k].translate(_TO_ANY)  # runs of cells found by memchr, dense or sparse
+        start = flags.find(1)
+        while start >= 0:
+            end = flags.find(0, start)
+            if end < 0:
+                end = len(flags)
+            yield from range(start, end)
+            start = flags.find(1, end)
 
     def problem_positions(self, k: int) -> Iterator[int]:
-        """Positions of the blocked and unknown cells of check ``k``, in reading order (a scan in C)."""
-        for m in _PROBLEM_RE.finditer(self.codes[k]):
-            yield m.start()
+        """Positions of the blocked and unknown cells of check ``k``, in reading order (scans in C:
+        one translate, then memchr from problem to problem)."""
+        flags = self.codes[k].translate(_TO_PROBLEM)
+        pos = flags.find(1)
+        while pos >= 0:
+            yield pos
+            pos = flags.find(1, pos + 1)
 
     def problems(self) -> Iterator[Cell]:
         """The blocked and unknown cells, check by check, in reading order."""
@@ -201,17 +222,26 @@ class MatrixStore(Sequence[Cell]):
                 yield self.cell_at(k, pos)  # type: ignore[misc]
 
     def counts(self, k: int) -> dict[Reach, int]:
-        out = {r: 0 for r in REACHES}
-        codes = self.codes[k]
-        for code in set(codes) - {NO_CELL}:
-            out[DECODED[code][0]] += codes.count(bytes([code]))
-        return out
+        return dict(self._reach_counts(k))
+
+    def _reach_counts(self, k: int) -> dict[Reach, int]:
+        """Cells of check ``k`` by reach, counted in C passes (empty positions dropped, then one
+        translate and a count per reach) once until a write changes the table."""
+        counted = self._counts.get(k)
+        if counted is None:
+            reaches = self.codes[k].translate(None, b"\x00").translate(_TO_REACH)
+            counted = self._counts[k] = {r: reaches.count(1 + i) for i, r in enumerate(REACHES)}
+        return counted
+
+    def used_codes(self, k: int) -> set[int]:
+        """The distinct codes check ``k`` holds (its empty positions dropped in C first)."""
+        return set(self.codes[k].translate(None, b"\x00"))
 
     def cell_count(self, k: int) -> int:
-        return self.n * self.n - self.codes[k].count(b"\x00")
+        return sum(self._reach_counts(k).values())
 
     def has_cells(self, k: int) -> bool:
-        return self.codes[k].count(b"\x00") != self.n * self.n
+        return self.cell_count(k) > 0
 
     # ------------------------------------------------------------ Sequence[Cell]
 

@@ -42,22 +42,28 @@ def cells_to_v2(store: MatrixStore) -> dict[str, Any]:
         codes = store.codes[k]
         if not store.has_cells(k):
             continue
-        used |= set(codes) - {NO_CELL}
+        used |= store.used_codes(k)
         column = store.rtt[k]
-        rtt = (list(compress(column, codes)) if isinstance(column, array)
-               else [column[pos] for pos in store.positions(k)])
+        if store.cell_count(k) * 4 < n * n:  # mostly empty (a sampled run): only the cells, row by row
+            positions = list(store.positions(k))
+            rtt = [column[pos] for pos in positions]
+            if rtt and min(rtt) < 0:
+                rtt = [None if x < 0 else x for x in rtt]
+            rows: dict[int, list[int]] = {}
+            for pos in positions:
+                i, j = divmod(pos, n)
+                cols = rows.get(i)
+                if cols is None:
+                    cols = rows[i] = []
+                cols.append(j)
+            sparse = [[i, cols, bytes(codes[i * n + j] for j in cols).translate(_TO_CHARS).decode("ascii")]
+                      for i, cols in rows.items()]
+            matrices.append({"check": check, "rtt_us": rtt, "sparse": sparse})
+            continue
+        rtt = list(compress(column, codes)) if isinstance(column, array) else [column[p] for p in store.positions(k)]
         if rtt and min(rtt) < 0:
             rtt = [None if x < 0 else x for x in rtt]
         chars = bytes(codes).translate(_TO_CHARS).decode("ascii")
-        if store.cell_count(k) * 4 < n * n:  # mostly empty (a sampled run): only the cells, row by row
-            sparse = []
-            for i in range(n):
-                row = codes[i * n:(i + 1) * n]
-                cols = [j for j, c in enumerate(row) if c] if row.count(0) != n else []
-                if cols:
-                    sparse.append([i, cols, "".join(chars[i * n + j] for j in cols)])
-            matrices.append({"check": check, "rtt_us": rtt, "sparse": sparse})
-            continue
         matrices.append({"check": check, "rtt_us": rtt, "rows": [chars[i * n:(i + 1) * n] for i in range(n)]})
     detail = [store.detail[key].to_dict() for key in sorted(store.detail)]
     return {"codes": {CHAR[c]: _legend_entry(c) for c in sorted(used)}, "matrices": matrices,
@@ -92,8 +98,11 @@ def dumps_v2(d: dict[str, Any]) -> str:
     return "\n".join(line for line in out if line) + "\n"
 
 
-def _dense_rows(raw: Any, n: int, field: str) -> list[str]:
-    rows = [NO_CELL_CHAR * n] * n
+def _sparse_chars(raw: Any, n: int, field: str) -> tuple[bytes, list[int]]:
+    """A sparse matrix (``[[row index, [column indexes], "characters"], ...]``) as the n*n
+    characters of its dense rows ('.' where no cell is) and its cells' positions in reading order."""
+    buf = bytearray(NO_CELL_CHAR.encode() * (n * n))
+    positions: list[int] = []
     seen: set[int] = set()
     for r, entry in enumerate(items(raw, field, n)):
         at = f"{field}[{r}]"
@@ -105,14 +114,17 @@ def _dense_rows(raw: Any, n: int, field: str) -> list[str]:
                 or sorted(set(cols)) != cols):
             raise InvalidReport(f"{at}[1]", f"must be increasing column indexes below {n}")
         chars = entry[2]
-        if not isinstance(chars, str) or len(chars) != len(cols) or NO_CELL_CHAR in chars:
+        if (not isinstance(chars, str) or len(chars) != len(cols) or NO_CELL_CHAR in chars
+                or not chars.isascii()):
             raise InvalidReport(f"{at}[2]", "must be one character per column")
-        row = [NO_CELL_CHAR] * n
-        for j, ch in zip(cols, chars):
-            row[j] = ch
-        rows[entry[0]] = "".join(row)
+        base = entry[0] * n
+        for j, ch in zip(cols, chars.encode("ascii")):
+            buf[base + j] = ch
+        positions.extend([base + j for j in cols])
         seen.add(entry[0])
-    return rows
+    if any(a > b for a, b in zip(positions, positions[1:])):
+        positions.sort()  # rows out of order: reading order is what rtt_us follows
+    return bytes(buf), positions
 
 
 def cells_from_v2(d: dict, names: list[str], declared: list[str]) -> MatrixStore:
@@ -124,8 +136,8 @@ def cells_from_v2(d: dict, names: list[str], declared: list[str]) -> MatrixStore
     to_code = {NO_CELL_CHAR: NO_CELL}
     for ch, entry in legend.items():
         at = f"codes.{ch:.8}"
-        if len(ch) != 1 or ch == NO_CELL_CHAR:
-            raise InvalidReport(at, "must be one character other than '.'")
+        if len(ch) != 1 or ch == NO_CELL_CHAR or not ch.isascii():
+            raise InvalidReport(at, "must be one ASCII character other than '.'")
         entry = items(entry, at, 3)
         if len(entry) != 3:
             raise InvalidReport(at, "must be [reach, where, verdict]")
@@ -133,45 +145,50 @@ def cells_from_v2(d: dict, names: list[str], declared: list[str]) -> MatrixStore
         to_code[ch] = pack(choice(Reach, entry[0], f"{at}[0]"), where, choice(Verdict, entry[2], f"{at}[2]"))
     matrices = items(d.get("matrices", []), "matrices", 4096)
     found = []
+    dense: dict[int, tuple[bytes, list[int]]] = {}  # a sparse matrix -> its n*n characters, its positions
     for i, m in enumerate(matrices):
         obj(m, f"matrices[{i}]", ("check", "rtt_us"))
-        if "sparse" in m:  # [[row, [columns], "chars"], ...]: expanded to dense rows here
-            m = matrices[i] = {**m, "rows": _dense_rows(m["sparse"], n, f"matrices[{i}].sparse")}
-        obj(m, f"matrices[{i}]", ("rows",))
+        if "sparse" in m:  # [[row, [columns], "chars"], ...]
+            dense[i] = _sparse_chars(m["sparse"], n, f"matrices[{i}].sparse")
+        else:
+            obj(m, f"matrices[{i}]", ("rows",))
         found.append(text(m["check"], f"matrices[{i}].check", limit=64))
     if len(set(found)) != len(found):
         raise InvalidReport("matrices", "has a check twice")
-    sparse = any(isinstance(m, dict) and "sparse" in m for m in matrices)
+    sparse = bool(dense)
     store = MatrixStore(names, list(dict.fromkeys([*declared, *found])), sparse=sparse)
-    table = bytes.maketrans("".join(to_code).encode(), bytes(to_code.values()))
+    known = "".join(to_code).encode()
+    table = bytes.maketrans(known, bytes(to_code.values()))
     for i, m in enumerate(matrices):
         at = f"matrices[{i}]"
         k = store.check_index[found[i]]
-        rows = items(m["rows"], f"{at}.rows", n)
-        if len(rows) != n:
-            raise InvalidReport(f"{at}.rows", f"must have one row per host ({n}), got {len(rows)}")
-        for r, row in enumerate(rows):
-            if not isinstance(row, str) or len(row) != n or not row.isascii():
-                raise InvalidReport(f"{at}.rows[{r}]", f"must be a string of {n} characters")
-        joined = "".join(rows)
-        unknown = set(joined) - set(to_code)
+        chars, positions = dense.get(i, (None, None))
+        if chars is None:
+            rows = items(m["rows"], f"{at}.rows", n)
+            if len(rows) != n:
+                raise InvalidReport(f"{at}.rows", f"must have one row per host ({n}), got {len(rows)}")
+            for r, row in enumerate(rows):
+                if not isinstance(row, str) or len(row) != n or not row.isascii():
+                    raise InvalidReport(f"{at}.rows[{r}]", f"must be a string of {n} characters")
+            chars = "".join(rows).encode("ascii")
+        unknown = chars.translate(None, known)  # what is left is not in the legend
         if unknown:
-            raise InvalidReport(f"{at}.rows", f"uses {sorted(unknown)[0]!r}, which codes does not define")
-        codes = bytearray(joined.encode("ascii").translate(table))
-        store.codes[k] = codes
-        count = n * n - codes.count(b"\x00")
-        store._count += count
+            raise InvalidReport(f"{at}.{'sparse' if i in dense else 'rows'}",
+                                f"uses {chr(min(unknown))!r}, which codes does not define")
+        store.set_table(k, bytearray(chars.translate(table)))
+        count = len(chars) - chars.count(b".")
         rtts = items(m["rtt_us"], f"{at}.rtt_us", MAX_CELLS)
         if len(rtts) != count:
             raise InvalidReport(f"{at}.rtt_us", f"must have one entry per cell ({count}), got {len(rtts)}")
         column = store.rtt[k]
-        for j, (pos, us) in enumerate(zip(store.positions(k), rtts)):
+        for j, (pos, us) in enumerate(zip(store.positions(k) if positions is None else positions, rtts)):
             if us is None:
                 continue
             if type(us) is not int or not 0 <= us <= MAX_RTT_US:
                 integer(us, f"{at}.rtt_us[{j}]", MAX_RTT_US)  # raises with the field named
                 raise InvalidReport(f"{at}.rtt_us[{j}]", "must be a whole number of microseconds")
             column[pos] = us
+    store.recount()
     for host, reason in obj(d.get("not_probed", {}), "not_probed").items():
         if host not in store.index:
             raise InvalidReport(f"not_probed.{host:.40}", "names a host the result does not declare")

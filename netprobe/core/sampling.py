@@ -59,7 +59,7 @@ def plan_peers(hosts: Sequence[tuple[str, str, frozenset[str]]], checks: Sequenc
     groups: dict[frozenset, list[int]] = {}  # destinations by role set, in inventory order
     for j, (_name, _address, dst_roles) in enumerate(hosts):
         groups.setdefault(dst_roles, []).append(j)
-    members_set = {id(m): set(m) for m in groups.values()}
+    place = {id(m): {j: at for at, j in enumerate(m)} for m in groups.values()}  # host index -> place in its group
 
     def peer(j: int, ids: tuple[str, ...]):
         p = peer_of.get((j, ids))
@@ -82,14 +82,14 @@ def plan_peers(hosts: Sequence[tuple[str, str, frozenset[str]]], checks: Sequenc
             chosen = sorted((j, ids) for members, ids in parts for j in members if j != i)
         else:
             # the virtual list of src's peers (group after group), sampled without building it
-            sizes = [len(members) - (i in members_set[id(members)]) for members, _ids in parts]
+            own = [place[id(members)].get(i) for members, _ids in parts]  # where src sits in each group
+            sizes = [len(members) - (at is not None) for (members, _ids), at in zip(parts, own)]
             total = sum(sizes)
             picked = []
             for index in sample_indices(src, total, sample[0], sample[1]):
-                for (members, ids), size in zip(parts, sizes):
+                for (members, ids), size, at in zip(parts, sizes, own):
                     if index < size:
-                        if i in members_set[id(members)]:
-                            at = members.index(i)
+                        if at is not None:
                             index += index >= at
                         picked.append((members[index], ids))
                         break

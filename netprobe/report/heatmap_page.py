@@ -61,8 +61,27 @@ checks: {check_boxes}
   const tip = document.getElementById("tip"), info = document.getElementById("info");
   const views = [];
   function state(ch) {{ return ch === "." ? null : D.codes[ch]; }}
+  // a matrix as at(i, j) -> character and each(f(i, j, ch)) over its cells; a sampled run's
+  // matrix ([row, [columns], chars]) is read as it is, never expanded to N x N characters
+  function cellsOf(m) {{
+    if (m.rows) return {{
+      at: (i, j) => m.rows[i][j],
+      each: f => {{ for (let i = 0; i < N; i++) {{ const row = m.rows[i];
+        for (let j = 0; j < N; j++) if (row.charCodeAt(j) !== 46) f(i, j, row[j]); }} }}}};
+    const byRow = new Map(m.sparse.map(r => [r[0], r]));
+    return {{
+      at: (i, j) => {{ const r = byRow.get(i), k = r ? r[1].indexOf(j) : -1; return k < 0 ? "." : r[2][k]; }},
+      each: f => {{ for (const [i, cols, chars] of m.sparse) for (let k = 0; k < cols.length; k++) f(i, cols[k], chars[k]); }}}};
+  }}
+  function pixel(c, alpha) {{  // RGBA bytes as one Uint32, whatever the byte order
+    const b = new Uint8Array([c[0], c[1], c[2], alpha]);
+    return new Uint32Array(b.buffer)[0];
+  }}
+  const ON = {{}}, OFF = {{}};
+  for (const ch in D.codes) {{ ON[ch] = pixel(COLORS[D.codes[ch][0]], 255); OFF[ch] = pixel(COLORS[D.codes[ch][0]], 40); }}
+  const NONE_ON = pixel(NONE, 255), NONE_OFF = pixel(NONE, 40);
   function describe(v, i, j) {{
-    const pos = i * N + j, s = state(v.rows[i][j]);
+    const pos = i * N + j, s = state(v.cells.at(i, j));
     if (!s) return D.hosts[i].name + " -> " + D.hosts[j].name + ": no cell";
     const head = v.check + " " + D.hosts[i].name + " -> " + D.hosts[j].name + ": " + s[0] +
       (s[1] ? " at " + s[1] : "") + " (" + s[2] + ")";
@@ -79,25 +98,31 @@ checks: {check_boxes}
     return h => h.name.includes(text);
   }}
   function draw(v, match) {{
-    const img = v.small.createImageData(N, N), px = img.data;
-    for (let i = 0; i < N; i++) {{
-      const row = v.rows[i], rowOn = !match || match(D.hosts[i]);
-      for (let j = 0; j < N; j++) {{
-        const s = state(row[j]), c = s ? COLORS[s[0]] : NONE, k = (i * N + j) * 4;
-        const on = rowOn || (match && match(D.hosts[j]));
-        px[k] = c[0]; px[k + 1] = c[1]; px[k + 2] = c[2]; px[k + 3] = on ? 255 : 40;
+    // one pixel per cell in a typed array: the background first (dimmed outside the filter), then the cells
+    const img = v.small.createImageData(N, N), px = new Uint32Array(img.data.buffer);
+    const on = D.hosts.map(h => !match || match(h));
+    if (!match) px.fill(NONE_ON);
+    else {{
+      const cols = [];
+      on.forEach((o, j) => {{ if (o) cols.push(j); }});
+      for (let i = 0; i < N; i++) {{
+        px.fill(on[i] ? NONE_ON : NONE_OFF, i * N, (i + 1) * N);
+        if (!on[i]) for (const j of cols) px[i * N + j] = NONE_ON;
       }}
     }}
+    v.cells.each((i, j, ch) => {{ px[i * N + j] = (on[i] || on[j]) ? ON[ch] : OFF[ch]; }});
     v.small.putImageData(img, 0, 0);
     const ctx = v.canvas.getContext("2d");
-    ctx.imageSmoothingEnabled = false;
-    ctx.clearRect(0, 0, v.canvas.width, v.canvas.height);
-    ctx.drawImage(v.smallCanvas, 0, 0, N * size, N * size);
+    if (v.small !== ctx) {{
+      ctx.imageSmoothingEnabled = false;
+      ctx.clearRect(0, 0, v.canvas.width, v.canvas.height);
+      ctx.drawImage(v.smallCanvas, 0, 0, N * size, N * size);
+    }}
     // a failing cell stays visible at any size: a marker at least 6 px wide around it
     const m = Math.max(size, 6);
     for (const pos of v.failing) {{
-      const i = Math.floor(pos / N), j = pos % N, s = state(v.rows[i][j]);
-      if (match && !match(D.hosts[i]) && !match(D.hosts[j])) continue;
+      const i = Math.floor(pos / N), j = pos % N, s = state(v.cells.at(i, j));
+      if (match && !on[i] && !on[j]) continue;
       const c = COLORS[s[0]];
       ctx.fillStyle = "rgb(" + c.join(",") + ")";
       ctx.fillRect(j * size + size / 2 - m / 2, i * size + size / 2 - m / 2, m, m);
@@ -105,15 +130,6 @@ checks: {check_boxes}
   }}
   const root = document.getElementById("heatmaps");
   for (const m of D.matrices) {{
-    if (!m.rows) {{  // a sampled run's matrix comes as [row, [columns], chars]
-      const empty = ".".repeat(N);
-      m.rows = new Array(N).fill(empty);
-      for (const [i, cols, chars] of m.sparse) {{
-        const row = empty.split("");
-        cols.forEach((j, k) => {{ row[j] = chars[k]; }});
-        m.rows[i] = row.join("");
-      }}
-    }}
     const sec = document.createElement("section");
     sec.className = "check"; sec.dataset.check = m.check;
     const h = document.createElement("h2"); h.textContent = m.title; sec.appendChild(h);
@@ -121,13 +137,12 @@ checks: {check_boxes}
     const canvas = document.createElement("canvas");
     canvas.width = N * size; canvas.height = N * size; canvas.dataset.check = m.check; canvas.dataset.cell = size;
     sec.appendChild(canvas); root.appendChild(sec);
-    const smallCanvas = document.createElement("canvas"); smallCanvas.width = N; smallCanvas.height = N;
-    const failing = [];
-    for (let i = 0; i < N; i++) {{
-      const row = m.rows[i];
-      for (let j = 0; j < N; j++) {{ const s = state(row[j]); if (s && s[0] !== "allowed") failing.push(i * N + j); }}
-    }}
-    const v = {{check: m.check, rows: m.rows, explain: m.explain, canvas, smallCanvas,
+    // at one pixel per cell the page draws straight on its canvas, else on a small one scaled up
+    const smallCanvas = size === 1 ? canvas : document.createElement("canvas");
+    smallCanvas.width = N; smallCanvas.height = N;
+    const cells = cellsOf(m), failing = [];
+    cells.each((i, j, ch) => {{ if (D.codes[ch][0] !== "allowed") failing.push(i * N + j); }});
+    const v = {{check: m.check, cells, explain: m.explain, canvas, smallCanvas,
                small: smallCanvas.getContext("2d"), failing}};
     views.push(v);
     draw(v, null);

@@ -17,9 +17,12 @@ MAX_FLOWS = 1000  # failing flows named one per line; past that the per-host rol
 GAP = 1  # columns between matrix cells
 
 
-def matrix_width(store: MatrixStore, k: int) -> int:
-    """Columns a check's matrix needs with numbered columns (the narrowest form the table draws)."""
+def matrix_width(store: MatrixStore, k: int, max_width: int = 1 << 30) -> int:
+    """Columns a check's matrix needs with numbered columns (the narrowest form the table draws);
+    anything above ``max_width`` when it needs more than that."""
     n = store.n
+    if -(-store.cell_count(k) // max(n, 1)) * (3 + 2 + GAP) > max_width:
+        return max_width + 1  # more columns hold a cell than fit: no need to find which
     codes = store.codes[k]
     rows = [i for i in range(n) if codes[i * n:(i + 1) * n].count(0) != n]
     cols = [j for j in range(n) if codes[j::n].count(0) != n]
@@ -30,7 +33,7 @@ def matrix_width(store: MatrixStore, k: int) -> int:
 
 def fits(result: Result, width: int) -> bool:
     store = result.store
-    return all(matrix_width(store, k) <= width for k in range(len(store.checks)) if store.has_cells(k))
+    return all(matrix_width(store, k, width) <= width for k in range(len(store.checks)) if store.has_cells(k))
 
 
 def _names(names: list[str]) -> str:
