@@ -9,6 +9,7 @@ Bounded: a fixed number of probes, to addresses of the two namespaces it makes, 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -36,6 +37,47 @@ hosts:
 """
 CLOSED_PORTS = range(20000, 20100)
 FILTERED_PORT = 9
+SOFTNET = ("processed", "dropped", "time_squeeze")  # the first columns of /proc/net/softnet_stat
+
+
+def softnet() -> dict[str, int]:
+    """/proc/net/softnet_stat summed over CPUs (the kernel's per-CPU receive backlogs are shared
+    by every namespace): packets processed, dropped because a backlog held netdev_max_backlog."""
+    out = dict.fromkeys(SOFTNET, 0)
+    with open("/proc/net/softnet_stat") as f:
+        for line in f:
+            for name, value in zip(SOFTNET, line.split()):
+                out[name] += int(value, 16)
+    return out
+
+
+def ns_counters(netns: str | None) -> dict[str, int]:
+    """A namespace's SNMP counters (nstat), per-interface drops (ip -s link) and qdisc drops (tc -s)."""
+    pre = ["ip", "netns", "exec", netns] if netns else []
+    out: dict[str, int] = {}
+    nstat = subprocess.run([*pre, "nstat", "-asz", "--json"], capture_output=True, text=True)
+    if nstat.returncode == 0:
+        for table in json.loads(nstat.stdout).values():
+            out.update({k: int(v) for k, v in table.items()})
+    links = subprocess.run([*pre, "ip", "-s", "-s", "-j", "link", "show"], capture_output=True, text=True)
+    for link in json.loads(links.stdout or "[]"):
+        for side in ("rx", "tx"):
+            for k, v in link.get("stats64", {}).get(side, {}).items():
+                if "drop" in k or "error" in k or k in ("missed", "packets"):
+                    out[f"{link['ifname']}.{side}_{k}"] = int(v)
+    qdiscs = subprocess.run([*pre, "tc", "-s", "-j", "qdisc", "show"], capture_output=True, text=True)
+    for q in json.loads(qdiscs.stdout or "[]"):
+        out[f"qdisc.{q.get('dev')}.{q.get('kind')}.drops"] = int(q.get("drops", 0))
+    return out
+
+
+def counter_deltas(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {where: {k: v - before[where].get(k, 0) for k, v in now.items() if v != before[where].get(k, 0)}
+            for where, now in after.items()}
+
+
+def all_counters(namespaces: dict[str, str | None]) -> dict[str, dict[str, int]]:
+    return {"softnet": softnet(), **{name: ns_counters(ns) for name, ns in namespaces.items()}}
 
 
 def inner(args) -> None:
@@ -58,11 +100,14 @@ def inner(args) -> None:
     try:
         io.kernel_drops()  # reset the tap's counters
         targets = [ProbeTarget(checks[i % len(checks)], args.dst) for i in range(args.probes)]
+        namespaces = {"sender": None, "responder": args.netns_b, "fabric": args.netns_fabric}
+        before = all_counters(namespaces)
         t0 = time.perf_counter()  # designing the templates counts, as it did when the run made them
-        prober = Prober(key, args.src, targets, templates.for_targets(args.src, targets), window=1.0, retries=0,
-                        first_id=1)
-        outcomes = trio.run(run_prober, prober, io)
+        prober = Prober(key, args.src, targets, templates.for_targets(args.src, targets), window=1.0,
+                        retries=args.retries, first_id=1)
+        outcomes = trio.run(functools.partial(run_prober, prober, io, rate=args.rate or None))
         wall = time.perf_counter() - t0
+        figures["counters"] = counter_deltas(before, all_counters(namespaces))
         t1 = time.perf_counter()
         cells = [classify(o.target.check.proto, o.evidence, o.target.address) for o in outcomes]
         classify_s = time.perf_counter() - t1
@@ -77,6 +122,9 @@ def inner(args) -> None:
             "kernel_drops": io.kernel_drops(),
             "prober": dict(prober.stats),
             "unanswered": args.probes - answered,
+            "retries": args.retries,
+            "rate": args.rate or None,
+            "attempts": sum(o.evidence.attempts for o in outcomes),
         }
         filtered = Check("filtered", "dropped port", Proto.TCP, FILTERED_PORT, Direction.BOTH)
         targets = [ProbeTarget(filtered, args.dst)] * 1000
@@ -109,7 +157,11 @@ def main() -> None:
     parser.add_argument("--no-rps", dest="rps", action="store_false",
                         help="keep the receive path of both namespaces on the sender's CPU (by default RPS moves "
                              "it to the other CPUs, as separate hosts would have it)")
+    parser.add_argument("--retries", type=int, default=0, help="retries of the closed-port run (0-5)")
+    parser.add_argument("--rate", type=int, default=0, help="pace the closed-port run at this many probes/s (0: unpaced)")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--netns-b", help=argparse.SUPPRESS)
+    parser.add_argument("--netns-fabric", help=argparse.SUPPRESS)
     parser.add_argument("--src", help=argparse.SUPPRESS)
     parser.add_argument("--dst", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -130,7 +182,8 @@ def main() -> None:
                 lab.exec(host, ["sh", "-c", f"for f in /sys/class/net/*/queues/rx-*/rps_cpus; do echo {mask} > $f; done"],
                          check=True)
         proc = lab.exec("a", [sys.executable, os.path.abspath(__file__), "--inner", "--probes", str(args.probes),
-                              *([] if rps else ["--no-rps"]),
+                              *([] if rps else ["--no-rps"]), "--retries", str(args.retries), "--rate", str(args.rate),
+                              "--netns-b", lab.netns("b"), "--netns-fabric", lab.netns("lan"),
                               "--src", lab.address("a"), "--dst", lab.address("b")],
                         capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
@@ -142,6 +195,13 @@ def main() -> None:
           f"sent and answered; {run['replies_per_s']:,} replies/s classified "
           f"({run['classify_us_per_cell']} us/cell); kernel drops {run['kernel_drops']}; "
           f"unanswered {run['unanswered']}")
+    print(f"counters that moved during the closed-port run ({run['attempts']} attempts, retries {run['retries']}, "
+          f"rate {run['rate'] or 'unpaced'}):")
+    for where, moved in figures["counters"].items():
+        shown = {k: v for k, v in moved.items() if v and (where == "softnet" or any(
+            w in k.lower() for w in ("drop", "rst", "ratelimit", "challenge", "discard", "error", "miss", "overflow",
+                                     "full", "insegs", "outsegs", "packets", "inreceives", "outrequests")))}
+        print(f"  {where}: " + ", ".join(f"{k} {v:+,}" for k, v in sorted(shown.items())))
     f = figures["filtered_1000"]
     print(f"1,000 probes to a filtered port: {f['wall_s']} s = {f['windows']} reply windows of {f['window_s']} s "
           f"(all filtered: {f['all_filtered']})")

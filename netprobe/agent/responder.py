@@ -7,6 +7,7 @@ filter that passes only probes and this host's answers to them), feeds them to t
 
 from __future__ import annotations
 
+import errno
 import functools
 import socket
 import time
@@ -15,7 +16,7 @@ from collections import OrderedDict
 import trio
 
 from netprobe.agent.protocol import MAX_PROBES, MAX_TARGETS, ProbeRequest, Refused
-from netprobe.core import bpf, templates
+from netprobe.core import bpf, queues, templates
 from netprobe.core.budget import NotAllowed, OverBudget, ProbeBudget
 from netprobe.core.compact_wire import compact_observations, compact_outcomes
 from netprobe.core.keys import probe_key
@@ -24,6 +25,7 @@ from netprobe.core.responder import ResponderCore
 from netprobe.core.wire import IPPROTO_IPIP
 from netprobe.net import sockets
 from netprobe.net.capture import CaptureSet, open_captures
+from netprobe.net.queues import read_counters
 
 RUN_MEMORY = 256          # run ids remembered (for observations since a run started)
 RUN_LOOKBACK = 2.0        # seconds before a run's start whose observations still belong to it
@@ -67,11 +69,13 @@ class Responder:
         self.core = ResponderCore(self.key, is_own_address=OwnAddresses().is_own)
         self.started_at = time.monotonic()
         self._runs: OrderedDict[str, float] = OrderedDict()
+        self._drops_at_start: dict[str, dict[str, int]] = {}  # run id -> drop counters when it began
         self._compact_runs: set[str] = set()  # runs whose probe request asked for the compact form
         self._probe_lock = trio.Lock()
         self._sender: socket.socket | None = None
         self._captures = CaptureSet([])
         self.echo_send_errors = 0
+        self.echo_send_dropped = 0  # of those, the ones the kernel had no room for (ENOBUFS)
 
     # ------------------------------------------------------------ capture loop
 
@@ -92,8 +96,14 @@ class Responder:
         echo = self.core.on_packet(data, via=via, outgoing=outgoing, now=now, wall_ns=wall_ns)
         if echo is None:
             return
-        if sockets.send_packet(self._sender, echo.data, echo.address) is not None:
+        err = sockets.send_packet(self._sender, echo.data, echo.address)
+        if err is not None:
             self.echo_send_errors += 1  # e.g. this host's OUTPUT refused it
+            self.echo_send_dropped += err in (errno.ENOBUFS, errno.EAGAIN)
+
+    def drop_counters(self) -> dict[str, int]:
+        """This host's packet-drop counters now (core/queues.py), with the echoes it had no room for."""
+        return {**read_counters(), "echo_send_dropped": self.echo_send_dropped}
 
     def kernel_drops(self) -> int:
         """Captured packets the kernel dropped since the last call (the mesh reports them)."""
@@ -113,8 +123,11 @@ class Responder:
     def _remember_run(self, run_id: str) -> None:
         self._runs[run_id] = trio.current_time() - RUN_LOOKBACK
         self._runs.move_to_end(run_id)
+        self._drops_at_start[run_id] = self.drop_counters()
         while len(self._runs) > RUN_MEMORY:
-            self._compact_runs.discard(self._runs.popitem(last=False)[0])
+            gone = self._runs.popitem(last=False)[0]
+            self._compact_runs.discard(gone)
+            self._drops_at_start.pop(gone, None)
 
     async def run_probes(self, request: ProbeRequest) -> dict:
         """Probe the requested targets from this host (one session per source address)."""
@@ -165,6 +178,8 @@ class Responder:
             for k in stats:
                 stats[k] += st.get(k, 0)
         stats["seconds"] = round(trio.current_time() - began, 4)
+        # what this host's own queues dropped meanwhile: an unanswered probe may be one of them
+        stats.update(queues.moved(self._drops_at_start[request.run_id], self.drop_counters()))
         if request.compact:  # plain outcomes as rows, and this run's observations too (core/compact_wire.py)
             self._compact_runs.add(request.run_id)
             outcomes, plain = compact_outcomes(outcomes, [t.name for t in request.targets])
@@ -177,8 +192,10 @@ class Responder:
         extra = {}
         if run_id in self._compact_runs:
             observations, extra["plain"] = compact_observations(observations)
+        at_start = self._drops_at_start.get(run_id)
+        drops = {} if at_start is None else queues.moved(at_start, self.drop_counters())  # the whole run so far
         return {"run_id": run_id, "host": self.name, "observations": observations, **extra,
-                "stats": {**self.core.stats, "echo_send_errors": self.echo_send_errors,
+                "stats": {**self.core.stats, "echo_send_errors": self.echo_send_errors, **drops,
                           "kernel_drops": self.kernel_drops()}}
 
     async def preflight(self, params: dict) -> dict:

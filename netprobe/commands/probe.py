@@ -31,7 +31,8 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, v
     who sent it), answered. Without a responder on TARGET, reach is claimed only where
     the sender alone can know; elsewhere it is 'unknown' (run `netprobe mesh` for the
     full answer). Needs root or CAP_NET_RAW. Exit 1 when a check is blocked; 3 when the
-    kernel dropped captured packets (a verdict may be wrong).
+    kernel dropped captured packets, or this host's own queues dropped packets while a probe
+    went unanswered (a verdict may be wrong).
     """
     from netprobe.config import parse_checks, read_token
     from netprobe.core.exitcode import probe_exit_code
@@ -53,7 +54,14 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, v
     drops = stats.get("kernel_drops", 0)
     if drops:
         click.echo(f"netprobe: the kernel dropped {drops} captured packets: a verdict may be wrong", err=True)
-    return probe_exit_code(cells, drops)
+    from netprobe.core import queues
+
+    lost = queues.from_stats(stats)
+    code = probe_exit_code(cells, drops, lost.get(queues.TOTAL, 0))
+    if lost.get(queues.TOTAL) and code == 3 and not drops:
+        click.echo(f"netprobe: this host's own queues dropped {queues.describe(lost)} while probing: a probe "
+                   "without an answer may be a lost packet, not a firewall", err=True)
+    return code
 
 
 def _use_color() -> bool:

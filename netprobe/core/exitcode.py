@@ -38,6 +38,10 @@ def compared_exit_code(results: Iterable[Result], differences: int) -> int:
     return exit_code(partial=any(r.errors for r in results), failed=differences > 0)
 
 
-def probe_exit_code(cells: Iterable[Cell], kernel_drops: int) -> int:
-    """One-shot probe: without a responder, unknown is the normal answer; only blocked fails."""
-    return exit_code(partial=kernel_drops > 0, failed=any(c.reach is Reach.BLOCKED for c in cells))
+def probe_exit_code(cells: Iterable[Cell], kernel_drops: int, queue_drops: int = 0) -> int:
+    """One-shot probe: without a responder, unknown is the normal answer; only blocked fails.
+    Partial when the kernel dropped captured packets, or when this host's own queues dropped
+    packets (core/queues.py) and a probe got no answer (it may be one of them)."""
+    cells = list(cells)
+    lost = queue_drops > 0 and any(c.evidence.reply is None and c.evidence.sent for c in cells)
+    return exit_code(partial=kernel_drops > 0 or lost, failed=any(c.reach is Reach.BLOCKED for c in cells))

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
+from netprobe.core import queues
 from netprobe.core.checks import Check, HostRef, PlannedCell, Skipped, plan_cells
+from netprobe.core.matrix_store import MatrixStore
 from netprobe.core.inventory import MAX_FULL_MESH, Inventory
 from netprobe.core.reports import ObservationReport, OutcomeReport
 from netprobe.core.result import Cell, Evidence, Reach, Verdict
@@ -96,13 +98,33 @@ def join_cells(cells: Sequence[PlannedCell], sent: Mapping[str, Sequence[Outcome
 
 
 def mesh_errors(hosts: Sequence[str], failures: Mapping[str, tuple[str, str]],
-                probe_drops: Mapping[str, int], observe_drops: Mapping[str, int]) -> list[dict]:
+                probe_drops: Mapping[str, int], observe_drops: Mapping[str, int],
+                queue_drops: Mapping[str, tuple[str, Mapping[str, int]]] | None = None,
+                unanswered: Set[str] = frozenset()) -> list[dict]:
     """The run's error lines in inventory order: each failed agent (``failures[host] = (stage,
-    message)``), then each agent whose kernel dropped captured packets (its verdicts may be wrong)."""
+    message)``), then each agent whose kernel dropped captured packets (its verdicts may be wrong),
+    then each host in ``unanswered`` (an end of a blocked or unknown cell) whose own queues
+    dropped packets while the run was on (``queue_drops[host] = (stage, counters moved)``,
+    core/queues.py): the cell may be a lost packet, not a firewall."""
     errors = [{"host": h, "stage": failures[h][0], "message": failures[h][1]} for h in hosts if h in failures]
     for stage, drops, side in (("probe", probe_drops, "its probes' replies"),
                                ("observe", observe_drops, "what arrived at it")):
         errors += [{"host": h, "stage": stage,
                     "message": f"the kernel dropped {drops[h]} captured packets ({side}): its verdicts may be wrong"}
                    for h in hosts if drops.get(h)]
+    for h in hosts:
+        stage, moved = (queue_drops or {}).get(h, ("", {}))
+        if h in unanswered and moved.get(queues.TOTAL):
+            errors.append({"host": h, "stage": stage, "message": (
+                f"its own queues dropped {queues.describe(moved)} while the run was on: a probe to or from it "
+                "without an answer may be a lost packet, not a firewall")})
     return errors
+
+
+def unanswered_hosts(store: MatrixStore) -> set[str]:
+    """The hosts at either end of a blocked or unknown cell."""
+    ends: set[int] = set()
+    for k in range(len(store.checks)):
+        for pos in store.problem_positions(k):
+            ends.update(divmod(pos, store.n))
+    return {store.hosts[i] for i in ends}

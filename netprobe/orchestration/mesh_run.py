@@ -23,11 +23,20 @@ from netprobe.agent.protocol import ObservationsReply, ProbeReply, ProbeRequest
 from netprobe.core.checks import Check
 from netprobe.core.inventory import Inventory
 from netprobe.core.compact_join import join_store
-from netprobe.core.mesh_logic import mesh_errors, plan_mesh
+from netprobe.core import queues
+from netprobe.core.mesh_logic import mesh_errors, plan_mesh, unanswered_hosts
 from netprobe.core.result import HostInfo, Result
 from netprobe.errors import AgentError
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def queue_drops(sent: dict[str, ProbeReply], seen: dict[str, ObservationsReply]) -> dict[str, tuple[str, dict]]:
+    """Each agent's own queue drops during the run (core/queues.py): from its observations, which
+    span the whole run, else from its probe reply; agents older than these counters report none."""
+    out = {h: ("probe", queues.from_stats(r.stats.counters)) for h, r in sent.items()}
+    out.update({h: ("observe", d) for h, r in seen.items() if (d := queues.from_stats(r.stats.counters))})
+    return out
 
 
 def _now() -> str:
@@ -119,7 +128,8 @@ async def run_mesh(
         started=started,
         finished=_now(),
         errors=mesh_errors(names, failures, {h: r.stats.kernel_drops for h, r in sent.items()},
-                           {h: r.stats.kernel_drops for h, r in seen.items()}),
+                           {h: r.stats.kernel_drops for h, r in seen.items()}, queue_drops(sent, seen),
+                           unanswered_hosts(cells)),
         skipped=[{"check": s.check, "reason": s.reason} for s in plan.skipped],
         netprobe_version=__version__,
         sample=None if sample is None else {"k": sample[0], "run": sample[1]},

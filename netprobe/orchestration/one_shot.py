@@ -30,10 +30,14 @@ def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: 
     route = route_to(address)
     key = probe_key(token) if token else os.urandom(32)
     targets = [ProbeTarget(c, address, target) for c in checks]
+    from netprobe.core import queues
     from netprobe.net.prober import probe_targets
+    from netprobe.net.queues import read_counters
 
+    before = read_counters()
     outcomes, stats = trio.run(lambda: probe_targets(route.source, targets, key=key, window=timeout,
                                                      retries=retries, vni=vni))
+    stats.update(queues.moved(before, read_counters()))  # this host's own drops meanwhile
     src_name = socket_mod.gethostname()
     cells = [outcome_cell(o, src_name, target) for o in outcomes]
     stats.update(source=route.source, address=address)

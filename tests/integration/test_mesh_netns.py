@@ -146,3 +146,26 @@ def test_custom_udp_check_from_the_inventory(mesh_pair):
     assert (b_to_a["reach"], b_to_a["verdict"]) == ("allowed", "answered")
     assert (a_to_b["reach"], a_to_b["where"]) == ("blocked", "destination-ingress")
     assert a_to_b["evidence"]["arrived"] is True and a_to_b["evidence"]["accepted"] is False
+
+
+def test_agents_report_their_own_queue_drops(mesh_pair):
+    """Each reply says how much this host's own queues dropped while the run was on (core/queues.py),
+    read in the agent's namespace: the mesh weighs it against the cells that got no answer."""
+    import trio
+
+    from netprobe.agent.client import AgentClient
+    from netprobe.agent.protocol import ProbeRequest
+    from netprobe.core.checks import CHECKS
+    from netprobe.core.mesh_logic import Peer
+
+    sock = mesh_pair.inventory.parent / "a.sock"
+    request = ProbeRequest("queues", (Peer("b", mesh_pair.addr_b, ("bgp",)),), (CHECKS["bgp"],), 0.2, 0)
+
+    async def main():
+        async with AgentClient(f"unix:{sock}", token="integration-token-0123456789") as agent:
+            return await agent.run_probes(request), await agent.observations("queues")
+
+    sent, seen = trio.run(main)
+    for stats in (sent.stats.counters, seen.stats.counters):
+        assert {"queue_drops", "softnet_dropped", "ip_out_discards", "link_dropped", "echo_send_dropped"} <= stats.keys()
+        assert stats["queue_drops"] >= 0
