@@ -18,7 +18,7 @@ import trio
 from netprobe.agent.protocol import MAX_PROBES, MAX_TARGETS, ProbeRequest, Refused
 from netprobe.core import bpf, queues, templates
 from netprobe.core.budget import NotAllowed, OverBudget, ProbeBudget
-from netprobe.core.compact_wire import compact_observations, compact_outcomes
+from netprobe.core.compact_wire import compact_outcomes, compact_records
 from netprobe.core.keys import probe_key
 from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.responder import ResponderCore
@@ -31,6 +31,11 @@ RUN_MEMORY = 256          # run ids remembered (for observations since a run sta
 RUN_LOOKBACK = 2.0        # seconds before a run's start whose observations still belong to it
 UNKNOWN_RUN_WINDOW = 120  # an unknown run id gets the last two minutes
 QUEUE = 2                 # run_probes requests that may wait behind the one probing; beyond: 429
+# probes remembered until the coordinator asks: what two runs of the largest full mesh send this
+# host at once (1,023 peers x 18 checks each); the probes whose answers may still leave (they
+# leave at once): one such run. ~0.3 KB a probe each (bench/responder_rss.py)
+MAX_OBSERVATIONS = 2 * MAX_PROBES
+MAX_PENDING = MAX_PROBES
 
 
 class OwnAddresses:
@@ -66,7 +71,8 @@ class Responder:
         self.name = name or socket.gethostname()
         # a raw socket also gets what was sent to a broadcast address: an echo leaves only from
         # this host's own unicast address (docs/design.md, "Probes")
-        self.core = ResponderCore(self.key, is_own_address=OwnAddresses().is_own)
+        self.core = ResponderCore(self.key, is_own_address=OwnAddresses().is_own, max_observations=MAX_OBSERVATIONS,
+                                  max_pending=MAX_PENDING)
         self.started_at = time.monotonic()
         self._runs: OrderedDict[str, float] = OrderedDict()
         self._drops_at_start: dict[str, dict[str, int]] = {}  # run id -> drop counters when it began
@@ -188,10 +194,11 @@ class Responder:
 
     async def observations(self, run_id: str) -> dict:
         since = self._runs.get(run_id, trio.current_time() - UNKNOWN_RUN_WINDOW)
-        observations = self.core.observations(since)
         extra = {}
         if run_id in self._compact_runs:
-            observations, extra["plain"] = compact_observations(observations)
+            observations, extra["plain"] = compact_records(self.core.records(since))
+        else:
+            observations = self.core.observations(since)
         at_start = self._drops_at_start.get(run_id)
         drops = {} if at_start is None else queues.moved(at_start, self.drop_counters())  # the whole run so far
         return {"run_id": run_id, "host": self.name, "observations": observations, **extra,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from netprobe.core.fields import MAX_PROBE_ID, InvalidReport, ipv4, items, name, obj
+from netprobe.core.parse import ip_str
 
 PLAIN_REPLIES = ("syn-ack", "rst", "echo")
 MAX_RTT_US = 1 << 40
@@ -61,17 +62,22 @@ def compact_outcomes(outcomes: Iterable[dict], targets: Sequence[str]) -> tuple[
     return full, list(groups.values())
 
 
-def compact_observations(observations: Iterable[dict]) -> tuple[list[dict], dict[str, list]]:
+def compact_records(records: Iterable) -> tuple[list[dict], dict[str, list]]:
     """(full observations, {"sources": [...], "counts": [...], "ids": [...]} of the plain ones:
-    ``counts[i]`` ids of ``ids`` in turn came from ``sources[i]``)."""
+    ``counts[i]`` ids of ``ids`` in turn came from ``sources[i]``), from the responder's
+    ``Observation`` records: only the records that are not plain become dicts (a responder
+    facing 1,000 peers keeps tens of thousands)."""
     full: list[dict] = []
-    by_source: dict[str, list[int]] = {}
-    for o in observations:
-        if o["arrived"] and o["accepted"] and o["answered"]:
-            by_source.setdefault(o["src"], []).append(o["probe_id"])
+    by_source: dict[bytes, list[int]] = {}
+    for o in records:
+        if o.arrived and o.accepted and o.answered:
+            ids = by_source.get(o.src)
+            if ids is None:
+                ids = by_source[o.src] = []
+            ids.append(o.probe_id)
         else:
-            full.append(o)
-    return full, {"sources": list(by_source), "counts": [len(v) for v in by_source.values()],
+            full.append(o.to_dict())
+    return full, {"sources": [ip_str(src) for src in by_source], "counts": [len(v) for v in by_source.values()],
                   "ids": [pid for v in by_source.values() for pid in v]}
 
 
@@ -187,5 +193,5 @@ def parse_plain_observations(raw: Any, field: str, limit: int) -> PlainObservati
     return PlainObservations(tuple(sources), tuple(counts), ids)
 
 
-__all__ = ["compact_outcomes", "compact_observations", "PlainOutcomes", "PlainObservations", "parse_plain_outcomes",
+__all__ = ["compact_outcomes", "compact_records", "PlainOutcomes", "PlainObservations", "parse_plain_outcomes",
            "parse_plain_observations", "PLAIN_REPLIES"]

@@ -59,7 +59,7 @@ class Outcome:
         }
 
 
-@dataclass
+@dataclass(slots=True)  # a responder keeps tens of thousands: no __dict__ each
 class Observation:
     """What the responder saw of one probe: arrived (tap), accepted (raw socket), answered."""
 

@@ -219,7 +219,8 @@ def test_preflight_report_keeps_each_lines_requirement_set_across_the_wire():
 def test_compact_replies_round_trip_their_plain_rows():
     """A reply's plain rows survive to_dict -> from_dict_untrusted (they were dropped before)."""
     from netprobe.agent.protocol import ObservationsReply, ProbeReply
-    from netprobe.core.compact_wire import compact_observations, compact_outcomes
+    from netprobe.core.compact_wire import compact_outcomes, compact_records
+    from netprobe.core.events import Observation
 
     evidence = {"sent": True, "arrived": None, "accepted": None, "answered": None, "reply": "syn-ack", "icmp": None,
                 "reply_arrived": True, "reply_accepted": True, "attempts": 1, "send_error": None}
@@ -232,9 +233,8 @@ def test_compact_replies_round_trip_their_plain_rows():
     assert reply.plain_count() == 1
     assert ProbeReply.from_dict_untrusted(reply.to_dict(), targets=1) == reply
 
-    seen = {"src": "198.18.0.1", "probe_id": 7, "proto": "tcp", "arrived": True, "accepted": True, "answered": True,
-            "t": 1.0}
-    full, plain = compact_observations([seen])
+    seen = Observation(bytes([198, 18, 0, 1]), 7, "tcp", 1.0, arrived=True, accepted=True, answered=True)
+    full, plain = compact_records([seen])
     raw = {"run_id": "r1", "host": "n2", "observations": full, "stats": {"kernel_drops": 0}, "plain": plain}
     obs = ObservationsReply.from_dict_untrusted(raw)
     assert len(obs.plain) == 1

@@ -10,8 +10,10 @@ import pytest
 from helpers import cell
 from netprobe.core.checks import HostRef, plan_cells, select_checks
 from netprobe.core.compact_join import join_store
-from netprobe.core.compact_wire import (compact_observations, compact_outcomes, parse_plain_observations,
+from netprobe.core.compact_wire import (compact_outcomes, compact_records, parse_plain_observations,
                                         parse_plain_outcomes)
+from netprobe.core.events import Observation
+from netprobe.core.parse import ip_bytes
 from netprobe.core.inventory import parse_inventory
 from netprobe.core.matrix_store import MatrixStore, is_plain
 from netprobe.core.mesh_logic import join_cells, plan_mesh
@@ -194,7 +196,8 @@ def test_the_compact_join_equals_the_full_join():
         sent[h] = Reply(full, parse_plain_outcomes(wire, "plain", 1 << 20, len(targets)), "sent")
         assert len(full) == sum(1 for o in outs if o["evidence"]["reply"] is None)
     for h, obs in observations.items():
-        full, plain = compact_observations(obs)
+        full, plain = compact_records(Observation(ip_bytes(o["src"]), o["probe_id"], o["proto"], o["t"], o["arrived"],
+                                                  o["accepted"], o["answered"]) for o in obs)
         seen[h] = Reply(full, parse_plain_observations(json.loads(json.dumps(plain)), "plain", 1 << 20), "seen")
     del sent["h4"], seen["h2"]
     hosts = [(h.name, h.address) for h in INVENTORY.hosts]
