@@ -170,65 +170,44 @@ def run_simulated(n: int, sample: int | None = None, repeat: int = 1) -> dict:
     """The coordinator alone at N hosts: N simulated agents (bench/sim_agents.py, one process, a
     unix socket each, the real signed API) answer after the reply window; mesh runs as a user
     runs it, ``repeat`` times (wall, CPU and RSS: the median and the best; the load average said)."""
-    import tempfile
-
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import sim_agents
 
     netprobe = os.path.join(os.path.dirname(sys.executable), "netprobe")
     out: dict = {"hosts": n, "sample": sample, "load_before": round(os.getloadavg()[0], 2)}
-    with tempfile.TemporaryDirectory(prefix="npscale-sim-") as d:
-        token = "sim-token-of-the-bench"  # >= 16 bytes: the agents' minimum
-        with open(os.path.join(d, "token"), "w") as f:
-            f.write(token)
-        lines = ["token_file: token", "hosts:"]
-        for i in range(n):
-            lines.append(f"  - {{name: {sim_agents.name(i)}, address: {sim_agents.address(i)}, "
-                         f"roles: [{', '.join(sim_agents.roles(i))}], agent: 'unix:{d}/{sim_agents.name(i)}.sock'}}")
-        inv = os.path.join(d, "inventory.yaml")
-        with open(inv, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        env = {k: v for k, v in os.environ.items() if k != "SIM_SAMPLE"}
-        if sample:
-            env["SIM_SAMPLE"] = f"{sample}:{SIM_RUN}"
-        sim = subprocess.Popen([sys.executable, sim_agents.__file__, d, str(n), token], stdout=subprocess.PIPE,
-                               text=True, env=env)
-        try:
-            assert sim.stdout.readline().strip() == "ready"
-            sim_cpu0 = proc_stat(sim.pid)[0]
-            res = os.path.join(d, "out.json")
-            scope = ["--sample", str(sample), "--sample-run", str(SIM_RUN)] if sample else []
-            argv = [netprobe, "mesh", "-i", inv, "--timeout", str(SIM_WINDOW), "--retries", "0", *scope]
-            runs = [_time_v([*argv, "-o", res]) for _ in range(repeat)]
-            walls, cpus, rsss = [r["wall_s"] for r in runs], [r["cpu_s"] for r in runs], [r["rss_mb"] for r in runs]
-            out.update(mesh_wall_s=_median(walls), mesh_wall_best_s=min(walls),
-                       overhead_s=round(_median(walls) - SIM_WINDOW, 2), overhead_best_s=round(min(walls) - SIM_WINDOW, 2),
-                       mesh_cpu_s=_median(cpus), mesh_rss_mb=max(rsss), mesh_rc=runs[-1]["rc"], runs=len(runs))
-            out["simulator_cpu_s_per_run"] = round((proc_stat(sim.pid)[0] - sim_cpu0) / repeat, 2)
-            out["result_mb"] = round(os.path.getsize(res) / 1e6, 2)
-            render = _time_v([netprobe, "diff", res, res])
-            out.update(diff_s=render["wall_s"], diff_rss_mb=render["rss_mb"])
-            page_path = os.path.join(d, "page.html")
-            with open(page_path, "w") as f:
-                page = _time_v([netprobe, "verify", "--result", res, "--baseline", res, "--format", "html"], stdout=f)
-            out.update(html_build_s=page["wall_s"], html_mb=round(os.path.getsize(page_path) / 1e6, 2))
-            import gzip
-            import shutil as _shutil
-            with open(res, "rb") as src, gzip.open(res + ".gz", "wb", compresslevel=6) as dst:
-                _shutil.copyfileobj(src, dst)
-            out["result_gz_mb"] = round(os.path.getsize(res + ".gz") / 1e6, 2)
-            with open(os.path.join(d, "table.txt"), "w") as f:
-                table = _time_v(argv, stdout=f)
-            out.update(table_mesh_wall_s=table["wall_s"])
-            with open(os.path.join(d, "table.txt")) as f:
-                text = f.read()
-            out["table_lines"] = text.count("\n")
-            out["table_widest"] = max(map(len, text.splitlines()), default=0)
-            out["correct"] = check_simulated(res, n, sample)
-            out["browser_s"] = browser_time(page_path)
-        finally:
-            sim.kill()
-            sim.wait()
+    with sim_agents.running(n, (sample, SIM_RUN) if sample else None) as (inv, sim_pid):
+        d = os.path.dirname(inv)
+        sim_cpu0 = proc_stat(sim_pid)[0]
+        res = os.path.join(d, "out.json")
+        scope = ["--sample", str(sample), "--sample-run", str(SIM_RUN)] if sample else []
+        argv = [netprobe, "mesh", "-i", inv, "--timeout", str(SIM_WINDOW), "--retries", "0", *scope]
+        runs = [_time_v([*argv, "-o", res]) for _ in range(repeat)]
+        walls, cpus, rsss = [r["wall_s"] for r in runs], [r["cpu_s"] for r in runs], [r["rss_mb"] for r in runs]
+        out.update(mesh_wall_s=_median(walls), mesh_wall_best_s=min(walls),
+                   overhead_s=round(_median(walls) - SIM_WINDOW, 2), overhead_best_s=round(min(walls) - SIM_WINDOW, 2),
+                   mesh_cpu_s=_median(cpus), mesh_rss_mb=max(rsss), mesh_rc=runs[-1]["rc"], runs=len(runs))
+        out["simulator_cpu_s_per_run"] = round((proc_stat(sim_pid)[0] - sim_cpu0) / repeat, 2)
+        out["result_mb"] = round(os.path.getsize(res) / 1e6, 2)
+        render = _time_v([netprobe, "diff", res, res])
+        out.update(diff_s=render["wall_s"], diff_rss_mb=render["rss_mb"])
+        page_path = os.path.join(d, "page.html")
+        with open(page_path, "w") as f:
+            page = _time_v([netprobe, "verify", "--result", res, "--baseline", res, "--format", "html"], stdout=f)
+        out.update(html_build_s=page["wall_s"], html_mb=round(os.path.getsize(page_path) / 1e6, 2))
+        import gzip
+        import shutil as _shutil
+        with open(res, "rb") as src, gzip.open(res + ".gz", "wb", compresslevel=6) as dst:
+            _shutil.copyfileobj(src, dst)
+        out["result_gz_mb"] = round(os.path.getsize(res + ".gz") / 1e6, 2)
+        with open(os.path.join(d, "table.txt"), "w") as f:
+            table = _time_v(argv, stdout=f)
+        out.update(table_mesh_wall_s=table["wall_s"])
+        with open(os.path.join(d, "table.txt")) as f:
+            text = f.read()
+        out["table_lines"] = text.count("\n")
+        out["table_widest"] = max(map(len, text.splitlines()), default=0)
+        out["correct"] = check_simulated(res, n, sample)
+        out["browser_s"] = browser_time(page_path)
     out["load_after"] = round(os.getloadavg()[0], 2)
     return out
 

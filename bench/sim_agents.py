@@ -15,6 +15,7 @@ Each probe reply waits the request's window x (retries + 1), as a real agent doe
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -198,6 +199,41 @@ async def handle(stream, me: str, fabric: Fabric, verifier: Verifier) -> None:
                                   % (status, len(data), sig) + data)
     except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionResetError):
         return
+
+
+TOKEN = "sim-token-of-the-bench"  # >= 16 bytes: the agents' minimum
+
+
+@contextlib.contextmanager
+def running(n: int, sample: tuple[int, int] | None = None):
+    """N simulated agents in a child process and an inventory naming them (calico roles: h0
+    apiserver and etcd, h1 and h2 typha): yields (inventory path, the simulator's pid); the
+    replies to the full mesh (or to run ``sample`` = (k, run)) precomputed."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="npscale-sim-") as d:
+        with open(os.path.join(d, "token"), "w") as f:
+            f.write(TOKEN)
+        lines = ["token_file: token", "hosts:"]
+        for i in range(n):
+            lines.append(f"  - {{name: {name(i)}, address: {address(i)}, roles: [{', '.join(roles(i))}], "
+                         f"agent: 'unix:{d}/{name(i)}.sock'}}")
+        inventory = os.path.join(d, "inventory.yaml")
+        with open(inventory, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        env = {k: v for k, v in os.environ.items() if k != "SIM_SAMPLE"}
+        if sample:
+            env["SIM_SAMPLE"] = f"{sample[0]}:{sample[1]}"
+        sim = subprocess.Popen([sys.executable, os.path.abspath(__file__), d, str(n), TOKEN], stdout=subprocess.PIPE,
+                               text=True, env=env)
+        try:
+            if sim.stdout.readline().strip() != "ready":
+                raise RuntimeError("the simulated agents did not start")
+            yield inventory, sim.pid
+        finally:
+            sim.kill()
+            sim.wait()
 
 
 async def serve(directory: str, n: int, token: str) -> None:

@@ -19,6 +19,8 @@ fast paths (``problems``, ``counts``, ``code_at``, ``rows``). Pure: no I/O.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
+from itertools import compress
 from collections.abc import Iterable, Iterator, Sequence
 from typing import overload
 
@@ -52,6 +54,7 @@ PROBLEM_CODES = frozenset(ALL_CODES) - ALLOWED_CODES
 NOT_PROBED_CODE = pack(Reach.UNKNOWN, None, Verdict.ERROR)
 # byte tables for scans in C: a table's codes mapped to 1 + their reach's index, or to 1 for a problem
 _TO_REACH = bytes([0, *(1 + REACHES.index(DECODED[c][0]) for c in ALL_CODES)]).ljust(256, b"\x00")
+_TO_ALLOWED = bytes([0, *(int(c in ALLOWED_CODES) for c in ALL_CODES)]).ljust(256, b"\x00")
 _TO_ANY = bytes([0, *(1 for _c in ALL_CODES)]).ljust(256, b"\x00")
 _TO_PROBLEM = bytes([0, *(int(c in PROBLEM_CODES) for c in ALL_CODES)]).ljust(256, b"\x00")
 
@@ -232,6 +235,18 @@ class MatrixStore(Sequence[Cell]):
             reaches = self.codes[k].translate(None, b"\x00").translate(_TO_REACH)
             counted = self._counts[k] = {r: reaches.count(1 + i) for i, r in enumerate(REACHES)}
         return counted
+
+    def allowed_rtts(self, k: int) -> list[int]:
+        """The RTTs (microseconds) of check ``k``'s allowed cells that have one, sorted (the
+        allowed cells picked in C: a translate and ``itertools.compress``)."""
+        column = self.rtt[k]
+        if isinstance(column, array):
+            values = list(compress(column, self.codes[k].translate(_TO_ALLOWED)))
+        else:
+            codes = self.codes[k]
+            values = [column[pos] for pos in self.positions(k) if codes[pos] in ALLOWED_CODES]
+        values.sort()
+        return values[bisect_left(values, 0):]  # NO_RTT (-1) sorts first
 
     def used_codes(self, k: int) -> set[int]:
         """The distinct codes check ``k`` holds (its empty positions dropped in C first)."""

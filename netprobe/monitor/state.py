@@ -65,7 +65,7 @@ def changes_between(old: Result | None, new: Result, when: datetime) -> list[Eve
                      c.dst, _side(before), _side(c))
 
     if old is None:
-        return [cell_event("is", c, None) for c in new.cells if c.reach is not Reach.ALLOWED]
+        return [cell_event("is", c, None) for c in new.store.problems()]
     old_hosts = [h.name for h in old.hosts]
     new_hosts = [h.name for h in new.hosts]
     joined = [h for h in new_hosts if h not in set(old_hosts)]

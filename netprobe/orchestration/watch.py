@@ -120,9 +120,9 @@ async def one_run(cfg: WatchConfig, state, metrics) -> None:
     events = state.record(result, when=_now(), duration=duration)
     metrics.observe_run(result)
     cfg.version[0] += 1
-    counts = {r: sum(1 for c in result.cells if str(c.reach) == r) for r in ("allowed", "blocked", "unknown")}
+    counts = result.counts()  # from the store's tables: no Cell per cell
     log.info("run %d: %d hosts, %d cells: %d allowed, %d blocked, %d unknown, %d errors, %.2f s", state.runs,
-             len(result.hosts), len(result.cells), counts["allowed"], counts["blocked"], counts["unknown"],
+             len(result.hosts), counts["cells"], counts["allowed"], counts["blocked"], counts["unknown"],
              len(result.errors), duration)
     for e in events:
         log.info("%s", e.text)

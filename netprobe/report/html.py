@@ -82,8 +82,9 @@ def render_heatmaps(result: Result) -> str:
 
 
 def render_html(result: Result, *, title: str = "netprobe", head: str = "", body_top: str = "",
-                body_bottom: str = "") -> str:
-    """A whole HTML document: the heatmaps of ``result`` with a legend (and extra parts around)."""
+                body_bottom: str = "", heatmaps: str | None = None) -> str:
+    """A whole HTML document: the heatmaps of ``result`` (or the ``heatmaps`` fragment given) with
+    a legend (and extra parts around)."""
     when = escape(result.finished or result.started or "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
@@ -93,7 +94,7 @@ def render_html(result: Result, *, title: str = "netprobe", head: str = "", body
 {body_top}<p class="summary" id="when">run finished {when}</p>
 {LEGEND}
 <div id="heatmaps">
-{render_heatmaps(result)}
+{render_heatmaps(result) if heatmaps is None else heatmaps}
 </div>
 {body_bottom}</body></html>
 """

@@ -137,6 +137,21 @@ def test_heatmap_cells_carry_their_flow_and_escape_names():
     assert doc.startswith("<!DOCTYPE html>") and doc.rstrip().endswith("</html>")
 
 
+def test_a_big_run_is_shown_as_a_rollup_with_the_canvas_heatmap_a_link_away():
+    """Above TABLE_HOSTS the live fragment is the rollup (no table cell per flow) and names the
+    failing flow; /heatmap is the canvas page of --format html."""
+    from netprobe.monitor.page import TABLE_HOSTS, heatmaps
+    from netprobe.report.heatmap_page import render_page as canvas_page
+
+    hosts = tuple(f"node-{i}" for i in range(TABLE_HOSTS + 1))
+    big = result(hosts=hosts, blocked={("node-7", "node-33"): D})
+    fragment = heatmaps(big)
+    assert "<td" not in fragment and 'href="heatmap"' in fragment
+    assert "node-33: bgp inbound blocked at ingress from 1 of 40 peers (node-7)" in fragment
+    assert 'data-src="node-7" data-dst="node-33"' in canvas_page(big)
+    assert "<td" in heatmaps(result())  # a small run keeps its tables
+
+
 # --- the loop ------------------------------------------------------------------------------
 
 
@@ -287,6 +302,9 @@ async def test_http_endpoints(tmp_path, monkeypatch):
             assert "bgp node1 -&gt; node2 is blocked at destination-ingress" in page.text
             live = (await http.get("/live")).json()
             assert live["version"] == 2 and "run 2" in live["status"]
+            assert (await http.get("/live")).json() == live  # made once per run
+            heatmap = await http.get("/heatmap")
+            assert heatmap.status_code == 200 and 'data-src="node1" data-dst="node2"' in heatmap.text
             metrics_text = (await http.get("/metrics")).text
             assert 'netprobe_flow_blocked{check="bgp",dst="node2",src="node1",where="destination-ingress"} 1.0' \
                 in metrics_text

@@ -321,3 +321,39 @@ def test_diff_survives_a_json_round_trip():
     old = sample()
     new = Result.from_json(old.to_json())
     assert diff(old, new) == []
+
+
+def test_diff_of_results_whose_hosts_differ_matches_a_cell_by_cell_comparison():
+    """A node joined and another left (and a check came): the remapped tables give exactly the
+    changes a comparison of every cell gives, in the same order."""
+    import random
+
+    from helpers import cell, result
+    from netprobe.core.result import HostInfo, diff
+
+    rng = random.Random(7)
+    states = [("allowed", None, "open"), ("blocked", "network", "filtered"), ("blocked", "destination-ingress",
+              "filtered"), ("unknown", None, "error")]
+
+    def run(hosts, checks):
+        cells = []
+        for check in checks:
+            for s in hosts:
+                for d in hosts:
+                    if s != d and rng.random() < 0.9:
+                        reach, where, verdict = rng.choice(states)
+                        cells.append(cell(check, s, d, reach, where, verdict))
+        return result(*cells, hosts=[HostInfo(h, "", ()) for h in hosts])
+
+    old = run(["a", "b", "c", "d", "e"], ["bgp", "ipip"])
+    new = run(["b", "a", "c", "e", "f", "g"], ["bgp", "typha"])
+    got = [(c.check, c.src, c.dst, c.old and c.old.reach, c.new and c.new.reach) for c in diff(old, new)]
+    before = {c.key: c for c in old.cells}
+    after = {c.key: c for c in new.cells}
+    want = []
+    for key in sorted(before.keys() | after.keys()):
+        a, b = before.get(key), after.get(key)
+        if a is not None and b is not None and (a.reach, a.where) == (b.reach, b.where):
+            continue
+        want.append((*key, a and a.reach, b and b.reach))
+    assert got == want and any(w[3] is None for w in want) and any(w[4] is None for w in want)
