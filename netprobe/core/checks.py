@@ -106,7 +106,7 @@ PROFILES: dict[str, tuple[str, ...]] = {
     "calico": ("bgp", "ipip", "typha", "apiserver", "etcd"),
     "calico-noipip": ("bgp", "typha", "apiserver", "etcd"),
     "calico-vxlan": ("vxlan", "typha", "apiserver", "etcd"),
-    "calico-wireguard": ("bgp", "ipip", "wireguard", "typha", "apiserver", "etcd"),
+    "calico-wireguard": ("bgp", "ipip", "wireguard", "wireguard6", "typha", "apiserver", "etcd"),
     "canal": ("vxlan", "typha", "apiserver", "etcd"),
 }
 # The UDP port the profile's VXLAN runs on, unless the inventory names one (``vxlan_port``):

@@ -49,7 +49,7 @@ def test_profiles_match_design():
         "calico": ("bgp", "ipip", "typha", "apiserver", "etcd"),
         "calico-noipip": ("bgp", "typha", "apiserver", "etcd"),
         "calico-vxlan": ("vxlan", "typha", "apiserver", "etcd"),
-        "calico-wireguard": ("bgp", "ipip", "wireguard", "typha", "apiserver", "etcd"),
+        "calico-wireguard": ("bgp", "ipip", "wireguard", "wireguard6", "typha", "apiserver", "etcd"),
         "canal": ("vxlan", "typha", "apiserver", "etcd"),
     }
     assert DEFAULT_PROFILE == "calico"
@@ -297,8 +297,7 @@ V6 = HostRef("v6", "2001:db8::3", frozenset({"node", "typha"}), "2001:db8::3")
 
 
 def test_each_check_is_planned_over_every_family_both_ends_have():
-    cells, skipped = plan_cells([DUAL, V4, V6], select_checks("calico-wireguard") + [CHECKS["wireguard6"],
-                                                                                    CHECKS["vxlan"]])
+    cells, skipped = plan_cells([DUAL, V4, V6], select_checks("calico-wireguard") + [CHECKS["vxlan"]])
     planned = {(c.check.id, c.src.name, c.dst.name, c.family) for c in cells}
     # bgp: dual <-> v4 over IPv4 only, dual <-> v6 over IPv6 only, v4 and v6 share no family
     assert {p for p in planned if p[0] == "bgp"} == {
