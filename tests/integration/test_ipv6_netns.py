@@ -286,3 +286,57 @@ table inet filter {
     assert "etcd: etcd datastore, tcp/2379" in proc.stdout and "etcd (IPv6): etcd datastore, tcp/2379" in proc.stdout
     assert "etcd (IPv6) a -> b blocked at b's INPUT (filtered)" in proc.stdout
     assert "etcd a -> b" not in proc.stdout.replace("etcd a -> b allowed", "")
+
+
+# ------------------------------------------------------------------ routed: a router forwarding IPv6
+
+ROUTED = """
+name: routed6
+profile: calico
+segments:
+  - {name: ra, subnet: 198.18.1.0/24, subnet6: "2001:db8:1::/64", hosts: [cp1, node1]}
+  - {name: rb, subnet: 198.18.2.0/24, subnet6: "2001:db8:2::/64", hosts: [node2]}
+routers:
+  - name: core
+    segments: [ra, rb]
+    firewall:
+      nft: |
+        table inet filter {
+            chain forward {
+                type filter hook forward priority filter; policy accept;
+                meta nfproto ipv6 tcp dport 179 drop comment "the core drops BGP over IPv6"
+            }
+        }
+hosts:
+  - {name: cp1, roles: [node, apiserver, etcd]}
+  - {name: node1, roles: [node, typha]}
+  - {name: node2, roles: [node]}
+"""
+
+
+def test_a_router_forwards_ipv6_and_its_drop_is_in_the_network():
+    """Two dual-stack segments behind a router that forwards both families: IPv6 crosses it
+    (routes and forwarding set by the lab), and its IPv6-only BGP drop shows as `network` on the
+    IPv6 cells across it, nowhere else."""
+    from netprobe.lab.runtime import running_lab
+    from netprobe.lab.spec import parse_scenario
+    from netprobe.orchestration.lab_session import start_responders, wait_for_agents
+    from netprobe.config import inventory_token, load_inventory
+    import trio
+
+    scenario = parse_scenario(ROUTED, source="routed6.yaml")
+    with running_lab(scenario, f"np6-{uuid.uuid4().hex[:4]}") as lab:
+        start_responders(lab, [h.name for h in scenario.hosts])
+        inventory = load_inventory(str(lab.inventory_path))
+        trio.run(wait_for_agents, inventory, inventory_token(inventory))
+        proc = subprocess.run([*NETPROBE, "mesh", "-i", str(lab.inventory_path), "--format", "json", "--timeout",
+                               "0.5", "--checks", "bgp,etcd"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        cells = {(c["check"], c["src"], c["dst"], c.get("family", 4)): c for c in cells_of(json.loads(proc.stdout))}
+    blocked = {k for k, c in cells.items() if c["reach"] != "allowed"}
+    # across the router, BGP over IPv6 only; within segment ra it passes over both families
+    assert blocked == {("bgp", a, b, 6) for a, b in (("cp1", "node2"), ("node1", "node2"), ("node2", "cp1"),
+                                                     ("node2", "node1"))}
+    assert all(cells[k]["where"] == "network" for k in blocked)
+    assert cells[("etcd", "node2", "cp1", 6)]["reach"] == "allowed"  # IPv6 is routed through the core
+    assert cells[("bgp", "cp1", "node1", 6)]["reach"] == "allowed"
