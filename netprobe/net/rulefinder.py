@@ -56,6 +56,8 @@ class RuleFinder:
 
     def __init__(self, flows: Sequence[tuple[Flow, str]], *, nft: str = "nft"):
         self.flows = list(dict.fromkeys(flows))
+        if any(d not in ("ingress", "egress") for _, d in self.flows):
+            raise ValueError("a flow's direction is 'ingress' or 'egress'")
         self.nft = nft
         self.table = TRACE_TABLE_PREFIX + secrets.token_hex(4)
         self._families: list[str] = []  # where our table is in place
