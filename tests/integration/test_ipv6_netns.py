@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cells_of, stop_processes
+from helpers import cells_of, stop_processes, veth_namespaces
 
 pytestmark = pytest.mark.netns
 NETPROBE = [sys.executable, "-m", "netprobe"]
@@ -71,30 +71,12 @@ class DualPair:
 
 @pytest.fixture
 def dual_pair():
-    tag = uuid.uuid4().hex[:6]
-    n = int(tag[:2], 16)
-    pair = DualPair(a=f"np6-{tag}-a", b=f"np6-{tag}-b")
-    made = []
-    try:
-        for ns in (pair.a, pair.b):
-            run(["ip", "netns", "add", ns])
-            made.append(ns)
-        # the veth is made inside a and its peer moved to b: nothing touches the root namespace
-        run(["ip", "-n", pair.a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", pair.b])
-        for host, ns in (("a", pair.a), ("b", pair.b)):
-            i = 1 if host == "a" else 2
-            pair.addr[(host, 4)], pair.addr[(host, 6)] = f"198.18.{n}.{i}", f"2001:db8:{n:x}::{i}"
-            run(["ip", "-n", ns, "addr", "add", f"198.18.{n}.{i}/24", "dev", "eth0"])
-            run(["ip", "-n", ns, "addr", "add", f"2001:db8:{n:x}::{i}/64", "dev", "eth0", "nodad"])
-            for dev in ("lo", "eth0"):
-                run(["ip", "-n", ns, "link", "set", dev, "up"])
-        yield pair
-    finally:
-        stop_processes(pair.procs)
-        for ns in made:
-            for pid in run(["ip", "netns", "pids", ns], check=False).stdout.split():
-                subprocess.run(["kill", "-9", pid], capture_output=True)
-            run(["ip", "netns", "del", ns], check=False)
+    with veth_namespaces("np6", ipv6=True) as (a, b, addr_a, addr_b, addr6_a, addr6_b):
+        pair = DualPair(a, b, {("a", 4): addr_a, ("b", 4): addr_b, ("a", 6): addr6_a, ("b", 6): addr6_b})
+        try:
+            yield pair
+        finally:
+            stop_processes(pair.procs)
 
 
 STATE = ("reach", "where", "verdict")
