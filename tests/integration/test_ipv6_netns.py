@@ -322,3 +322,67 @@ def test_a_router_forwards_ipv6_and_its_drop_is_in_the_network():
     assert all(cells[k]["where"] == "network" for k in blocked)
     assert cells[("etcd", "node2", "cp1", 6)]["reach"] == "allowed"  # IPv6 is routed through the core
     assert cells[("bgp", "cp1", "node1", 6)]["reach"] == "allowed"
+
+
+# ------------------------------------------------------------------ the kernel facts, one by one
+
+WATCH6 = """
+import json, select, socket, sys, time
+from netprobe.core import bpf
+from netprobe.core.parse import parse_packet_untrusted, ip_str
+from netprobe.core.wire import ETH_P_IPV6
+from netprobe.net import sockets
+marker = int(sys.argv[1])
+tap = sockets.open_tap(bpf.responder_filter6(tap=True, marker=marker), ETH_P_IPV6)
+raw = sockets.open_raw6_listener(6, bpf.responder_filter6(tap=False, marker=marker, proto=6))
+print("ready", flush=True)
+seen = {"tap": [], "raw": []}
+end = time.monotonic() + 2
+while time.monotonic() < end:
+    for s in select.select([tap, raw], [], [], 0.1)[0]:
+        if s is tap:
+            pkt = parse_packet_untrusted(tap.recv(65535))
+            seen["tap"].append([pkt.dport, ip_str(pkt.dst)])
+        else:
+            data, src, dst = sockets.recv_raw6(raw)
+            seen["raw"].append([int.from_bytes(data[2:4], "big"), ip_str(src), ip_str(dst)])
+print(json.dumps(seen), flush=True)
+"""
+
+SEND6 = """
+import json, sys
+from netprobe.core import cookies
+from netprobe.core.templates import TcpSyn6Template
+from netprobe.net import sockets
+src, dst, marker = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sender = sockets.open_sender6()
+sender.setblocking(True)
+errors = []
+for port in (179, 2379, 6443):
+    sport = 40000 + port
+    syn = TcpSyn6Template(src, dst, port).build(sport, 1, cookies.syn_ip_id(marker, sport), 2)
+    errors.append(sockets.send_packet(sender, syn, dst))
+print(json.dumps(errors))
+"""
+
+
+def test_raw_ipv6_sockets_see_what_input_accepted_and_send_what_output_allows(dual_pair):
+    """The facts the IPv6 captures rest on, with the sockets netprobe opens: b's ETH_P_IPV6 tap
+    sees every SYN, b's raw IPv6 TCP socket only what b's INPUT accepted (2379 dropped), with
+    its source and, from IPV6_PKTINFO, its destination; a's IPPROTO_RAW sender gets EPERM for
+    what a's OUTPUT drops (6443) and sends the rest as built."""
+    marker = 0x5A5A
+    dual_pair.nft(dual_pair.b, "table ip6 f {\n chain i { type filter hook input priority 0; tcp dport 2379 drop; }\n}\n")
+    dual_pair.nft(dual_pair.a, "table ip6 f {\n chain o { type filter hook output priority 0; tcp dport 6443 drop; }\n}\n")
+    watch = subprocess.Popen(["ip", "netns", "exec", dual_pair.b, sys.executable, "-c", WATCH6, str(marker)],
+                             stdout=subprocess.PIPE, text=True)
+    dual_pair.procs.append(watch)
+    assert watch.stdout.readline().strip() == "ready"
+    a6, b6 = dual_pair.addr[("a", 6)], dual_pair.addr[("b", 6)]
+    sent = dual_pair.exec(dual_pair.a, [sys.executable, "-c", SEND6, a6, b6, str(marker)]).stdout
+    import errno
+
+    assert json.loads(sent) == [None, None, errno.EPERM]
+    seen = json.loads(watch.stdout.readline())
+    assert sorted(seen["tap"]) == [[179, b6], [2379, b6]]
+    assert seen["raw"] == [[179, a6, b6]]

@@ -134,3 +134,20 @@ def test_describe_cell_names_icmpv6():
     c = six(cell("bgp", "a", "b", "blocked", "destination-ingress", "rejected", evidence=REJECTED6))
     assert describe_cell(c) == ("bgp (IPv6) a -> b blocked at b's INPUT (rejected: ICMPv6 1/1 administratively "
                                 "prohibited from 2001:db8::2)")
+
+
+def test_metrics_and_the_timeline_name_the_family():
+    from datetime import datetime, timezone
+
+    from netprobe.monitor.metrics import WatchMetrics
+    from netprobe.monitor.state import WatchState
+
+    state = WatchState(interval=30)
+    metrics = WatchMetrics(state)
+    events = state.record(dual_result(), when=datetime(2024, 1, 1, tzinfo=timezone.utc), duration=0.1)
+    text = metrics.render().decode()
+    assert 'netprobe_flow_blocked{check="bgp",dst="b",family="6",src="a",where="destination-ingress"} 1.0' in text
+    assert 'netprobe_cells{check="bgp",family="6",reach="blocked"} 1.0' in text
+    assert 'netprobe_cells{check="bgp",family="4",reach="allowed"} 2.0' in text
+    assert [e.text for e in events] == ["bgp (IPv6) a -> b is blocked at destination-ingress"]
+    assert events[0].to_dict()["family"] == 6
