@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from netprobe.core.checks import FAMILIES
 from netprobe.core.fields import InvalidReport, choice, flag, integer, number, obj, text
 
 
@@ -124,9 +125,6 @@ class Evidence:
         )
 
 
-FAMILIES = (4, 6)
-
-
 @dataclass(frozen=True)
 class Cell:
     check: str
@@ -193,5 +191,4 @@ class HostInfo:
     address6: str | None = None  # its IPv6 address, if any (an IPv6-only host's is ``address`` too)
 
 
-__all__ = ["Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo", "MAX_CELLS", "FAMILIES",
-           "family"]
+__all__ = ["Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo", "MAX_CELLS", "family"]
