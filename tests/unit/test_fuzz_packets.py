@@ -66,7 +66,7 @@ assert [len(f.echoes) for f in FABRICS.values()] == [3, 2]  # IPv6: no IPIP
 
 
 @pytest.mark.parametrize("family", [4, 6])
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # per family: 600 in all
 @given(st.data(), st.sampled_from([Via.RAW, Via.TAP]), st.booleans())
 def test_responder_never_raises_and_echoes_only_by_the_rules(family, data, via, outgoing):
     fabric = FABRICS[family]
@@ -86,7 +86,7 @@ def test_responder_never_raises_and_echoes_only_by_the_rules(family, data, via, 
 
 
 @pytest.mark.parametrize("family", [4, 6])
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # per family: 600 in all
 @given(st.data(), st.sampled_from([Via.RAW, Via.TAP]))
 def test_prober_never_raises_and_matches_only_exact_echoes(family, data, via):
     fabric = FABRICS[family]
