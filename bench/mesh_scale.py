@@ -250,7 +250,7 @@ def check_simulated(path: str, n: int, sample: int | None) -> bool:
     result = load_result(path)
     store = result.store
     planted = sim_agents.blocked_cells(n)
-    problems = {c.key: c for c in store.problems()}
+    problems = {(c.check, c.src, c.dst): c for c in store.problems() if c.family == 4}
     for key, fate in planted.items():
         cell = problems.pop(key, None)
         if cell is None:

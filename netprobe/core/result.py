@@ -52,8 +52,8 @@ class Result:
             self.__dict__["_store"] = cached
         return cached[2]
 
-    def cell(self, check: str, src: str, dst: str) -> Cell | None:
-        return self.store.get(check, src, dst)
+    def cell(self, check: str, src: str, dst: str, family: int = 4) -> Cell | None:
+        return self.store.get(check, src, dst, family)
 
     def counts(self) -> dict[str, int]:
         """Cells by reach, plus skipped checks and errors: the summary a machine reads first (from
@@ -86,8 +86,8 @@ class Result:
             "finished": self.finished,
             "profile": self.profile,
             "sample": self.sample,
-            "hosts": [{"name": name, "address": hosts[name].address if name in hosts else "",
-                       "roles": list(hosts[name].roles) if name in hosts else []} for name in store.hosts],
+            "hosts": [_host_dict(hosts[name]) if name in hosts else {"name": name, "address": "", "roles": []}
+                      for name in store.hosts],
             "checks": self.checks,
             "skipped": self.skipped,
             "errors": self.errors,
@@ -102,7 +102,7 @@ class Result:
             "started": self.started,
             "finished": self.finished,
             "profile": self.profile,
-            "hosts": [{"name": h.name, "address": h.address, "roles": list(h.roles)} for h in self.hosts],
+            "hosts": [_host_dict(h) for h in self.hosts],
             "checks": self.checks,
             "cells": [c.to_dict() for c in self.cells],
             "skipped": self.skipped,
@@ -144,14 +144,24 @@ class Result:
         return cls(cells=cells, **_header(d))
 
 
+def _host_dict(h: HostInfo) -> dict:
+    """A host of the result file: ``address6`` only for a dual-stack host (older readers skip it)."""
+    out = {"name": h.name, "address": h.address, "roles": list(h.roles)}
+    if h.address6 is not None and h.address6 != h.address:
+        out["address6"] = h.address6
+    return out
+
+
 def _hosts(d: dict) -> list[HostInfo]:
     hosts = []
     for i, h in enumerate(items(d.get("hosts", []), "hosts", MAX_CELLS)):
         at = f"hosts[{i}]"
         obj(h, at, ("name",))
         roles = [text(r, f"{at}.roles[{j}]", limit=64) for j, r in enumerate(items(h.get("roles", []), f"{at}.roles", 64))]
-        hosts.append(HostInfo(text(h["name"], f"{at}.name", limit=255),
-                              text(h.get("address", ""), f"{at}.address", limit=64), tuple(roles)))
+        address = text(h.get("address", ""), f"{at}.address", limit=64)
+        address6 = text(h.get("address6"), f"{at}.address6", limit=64, optional=True)
+        hosts.append(HostInfo(text(h["name"], f"{at}.name", limit=255), address, tuple(roles),
+                              address6 if address6 is not None else (address if ":" in address else None)))
     return hosts
 
 
@@ -197,36 +207,41 @@ class Change:
     dst: str
     old: Cell | None
     new: Cell | None
+    family: int = 4
 
 
 
 def diff(old: Result, new: Result) -> list[Change]:
     """Cells whose reach or where changed, appeared or disappeared, in a stable order."""
     a_store, b_store = old.store, new.store
-    if a_store.hosts == b_store.hosts and a_store.checks == b_store.checks:
+    if (a_store.hosts == b_store.hosts and a_store.checks == b_store.checks
+            and a_store.families == b_store.families):
         changes = []
         for k in range(len(a_store.checks)):
             for pos in same_state(a_store.codes[k], b_store.codes[k]):
                 a, b = a_store.cell_at(k, pos), b_store.cell_at(k, pos)
-                key = (a or b).key  # type: ignore[union-attr]
-                changes.append(Change(*key, old=a, new=b))
-        return sorted(changes, key=lambda c: (c.check, c.src, c.dst))
-    return sorted(_diff_remapped(a_store, b_store), key=lambda c: (c.check, c.src, c.dst))
+                changes.append(_change((a or b).key, a, b))  # type: ignore[union-attr]
+        return sorted(changes, key=_order)
+    return sorted(_diff_remapped(a_store, b_store), key=_order)
+
+
+def _order(c: Change) -> tuple:
+    return c.check, c.family, c.src, c.dst
 
 
 def _project(store: MatrixStore, k: int, hosts: Sequence[int]) -> bytes:
-    """Check ``k``'s table cut down to ``hosts`` (indexes, in this order) as rows and columns."""
+    """Lane ``k``'s table cut down to ``hosts`` (indexes, in this order) as rows and columns."""
     n, codes = store.n, store.codes[k]
     if not hosts:
         return b""
-    pick = itemgetter(*hosts)
     if len(hosts) == 1:
         return bytes([codes[hosts[0] * n + hosts[0]]])
+    pick = itemgetter(*hosts)
     return b"".join(bytes(pick(codes[i * n:(i + 1) * n])) for i in hosts)
 
 
 def _one_sided(store: MatrixStore, k: int, gone: set[int], *, old: bool) -> list[Change]:
-    """The cells of check ``k`` from or to a host of ``gone`` (absent on the other side)."""
+    """The cells of lane ``k`` from or to a host of ``gone`` (absent on the other side)."""
     n, codes = store.n, store.codes[k]
     if len(gone) == n:
         positions: Iterable[int] = store.positions(k)
@@ -236,23 +251,23 @@ def _one_sided(store: MatrixStore, k: int, gone: set[int], *, old: bool) -> list
     out = []
     for pos in positions:
         cell = store.cell_at(k, pos)
-        out.append(Change(*cell.key, old=cell if old else None, new=None if old else cell))  # type: ignore[union-attr]
+        out.append(_change(cell.key, cell if old else None, None if old else cell))  # type: ignore[union-attr]
     return out
 
 
 def _diff_remapped(a: MatrixStore, b: MatrixStore) -> list[Change]:
-    """``diff`` of stores whose hosts or checks differ (a node joined or left): the hosts both
+    """``diff`` of stores whose hosts or lanes differ (a node joined or left): the hosts both
     have are compared through tables cut to them (C-speed gathers, no Cell per cell); only the
-    cells of a host or check on one side are materialised."""
+    cells of a host or lane on one side are materialised."""
     b_of_a = {i: b.index[h] for i, h in enumerate(a.hosts) if h in b.index}
     common = sorted(b_of_a.items(), key=lambda p: p[1])  # (index in a, index in b), in b's order
     in_a, in_b = [i for i, _ in common], [j for _, j in common]
     a_gone = set(range(a.n)) - set(in_a)
     b_gone = set(range(b.n)) - set(in_b)
     changes: list[Change] = []
-    for check in dict.fromkeys([*a.checks, *b.checks]):
-        ka, kb = a.check_index.get(check), b.check_index.get(check)
-        if ka is None or kb is None:  # a check on one side only: every cell of it changed
+    for lane in dict.fromkeys([*a.check_index, *b.check_index]):
+        ka, kb = a.check_index.get(lane), b.check_index.get(lane)
+        if ka is None or kb is None:  # a lane on one side only: every cell of it changed
             store, k, old = (a, ka, True) if kb is None else (b, kb, False)
             changes += _one_sided(store, k, set(range(store.n)), old=old)  # type: ignore[arg-type]
             continue
@@ -260,9 +275,14 @@ def _diff_remapped(a: MatrixStore, b: MatrixStore) -> list[Change]:
         for pos in same_state(bytearray(_project(a, ka, in_a)), bytearray(_project(b, kb, in_b))):
             r, c = divmod(pos, m)
             was, now = a.cell_at(ka, in_a[r] * a.n + in_a[c]), b.cell_at(kb, in_b[r] * b.n + in_b[c])
-            changes.append(Change(*(was or now).key, old=was, new=now))  # type: ignore[union-attr]
+            changes.append(_change((was or now).key, was, now))  # type: ignore[union-attr]
         changes += _one_sided(a, ka, a_gone, old=True) + _one_sided(b, kb, b_gone, old=False)
     return changes
+
+
+def _change(key: tuple[str, str, str, int], old: Cell | None, new: Cell | None) -> Change:
+    check, src, dst, family = key
+    return Change(check, src, dst, old, new, family)
 
 
 __all__ = [

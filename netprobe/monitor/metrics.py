@@ -37,10 +37,11 @@ class _StateCollector(Collector):
         state = self.state
         blocked = GaugeMetricFamily("netprobe_flow_blocked",
                                     "1 for each flow the last run found blocked (where: where it died) or unknown "
-                                    "(where=unknown); allowed flows have no series",
-                                    labels=["check", "src", "dst", "where"])
-        cells = GaugeMetricFamily("netprobe_cells", "Cells of the last run by check and reach",
-                                  labels=["check", "reach"])
+                                    "(where=unknown); allowed flows have no series; family: 4 or 6, the "
+                                    "address family it was probed over",
+                                    labels=["check", "family", "src", "dst", "where"])
+        cells = GaugeMetricFamily("netprobe_cells", "Cells of the last run by check, family and reach",
+                                  labels=["check", "family", "reach"])
         up = GaugeMetricFamily("netprobe_agent_up", "1 when the host's responder answered both rounds of the last run",
                                labels=["host"])
         last = state.last
@@ -48,12 +49,14 @@ class _StateCollector(Collector):
             store = last.store
             for c in store.problems():
                 where = str(c.where) if c.reach is Reach.BLOCKED and c.where else "unknown"
-                blocked.add_metric([c.check, c.src, c.dst, where], 1)
-            for check in dict.fromkeys([c.get("id") for c in last.checks] + store.checks):
-                k = store.check_index.get(check)
-                by_reach = store.counts(k) if k is not None and store.has_cells(k) else dict.fromkeys(Reach, 0)
+                blocked.add_metric([c.check, str(c.family), c.src, c.dst, where], 1)
+            lanes = dict.fromkeys([(c.get("id"), 4) for c in last.checks if c.get("family", 4) == 4]
+                                  + [store.lane(k) for k in range(len(store.checks)) if store.has_cells(k)])
+            for lane in lanes:
+                k = store.check_index.get(lane)  # type: ignore[arg-type]
+                by_reach = store.counts(k) if k is not None else dict.fromkeys(Reach, 0)
                 for reach, n in by_reach.items():
-                    cells.add_metric([check, str(reach)], n)
+                    cells.add_metric([lane[0], str(lane[1]), str(reach)], n)
             for host, ok in state.agents_up().items():
                 up.add_metric([host], 1 if ok else 0)
         yield blocked

@@ -347,13 +347,13 @@ def test_diff_of_results_whose_hosts_differ_matches_a_cell_by_cell_comparison():
 
     old = run(["a", "b", "c", "d", "e"], ["bgp", "ipip"])
     new = run(["b", "a", "c", "e", "f", "g"], ["bgp", "typha"])
-    got = [(c.check, c.src, c.dst, c.old and c.old.reach, c.new and c.new.reach) for c in diff(old, new)]
+    got = [(c.check, c.src, c.dst, c.family, c.old and c.old.reach, c.new and c.new.reach) for c in diff(old, new)]
     before = {c.key: c for c in old.cells}
     after = {c.key: c for c in new.cells}
     want = []
-    for key in sorted(before.keys() | after.keys()):
+    for key in sorted(before.keys() | after.keys(), key=lambda k: (k[0], k[3], k[1], k[2])):
         a, b = before.get(key), after.get(key)
         if a is not None and b is not None and (a.reach, a.where) == (b.reach, b.where):
             continue
         want.append((*key, a and a.reach, b and b.reach))
-    assert got == want and any(w[3] is None for w in want) and any(w[4] is None for w in want)
+    assert got == want and any(w[4] is None for w in want) and any(w[5] is None for w in want)
