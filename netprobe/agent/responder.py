@@ -37,10 +37,11 @@ RUN_LOOKBACK = 2.0        # seconds before a run's start whose observations stil
 UNKNOWN_RUN_WINDOW = 120  # an unknown run id gets the last two minutes
 QUEUE = 2                 # run_probes requests that may wait behind the one probing; beyond: 429
 # probes remembered until the coordinator asks: what two runs of the largest full mesh send this
-# host at once (1,023 peers x 18 checks each); the probes whose answers may still leave (they
-# leave at once): one such run. ~0.3 KB a probe each (bench/responder_rss.py)
+# host at once (1,023 peers x 18 checks each); probes whose answer (it leaves at once) can still
+# be matched to them: a few seconds' worth (an unmatched answer only leaves the observation's
+# `answered` unset). ~0.3 KB a probe a table (bench/responder_rss.py)
 MAX_OBSERVATIONS = 2 * MAX_PROBES
-MAX_PENDING = MAX_PROBES
+MAX_PENDING = 8192
 log = logging.getLogger("netprobe.agent.responder")
 
 

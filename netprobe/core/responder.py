@@ -56,17 +56,6 @@ def _take(buckets: dict, src: bytes, now: float, rate: float, burst: float) -> b
     return True
 
 
-def _syn_key(src: bytes, sport: int, dport: int, seq: int) -> int:
-    """One int for (source, ports, sequence number): a third of a tuple's memory (a responder
-    keeps tens of thousands)."""
-    return int.from_bytes(src, "big") << 64 | sport << 48 | dport << 32 | seq
-
-
-def _probe_key(src: bytes, probe_id: int) -> int:
-    """One int for (source, probe id) (``divmod(key, 1 << 32)`` gives the source as an int back)."""
-    return int.from_bytes(src, "big") << 32 | probe_id
-
-
 def _bounded_put(table: OrderedDict, key, value, limit: int) -> None:
     table[key] = value
     table.move_to_end(key)
@@ -86,9 +75,9 @@ class ResponderCore:
     freshness_ns: int = 30 * 10**9
     is_own_address: Callable[[bytes], bool] | None = None  # the shell's: is this one of our unicast addresses
     _log: OrderedDict = field(default_factory=OrderedDict, init=False)
-    _seen: OrderedDict = field(default_factory=OrderedDict, init=False)  # replay guard: _probe_key -> when
-    _syns: OrderedDict = field(default_factory=OrderedDict, init=False)  # _syn_key(src, sport, dport, seq) -> id
-    _payloads: OrderedDict = field(default_factory=OrderedDict, init=False)  # authenticated payload -> _probe_key
+    _seen: OrderedDict = field(default_factory=OrderedDict, init=False)  # replay guard: (src, id) -> when
+    _syns: OrderedDict = field(default_factory=OrderedDict, init=False)  # (src, sport, dport, seq) -> id
+    _payloads: OrderedDict = field(default_factory=OrderedDict, init=False)  # authenticated payload -> (src, id)
     _buckets: dict = field(default_factory=dict, init=False)
     _admit: dict = field(default_factory=dict, init=False)
     _keys: cookies.ProbeKeys = field(default=None, init=False)  # type: ignore[assignment]
@@ -150,7 +139,7 @@ class ResponderCore:
     def _on_tcp(self, pkt: TcpPacket, via: Via, outgoing: bool, now: float) -> None:
         if outgoing:
             if pkt.is_syn_ack or pkt.is_rst:  # answers the SYN it acknowledges, if that was a probe
-                self._answered(pkt.dst, self._syns.get(_syn_key(pkt.dst, pkt.dport, pkt.sport, (pkt.ack - 1) & 0xFFFFFFFF)))
+                self._answered(pkt.dst, self._syns.get((pkt.dst, pkt.dport, pkt.sport, (pkt.ack - 1) & 0xFFFFFFFF)))
             return
         if not pkt.is_syn or not self._admitted(pkt.src, now):
             return
@@ -159,19 +148,17 @@ class ResponderCore:
         if pid is None:
             self.stats["unauthenticated"] += 1
             return
-        _bounded_put(self._syns, _syn_key(pkt.src, pkt.sport, pkt.dport, pkt.seq), pid, self.max_pending)
+        _bounded_put(self._syns, (pkt.src, pkt.sport, pkt.dport, pkt.seq), pid, self.max_pending)
         self._record(pkt.src, pid, "tcp", via, now)
 
     def _on_icmp_answer(self, pkt: IcmpPacket) -> None:
         q = pkt.quoted
         if q.proto == IPPROTO_TCP and q.seq is not None:
-            self._answered(q.src, self._syns.get(_syn_key(q.src, q.sport, q.dport, q.seq)))
+            self._answered(q.src, self._syns.get((q.src, q.sport, q.dport, q.seq)))
         elif q.payload is not None:
             seen = self._payloads.get(q.payload)  # exactly a probe this host authenticated
-            if seen is not None:
-                src, probe_id = divmod(seen, 1 << 32)
-                if src == int.from_bytes(q.src, "big"):
-                    self._answered(q.src, probe_id)
+            if seen is not None and seen[0] == q.src:
+                self._answered(q.src, seen[1])
 
     def _on_payload(self, pkt: PayloadPacket, data: bytes, via: Via, outgoing: bool, now: float,
                     wall_ns: int) -> Echo | None:
@@ -192,7 +179,7 @@ class ResponderCore:
             return None
         if payload.is_echo:
             return None  # an echo to this host's own prober: not a probe
-        _bounded_put(self._payloads, pkt.payload, _probe_key(pkt.src, payload.probe_id), self.max_pending)
+        _bounded_put(self._payloads, pkt.payload, (pkt.src, payload.probe_id), self.max_pending)
         self._record(pkt.src, payload.probe_id, PROTO_NAMES[pkt.encap], via, now)
         if via is not Via.RAW:
             return None  # answer only what INPUT accepted (and so was sent to this host)
@@ -208,7 +195,7 @@ class ResponderCore:
         if not echo_allowed(pkt) or (self.is_own_address is not None and not self.is_own_address(pkt.dst)):
             self.stats["refused"] += 1
             return None
-        seen_key = _probe_key(pkt.src, payload.probe_id)  # each probe id once per source
+        seen_key = (pkt.src, payload.probe_id)  # each probe id once per source
         if seen_key in self._seen:
             self.stats["replayed"] += 1
             return None
