@@ -53,8 +53,9 @@ PROBLEM_CODES = frozenset(ALL_CODES) - ALLOWED_CODES
 NOT_PROBED_CODE = pack(Reach.UNKNOWN, None, Verdict.ERROR)
 _PROBLEM_RE = re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in sorted(PROBLEM_CODES)) + b"]")
 
-_PLAIN_EVIDENCE = {v: Evidence(sent=True, reply=reply, reply_arrived=True, reply_accepted=True, arrived=True,
-                               accepted=True, answered=True, attempts=1) for v, reply in PLAIN_REPLY.items()}
+_PLAIN_EVIDENCE = {v: Evidence(sent=True, left=True, reply=reply, reply_arrived=True, reply_accepted=True,
+                               arrived=True, reached_ip=True, accepted=True, answered=True, attempts=1)
+                   for v, reply in PLAIN_REPLY.items()}
 
 
 def plain_evidence(code: int) -> Evidence | None:

@@ -221,8 +221,9 @@ def test_compact_replies_round_trip_their_plain_rows():
     from netprobe.agent.protocol import ObservationsReply, ProbeReply
     from netprobe.core.compact_wire import compact_observations, compact_outcomes
 
-    evidence = {"sent": True, "arrived": None, "accepted": None, "answered": None, "reply": "syn-ack", "icmp": None,
-                "reply_arrived": True, "reply_accepted": True, "attempts": 1, "send_error": None}
+    evidence = {"sent": True, "left": True, "arrived": None, "reached_ip": None, "accepted": None, "answered": None,
+                "reply": "syn-ack", "icmp": None, "reply_arrived": True, "reply_accepted": True, "attempts": 1,
+                "send_error": None}
     outcome = {"probe_id": 7, "check": "bgp", "name": "n2", "address": "198.18.0.2", "source": "198.18.0.1",
                "rtt_ms": 0.25, "evidence": evidence}
     full, plain = compact_outcomes([outcome], ["n2"])
@@ -232,8 +233,8 @@ def test_compact_replies_round_trip_their_plain_rows():
     assert reply.plain_count() == 1
     assert ProbeReply.from_dict_untrusted(reply.to_dict(), targets=1) == reply
 
-    seen = {"src": "198.18.0.1", "probe_id": 7, "proto": "tcp", "arrived": True, "accepted": True, "answered": True,
-            "t": 1.0}
+    seen = {"src": "198.18.0.1", "probe_id": 7, "proto": "tcp", "arrived": True, "reached_ip": True, "accepted": True,
+            "answered": True, "t": 1.0}
     full, plain = compact_observations([seen])
     raw = {"run_id": "r1", "host": "n2", "observations": full, "stats": {"kernel_drops": 0}, "plain": plain}
     obs = ObservationsReply.from_dict_untrusted(raw)
