@@ -15,7 +15,10 @@ TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x02, 0x04, 0x08, 0x10
 ICMP_UNREACH = 3
 ICMP_TIME_EXCEEDED = 11
 
-# AF_PACKET (linux/if_ether.h, linux/if_packet.h): the tap's ethertype and its "we sent it" type
+# AF_PACKET (linux/if_ether.h, linux/if_packet.h): a tap bound to ETH_P_ALL sees every frame before
+# the netdev/tc ingress hooks and this host's own after the netdev/tc egress hooks; one bound to
+# ETH_P_IP sees IPv4 after the ingress hooks, and nothing leaving. "We sent it" is PACKET_OUTGOING.
+ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4
 
@@ -29,7 +32,9 @@ TCPOPT_TIMESTAMP = 8
 
 MAGIC = b"NPRB"  # first four bytes of every netprobe payload
 MAGIC_WORD = int.from_bytes(MAGIC, "big")
+PAYLOAD_FLAGS_OFFSET = 5   # a payload's flags byte (magic 4, version 1)
 PAYLOAD_MARKER_OFFSET = 6  # the keyed 16-bit marker inside a payload (magic 4, version 1, flags 1)
+FLAG_ECHO = 0x01           # a payload flag: the responder's answer, not a probe
 
 # Inner Ethernet addresses of VXLAN probes: locally administered, never a real NIC's.
 VXLAN_INNER_SRC_MAC = "02:6e:70:00:00:01"

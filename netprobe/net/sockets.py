@@ -12,7 +12,7 @@ import socket
 import struct
 
 from netprobe.core import bpf
-from netprobe.core.wire import ETH_P_IP
+from netprobe.core.wire import ETH_P_ALL
 from netprobe.errors import PrivilegeError
 
 SO_ATTACH_FILTER = 26
@@ -60,9 +60,11 @@ def open_sender() -> socket.socket:
     return sock
 
 
-def open_tap(prog) -> socket.socket:
-    """AF_PACKET tap on every interface: sees a packet as it arrives, before netfilter."""
-    sock = _privileged(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP)))
+def open_tap(prog, ethertype: int = ETH_P_ALL) -> socket.socket:
+    """AF_PACKET tap on every interface. Bound to ETH_P_ALL it sees a packet as it arrives, before
+    the netdev/tc ingress hooks, and this host's own as they leave, after the netdev/tc egress
+    hooks; bound to ETH_P_IP, IPv4 after the ingress hooks (before netfilter), nothing leaving."""
+    sock = _privileged(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ethertype)))
     _big_buffer(sock)
     attach_filter(sock, prog)
     return sock
