@@ -1,8 +1,9 @@
 """The responder daemon: the real ``AgentService`` behind the control API.
 
-It owns the capture sockets (an AF_PACKET tap and raw TCP/UDP/IPIP sockets, each behind a BPF
-filter that passes only probes and this host's answers to them), feeds them to the pure
-``ResponderCore``, sends its echoes, and runs the prober when an authenticated caller asks.
+It owns the capture sockets (AF_PACKET taps bound to ETH_P_ALL -- probes arriving, its answers
+leaving -- and to ETH_P_IP, raw TCP/UDP/IPIP sockets, each behind a BPF filter that passes only
+probes and this host's answers to them), feeds them to the pure ``ResponderCore``, sends its
+echoes, and runs the prober when an authenticated caller asks.
 """
 
 from __future__ import annotations
@@ -78,8 +79,10 @@ class Responder:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._sender = sockets.open_sender()
         try:
-            self._captures = open_captures(functools.partial(bpf.responder_filter, marker=self.core.marker),
-                                           (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP), outgoing_too=True)
+            marker = self.core.marker
+            self._captures = open_captures(functools.partial(bpf.responder_filter, marker=marker),
+                                           (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP),
+                                           leaving=bpf.answers_filter(marker=marker), ip_tap=True)
             templates.load_designer()  # scapy's import (~0.4 s) now, not inside the first mesh
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._captures.drain_all, self._on_packet)
