@@ -23,7 +23,8 @@ from netprobe.core.events import Outcome, ProbeTarget, Send, Via
 from netprobe.core.parse import Encap, IcmpPacket, PayloadPacket, TcpPacket, ip_bytes, ip_str, parse_packet_untrusted
 from netprobe.core.result import Evidence, Icmp, ReplyKind
 from netprobe.core.templates import Template, TemplateKey, TcpSynTemplate, template_key
-from netprobe.core.wire import IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, SLOT_BASE, SLOT_MASK
+from netprobe.core.wire import (IPIP_PAYLOAD_OFFSET, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, SLOT_BASE, SLOT_MASK,
+                                VXLAN_PAYLOAD_OFFSET)
 from netprobe.errors import BadPacket
 
 
@@ -52,6 +53,7 @@ class _Probe:
 _TCP_FAST = struct.Struct("!HHIIBB")
 TSVAL = TcpSynTemplate.TSVAL  # where a probe SYN carries its id
 _SEQ_TSVAL = struct.Struct("!II")
+_UDP_PAYLOAD, _VXLAN_PAYLOAD, _IPIP_PAYLOAD = 20 + 8, 20 + VXLAN_PAYLOAD_OFFSET, 20 + IPIP_PAYLOAD_OFFSET
 
 
 @dataclass
@@ -225,10 +227,14 @@ class Prober:
         way out does not hide it."""
         if len(data) < 20 or data[0] != 0x45:  # our probes carry no IP options
             return self._ignore()
-        if data[9] == IPPROTO_TCP:
+        proto, sent = data[9], self._sent_payloads
+        if proto == IPPROTO_TCP:
             p = self._sent_syns.get(data[24:28] + data[TSVAL:TSVAL + 4])
-        else:  # a payload probe ends with its payload (nothing pads what this host sends)
-            p = self._sent_payloads.get(data[-cookies.PAYLOAD_LEN:])
+        elif proto == IPPROTO_IPIP:
+            p = sent.get(data[_IPIP_PAYLOAD:_IPIP_PAYLOAD + cookies.PAYLOAD_LEN])
+        else:  # UDP, or VXLAN
+            p = (sent.get(data[_UDP_PAYLOAD:_UDP_PAYLOAD + cookies.PAYLOAD_LEN])
+                 or sent.get(data[_VXLAN_PAYLOAD:_VXLAN_PAYLOAD + cookies.PAYLOAD_LEN]))
         if p is None:
             return self._ignore()
         p.left = True

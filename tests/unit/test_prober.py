@@ -583,6 +583,14 @@ def test_a_probe_leaving_is_known_after_a_source_nat(check):
     assert s.leaving(bytes(nat)) == send.probe_id
 
 
+@pytest.mark.parametrize("check", [DNS, VXLAN, IPIP], ids=["udp", "vxlan", "ipip"])
+def test_a_payload_probe_leaving_is_known_by_its_payload_where_it_sits(check):
+    """Found at its place in the encapsulation, not at the end: a probe padded to a size (a path
+    MTU probe) is known too."""
+    s, (send,) = leaving_prober(check)
+    assert s.leaving(send.data + bytes(200)) == send.probe_id
+
+
 @pytest.mark.parametrize("data", [
     pytest.param(lambda send: send.data[:30], id="truncated"),
     pytest.param(lambda send: bytes(IP(src=SRC, dst=DST) / TCP(sport=40000, dport=179, flags="S", seq=IP(send.data).seq)),
