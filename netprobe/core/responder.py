@@ -94,6 +94,7 @@ class ResponderCore:
     _syns: OrderedDict = field(default_factory=OrderedDict, init=False)  # (src, sport, dport, seq) -> id
     _payloads: OrderedDict = field(default_factory=OrderedDict, init=False)  # authenticated payload -> (src, id)
     _copies: OrderedDict = field(default_factory=OrderedDict, init=False)  # probe bytes -> _Authentic
+    _early: OrderedDict = field(default_factory=OrderedDict, init=False)  # answers read before their probe
     _buckets: dict = field(default_factory=dict, init=False)
     _admit: dict = field(default_factory=dict, init=False)
     _keys: cookies.ProbeKeys = field(default=None, init=False)  # type: ignore[assignment]
@@ -166,10 +167,22 @@ class ResponderCore:
         if obs is not None:
             obs.answered = True
 
+    def _answer(self, prober: bytes, key) -> None:
+        """This host answered the probe ``key`` names (a SYN's (source, ports, seq), a payload).
+        Its answers and its probes come on different sockets, so the answer may be read first:
+        then it waits (bounded) for the probe's first copy."""
+        found = self._syns.get(key) if isinstance(key, tuple) else self._payloads.get(key)
+        if found is None:
+            _bounded_put(self._early, key, prober, self.max_copies)
+        elif isinstance(key, tuple):
+            self._answered(prober, found)
+        elif found[0] == prober:  # exactly a probe this host authenticated, from that prober
+            self._answered(prober, found[1])
+
     def _on_tcp(self, pkt: TcpPacket, data: bytes, via: Via, outgoing: bool, now: float) -> None:
         if outgoing:
             if pkt.is_syn_ack or pkt.is_rst:  # answers the SYN it acknowledges, if that was a probe
-                self._answered(pkt.dst, self._syns.get((pkt.dst, pkt.dport, pkt.sport, (pkt.ack - 1) & 0xFFFFFFFF)))
+                self._answer(pkt.dst, (pkt.dst, pkt.dport, pkt.sport, (pkt.ack - 1) & 0xFFFFFFFF))
             return
         if not pkt.is_syn or not self._admitted(pkt.src, now):
             return
@@ -178,9 +191,12 @@ class ResponderCore:
         if pid is None:
             self.stats["unauthenticated"] += 1
             return
-        _bounded_put(self._syns, (pkt.src, pkt.sport, pkt.dport, pkt.seq), pid, self.max_observations)
+        key = (pkt.src, pkt.sport, pkt.dport, pkt.seq)
+        _bounded_put(self._syns, key, pid, self.max_observations)
         self._remember(data, _Authentic(pkt.src, pid, "tcp"))
         self._record(pkt.src, pid, "tcp", via, now)
+        if self._early.pop(key, None) == pkt.src:
+            self._answered(pkt.src, pid)
 
     def _remember(self, data: bytes, probe: _Authentic) -> _Authentic:
         _bounded_put(self._copies, data, probe, self.max_copies)
@@ -189,11 +205,9 @@ class ResponderCore:
     def _on_icmp_answer(self, pkt: IcmpPacket) -> None:
         q = pkt.quoted
         if q.proto == IPPROTO_TCP and q.seq is not None:
-            self._answered(q.src, self._syns.get((q.src, q.sport, q.dport, q.seq)))
+            self._answer(q.src, (q.src, q.sport, q.dport, q.seq))
         elif q.payload is not None:
-            seen = self._payloads.get(q.payload)  # exactly a probe this host authenticated
-            if seen is not None and seen[0] == q.src:
-                self._answered(q.src, seen[1])
+            self._answer(q.src, q.payload)
 
     def _on_payload(self, pkt: PayloadPacket, data: bytes, via: Via, outgoing: bool, now: float,
                     wall_ns: int) -> Echo | None:
@@ -216,7 +230,10 @@ class ResponderCore:
             return None  # an echo to this host's own prober: not a probe
         _bounded_put(self._payloads, pkt.payload, (pkt.src, payload.probe_id), self.max_observations)
         probe = _Authentic(pkt.src, payload.probe_id, PROTO_NAMES[pkt.encap], pkt, payload)
-        return self._observed(self._remember(data, probe), data, via, now, wall_ns)
+        echo = self._observed(self._remember(data, probe), data, via, now, wall_ns)
+        if self._early.pop(pkt.payload, None) == pkt.src:  # an ICMP error about it, read first
+            self._answered(pkt.src, payload.probe_id)
+        return echo
 
     # ------------------------------------------------------------ echoes
 

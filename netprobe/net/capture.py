@@ -108,7 +108,7 @@ def open_captures(program: Callable[..., list], raw_protocols: Iterable[int], *,
     ``program(tap=False)``. Needs root or CAP_NET_RAW (PrivilegeError otherwise)."""
     captures: list[Capture] = []
     try:
-        captures.append(Capture(sockets.open_tap(program(tap=True)), Via.TAP))
+        captures.append(Capture(sockets.open_tap(program(tap=True), incoming=True), Via.TAP))
         if leaving is not None:
             captures.append(Capture(sockets.open_tap(leaving), Via.TAP, outgoing=True))
         if ip_tap:

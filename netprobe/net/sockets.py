@@ -5,6 +5,7 @@ Everything that can fail for lack of privilege fails here, once, as PrivilegeErr
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -19,6 +20,7 @@ SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
+PACKET_IGNORE_OUTGOING = 23
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
 RCVBUF = 8 << 20
@@ -62,11 +64,16 @@ def open_sender() -> socket.socket:
     return sock
 
 
-def open_tap(prog, ethertype: int = ETH_P_ALL) -> socket.socket:
+def open_tap(prog, ethertype: int = ETH_P_ALL, *, incoming: bool = False) -> socket.socket:
     """AF_PACKET tap on every interface. Bound to ETH_P_ALL it sees a packet as it arrives, before
     the netdev/tc ingress hooks, and this host's own as they leave, after the netdev/tc egress
-    hooks; bound to ETH_P_IP, IPv4 after the ingress hooks (before netfilter), nothing leaving."""
+    hooks; bound to ETH_P_IP, IPv4 after the ingress hooks (before netfilter), nothing leaving.
+    ``incoming``: the kernel does not even run its filter on what this host sends (Linux >= 4.20;
+    on an older kernel the filter drops them)."""
     sock = _privileged(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ethertype)))
+    if incoming:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
     _big_buffer(sock)
     attach_filter(sock, prog)
     return sock

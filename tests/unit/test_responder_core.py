@@ -205,6 +205,40 @@ def test_outgoing_icmp_error_quoting_the_probe_marks_answered(check):
     assert only(c)["answered"]
 
 
+@pytest.mark.parametrize("answer", [
+    pytest.param(lambda send: tcp_answer(send, "SA"), id="syn-ack"),
+    pytest.param(lambda send: tcp_answer(send, "R"), id="rst"),
+    pytest.param(lambda send: icmp_error(send), id="icmp-about-a-syn"),
+])
+@pytest.mark.parametrize("via", [Via.TAP, Via.IP, Via.RAW])
+def test_an_answer_read_before_its_probe_still_marks_answered(answer, via):
+    """Answers leaving and probes arriving come on different sockets: the answer's may be read first."""
+    c, send = core(), probe(BGP)
+    feed(c, answer(send), Via.TAP, outgoing=True)
+    assert c.observations() == []
+    feed(c, send.data, via)
+    assert only(c)["answered"]
+
+
+@pytest.mark.parametrize("check", [DNS, VXLAN, IPIP], ids=["udp", "vxlan", "ipip"])
+def test_an_icmp_error_read_before_its_payload_probe_still_marks_answered(check):
+    c, send = core(), probe(check)
+    feed(c, icmp_error(send), Via.TAP, outgoing=True)
+    feed(c, send.data, Via.TAP)
+    assert only(c)["answered"]
+
+
+def test_an_early_answer_names_exactly_its_probe_and_is_forgotten_in_bounds():
+    c, send = core(max_copies=2), probe(BGP, probe_id=1)
+    feed(c, tcp_answer(probe(BGP, probe_id=2), "SA"), Via.TAP, outgoing=True)  # another probe's
+    feed(c, icmp_error(probe(DNS, source=SRC2)), Via.TAP, outgoing=True)          # about another prober's
+    feed(c, send.data, Via.TAP)
+    assert not only(c)["answered"]
+    for i in range(3, 6):
+        feed(c, tcp_answer(probe(BGP, probe_id=i), "SA"), Via.TAP, outgoing=True)
+    assert len(c._early) == 2
+
+
 def test_outgoing_icmp_error_quoting_a_vxlan_probe_marks_answered():
     c, send = core(), probe(VXLAN)
     feed(c, send.data, Via.TAP)
