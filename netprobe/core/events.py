@@ -16,7 +16,7 @@ class Via(Enum):
     """Where a packet was seen."""
 
     TAP = "tap"  # AF_PACKET, ETH_P_ALL: it arrived at this host's interface (before netdev/tc ingress)
-    IP = "ip"    # AF_PACKET, ETH_P_IP: it got past the netdev/tc ingress hooks (before netfilter)
+    IP = "ip"    # AF_PACKET, ETH_P_IP/ETH_P_IPV6: it got past the netdev/tc ingress hooks (before netfilter)
     RAW = "raw"  # raw IP socket: this host's INPUT accepted it
 
 

@@ -4,8 +4,11 @@ A capture set is two AF_PACKET taps bound to ETH_P_ALL -- what arrives (before t
 ingress hooks) and what this host sends (after the netdev/tc egress hooks) --, optionally a tap
 bound to ETH_P_IP (a packet got past the ingress hooks), and one raw IPv4 socket per protocol
 (INPUT accepted it), each behind its BPF program. A socket per direction, because recvfrom's
-address (the packet type) costs an ioctl per packet. Each socket is drained by one task: wait
-until readable, then recv until it would block (never a cancel scope per packet).
+address (the packet type) costs an ioctl per packet. IPv6 (``open_captures6``) has, for now, a
+tap bound to ETH_P_IPV6 (a packet got past the ingress hooks; it sees nothing leave) and a raw
+socket per protocol; what a raw IPv6 socket delivers gets its IPv6 header back, so every packet
+handed on starts with its IP header. A set may hold both families. Each socket is drained by one
+task: wait until readable, then recv until it would block (never a cancel scope per packet).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from dataclasses import dataclass, field
 import trio
 
 from netprobe.core.events import Via
-from netprobe.core.wire import ETH_P_IP
+from netprobe.core.parse import ipv6_packet
+from netprobe.core.wire import ETH_P_IP, ETH_P_IPV6
 from netprobe.net import sockets
 
 # (packet, where it was seen, whether this host sent it, trio time, wall clock ns of the batch)
@@ -33,6 +37,7 @@ class Capture:
     sock: socket.socket
     via: Via
     outgoing: bool = False
+    proto6: int | None = None  # a raw IPv6 socket of this protocol (its packets come without the IPv6 header)
 
 
 @dataclass
@@ -73,11 +78,17 @@ class CaptureSet:
             self._read_queued(cap, on_packet)
 
     def _read_queued(self, cap: Capture, on_packet: OnPacket) -> None:
-        recv, via, outgoing = cap.sock.recv, cap.via, cap.outgoing
+        sock, via, outgoing, proto6 = cap.sock, cap.via, cap.outgoing, cap.proto6
         now, wall = trio.current_time(), time.time_ns()
         while True:
             try:
-                data = recv(65535)
+                if proto6 is not None:
+                    got = sockets.recv_raw6(sock)
+                    if got is None:
+                        continue
+                    data = ipv6_packet(got[1], got[2], proto6, got[0])
+                else:
+                    data = sock.recv(65535)
             except BlockingIOError:
                 break
             except OSError:  # reported once and cleared by the kernel: count it, wait again
@@ -98,6 +109,23 @@ class CaptureSet:
                 drops += total - self._raw_seen.get(cap.sock.fileno(), 0)
                 self._raw_seen[cap.sock.fileno()] = total
         return drops
+
+
+def open_captures6(program: Callable[..., list], raw_protocols: Iterable[int]) -> CaptureSet:
+    """``open_captures`` for IPv6: an ETH_P_IPV6 tap behind ``program(tap=True)`` (``Via.IP``: it
+    sees what got past the tc/netdev ingress hooks) and a raw IPv6 socket per protocol behind
+    ``program(tap=False, proto=...)`` (a ``core.bpf`` ``*_filter6``)."""
+    captures: list[Capture] = []
+    try:
+        captures.append(Capture(sockets.open_tap(program(tap=True), ETH_P_IPV6), Via.IP))
+        for proto in raw_protocols:
+            captures.append(Capture(sockets.open_raw6_listener(proto, program(tap=False, proto=proto)), Via.RAW,
+                                    proto6=proto))
+    except BaseException:
+        for cap in captures:
+            cap.sock.close()
+        raise
+    return CaptureSet(captures)
 
 
 def open_captures(program: Callable[..., list], raw_protocols: Iterable[int], *, leaving: list | None = None,

@@ -20,13 +20,14 @@ def outcome_cell(outcome: Outcome, src_name: str, dst_name: str) -> Cell:
 
 
 def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: int, vni: int = 1,
-              token: str | None = None) -> tuple[list[Cell], dict]:
-    """Resolve ``target``, pick the source the kernel would use, probe every check once."""
+              token: str | None = None, address: str | None = None) -> tuple[list[Cell], dict]:
+    """Resolve ``target`` (unless ``address`` is its address already), pick the source the kernel
+    would use, probe every check once."""
     import trio
 
     from netprobe.net.route import resolve_target, route_to
 
-    address = resolve_target(target)
+    address = address or resolve_target(target)
     route = route_to(address)
     key = probe_key(token) if token else os.urandom(32)
     targets = [ProbeTarget(c, address, target) for c in checks]

@@ -15,7 +15,7 @@ def _detail(cell) -> str:
     if ev.left is False and ev.reply is None:
         return "never left this host: dropped below IP on the way out (tc/netdev egress)"
     if ev.icmp is not None:
-        return icmp_words(ev.icmp)
+        return icmp_words(ev.icmp, cell.family)
     if ev.reply is not None and ev.reply_arrived and not ev.reply_accepted:
         return f"{ev.reply} arrived but this host's INPUT dropped it"
     if ev.reply is not None:

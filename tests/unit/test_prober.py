@@ -234,6 +234,14 @@ def test_syn_ack_via_tap_only_arrived_but_not_accepted():
     assert classify(Proto.TCP, ev, DST).where is Where.RETURN_PATH
 
 
+def test_a_reply_on_the_ip_tap_arrived_but_is_not_accepted():
+    """IPv6's tap is bound to ETH_P_IPV6 (``Via.IP``): a tap all the same, never INPUT's word."""
+    s, (send,) = started(BGP, retries=3)
+    assert s.receive(syn_reply(send), Via.IP, 0.01) == send.probe_id
+    ev = outcome(s, send.probe_id).evidence
+    assert (ev.reply_arrived, ev.reply_accepted, s.finished) == (True, False, False)
+
+
 def test_tap_then_raw_is_accepted_and_rtt_from_the_first():
     s, (send,) = started(BGP)
     s.receive(syn_reply(send), Via.TAP, 0.002)
