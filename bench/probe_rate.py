@@ -103,11 +103,11 @@ def inner(args) -> None:
         targets = [ProbeTarget(checks[i % len(checks)], args.dst) for i in range(args.probes)]
         namespaces = {"sender": None, "responder": args.netns_b, "fabric": args.netns_fabric}
         before = all_counters(namespaces)
-        t0 = time.perf_counter()  # designing the templates counts, as it did when the run made them
+        t0, cpu0 = time.perf_counter(), time.process_time()  # designing the templates counts, as it did
         prober = Prober(key, args.src, targets, templates.for_targets(args.src, targets), window=1.0,
                         retries=args.retries, first_id=1)
         outcomes = trio.run(functools.partial(run_prober, prober, io, rate=args.rate or None))
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         figures["counters"] = counter_deltas(before, all_counters(namespaces))
         t1 = time.perf_counter()
         cells = [classify(o.target.check.proto, o.evidence, o.target.address) for o in outcomes]
@@ -117,6 +117,7 @@ def inner(args) -> None:
             "probes": args.probes,
             "wall_s": round(wall, 3),
             "probes_per_s": round(args.probes / wall),
+            "cpu_us_per_probe": round(cpu / args.probes * 1e6, 1),  # the prober's CPU: steadier than wall under load
             "replies_classified": answered,
             "replies_per_s": round(answered / (wall + classify_s)),
             "classify_us_per_cell": round(classify_s / len(cells) * 1e6, 2),
@@ -195,7 +196,7 @@ def main() -> None:
     print(f"IPv{args.family}; receive path steered to other CPUs (RPS): {rps}")
     run = figures["closed_port_run"]
     print(f"closed-port run: {run['probes']} probes in {run['wall_s']} s = {run['probes_per_s']:,} probes/s "
-          f"sent and answered; {run['replies_per_s']:,} replies/s classified "
+          f"sent and answered ({run['cpu_us_per_probe']} us of CPU each); {run['replies_per_s']:,} replies/s classified "
           f"({run['classify_us_per_cell']} us/cell); kernel drops {run['kernel_drops']}; "
           f"unanswered {run['unanswered']}")
     print(f"counters that moved during the closed-port run ({run['attempts']} attempts, retries {run['retries']}, "

@@ -1,10 +1,11 @@
 """The responder daemon: the real ``AgentService`` behind the control API.
 
-It owns the capture sockets (per family an AF_PACKET tap and raw sockets, TCP/UDP/IPIP over IPv4,
-TCP/UDP over IPv6, each behind a BPF filter that passes only probes and this host's answers to
-them), feeds them to the pure ``ResponderCore``, sends its echoes, and runs the prober when an
-authenticated caller asks. A host without IPv6 (the kernel refuses AF_INET6 sockets) keeps its
-IPv4 captures.
+It owns the capture sockets (per family AF_PACKET taps and raw sockets, each behind a BPF filter
+that passes only probes and this host's answers to them: over IPv4 taps bound to ETH_P_ALL --
+probes arriving, its answers leaving -- and to ETH_P_IP, raw TCP/UDP/IPIP sockets; over IPv6 a
+tap bound to ETH_P_IPV6, raw TCP/UDP sockets), feeds them to the pure ``ResponderCore``, sends its
+echoes, and runs the prober when an authenticated caller asks. A host without IPv6 (the kernel
+refuses AF_INET6 sockets) keeps its IPv4 captures.
 """
 
 from __future__ import annotations
@@ -98,8 +99,10 @@ class Responder:
         log.log(logging.WARNING if swept else logging.INFO, "swept %d leftover nftables trace table(s)", swept)
         self._sender = sockets.open_sender()
         try:
-            self._captures = open_captures(functools.partial(bpf.responder_filter, marker=self.core.marker),
-                                           (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP), outgoing_too=True)
+            marker = self.core.marker
+            self._captures = open_captures(functools.partial(bpf.responder_filter, marker=marker),
+                                           (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP),
+                                           leaving=bpf.answers_filter(marker=marker), ip_tap=True)
             self._open_ipv6()
             templates.load_designer()  # scapy's import (~0.4 s) now, not inside the first mesh
             async with trio.open_nursery() as nursery:
@@ -116,7 +119,7 @@ class Responder:
         try:
             self._sender6 = sockets.open_sender6()
             six = open_captures6(functools.partial(bpf.responder_filter6, marker=self.core.marker),
-                                 (socket.IPPROTO_TCP, socket.IPPROTO_UDP), outgoing_too=True)
+                                 (socket.IPPROTO_TCP, socket.IPPROTO_UDP))
         except OSError as exc:
             if exc.errno not in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
                 raise

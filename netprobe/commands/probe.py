@@ -30,10 +30,11 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, v
     \b
     Verdicts, in nmap's words: open, closed, filtered, rejected (ICMP type/code and
     who sent it), answered. Without a responder on TARGET, reach is claimed only where
-    the sender alone can know; elsewhere it is 'unknown' (run `netprobe mesh` for the
-    full answer). Needs root or CAP_NET_RAW. Exit 1 when a check is blocked; 3 when the
-    kernel dropped captured packets, or this host's own queues dropped packets while a probe
-    went unanswered (a verdict may be wrong).
+    the sender alone can know (e.g. this host's own firewall refused the send, or a
+    tc/netdev egress hook dropped the probe: it never left); elsewhere it is 'unknown'
+    (run `netprobe mesh` for the full answer). Needs root or CAP_NET_RAW. Exit 1 when a
+    check is blocked; 3 when the kernel dropped captured packets, or this host's own queues
+    dropped packets while a probe went unanswered (a verdict may be wrong).
     """
     from netprobe.config import parse_checks, read_token
     from netprobe.core.exitcode import probe_exit_code

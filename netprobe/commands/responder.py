@@ -19,8 +19,8 @@ from netprobe.core.inventory import DEFAULT_AGENT_PORT
               help="Probe only targets in these IPv4 or IPv6 networks (repeatable; e.g. the cluster's node networks). "
                    "Default: any target, within the per-minute caps.")
 def responder(listen, token_file, name, tls_cert, tls_key, allow):
-    """Run the agent: taps and raw sockets that see every probe arrive, be accepted and be
-    answered; echoes for authenticated UDP/IPIP/VXLAN probes; the control API that
+    """Run the agent: taps and raw sockets that see every probe arrive (before the tc/netdev
+    ingress hooks), get past those hooks, be accepted and be answered; echoes for authenticated UDP/IPIP/VXLAN probes; the control API that
     `netprobe mesh` drives. Needs root or CAP_NET_RAW+CAP_NET_ADMIN. SIGTERM stops it cleanly.
 
     \b

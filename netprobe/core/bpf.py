@@ -1,11 +1,14 @@
 """Classic BPF programs that keep everything but netprobe's packets out of Python.
 
-Both IPv4 capture kinds hand the filter an IPv4 packet at offset 0 (AF_PACKET SOCK_DGRAM and raw
-IPv4 sockets), so one program text serves both. IPv6 differs: an ETH_P_IPV6 tap hands it the IPv6
-header at 0, a raw IPv6 socket only what follows it (the transport header at 0, of the socket's
-one protocol); the ``*_filter6`` programs take that offset into X and load through it. ``run`` is
-a small interpreter of the same opcodes, so the filters are unit-tested on captured packets
-without a kernel.
+Every IPv4 capture hands the filter the network header at offset 0 (AF_PACKET SOCK_DGRAM taps and
+raw IPv4 sockets), so one program text serves all. A tap bound to ETH_P_ALL also sees other
+protocols and both directions: its program keeps IPv4 of one direction (the kernel's ancillary
+loads say which), so the sender and the responder each have a tap for what comes in and one for
+what this host sends, read with a plain recv (recvfrom's address costs an ioctl per packet). IPv6
+differs: an ETH_P_IPV6 tap hands the filter the IPv6 header at 0, a raw IPv6 socket only what
+follows it (the transport header at 0, of the socket's one protocol); the ``*_filter6`` programs
+take that offset into X and load through it. ``run`` is a small interpreter of the same opcodes,
+so the filters are unit-tested on captured packets without a kernel.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import struct
 from dataclasses import dataclass
 
 from netprobe.core.wire import (
+    ETH_P_IP,
+    FLAG_ECHO,
     ICMP6_DST_UNREACH,
     ICMP6_TIME_EXCEEDED,
     ICMP_TIME_EXCEEDED,
@@ -27,6 +32,7 @@ from netprobe.core.wire import (
     IPV6_HEADER_LEN,
     MAGIC_WORD,
     PACKET_OUTGOING,
+    PAYLOAD_FLAGS_OFFSET,
     PAYLOAD_MARKER_OFFSET,
     SLOT_BASE,
     SYN_TSECR_OFFSET,
@@ -45,7 +51,8 @@ K, X = 0x00, 0x08
 AND, XOR = 0x50, 0xA0
 JA, JEQ, JGE, JSET = 0x00, 0x10, 0x30, 0x40
 RET_A = 0x10
-SKF_AD_PKTTYPE = (-0x1000 + 4) & 0xFFFFFFFF
+SKF_AD_PROTOCOL = (-0x1000 + 0) & 0xFFFFFFFF  # ancillary loads (linux/filter.h): the ethertype
+SKF_AD_PKTTYPE = (-0x1000 + 4) & 0xFFFFFFFF   # PACKET_HOST, PACKET_OUTGOING, ...
 
 SNAPLEN = 0x40000
 SYN_ACK = TCP_SYN | TCP_ACK
@@ -82,35 +89,75 @@ def pack(prog: list[tuple[int, int, int, int]]) -> bytes:
     return b"".join(struct.pack("=HBBI", code, jt, jf, k) for code, jt, jf, k in prog)
 
 
-def _common_head(tap_incoming_only: bool) -> list[Insn]:
+def _head(tap: bool, *, leaving: bool = False) -> list[Insn]:
+    """What every program checks first. A tap (ETH_P_ALL) hands it every protocol, only IPv4 goes
+    on, and both directions: only what this host sends (``leaving``: PACKET_OUTGOING) or only
+    what it receives. Fragments are never ours (probes and their answers are small)."""
     head = []
-    if tap_incoming_only:
-        head += [Insn(LD | W | ABS, SKF_AD_PKTTYPE), Insn(JMP | JEQ | K, PACKET_OUTGOING, "drop", 0)]
-    head += [
-        Insn(LD | H | ABS, 6), Insn(JMP | JSET | K, 0x3FFF, "drop", 0),  # fragments: not ours
-        Insn(LD | B | ABS, 9),
-    ]
-    return head
+    if tap:
+        head += [Insn(LD | H | ABS, SKF_AD_PROTOCOL), Insn(JMP | JEQ | K, ETH_P_IP, 0, "drop"),
+                 Insn(LD | W | ABS, SKF_AD_PKTTYPE),
+                 Insn(JMP | JEQ | K, PACKET_OUTGOING, 0 if leaving else "drop", "drop" if leaving else 0)]
+    return head + [Insn(LD | H | ABS, 6), Insn(JMP | JSET | K, 0x3FFF, "drop", 0)]
 
 
 _TAIL = [Insn(RET | K, SNAPLEN, label="accept"), Insn(RET | K, 0, label="drop")]
 
 
-def _payload_at(offset: int, marker: int, miss: str, label: str | None = None) -> list[Insn]:
+def _payload_at(offset: int, marker: int, miss: str, *, echo: bool | None = None,
+                label: str | None = None) -> list[Insn]:
     """Accept when a payload with the cluster's keyed ``marker`` starts ``offset`` bytes after
-    the transport (or inner IP) header; else go to ``miss``. X holds that header's offset."""
-    return [
+    the transport (or inner IP) header and, unless ``echo`` is None, its echo flag says ``echo``
+    (an answer) or not (a probe); else go to ``miss``. X holds that header's offset."""
+    insns = [
         Insn(LD | W | IND, offset, label=label),
         Insn(JMP | JEQ | K, MAGIC_WORD, 0, miss),
         Insn(LD | H | IND, offset + PAYLOAD_MARKER_OFFSET),
-        Insn(JMP | JEQ | K, marker & 0xFFFF, "accept", miss),
+        Insn(JMP | JEQ | K, marker & 0xFFFF, "accept" if echo is None else 0, miss),
+    ]
+    if echo is not None:
+        insns += [Insn(LD | B | IND, offset + PAYLOAD_FLAGS_OFFSET),
+                  Insn(JMP | JSET | K, FLAG_ECHO, "accept" if echo else miss, miss if echo else "accept")]
+    return insns
+
+
+def _payloads(marker: int, *, echo: bool) -> list[Insn]:
+    """Payload packets with the marker, probes or (``echo``) answers: UDP or VXLAN from label
+    ``udp`` on, IPIP from ``ipip``."""
+    return [Insn(LDX | B | MSH, 0, label="udp"),
+            *_payload_at(8, marker, "vxlan", echo=echo),
+            *_payload_at(VXLAN_PAYLOAD_OFFSET, marker, "drop", echo=echo, label="vxlan"),
+            Insn(LDX | B | MSH, 0, label="ipip"),
+            *_payload_at(IPIP_PAYLOAD_OFFSET, marker, "drop", echo=echo)]
+
+
+def _probes(marker: int) -> list[Insn]:
+    """Probes of the cluster: SYNs (no ACK, no RST) from a slot port whose IP id is the slot XOR
+    ``marker``, payload probes (not echoes) in UDP, VXLAN or IPIP."""
+    return [
+        Insn(LD | B | ABS, 9),
+        Insn(JMP | JEQ | K, IPPROTO_TCP, 0, "not-tcp"),
+        Insn(LDX | B | MSH, 0),
+        Insn(LD | B | IND, 13),
+        Insn(ALU | AND | K, TCP_SYN | TCP_ACK | TCP_RST),
+        Insn(JMP | JEQ | K, TCP_SYN, 0, "drop"),
+        Insn(LD | H | IND, 0),                    # A = source port
+        Insn(JMP | JGE | K, SLOT_BASE, 0, "drop"),
+        Insn(MISC | 0x00),                        # TAX: X = source port
+        Insn(LD | H | ABS, 4),                    # A = IP id
+        Insn(ALU | XOR | X),
+        Insn(JMP | JEQ | K, marker & 0xFFFF, "accept", "drop"),
+        Insn(JMP | JEQ | K, IPPROTO_UDP, "udp", 0, label="not-tcp"),
+        Insn(JMP | JEQ | K, IPPROTO_IPIP, "ipip", "drop"),
+        *_payloads(marker, echo=False),
     ]
 
 
 def sender_filter(*, tap: bool, marker: int) -> list[tuple[int, int, int, int]]:
-    """Replies to our probes: SYN-ACK or RST to a probe slot, ICMP errors, payload echoes
-    carrying the cluster's keyed ``marker`` (``cookies.marker_of``)."""
-    prog = _common_head(tap_incoming_only=tap) + [
+    """Replies to our probes coming in: SYN-ACK or RST to a probe slot, ICMP errors, payload
+    echoes carrying the cluster's keyed ``marker`` (``cookies.marker_of``)."""
+    return assemble(_head(tap) + [
+        Insn(LD | B | ABS, 9),
         Insn(JMP | JEQ | K, IPPROTO_TCP, "tcp", 0),
         Insn(JMP | JEQ | K, IPPROTO_ICMP, "icmp", 0),
         Insn(JMP | JEQ | K, IPPROTO_UDP, "udp", "drop"),
@@ -126,58 +173,43 @@ def sender_filter(*, tap: bool, marker: int) -> list[tuple[int, int, int, int]]:
         Insn(JMP | JEQ | K, ICMP_UNREACH, "accept", 0),
         Insn(JMP | JEQ | K, ICMP_TIME_EXCEEDED, "accept", "drop"),
         Insn(LDX | B | MSH, 0, label="udp"),
-        *_payload_at(8, marker, "drop"),
-    ] + _TAIL
-    return assemble(prog)
+        *_payload_at(8, marker, "drop", echo=True),  # an echo, not a peer's probe to this host
+    ] + _TAIL)
+
+
+def leaving_filter(*, marker: int) -> list[tuple[int, int, int, int]]:
+    """For the sender's second tap: this host's own probes leaving (after the netdev/tc egress
+    hooks) -- the evidence that they got out. Never its answers to others' probes."""
+    return assemble(_head(True, leaving=True) + _probes(marker) + _TAIL)
 
 
 def responder_filter(*, tap: bool, marker: int) -> list[tuple[int, int, int, int]]:
-    """Probes arriving (SYNs whose IP id is their slot XOR the cluster's keyed ``marker``, payload
-    probes with the marker in UDP, VXLAN or IPIP) and, on the tap, this host's answers leaving
-    (SYN-ACK/RST to a probe slot, ICMP errors, echoes)."""
-    prog = _common_head(tap_incoming_only=False) + [
+    """Probes coming in: SYNs whose IP id is their slot XOR the cluster's keyed ``marker``, payload
+    probes with the marker in UDP, VXLAN or IPIP (never echoes to this host's own prober)."""
+    return assemble(_head(tap) + _probes(marker) + _TAIL)
+
+
+def answers_filter(*, marker: int) -> list[tuple[int, int, int, int]]:
+    """For the responder's second tap: this host's answers leaving -- SYN-ACK/RST to a probe slot,
+    ICMP unreachables, echoes in any encapsulation; never its own probes."""
+    return assemble(_head(True, leaving=True) + [
+        Insn(LD | B | ABS, 9),
         Insn(JMP | JEQ | K, IPPROTO_TCP, "tcp", 0),
+        Insn(JMP | JEQ | K, IPPROTO_ICMP, "icmp", 0),
         Insn(JMP | JEQ | K, IPPROTO_UDP, "udp", 0),
-        Insn(JMP | JEQ | K, IPPROTO_IPIP, "ipip", 0),
-        Insn(JMP | JEQ | K, IPPROTO_ICMP, "icmp" if tap else "drop", "drop"),
+        Insn(JMP | JEQ | K, IPPROTO_IPIP, "ipip", "drop"),
         Insn(LDX | B | MSH, 0, label="tcp"),
         Insn(LD | B | IND, 13),
-        Insn(ALU | AND | K, TCP_SYN | TCP_ACK | TCP_RST),
-        Insn(JMP | JEQ | K, TCP_SYN, "syn", 0),
-    ]
-    if tap:
-        prog += [
-            Insn(JMP | JSET | K, TCP_RST, "answer", 0),
-            Insn(JMP | JEQ | K, SYN_ACK, "answer", "drop"),
-            Insn(LD | W | ABS, SKF_AD_PKTTYPE, label="answer"),  # answers: only those leaving
-            Insn(JMP | JEQ | K, PACKET_OUTGOING, 0, "drop"),
-            Insn(LD | H | IND, 2),
-            Insn(JMP | JGE | K, SLOT_BASE, "accept", "drop"),
-        ]
-    else:
-        prog += [Insn(JMP | JA, "drop")]
-    prog += [
-        Insn(LD | H | IND, 0, label="syn"),       # A = source port
-        Insn(JMP | JGE | K, SLOT_BASE, 0, "drop"),
-        Insn(MISC | 0x00),                        # TAX: X = source port
-        Insn(LD | H | ABS, 4),                    # A = IP id
-        Insn(ALU | XOR | X),
-        Insn(JMP | JEQ | K, marker & 0xFFFF, "accept", "drop"),
-        Insn(LDX | B | MSH, 0, label="udp"),
-        *_payload_at(8, marker, "vxlan"),
-        *_payload_at(VXLAN_PAYLOAD_OFFSET, marker, "drop", label="vxlan"),
-        Insn(LDX | B | MSH, 0, label="ipip"),
-        *_payload_at(IPIP_PAYLOAD_OFFSET, marker, "drop"),
-    ]
-    if tap:
-        prog += [
-            Insn(LD | W | ABS, SKF_AD_PKTTYPE, label="icmp"),
-            Insn(JMP | JEQ | K, PACKET_OUTGOING, 0, "drop"),
-            Insn(LDX | B | MSH, 0),
-            Insn(LD | B | IND, 0),
-            Insn(JMP | JEQ | K, ICMP_UNREACH, "accept", "drop"),
-        ]
-    return assemble(prog + _TAIL)
+        Insn(JMP | JSET | K, TCP_RST, "slot", 0),
+        Insn(ALU | AND | K, SYN_ACK),
+        Insn(JMP | JEQ | K, SYN_ACK, 0, "drop"),
+        Insn(LD | H | IND, 2, label="slot"),
+        Insn(JMP | JGE | K, SLOT_BASE, "accept", "drop"),
+        Insn(LDX | B | MSH, 0, label="icmp"),
+        Insn(LD | B | IND, 0),
+        Insn(JMP | JEQ | K, ICMP_UNREACH, "accept", "drop"),
+        *_payloads(marker, echo=True),
+    ] + _TAIL)
 
 
 # ------------------------------------------------------------------ IPv6
@@ -211,7 +243,7 @@ def sender_filter6(*, tap: bool, marker: int, proto: int | None = None) -> list[
         Insn(LD | B | IND, 0, label="icmp"),
         Insn(JMP | JEQ | K, ICMP6_DST_UNREACH, "accept", 0),
         Insn(JMP | JEQ | K, ICMP6_TIME_EXCEEDED, "accept", "drop"),
-        *_payload_at(8, marker, "drop", label="udp"),
+        *_payload_at(8, marker, "drop", echo=True, label="udp"),  # an echo, not a peer's probe
     ] + _TAIL
     return assemble(prog)
 
@@ -261,8 +293,9 @@ def responder_filter6(*, tap: bool, marker: int, proto: int | None = None) -> li
     return assemble(prog + _TAIL)
 
 
-def run(prog: list[tuple[int, int, int, int]], packet: bytes, *, pkttype: int = 0) -> int:
-    """Interpret ``prog`` over ``packet`` as the kernel would: the number of bytes to keep."""
+def run(prog: list[tuple[int, int, int, int]], packet: bytes, *, pkttype: int = 0, protocol: int = ETH_P_IP) -> int:
+    """Interpret ``prog`` over ``packet`` as the kernel would: the number of bytes to keep.
+    ``pkttype`` and ``protocol`` (the ethertype) are what the kernel's ancillary loads give."""
     a = x = 0
     mem = [0] * 16
     pc = 0
@@ -270,6 +303,8 @@ def run(prog: list[tuple[int, int, int, int]], packet: bytes, *, pkttype: int = 
     def load(size: int, off: int) -> int | None:
         if off == SKF_AD_PKTTYPE:
             return pkttype
+        if off == SKF_AD_PROTOCOL:
+            return protocol
         if off < 0 or off + size > len(packet):
             return None
         return int.from_bytes(packet[off : off + size], "big")

@@ -69,10 +69,12 @@ class Evidence:
     """Everything both ends saw of one probe (with its retries).
 
     Sender side: ``sent`` (False when this host's own firewall refused the send: EPERM),
-    ``reply`` kind and ``icmp`` details, whether the reply ``reply_arrived`` at the sender's tap
-    and was ``reply_accepted`` by its INPUT. Responder side (None = no responder evidence):
-    ``arrived`` (tap, before netfilter), ``accepted`` (raw socket, after INPUT), ``answered``
-    (the tap saw the destination's SYN-ACK/RST/ICMP/echo leave).
+    ``left`` (its tap saw the probe leave, after tc/netdev egress; False: sent, yet never left;
+    None: not known), ``reply`` kind and ``icmp`` details, whether the reply ``reply_arrived`` at
+    the sender's tap and was ``reply_accepted`` by its INPUT. Responder side (None = no responder
+    evidence): ``arrived`` (ETH_P_ALL tap, before netdev/tc ingress), ``reached_ip`` (ETH_P_IP
+    tap, past netdev/tc ingress; None: an agent that does not say), ``accepted`` (raw socket,
+    after INPUT), ``answered`` (the tap saw the destination's SYN-ACK/RST/ICMP/echo leave).
     """
 
     sent: bool = True
@@ -85,6 +87,8 @@ class Evidence:
     answered: bool | None = None
     attempts: int = 1
     send_error: str | None = None
+    left: bool | None = None
+    reached_ip: bool | None = None
 
     @property
     def has_responder(self) -> bool:
@@ -93,7 +97,9 @@ class Evidence:
     def to_dict(self) -> dict:
         return {
             "sent": self.sent,
+            "left": self.left,
             "arrived": self.arrived,
+            "reached_ip": self.reached_ip,
             "accepted": self.accepted,
             "answered": self.answered,
             "reply": None if self.reply is None else str(self.reply),
@@ -107,7 +113,8 @@ class Evidence:
     @classmethod
     def from_dict(cls, d: Any, field: str = "evidence") -> Evidence:
         """Strict: wrong types and out-of-range numbers raise ``InvalidReport``; unknown keys are
-        ignored (a newer netprobe may add some)."""
+        ignored (a newer netprobe may add some), ``left`` and ``reached_ip`` may be absent (an
+        older one's: null)."""
         obj(d, field)
         at = f"{field}."
         icmp = d.get("icmp")
@@ -122,6 +129,8 @@ class Evidence:
             answered=flag(d.get("answered"), at + "answered", optional=True),
             attempts=integer(d.get("attempts", 1), at + "attempts", 1000),
             send_error=text(d.get("send_error"), at + "send_error", optional=True),
+            left=flag(d.get("left"), at + "left", optional=True),
+            reached_ip=flag(d.get("reached_ip"), at + "reached_ip", optional=True),
         )
 
 

@@ -16,11 +16,11 @@ from netprobe.core.cells import Cell, Evidence, ReplyKind
 from netprobe.core.checks import Check, family_of
 from netprobe.core.compact_wire import PLAIN_REPLIES
 from netprobe.core.matrix_store import MatrixStore, pack, plain_evidence
-from netprobe.core.mesh_logic import Peer
+from netprobe.core.mesh_logic import Peer, seen_at_destination
 from netprobe.core.verdict import classify, classify_cell
 
 _REPLY_KIND = tuple(ReplyKind(r) for r in PLAIN_REPLIES)
-_SEEN_PLAIN = dict(arrived=True, accepted=True, answered=True)
+_SEEN_PLAIN = dict(arrived=True, reached_ip=True, accepted=True, answered=True)
 
 
 def join_store(hosts: Sequence[tuple[str, str | None, str | None]], checks: Sequence[Check],
@@ -74,8 +74,8 @@ def join_store(hosts: Sequence[tuple[str, str | None, str | None]], checks: Sequ
         """The code of a cell plain at both ends, or None when that evidence is not plain after all."""
         key = (cid, reply)
         if key not in memo:
-            ev = Evidence(sent=True, reply=_REPLY_KIND[reply], reply_arrived=True, reply_accepted=True, attempts=1,
-                          **_SEEN_PLAIN)
+            ev = Evidence(sent=True, left=True, reply=_REPLY_KIND[reply], reply_arrived=True, reply_accepted=True,
+                          attempts=1, **_SEEN_PLAIN)
             c = classify(by_id[cid].proto, ev)
             code = pack(c.reach, c.where, c.verdict)
             memo[key] = code if plain_evidence(code) == ev else None
@@ -87,8 +87,7 @@ def join_store(hosts: Sequence[tuple[str, str | None, str | None]], checks: Sequ
             if obs is None and (index[dst] << 32 | probe_id) in observed_from(source):
                 ev = dataclasses.replace(ev, **_SEEN_PLAIN)
             else:
-                ev = dataclasses.replace(ev, arrived=bool(obs and obs.arrived), accepted=bool(obs and obs.accepted),
-                                         answered=bool(obs and obs.answered))
+                ev = seen_at_destination(ev, obs)
         return classify_cell(by_id[cid], src, dst, address[(dst, family)], ev, rtt_ms)
 
     for src, reply in sent.items():
@@ -112,8 +111,8 @@ def join_store(hosts: Sequence[tuple[str, str | None, str | None]], checks: Sequ
                     codes[pos] = code  # type: ignore[assignment]
                     rtts[pos] = rtt  # microseconds, as the store keeps them
                     continue
-                ev = Evidence(sent=True, reply=_REPLY_KIND[group.reply], reply_arrived=True, reply_accepted=True,
-                              attempts=1)
+                ev = Evidence(sent=True, left=True, reply=_REPLY_KIND[group.reply], reply_arrived=True,
+                              reply_accepted=True, attempts=1)
                 store.put(full(src, store.hosts[j], group.check, family, ev, group.source, pid, rtt / 1000))
         for o in reply.outcomes:  # type: ignore[attr-defined]
             family = family_of(o.address)

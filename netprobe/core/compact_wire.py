@@ -8,11 +8,11 @@ full records:
 
 - probe reply ``plain``: ``[{"source": IP, "check": ID, "reply": R, "targets": [i, ...], "ids":
   [probe id, ...], "rtt_us": [...]}]``, columns per (source, check, reply), ``targets`` indexing
-  the request's targets, for outcomes that were sent, answered (``syn-ack``, ``rst`` or
-  ``echo``) at the first attempt, and whose answer arrived and was accepted; everything else
-  stays in ``outcomes``.
+  the request's targets, for outcomes that were sent and seen leaving, answered (``syn-ack``,
+  ``rst`` or ``echo``) at the first attempt, and whose answer arrived and was accepted;
+  everything else stays in ``outcomes``.
 - observations reply ``plain``: ``{"sources": [IP, ...], "counts": [n, ...], "ids": [...]}`` for
-  probes that arrived, were accepted and answered (``counts[i]`` ids in turn from
+  probes that arrived, reached IP, were accepted and answered (``counts[i]`` ids in turn from
   ``sources[i]``); everything else stays in ``observations``.
 
 Pure: dicts in, dicts out (the agent builds them); ``parse_*`` check them strictly (the coordinator).
@@ -35,9 +35,9 @@ MAX_RTT_US = 1 << 40
 
 def _plain_outcome(o: dict) -> bool:
     ev = o["evidence"]
-    return (ev["sent"] and ev["reply"] in PLAIN_REPLIES and ev["reply_arrived"] and ev["reply_accepted"]
-            and ev["attempts"] == 1 and ev["icmp"] is None and ev["send_error"] is None and ev["arrived"] is None
-            and o["rtt_ms"] is not None)
+    return (ev["sent"] and ev["left"] is True and ev["reply"] in PLAIN_REPLIES and ev["reply_arrived"]
+            and ev["reply_accepted"] and ev["attempts"] == 1 and ev["icmp"] is None and ev["send_error"] is None
+            and ev["arrived"] is None and o["rtt_ms"] is not None)
 
 
 def compact_outcomes(outcomes: Iterable[dict], targets: Sequence[str]) -> tuple[list[dict], list[dict]]:
@@ -70,7 +70,7 @@ def compact_records(records: Iterable) -> tuple[list[dict], dict[str, list]]:
     full: list[dict] = []
     by_source: dict[bytes, list[int]] = {}
     for o in records:
-        if o.arrived and o.accepted and o.answered:
+        if o.arrived and o.reached_ip and o.accepted and o.answered:
             ids = by_source.get(o.src)
             if ids is None:
                 ids = by_source[o.src] = []
@@ -103,7 +103,7 @@ class PlainOutcomes:
 
 @dataclass(frozen=True)
 class PlainObservations:
-    """Probe ids that arrived, were accepted and answered, by source address (flat columns)."""
+    """Probe ids that arrived, reached IP, were accepted and answered, by source address (flat columns)."""
 
     sources: tuple[str, ...] = ()
     counts: tuple[int, ...] = ()

@@ -24,17 +24,16 @@ import hmac
 import struct
 from dataclasses import dataclass
 
-from netprobe.core.wire import MAGIC, PAYLOAD_MARKER_OFFSET, SLOT_BASE, SLOT_MASK
+from netprobe.core.wire import FLAG_ECHO, MAGIC, PAYLOAD_FLAGS_OFFSET, PAYLOAD_MARKER_OFFSET, SLOT_BASE, SLOT_MASK
 from netprobe.errors import BadPacket
 
 ID_MASK = 0xFFFFFFFF
 
 VERSION = 2  # 2: the tag covers the flow and is keyed per destination; the marker field
-FLAG_ECHO = 0x01  # set by the responder on its answer
 _HEADER = struct.Struct("!4sBBHIQ")  # magic, version, flags, marker, probe id, timestamp (ns)
 TAG_LEN = 16
 PAYLOAD_LEN = _HEADER.size + TAG_LEN  # 36 bytes
-assert _HEADER.size == 20 and PAYLOAD_MARKER_OFFSET == 6  # the BPF filters read the marker there
+assert _HEADER.size == 20 and (PAYLOAD_FLAGS_OFFSET, PAYLOAD_MARKER_OFFSET) == (5, 6)  # the BPF filters read them there
 
 
 def slot_of(probe_id: int) -> int:

@@ -15,7 +15,8 @@ from netprobe.core.result import Evidence
 class Via(Enum):
     """Where a packet was seen."""
 
-    TAP = "tap"  # AF_PACKET: it arrived at this host (before netfilter)
+    TAP = "tap"  # AF_PACKET, ETH_P_ALL: it arrived at this host's interface (before netdev/tc ingress)
+    IP = "ip"    # AF_PACKET, ETH_P_IP/ETH_P_IPV6: it got past the netdev/tc ingress hooks (before netfilter)
     RAW = "raw"  # raw IP socket: this host's INPUT accepted it
 
 
@@ -61,7 +62,8 @@ class Outcome:
 
 @dataclass(slots=True)  # a responder keeps tens of thousands: no __dict__ each
 class Observation:
-    """What the responder saw of one probe: arrived (tap), accepted (raw socket), answered."""
+    """What the responder saw of one probe: arrived (ETH_P_ALL tap), reached IP (ETH_P_IP tap, or
+    accepted: past the netdev/tc ingress hooks either way), accepted (raw socket), answered."""
 
     src: bytes
     probe_id: int
@@ -70,11 +72,12 @@ class Observation:
     arrived: bool = False
     accepted: bool = False
     answered: bool = False
+    reached_ip: bool = False
 
     def to_dict(self) -> dict:
         return {"src": ip_str(self.src), "probe_id": self.probe_id, "proto": self.proto,
-                "arrived": self.arrived, "accepted": self.accepted, "answered": self.answered,
-                "t": round(self.first_seen, 6)}
+                "arrived": self.arrived, "reached_ip": self.reached_ip, "accepted": self.accepted,
+                "answered": self.answered, "t": round(self.first_seen, 6)}
 
 
 @dataclass(frozen=True)

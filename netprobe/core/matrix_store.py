@@ -59,8 +59,9 @@ _TO_ALLOWED = bytes([0, *(int(c in ALLOWED_CODES) for c in ALL_CODES)]).ljust(25
 _TO_ANY = bytes([0, *(1 for _c in ALL_CODES)]).ljust(256, b"\x00")
 _TO_PROBLEM = bytes([0, *(int(c in PROBLEM_CODES) for c in ALL_CODES)]).ljust(256, b"\x00")
 
-_PLAIN_EVIDENCE = {v: Evidence(sent=True, reply=reply, reply_arrived=True, reply_accepted=True, arrived=True,
-                               accepted=True, answered=True, attempts=1) for v, reply in PLAIN_REPLY.items()}
+_PLAIN_EVIDENCE = {v: Evidence(sent=True, left=True, reply=reply, reply_arrived=True, reply_accepted=True,
+                               arrived=True, reached_ip=True, accepted=True, answered=True, attempts=1)
+                   for v, reply in PLAIN_REPLY.items()}
 
 
 def plain_evidence(code: int) -> Evidence | None:

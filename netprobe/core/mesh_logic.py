@@ -107,11 +107,18 @@ def join_cells(cells: Sequence[PlannedCell], sent: Mapping[str, Sequence[Outcome
             continue
         ev = outcome.evidence
         if dst in seen:
-            obs = observed.get((dst, outcome.source, outcome.probe_id))
-            ev = dataclasses.replace(ev, arrived=bool(obs and obs.arrived), accepted=bool(obs and obs.accepted),
-                                     answered=bool(obs and obs.answered))
+            ev = seen_at_destination(ev, observed.get((dst, outcome.source, outcome.probe_id)))
         out.append(classify_cell(check, src, dst, pc.dst_address, ev, outcome.rtt_ms))
     return out
+
+
+def seen_at_destination(ev: Evidence, obs: ObservationReport | None) -> Evidence:
+    """The sender's evidence with what the destination's agent saw of the probe (nothing at all:
+    ``obs`` None). An older agent does not say ``reached_ip`` (None), unless it saw nothing."""
+    if obs is None:
+        return dataclasses.replace(ev, arrived=False, reached_ip=False, accepted=False, answered=False)
+    return dataclasses.replace(ev, arrived=obs.arrived, reached_ip=obs.reached_ip, accepted=obs.accepted,
+                               answered=obs.answered)
 
 
 def mesh_errors(hosts: Sequence[str], failures: Mapping[str, tuple[str, str]],

@@ -1,7 +1,8 @@
 """The prober as a state machine (mitmproxy/h11 style): events in, commands out, no I/O.
 
 The trio shell (netprobe.net.prober) feeds it what happened (a send succeeded or was refused, a
-packet was seen on the tap or on a raw socket, time passed) and carries out what it returns:
+packet was seen on the tap or on a raw socket, one of its probes was seen leaving, time passed)
+and carries out what it returns:
 ``Send`` commands, and a deadline to wake up at. Everything about retries, reply windows and
 matching replies back to probes lives here, so it is tested without sockets or clocks. Probes
 are built from templates the shell made before the run (``templates.for_targets``): running the
@@ -21,8 +22,9 @@ from netprobe.core.checks import Proto
 from netprobe.core.events import Outcome, ProbeTarget, Send, Via
 from netprobe.core.parse import Encap, IcmpPacket, PayloadPacket, TcpPacket, ip_bytes, ip_str, parse_packet_untrusted
 from netprobe.core.result import Evidence, Icmp, ReplyKind
-from netprobe.core.templates import Template, TemplateKey, template_key
-from netprobe.core.wire import IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, SLOT_BASE, SLOT_MASK
+from netprobe.core.templates import Template, TemplateKey, TcpSynTemplate, template_key
+from netprobe.core.wire import (IPIP_PAYLOAD_OFFSET, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, SLOT_BASE, SLOT_MASK,
+                                VXLAN_PAYLOAD_OFFSET)
 from netprobe.errors import BadPacket
 
 
@@ -45,9 +47,13 @@ class _Probe:
     reply_accepted: bool = False
     rtt: float | None = None
     done: bool = False
+    left: bool = False  # some attempt was seen leaving (after tc/netdev egress)
 
 
 _TCP_FAST = struct.Struct("!HHIIBB")
+TSVAL = TcpSynTemplate.TSVAL  # where a probe SYN carries its id
+_SEQ_TSVAL = struct.Struct("!II")
+_UDP_PAYLOAD, _VXLAN_PAYLOAD, _IPIP_PAYLOAD = 20 + 8, 20 + VXLAN_PAYLOAD_OFFSET, 20 + IPIP_PAYLOAD_OFFSET
 
 
 @dataclass
@@ -61,6 +67,11 @@ class Prober:
 
     Probe ids are ``first_id``, ``first_id+1``, ... (the caller picks a random start so runs don't
     collide at the responders).
+
+    ``sees_leaving``: the shell's tap sees this host's packets leave (ETH_P_ALL, after the
+    netdev/tc egress hooks) and feeds them to ``leaving``; then each probe's evidence says whether
+    it ``left``. Whether one did is decided when the run ends, after every probe's window: a
+    probe may be seen leaving a little after its send returned, and any attempt counts.
     """
 
     key: bytes
@@ -72,10 +83,13 @@ class Prober:
     rtt_factor: float = 4.0
     retries: int = 1
     first_id: int = 0
+    sees_leaving: bool = False
+    _unresolved: set[str] = field(default_factory=set, init=False)  # next hop never resolved: `left` unknown
     _probes: dict[int, _Probe] = field(default_factory=dict, init=False)
     _by_flow: dict[tuple, int] = field(default_factory=dict, init=False)
     _by_seq: dict[tuple, _Probe] = field(default_factory=dict, init=False)  # TCP: (dst, dport, sport, seq)
     _sent_payloads: dict[bytes, _Probe] = field(default_factory=dict, init=False)  # for quoted payloads
+    _sent_syns: dict[bytes, _Probe] = field(default_factory=dict, init=False)  # seq + TSval bytes: seen leaving
     _src_bytes: bytes = field(default=b"", init=False)
     _keys: cookies.ProbeKeys = field(default=None, init=False)  # type: ignore[assignment]
     _own_key: bytes = field(default=b"", init=False)  # echoes to us are keyed with our address's key
@@ -155,6 +169,7 @@ class Prober:
             if p.seq is None:
                 p.seq = cookies.tcp_seq(dkey, p.probe_id, self._src_bytes, p.dst, p.port)
                 self._by_seq[(p.dst, p.port, slot, p.seq)] = p
+                self._sent_syns[_SEQ_TSVAL.pack(p.seq, p.probe_id)] = p
             return p.tpl.build(slot, p.seq, slot ^ self._keys.marker, p.probe_id)  # cookies.syn_ip_id
         payload = cookies.encode_payload(dkey, cookies.ProbePayload(p.probe_id, wall_ns, 0, self._keys.marker),
                                          p.tpl.flow(slot))
@@ -195,7 +210,7 @@ class Prober:
             p.rtt = max(0.0, now - p.last_sent)
             if p.attempts == 1:  # a retransmitted probe's answer can't be timed (Karn)
                 self._max_rtt = p.rtt if self._max_rtt is None else max(self._max_rtt, p.rtt)
-        if via is Via.TAP:
+        if via is not Via.RAW:  # a tap: it arrived (IPv6's sees it past the tc/netdev ingress hooks)
             p.reply_arrived = True
         else:
             p.reply_accepted = True
@@ -205,6 +220,42 @@ class Prober:
                 # followed by the responder's echo, the better evidence: keep listening
                 self._finish(p)
         return p.probe_id
+
+    def leaving(self, data: bytes) -> int | None:
+        """A probe of ours seen leaving on the tap; returns its id. Known by what the probe carries
+        (a SYN's TSval and keyed sequence number, a payload's exact bytes), so a source NAT on the
+        way out does not hide it."""
+        if len(data) < 20 or data[0] != 0x45:  # our probes carry no IP options
+            return self._ignore()
+        proto, sent = data[9], self._sent_payloads
+        if proto == IPPROTO_TCP:
+            p = self._sent_syns.get(data[24:28] + data[TSVAL:TSVAL + 4])
+        elif proto == IPPROTO_IPIP:
+            p = sent.get(data[_IPIP_PAYLOAD:_IPIP_PAYLOAD + cookies.PAYLOAD_LEN])
+        else:  # UDP, or VXLAN
+            p = (sent.get(data[_UDP_PAYLOAD:_UDP_PAYLOAD + cookies.PAYLOAD_LEN])
+                 or sent.get(data[_VXLAN_PAYLOAD:_VXLAN_PAYLOAD + cookies.PAYLOAD_LEN]))
+        if p is None:
+            return self._ignore()
+        p.left = True
+        return p.probe_id
+
+    def _ignore(self) -> None:
+        self.stats["ignored"] += 1
+
+    def unseen(self) -> set[str]:
+        """Addresses with a probe sent that was never seen leaving (so far)."""
+        return {p.target.address for p in self._probes.values() if p.sent_ok and not p.left}
+
+    def unresolved(self, addresses) -> None:
+        """The shell found these addresses' next hop unresolved (ARP never answered): their probes
+        waited in the neighbour queue, never reached the device, and say nothing of a filter."""
+        self._unresolved.update(addresses)
+
+    def _left(self, p: _Probe) -> bool | None:
+        if not self.sees_leaving or not p.sent_ok or (not p.left and p.target.address in self._unresolved):
+            return None
+        return p.left
 
     def _match_tcp_fast(self, data: bytes):
         """The common case, a plain SYN-ACK or RST, without building a parsed packet: a match,
@@ -286,6 +337,7 @@ class Prober:
                 reply_accepted=p.reply_accepted,
                 attempts=p.attempts,
                 send_error=p.send_error,
+                left=self._left(p),
             )
             out.append(Outcome(p.probe_id, p.target, p.source, ev, None if p.rtt is None else p.rtt * 1000))
         return out

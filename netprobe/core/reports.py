@@ -15,11 +15,12 @@ from netprobe.core.fields import MAX_PROBE_ID, flag, integer, ip, name, number, 
 from netprobe.core.result import Evidence
 
 _EVIDENCE_KEYS = ("sent", "arrived", "accepted", "answered", "reply", "icmp", "reply_arrived", "reply_accepted",
-                  "attempts", "send_error")
+                  "attempts", "send_error")  # ``left`` and ``reached_ip`` came later: absent from older agents
 
 
 def evidence_from_dict_untrusted(raw: Any, field: str) -> Evidence:
-    """``Evidence.to_dict()`` from an agent: every key present, each value checked."""
+    """``Evidence.to_dict()`` from an agent: every key present (but the later, optional ones),
+    each value checked."""
     return Evidence.from_dict(obj(raw, field, _EVIDENCE_KEYS), field)
 
 
@@ -55,7 +56,8 @@ class OutcomeReport:
 
 @dataclass(frozen=True)
 class ObservationReport:
-    """The responder's half: a probe from ``src`` arrived (tap), was accepted (after INPUT), answered."""
+    """The responder's half: a probe from ``src`` arrived (ETH_P_ALL tap), reached IP (past the
+    netdev/tc ingress hooks; None from an older agent), was accepted (after INPUT), answered."""
 
     src: str
     probe_id: int
@@ -64,10 +66,11 @@ class ObservationReport:
     accepted: bool
     answered: bool
     t: float
+    reached_ip: bool | None = None
 
     def to_dict(self) -> dict:
         return {"src": self.src, "probe_id": self.probe_id, "proto": self.proto, "arrived": self.arrived,
-                "accepted": self.accepted, "answered": self.answered, "t": self.t}
+                "reached_ip": self.reached_ip, "accepted": self.accepted, "answered": self.answered, "t": self.t}
 
     @classmethod
     def from_dict_untrusted(cls, raw: Any, field: str) -> ObservationReport:
@@ -80,4 +83,5 @@ class ObservationReport:
             accepted=flag(d["accepted"], f"{field}.accepted"),
             answered=flag(d["answered"], f"{field}.answered"),
             t=number(d["t"], f"{field}.t", signed=True),
+            reached_ip=flag(d.get("reached_ip"), f"{field}.reached_ip", optional=True),
         )

@@ -1,9 +1,13 @@
 """The responder as a state machine: packets in, observations and echoes out, no I/O.
 
-For every probe it records whether it *arrived* (seen on the tap, before netfilter), was
-*accepted* (seen on a raw socket, after INPUT) and *answered* (the tap saw this host's
-SYN-ACK/RST/ICMP/echo leave). It echoes authenticated, fresh payload probes back to their
-sender, so it can't be used as a reflector (docs/design.md, "Probes"):
+For every probe it records whether it *arrived* (seen on the ETH_P_ALL tap, before the netdev/tc
+ingress hooks), *reached IP* (seen on the ETH_P_IP tap, past those hooks), was *accepted* (seen on
+a raw socket, after INPUT) and *answered* (a tap saw this host's SYN-ACK/RST/ICMP/echo leave).
+Each probe is seen up to three times; only the first copy is parsed and authenticated, the
+others are recognised by their bytes (``max_copies`` of them remembered).
+
+It echoes authenticated, fresh payload probes back to their sender, so it can't be used as a
+reflector (docs/design.md, "Probes"):
 
 - a probe's tag covers its whole flow and is keyed for this host's address, so a probe with a
   rewritten address or port, or made for another host, is not authenticated;
@@ -33,6 +37,17 @@ from netprobe.errors import BadPacket
 
 PROTO_NAMES = {Encap.UDP: "udp", Encap.VXLAN: "vxlan", Encap.IPIP: "ipip"}
 MAX_SOURCES = 10_000  # per-source buckets kept (beyond: forget them all, as a new start)
+
+
+@dataclass(frozen=True, slots=True)
+class _Authentic:
+    """An authenticated probe, remembered by its bytes for the copies still to come."""
+
+    src: bytes
+    probe_id: int
+    proto: str
+    pkt: PayloadPacket | None = None  # a payload probe (what an echo is made from)
+    payload: cookies.ProbePayload | None = None
 
 
 @dataclass
@@ -73,11 +88,14 @@ class ResponderCore:
     admit_rate: float = 5_000.0  # packets per second per source that get a MAC computed
     admit_burst: float = 20_000.0
     freshness_ns: int = 30 * 10**9
+    max_copies: int = 16_384     # authenticated probes remembered by their bytes (the other captures' copies)
     is_own_address: Callable[[bytes], bool] | None = None  # the shell's: is this one of our unicast addresses
     _log: OrderedDict = field(default_factory=OrderedDict, init=False)
     _seen: OrderedDict = field(default_factory=OrderedDict, init=False)  # replay guard: (src, id) -> when
     _syns: OrderedDict = field(default_factory=OrderedDict, init=False)  # (src, sport, dport, seq) -> id
     _payloads: OrderedDict = field(default_factory=OrderedDict, init=False)  # authenticated payload -> (src, id)
+    _copies: OrderedDict = field(default_factory=OrderedDict, init=False)  # probe bytes -> _Authentic
+    _early: OrderedDict = field(default_factory=OrderedDict, init=False)  # answers read before their probe
     _buckets: dict = field(default_factory=dict, init=False)
     _admit: dict = field(default_factory=dict, init=False)
     _keys: cookies.ProbeKeys = field(default=None, init=False)  # type: ignore[assignment]
@@ -96,14 +114,19 @@ class ResponderCore:
     # ------------------------------------------------------------ events in
 
     def on_packet(self, data: bytes, *, via: Via, outgoing: bool, now: float, wall_ns: int) -> Echo | None:
-        """One packet from the tap (incoming or ``outgoing``) or a raw socket (always incoming)."""
+        """One packet from a tap bound to ETH_P_ALL (what arrives, or ``outgoing``: this host's
+        answers leaving), the tap bound to ETH_P_IP or a raw socket (both: what arrives)."""
+        if not outgoing:
+            known = self._copies.get(data)
+            if known is not None:  # another capture's copy of a probe already authenticated
+                return self._observed(known, data, via, now, wall_ns)
         try:
             pkt = parse_packet_untrusted(data)
         except BadPacket:
             self.stats["malformed"] += 1
             return None
         if isinstance(pkt, TcpPacket):
-            self._on_tcp(pkt, via, outgoing, now)
+            self._on_tcp(pkt, data, via, outgoing, now)
         elif isinstance(pkt, IcmpPacket):
             if outgoing:
                 self._on_icmp_answer(pkt)
@@ -128,18 +151,39 @@ class ResponderCore:
                 self.stats["evicted"] += 1
         if via is Via.TAP:
             obs.arrived = True
-        else:
-            obs.accepted = True
+        elif via is Via.IP:  # past the ingress hooks: it arrived too (IPv6 has only this tap)
+            obs.arrived = obs.reached_ip = True
+        else:  # INPUT comes after the netdev/tc ingress hooks
+            obs.accepted = obs.reached_ip = True
+
+    def _observed(self, probe: _Authentic, data: bytes, via: Via, now: float, wall_ns: int) -> Echo | None:
+        """A copy of an authenticated probe: recorded, and echoed when it is the raw socket's."""
+        self._record(probe.src, probe.probe_id, probe.proto, via, now)
+        if via is not Via.RAW or probe.pkt is None:
+            return None  # answer only what INPUT accepted (and so was sent to this host)
+        return self._echo(probe.pkt, probe.payload, len(data), now, wall_ns)  # type: ignore[arg-type]
 
     def _answered(self, prober: bytes, probe_id: int | None) -> None:
         obs = self._log.get((prober, probe_id)) if probe_id is not None else None
         if obs is not None:
             obs.answered = True
 
-    def _on_tcp(self, pkt: TcpPacket, via: Via, outgoing: bool, now: float) -> None:
+    def _answer(self, prober: bytes, key) -> None:
+        """This host answered the probe ``key`` names (a SYN's (source, ports, seq), a payload).
+        Its answers and its probes come on different sockets, so the answer may be read first:
+        then it waits (bounded) for the probe's first copy."""
+        found = self._syns.get(key) if isinstance(key, tuple) else self._payloads.get(key)
+        if found is None:
+            _bounded_put(self._early, key, prober, self.max_copies)
+        elif isinstance(key, tuple):
+            self._answered(prober, found)
+        elif found[0] == prober:  # exactly a probe this host authenticated, from that prober
+            self._answered(prober, found[1])
+
+    def _on_tcp(self, pkt: TcpPacket, data: bytes, via: Via, outgoing: bool, now: float) -> None:
         if outgoing:
             if pkt.is_syn_ack or pkt.is_rst:  # answers the SYN it acknowledges, if that was a probe
-                self._answered(pkt.dst, self._syns.get((pkt.dst, pkt.dport, pkt.sport, (pkt.ack - 1) & 0xFFFFFFFF)))
+                self._answer(pkt.dst, (pkt.dst, pkt.dport, pkt.sport, (pkt.ack - 1) & 0xFFFFFFFF))
             return
         if not pkt.is_syn or not self._admitted(pkt.src, now):
             return
@@ -148,17 +192,23 @@ class ResponderCore:
         if pid is None:
             self.stats["unauthenticated"] += 1
             return
-        _bounded_put(self._syns, (pkt.src, pkt.sport, pkt.dport, pkt.seq), pid, self.max_pending)
+        key = (pkt.src, pkt.sport, pkt.dport, pkt.seq)
+        _bounded_put(self._syns, key, pid, self.max_pending)
+        self._remember(data, _Authentic(pkt.src, pid, "tcp"))
         self._record(pkt.src, pid, "tcp", via, now)
+        if self._early.pop(key, None) == pkt.src:
+            self._answered(pkt.src, pid)
+
+    def _remember(self, data: bytes, probe: _Authentic) -> _Authentic:
+        _bounded_put(self._copies, data, probe, self.max_copies)
+        return probe
 
     def _on_icmp_answer(self, pkt: IcmpPacket) -> None:
         q = pkt.quoted
         if q.proto == IPPROTO_TCP and q.seq is not None:
-            self._answered(q.src, self._syns.get((q.src, q.sport, q.dport, q.seq)))
+            self._answer(q.src, (q.src, q.sport, q.dport, q.seq))
         elif q.payload is not None:
-            seen = self._payloads.get(q.payload)  # exactly a probe this host authenticated
-            if seen is not None and seen[0] == q.src:
-                self._answered(q.src, seen[1])
+            self._answer(q.src, q.payload)
 
     def _on_payload(self, pkt: PayloadPacket, data: bytes, via: Via, outgoing: bool, now: float,
                     wall_ns: int) -> Echo | None:
@@ -180,10 +230,11 @@ class ResponderCore:
         if payload.is_echo:
             return None  # an echo to this host's own prober: not a probe
         _bounded_put(self._payloads, pkt.payload, (pkt.src, payload.probe_id), self.max_pending)
-        self._record(pkt.src, payload.probe_id, PROTO_NAMES[pkt.encap], via, now)
-        if via is not Via.RAW:
-            return None  # answer only what INPUT accepted (and so was sent to this host)
-        return self._echo(pkt, payload, len(data), now, wall_ns)
+        probe = _Authentic(pkt.src, payload.probe_id, PROTO_NAMES[pkt.encap], pkt, payload)
+        echo = self._observed(self._remember(data, probe), data, via, now, wall_ns)
+        if self._early.pop(pkt.payload, None) == pkt.src:  # an ICMP error about it, read first
+            self._answered(pkt.src, payload.probe_id)
+        return echo
 
     # ------------------------------------------------------------ echoes
 

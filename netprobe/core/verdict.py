@@ -2,8 +2,9 @@
 
 ``verdict`` is what the sender saw, in nmap's words. ``reach`` and ``where`` come from both ends
 when the responder's evidence is there; from the sender alone they are claimed only where the
-sender can know (an explicit admin-prohibited, a refused send, a SYN-ACK its own INPUT dropped),
-and are ``unknown`` otherwise (silence, or an RST that a firewall may have forged).
+sender can know (an explicit admin-prohibited, a refused send, a probe its own tap never saw
+leave, a SYN-ACK its own INPUT dropped), and are ``unknown`` otherwise (silence, or an RST that a
+firewall may have forged).
 """
 
 from __future__ import annotations
@@ -97,16 +98,21 @@ def classify(proto: Proto, ev: Evidence, dst: str | None = None, family: int | N
     verdict = sender_verdict(proto, ev, dst, family)
     if not ev.sent:
         return Classification(Reach.BLOCKED, Where.SOURCE_EGRESS, verdict)
+    accepted = bool(ev.accepted)
+    arrived = bool(ev.arrived) or bool(ev.reached_ip) or accepted  # each capture is later than the one before
+    if ev.left is False and ev.reply is None and not arrived:
+        # sent, yet never seen leaving A (and nothing of it seen since): dropped below IP on the
+        # way out, by a tc/netdev egress hook
+        return Classification(Reach.BLOCKED, Where.SOURCE_EGRESS, verdict)
     if not ev.has_responder:
         reach, where = _sender_only(proto, ev, dst, ICMP_CODES[family])
         return Classification(reach, where, verdict)
 
-    accepted = bool(ev.accepted)
-    arrived = bool(ev.arrived) or accepted
     if not arrived:
         return Classification(Reach.BLOCKED, Where.NETWORK, verdict)
     if not accepted:
-        # the target's firewall answered for it (forged RST or ICMP), or dropped it silently
+        # the target's firewall answered for it (forged RST or ICMP), or dropped it silently --
+        # below IP (tc/netdev ingress: not ``reached_ip``) or in netfilter
         if ev.answered or ev.reply in (ReplyKind.RST, ReplyKind.ICMP):
             verdict = Verdict.REJECTED
         return Classification(Reach.BLOCKED, Where.DESTINATION_INGRESS, verdict)

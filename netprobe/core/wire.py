@@ -18,7 +18,10 @@ ICMP_TIME_EXCEEDED = 11
 ICMP6_DST_UNREACH = 1  # ICMPv6 (RFC 4443): destination unreachable, time exceeded
 ICMP6_TIME_EXCEEDED = 3
 
-# AF_PACKET (linux/if_ether.h, linux/if_packet.h): the tap's ethertype and its "we sent it" type
+# AF_PACKET (linux/if_ether.h, linux/if_packet.h): a tap bound to ETH_P_ALL sees every frame before
+# the netdev/tc ingress hooks and this host's own after the netdev/tc egress hooks; one bound to
+# ETH_P_IP sees IPv4 after the ingress hooks, and nothing leaving. "We sent it" is PACKET_OUTGOING.
+ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 PACKET_OUTGOING = 4
@@ -44,7 +47,9 @@ NFNL_MSG_NFT_TRACE = (10 << 8) | 17  # subsystem NFNL_SUBSYS_NFTABLES, message N
 
 MAGIC = b"NPRB"  # first four bytes of every netprobe payload
 MAGIC_WORD = int.from_bytes(MAGIC, "big")
+PAYLOAD_FLAGS_OFFSET = 5   # a payload's flags byte (magic 4, version 1)
 PAYLOAD_MARKER_OFFSET = 6  # the keyed 16-bit marker inside a payload (magic 4, version 1, flags 1)
+FLAG_ECHO = 0x01           # a payload flag: the responder's answer, not a probe
 
 # Inner Ethernet addresses of VXLAN probes: locally administered, never a real NIC's.
 VXLAN_INNER_SRC_MAC = "02:6e:70:00:00:01"

@@ -1,10 +1,14 @@
 """Capture sockets and the loop that drains them, shared by the prober shell and the responder.
 
-A capture set is an AF_PACKET tap (a packet arrived, before netfilter) and one raw socket per
-protocol (INPUT accepted it), each behind its BPF program; per family (``open_captures``,
-``open_captures6``), or both in one set. Each socket is drained by one task: wait until readable,
-then recv until it would block (never a cancel scope per packet). What a raw IPv6 socket
-delivers gets its IPv6 header back, so every packet handed on starts with its IP header.
+A capture set is two AF_PACKET taps bound to ETH_P_ALL -- what arrives (before the netdev/tc
+ingress hooks) and what this host sends (after the netdev/tc egress hooks) --, optionally a tap
+bound to ETH_P_IP (a packet got past the ingress hooks), and one raw IPv4 socket per protocol
+(INPUT accepted it), each behind its BPF program. A socket per direction, because recvfrom's
+address (the packet type) costs an ioctl per packet. IPv6 (``open_captures6``) has, for now, a
+tap bound to ETH_P_IPV6 (a packet got past the ingress hooks; it sees nothing leave) and a raw
+socket per protocol; what a raw IPv6 socket delivers gets its IPv6 header back, so every packet
+handed on starts with its IP header. A set may hold both families. Each socket is drained by one
+task: wait until readable, then recv until it would block (never a cancel scope per packet).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import trio
 
 from netprobe.core.events import Via
 from netprobe.core.parse import ipv6_packet
-from netprobe.core.wire import ETH_P_IPV6, PACKET_OUTGOING
+from netprobe.core.wire import ETH_P_IP, ETH_P_IPV6
 from netprobe.net import sockets
 
 # (packet, where it was seen, whether this host sent it, trio time, wall clock ns of the batch)
@@ -27,12 +31,12 @@ OnPacket = Callable[[bytes, Via, bool, float, int], None]
 
 @dataclass
 class Capture:
-    """One capture socket and what seeing a packet on it means. ``outgoing_too``: a tap whose
-    filter also passes this host's own packets, so each is read with its direction."""
+    """One capture socket and what seeing a packet on it means. ``outgoing``: a tap whose filter
+    passes only what this host sends."""
 
     sock: socket.socket
     via: Via
-    outgoing_too: bool = False
+    outgoing: bool = False
     proto6: int | None = None  # a raw IPv6 socket of this protocol (its packets come without the IPv6 header)
 
 
@@ -44,6 +48,11 @@ class CaptureSet:
 
     def __len__(self) -> int:
         return len(self.captures)
+
+    @property
+    def sees_leaving(self) -> bool:
+        """Whether this host's own packets leaving reach the handler (a tap of what it sends)."""
+        return any(cap.outgoing for cap in self.captures)
 
     def close(self) -> None:
         for cap in self.captures:
@@ -57,31 +66,35 @@ class CaptureSet:
                 nursery.start_soon(self._drain, cap, on_packet, after_batch)
 
     async def _drain(self, cap: Capture, on_packet: OnPacket, after_batch) -> None:
-        sock, via, proto6 = cap.sock, cap.via, cap.proto6
-        directed = cap.via is Via.TAP and cap.outgoing_too
         while True:
-            await trio.lowlevel.wait_readable(sock)
-            now, wall = trio.current_time(), time.time_ns()
-            while True:
-                try:
-                    if directed:
-                        data, addr = sock.recvfrom(65535)
-                        outgoing = addr[2] == PACKET_OUTGOING
-                    elif proto6 is not None:
-                        got = sockets.recv_raw6(sock)
-                        if got is None:
-                            continue
-                        data, outgoing = ipv6_packet(got[1], got[2], proto6, got[0]), False
-                    else:
-                        data, outgoing = sock.recv(65535), False
-                except BlockingIOError:
-                    break
-                except OSError:  # reported once and cleared by the kernel: count it, wait again
-                    self.recv_errors += 1
-                    break
-                on_packet(data, via, outgoing, now, wall)
+            await trio.lowlevel.wait_readable(cap.sock)
+            self._read_queued(cap, on_packet)
             if after_batch is not None:
                 after_batch()
+
+    def drain_queued(self, on_packet: OnPacket) -> None:
+        """Feed what every socket holds right now, without waiting (what was seen before a decision)."""
+        for cap in self.captures:
+            self._read_queued(cap, on_packet)
+
+    def _read_queued(self, cap: Capture, on_packet: OnPacket) -> None:
+        sock, via, outgoing, proto6 = cap.sock, cap.via, cap.outgoing, cap.proto6
+        now, wall = trio.current_time(), time.time_ns()
+        while True:
+            try:
+                if proto6 is not None:
+                    got = sockets.recv_raw6(sock)
+                    if got is None:
+                        continue
+                    data = ipv6_packet(got[1], got[2], proto6, got[0])
+                else:
+                    data = sock.recv(65535)
+            except BlockingIOError:
+                break
+            except OSError:  # reported once and cleared by the kernel: count it, wait again
+                self.recv_errors += 1
+                break
+            on_packet(data, via, outgoing, now, wall)
 
     def kernel_drops(self) -> int:
         """Captured packets the kernel dropped since the last call (never silent: a lost
@@ -98,13 +111,13 @@ class CaptureSet:
         return drops
 
 
-def open_captures6(program: Callable[..., list], raw_protocols: Iterable[int], *,
-                   outgoing_too: bool = False) -> CaptureSet:
-    """``open_captures`` for IPv6: an ETH_P_IPV6 tap behind ``program(tap=True)`` and a raw IPv6
-    socket per protocol behind ``program(tap=False, proto=...)`` (a ``core.bpf`` ``*_filter6``)."""
+def open_captures6(program: Callable[..., list], raw_protocols: Iterable[int]) -> CaptureSet:
+    """``open_captures`` for IPv6: an ETH_P_IPV6 tap behind ``program(tap=True)`` (``Via.IP``: it
+    sees what got past the tc/netdev ingress hooks) and a raw IPv6 socket per protocol behind
+    ``program(tap=False, proto=...)`` (a ``core.bpf`` ``*_filter6``)."""
     captures: list[Capture] = []
     try:
-        captures.append(Capture(sockets.open_tap(program(tap=True), ETH_P_IPV6), Via.TAP, outgoing_too))
+        captures.append(Capture(sockets.open_tap(program(tap=True), ETH_P_IPV6), Via.IP))
         for proto in raw_protocols:
             captures.append(Capture(sockets.open_raw6_listener(proto, program(tap=False, proto=proto)), Via.RAW,
                                     proto6=proto))
@@ -115,12 +128,19 @@ def open_captures6(program: Callable[..., list], raw_protocols: Iterable[int], *
     return CaptureSet(captures)
 
 
-def open_captures(program: Callable[..., list], raw_protocols: Iterable[int], *, outgoing_too: bool = False) -> CaptureSet:
-    """A tap and a raw socket per protocol, each behind ``program(tap=...)`` (a ``core.bpf``
-    filter). Needs root or CAP_NET_RAW (PrivilegeError otherwise)."""
+def open_captures(program: Callable[..., list], raw_protocols: Iterable[int], *, leaving: list | None = None,
+                  ip_tap: bool = False) -> CaptureSet:
+    """An ETH_P_ALL tap of what arrives behind ``program(tap=True)`` (a ``core.bpf`` filter), one of
+    what this host sends behind the ``leaving`` program, with ``ip_tap`` an ETH_P_IP tap (it sees
+    nothing leave: the raw sockets' program), and a raw socket per protocol behind
+    ``program(tap=False)``. Needs root or CAP_NET_RAW (PrivilegeError otherwise)."""
     captures: list[Capture] = []
     try:
-        captures.append(Capture(sockets.open_tap(program(tap=True)), Via.TAP, outgoing_too))
+        captures.append(Capture(sockets.open_tap(program(tap=True), incoming=True), Via.TAP))
+        if leaving is not None:
+            captures.append(Capture(sockets.open_tap(leaving), Via.TAP, outgoing=True))
+        if ip_tap:
+            captures.append(Capture(sockets.open_tap(program(tap=False), ETH_P_IP), Via.IP))
         for proto in raw_protocols:
             captures.append(Capture(sockets.open_raw_listener(proto, program(tap=False)), Via.RAW))
     except BaseException:

@@ -1,5 +1,6 @@
 """The trio shell around the ``Prober`` state machine: makes the probe templates before the run,
-sends its packets, feeds it what the captures see, wakes it at its deadlines."""
+sends its packets, feeds it what the captures see (its own probes leaving too), wakes it at its
+deadlines, and at the end asks the kernel about next hops of probes never seen leaving."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import functools
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -17,7 +18,7 @@ from netprobe.core import bpf, cookies, templates
 from netprobe.core.events import Outcome, ProbeTarget
 from netprobe.core.prober import Prober
 from netprobe.core.wire import IPPROTO_ICMPV6
-from netprobe.net import sockets
+from netprobe.net import route, sockets
 from netprobe.net.capture import CaptureSet, open_captures, open_captures6
 
 SEND_BATCH = 256  # sends between checkpoints, so the capture tasks keep draining
@@ -33,6 +34,7 @@ class ProbeIO:
     captures: CaptureSet
     wait_writable: Callable[[], object] | None = None
     close_sender: Callable[[], None] | None = None
+    unresolved_next_hops: Callable[[Iterable[str]], set[str]] = route.unresolved_next_hops
 
     def close(self) -> None:
         if self.close_sender is not None:
@@ -48,8 +50,10 @@ def open_probe_io(key: bytes) -> ProbeIO:
     root or CAP_NET_RAW (PrivilegeError otherwise)."""
     sender = sockets.open_sender()
     try:
-        captures = open_captures(functools.partial(bpf.sender_filter, marker=cookies.marker_of(key)),
-                                 (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP))
+        marker = cookies.marker_of(key)
+        captures = open_captures(functools.partial(bpf.sender_filter, marker=marker),
+                                 (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP),
+                                 leaving=bpf.leaving_filter(marker=marker))
     except BaseException:
         sender.close()
         raise
@@ -109,12 +113,18 @@ async def run_prober(prober: Prober, io: ProbeIO, *, wall_clock: Callable[[], in
     """Run every probe of ``prober`` to completion over ``io``; returns the sender outcomes.
 
     Wakes at the prober's next deadline, or as soon as a capture task sees the last probe
-    answered, whichever comes first."""
+    answered, whichever comes first. Whether each probe left is decided at the end: what the
+    captures still hold is read first, and the next hop of any probe never seen leaving is
+    looked up (``route.unresolved_next_hops``): an unresolved one held the probe back, not a filter."""
     finished = trio.Event()
-    receive = prober.receive
+    receive, leaving = prober.receive, prober.leaving
+    prober.sees_leaving = io.captures.sees_leaving
 
-    def on_packet(data: bytes, via, _outgoing: bool, now: float, _wall_ns: int) -> None:
-        receive(data, via, now)
+    def on_packet(data: bytes, via, outgoing: bool, now: float, _wall_ns: int) -> None:
+        if outgoing:
+            leaving(data)
+        else:
+            receive(data, via, now)
 
     def after_batch() -> None:
         if prober.finished:
@@ -135,6 +145,10 @@ async def run_prober(prober: Prober, io: ProbeIO, *, wall_clock: Callable[[], in
                 break
             await _send_all(prober, io, prober.tick(trio.current_time(), wall_clock()), rate)
         nursery.cancel_scope.cancel()
+    io.captures.drain_queued(on_packet)
+    unseen = prober.unseen() if prober.sees_leaving else set()
+    if unseen:
+        prober.unresolved(await trio.to_thread.run_sync(io.unresolved_next_hops, unseen))
     return prober.outcomes()
 
 

@@ -5,6 +5,7 @@ Everything that can fail for lack of privilege fails here, once, as PrivilegeErr
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -12,13 +13,14 @@ import socket
 import struct
 
 from netprobe.core import bpf
-from netprobe.core.wire import ETH_P_IP, ETH_P_IPV6, NETLINK_NETFILTER, NFNLGRP_NFTRACE
+from netprobe.core.wire import ETH_P_ALL, NETLINK_NETFILTER, NFNLGRP_NFTRACE
 from netprobe.errors import PrivilegeError
 
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
+PACKET_IGNORE_OUTGOING = 23
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
 RCVBUF = 8 << 20
@@ -62,10 +64,16 @@ def open_sender() -> socket.socket:
     return sock
 
 
-def open_tap(prog, ethertype: int = ETH_P_IP) -> socket.socket:
-    """AF_PACKET tap on every interface: sees a packet as it arrives, before netfilter (ETH_P_IPV6:
-    the IPv6 packets, the IPv6 header at offset 0)."""
+def open_tap(prog, ethertype: int = ETH_P_ALL, *, incoming: bool = False) -> socket.socket:
+    """AF_PACKET tap on every interface. Bound to ETH_P_ALL it sees a packet as it arrives, before
+    the netdev/tc ingress hooks, and this host's own as they leave, after the netdev/tc egress
+    hooks; bound to ETH_P_IP (ETH_P_IPV6: the IPv6 header at offset 0), after the ingress hooks
+    (before netfilter), nothing leaving. ``incoming``: the kernel does not even run its filter on
+    what this host sends (Linux >= 4.20; on an older kernel the filter drops them)."""
     sock = _privileged(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ethertype)))
+    if incoming:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
     _big_buffer(sock)
     attach_filter(sock, prog)
     return sock

@@ -12,6 +12,8 @@ def _detail(cell) -> str:
     ev = cell.evidence
     if not ev.sent:
         return f"send refused by this host: {ev.send_error or 'EPERM'}"
+    if ev.left is False and ev.reply is None:
+        return "never left this host: dropped below IP on the way out (tc/netdev egress)"
     if ev.icmp is not None:
         return icmp_words(ev.icmp, cell.family)
     if ev.reply is not None and ev.reply_arrived and not ev.reply_accepted:

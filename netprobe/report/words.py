@@ -72,12 +72,16 @@ def _blocked(cell: Cell) -> str:
     ev = cell.evidence
     src, dst = cell.src, cell.dst
     if cell.where is Where.SOURCE_EGRESS:
+        if ev.sent and ev.left is False:
+            return f"blocked at {src} on the way out (sent, never left: dropped below IP, tc/netdev egress)"
         refused = "send refused" + (f": {ev.send_error}" if ev.send_error else "")
         return f"blocked at {src}'s OUTPUT ({refused})"
     if cell.where is Where.NETWORK:
         why = _what_came_back(cell) if ev.icmp is not None else "never arrived"
         return f"blocked in the network between {src} and {dst} ({why})"
     if cell.where is Where.DESTINATION_INGRESS:
+        if ev.reached_ip is False:
+            return f"blocked at {dst} on the way in, below IP (tc/netdev ingress: {_what_came_back(cell)})"
         return f"blocked at {dst}'s INPUT ({_what_came_back(cell)})"
     if cell.where is Where.RETURN_PATH:
         if ev.answered and not ev.reply_arrived:

@@ -71,6 +71,10 @@ FLOWS = {
     "ipip-ipset": [("node3", "cp1", 179, "open")],
     "routed-stateful": [("cp1", "node1", 179, "timeout"), ("node1", "cp1", 179, "timeout"),
                         ("cp1", "node1", 5473, "open"), ("node1", "cp1", 6443, "timeout")],
+    "netdev-ingress-drop": [("node1", "node2", 179, "timeout"), ("cp1", "node2", 179, "open"),
+                            ("node2", "node1", 179, "open")],
+    "netdev-egress-drop": [("node2", "cp1", 179, "timeout"), ("node2", "node1", 5473, "timeout"),
+                           ("node2", "cp1", 6443, "open"), ("cp1", "node2", 179, "open"), ("node1", "node2", 5473, "open")],
 }
 
 

@@ -77,6 +77,27 @@ def test_scenario_verdicts_name_where_flows_die(tmp_path):
                                                                   if c.get("family", 4) == 4)
 
 
+def test_drops_below_ip_are_placed_and_say_so(tmp_path):
+    """netdev chains: the mesh places them at the host that dropped, and the evidence says the
+    drop was below IP (in on node2: arrived, never reached IP; out of node2: never left)."""
+    def blocked(scenario):
+        out = tmp_path / f"{scenario}.json"
+        assert lab_run(scenario, "--format", "json", "-o", str(out)).returncode == 0
+        return {(c["check"], c["src"], c["dst"]): c for c in cells_of(json.loads(out.read_text()))
+                if c["reach"] != "allowed"}
+
+    (ingress,) = blocked("netdev-ingress-drop").values()
+    assert (ingress["check"], ingress["src"], ingress["dst"], ingress["where"]) == ("bgp", "node1", "node2",
+                                                                                    "destination-ingress")
+    ev = ingress["evidence"]
+    assert (ev["left"], ev["arrived"], ev["reached_ip"], ev["accepted"]) == (True, True, False, False)
+    egress = blocked("netdev-egress-drop")
+    assert sorted(egress) == [("bgp", "node2", "cp1"), ("bgp", "node2", "node1"), ("typha", "node2", "node1")]
+    for cell in egress.values():
+        assert cell["where"] == "source-egress"
+        assert (cell["evidence"]["sent"], cell["evidence"]["left"], cell["evidence"]["arrived"]) == (True, False, False)
+
+
 def test_a_wrong_expectation_exits_1_naming_the_cell(tmp_path):
     demo = Path(available_scenarios()["demo"]).read_text()
     wrong = demo.replace("{check: bgp, from: node1, to: node2, reach: blocked, where: destination-ingress}",

@@ -169,3 +169,83 @@ def test_agents_report_their_own_queue_drops(mesh_pair):
     for stats in (sent.stats.counters, seen.stats.counters):
         assert {"queue_drops", "softnet_dropped", "ip_out_discards", "link_dropped", "echo_send_dropped"} <= stats.keys()
         assert stats["queue_drops"] >= 0
+# ------------------------------------------------------------------ below IP (netdev/tc hooks)
+
+
+def tc_drop(pair, ns: str, direction: str, proto: int, port: int) -> None:
+    """A tc filter on ``ns``'s eth0 (``direction``: ingress or egress) that drops IPv4 ``proto``
+    to ``port``: a BPF program in direct-action mode answering TC_ACT_SHOT, as an eBPF dataplane's
+    does (classic BPF, made with netprobe's own assembler: this kernel has no flower, no gact)."""
+    from netprobe.core.bpf import ABS, B, H, IND, JEQ, JMP, K, LD, LDX, MSH, RET, Insn, assemble
+
+    prog = assemble([
+        Insn(LD | H | ABS, 12), Insn(JMP | JEQ | K, 0x0800, 0, "pass"),  # the program sees the Ethernet header
+        Insn(LD | B | ABS, 14 + 9), Insn(JMP | JEQ | K, proto, 0, "pass"),
+        Insn(LDX | B | MSH, 14), Insn(LD | H | IND, 14 + 2), Insn(JMP | JEQ | K, port, 0, "pass"),
+        Insn(RET | K, 2),  # TC_ACT_SHOT
+        Insn(RET | K, -1, label="pass"),  # TC_ACT_UNSPEC: the next filter decides
+    ])
+    pair.exec(ns, ["tc", "qdisc", "replace", "dev", "eth0", "clsact"])
+    pair.exec(ns, ["tc", "filter", "add", "dev", "eth0", direction, "bpf", "da", "bytecode",
+                   f"{len(prog)}," + ",".join(" ".join(map(str, row)) for row in prog)])
+
+
+def test_tc_and_netdev_ingress_drops_are_destination_ingress_below_ip(mesh_pair):
+    """A tc filter (BGP) and an nftables netdev chain (VXLAN, IPIP) drop on b's ingress, before
+    the IP layer: b's ETH_P_ALL tap saw the probes arrive, its ETH_P_IP tap never did."""
+    tc_drop(mesh_pair, mesh_pair.b, "ingress", 6, 179)
+    mesh_pair.nft(mesh_pair.b, """
+table netdev edge {
+  chain ingress {
+    type filter hook ingress device "eth0" priority 0; policy accept;
+    udp dport 4789 drop
+    ip protocol ipencap drop
+  }
+}
+""")
+    code, cells = mesh(mesh_pair, "--checks", "bgp,vxlan,ipip,etcd")
+    assert code == 1
+    for check in ("bgp", "vxlan", "ipip"):
+        cell = cells[(check, "a", "b")]
+        assert (cell["reach"], cell["where"]) == ("blocked", "destination-ingress"), cell
+        ev = cell["evidence"]
+        assert (ev["left"], ev["arrived"], ev["reached_ip"], ev["accepted"]) == (True, True, False, False), cell
+        assert cells[(check, "b", "a")]["reach"] == "allowed"
+    etcd = cells[("etcd", "a", "b")]  # past the hooks: a closed port, the flow passes
+    assert etcd["reach"] == "allowed" and etcd["evidence"]["reached_ip"] is True
+
+
+def test_tc_and_netdev_egress_drops_are_source_egress(mesh_pair):
+    """On a's way out: an nftables netdev egress chain (BGP, IPIP) and a tc egress filter (UDP:
+    VXLAN and WireGuard) drop a's probes after its OUTPUT; the sends succeed, a's own tap never
+    sees them leave, and b never sees them arrive."""
+    mesh_pair.nft(mesh_pair.a, """
+table netdev edge {
+  chain egress {
+    type filter hook egress device "eth0" priority 0; policy accept;
+    tcp dport 179 drop
+    ip protocol ipencap drop
+  }
+}
+""")
+    for port in (4789, 51820):
+        tc_drop(mesh_pair, mesh_pair.a, "egress", 17, port)
+    code, cells = mesh(mesh_pair, "--checks", "bgp,ipip,vxlan,wireguard,etcd")
+    assert code == 1
+    for check in ("bgp", "ipip", "vxlan", "wireguard"):
+        cell = cells[(check, "a", "b")]
+        assert (cell["reach"], cell["where"]) == ("blocked", "source-egress"), cell
+        ev = cell["evidence"]
+        assert (ev["sent"], ev["left"], ev["arrived"]) == (True, False, False), cell
+        assert cells[(check, "b", "a")]["reach"] == "allowed"  # a's answers and echoes are not its probes
+    assert cells[("etcd", "a", "b")]["evidence"]["left"] is True
+
+
+def test_plain_cells_carry_the_normal_below_ip_evidence(mesh_pair):
+    """Nothing dropped: every cell is plain, its evidence the normal one (it left, arrived,
+    reached IP, was accepted and answered) -- so the result keeps no detail for it."""
+    code, cells = mesh(mesh_pair, "--checks", "bgp,ipip,vxlan,wireguard")
+    assert code == 0
+    for cell in cells.values():
+        ev = cell["evidence"]
+        assert (ev["left"], ev["arrived"], ev["reached_ip"], ev["accepted"], ev["answered"]) == (True,) * 5, cell

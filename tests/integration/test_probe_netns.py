@@ -154,3 +154,54 @@ def test_vxlan_and_ipip_probes_leave_a_kernel_vxlan_device_working(netns_pair):
     assert cells["vxlan"]["reach"] == "unknown"
     ping = netns_pair.exec(netns_pair.a, ["ping", "-c", "2", "-W", "1", "198.19.0.2"], check=False)
     assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+# ------------------------------------------------------------------ below IP (netdev/tc hooks)
+
+EGRESS_DROP = """
+table netdev edge {
+  chain egress {
+    type filter hook egress device "eth0" priority 0; policy accept;
+    tcp dport 179 drop
+    udp dport { 4789, 51820 } drop
+    ip protocol ipencap drop
+  }
+}
+"""
+
+
+def test_probes_dropped_by_a_netdev_egress_chain_never_left(netns_pair):
+    """The raw sends succeed (the kernel swallows the drop below IP); the sender's own tap never
+    sees them leave: source-egress, for TCP, UDP, VXLAN and IPIP alike -- from the sender alone."""
+    netns_pair.nft(netns_pair.a, EGRESS_DROP)
+    cells = probe(netns_pair, "bgp,vxlan,wireguard,ipip,etcd")
+    for check in ("bgp", "vxlan", "wireguard", "ipip"):
+        cell = cells[check]
+        assert (cell["reach"], cell["where"]) == ("blocked", "source-egress"), cell
+        assert (cell["evidence"]["sent"], cell["evidence"]["left"]) == (True, False), cell
+        assert cell["evidence"]["attempts"] == 2  # retried like any silent probe: no attempt left
+    etcd = cells["etcd"]  # not dropped: it left, and b's closed port answered
+    assert etcd["evidence"]["left"] is True and etcd["where"] is None
+
+
+def test_a_netdev_ingress_drop_at_the_target_is_no_place_the_sender_alone_can_name(netns_pair):
+    netns_pair.nft(netns_pair.b, """
+table netdev edge {
+  chain ingress { type filter hook ingress device "eth0" priority 0; policy accept; tcp dport 179 drop; }
+}
+""")
+    bgp = probe(netns_pair, "bgp")["bgp"]
+    assert bgp["evidence"]["left"] is True
+    assert (bgp["reach"], bgp["where"]) == ("unknown", None)
+
+
+def test_a_probe_held_by_an_unresolved_neighbour_is_no_egress_drop(netns_pair):
+    """Nobody owns the address: the kernel queues the probes while ARP asks in vain, so they are
+    never seen leaving -- yet no filter dropped them, and netprobe must not say source-egress."""
+    nobody = netns_pair.addr_b.rsplit(".", 1)[0] + ".77"
+    proc = netns_pair.netprobe(netns_pair.a, ["probe", nobody, "--checks", "bgp,vxlan", "--format", "json",
+                                              "--timeout", "0.5", "--retries", "1"])
+    assert proc.returncode == 0, proc.stderr  # unknown, the sender alone's normal answer: no failure
+    for cell in json.loads(proc.stdout)["cells"]:
+        assert cell["evidence"]["left"] is None, cell
+        assert (cell["reach"], cell["where"]) == ("unknown", None), cell

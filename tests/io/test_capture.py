@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import trio
 
 from netprobe.core.events import Via
@@ -76,3 +77,29 @@ def test_kernel_drops_are_counted_once_for_both_counter_kinds(monkeypatch):
     monkeypatch.setattr(capture.sockets, "raw_drops", lambda sock: next(raw_readings))
     captures = CaptureSet([Capture(FakeSock(socket.AF_PACKET, 10), Via.TAP), Capture(FakeSock(socket.AF_INET, 11), Via.RAW)])
     assert [captures.kernel_drops() for _ in range(3)] == [3 + 5, 0 + 0, 2 + 4]
+
+
+async def test_drain_queued_reads_what_is_waiting_with_its_direction_and_never_blocks():
+    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(3)]
+    (tap_in, tap), (out_in, out), (raw_in, raw) = pairs
+    for s in (tap, out, raw):
+        s.setblocking(False)
+    captures = CaptureSet([Capture(tap, Via.TAP), Capture(out, Via.TAP, outgoing=True), Capture(raw, Via.RAW)])
+    try:
+        assert captures.sees_leaving
+        tap_in.send(b"a reply")
+        out_in.send(b"my probe leaving")
+        raw_in.send(b"a reply")
+        seen = []
+        captures.drain_queued(lambda data, via, out, now, wall: seen.append((data, via, out)))
+        assert seen == [(b"a reply", Via.TAP, False), (b"my probe leaving", Via.TAP, True), (b"a reply", Via.RAW, False)]
+        captures.drain_queued(lambda *a: pytest.fail("read a packet twice"))  # empty now: returns at once
+    finally:
+        for pair in pairs:
+            for s in pair:
+                s.close()
+
+
+def test_only_a_tap_of_what_this_host_sends_sees_leaving():
+    assert not CaptureSet([Capture(FakeSock(socket.AF_PACKET, 10), Via.TAP),
+                           Capture(FakeSock(socket.AF_PACKET, 11), Via.IP)]).sees_leaving

@@ -16,6 +16,8 @@ from netprobe.core.checks import Check, Direction, Proto
 from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.prober import Prober
 from netprobe.net.capture import Capture, CaptureSet
+from netprobe.core.result import Reach, Where
+from netprobe.core.verdict import classify
 from netprobe.net.prober import ProbeIO, run_prober
 
 SRC, DST = "198.51.100.1", "198.51.100.2"
@@ -39,14 +41,20 @@ def syn_ack_for(syn_bytes: bytes) -> bytes:
 
 class Fabric:
     """``open`` ports answer on tap and raw; ``input_drop`` ports only reach the tap; the rest
-    are silently dropped. Counts every send."""
+    are silently dropped. Counts every send. With ``leaving``, the tap sees each probe leave,
+    but those to ``egress_drop`` ports (a tc/netdev egress drop), the first ``drop_first``
+    attempts, and those to ``late`` ports only ``late[port]`` seconds after the send."""
 
-    def __init__(self, *, open_ports=(), input_drop=(), eperm=()):
+    def __init__(self, *, open_ports=(), input_drop=(), eperm=(), leaving=False, egress_drop=(), drop_first=0,
+                 late=None):
         self.open, self.input_drop, self.eperm = set(open_ports), set(input_drop), set(eperm)
+        self.leaving, self.egress_drop, self.drop_first = leaving, set(egress_drop), drop_first
+        self.late, self.due = dict(late or {}), []
         self.sent: list[int] = []
         self.tap_in, self.tap = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.out_in, self.out = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.raw_in, self.raw = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        for s in (self.tap, self.raw):
+        for s in (self.tap, self.out, self.raw):
             s.setblocking(False)
 
     def send(self, data: bytes, address: str):
@@ -56,17 +64,33 @@ class Fabric:
         if port in self.eperm:
             return errno.EPERM
         self.sent.append(port)
+        if self.leaving and port not in self.egress_drop and len(self.sent) > self.drop_first:
+            if port in self.late:
+                self.due.append((trio.current_time() + self.late[port], data))
+            else:
+                self.out_in.send(data)
         if port in self.open or port in self.input_drop:
             self.tap_in.send(syn_ack_for(data))
         if port in self.open:
             self.raw_in.send(syn_ack_for(data))
         return None
 
+    async def deliver_late(self) -> None:
+        """The copies of ``late`` probes, each seen leaving when due."""
+        while True:
+            for due, data in [d for d in self.due if d[0] <= trio.current_time()]:
+                self.due.remove((due, data))
+                self.out_in.send(data)
+            await trio.sleep(0.01)
+
     def io(self) -> ProbeIO:
-        return ProbeIO(send=self.send, captures=CaptureSet([Capture(self.tap, Via.TAP), Capture(self.raw, Via.RAW)]))
+        captures = [Capture(self.tap, Via.TAP), Capture(self.raw, Via.RAW)]
+        if self.leaving:
+            captures.append(Capture(self.out, Via.TAP, outgoing=True))
+        return ProbeIO(send=self.send, captures=CaptureSet(captures), unresolved_next_hops=lambda addresses: set())
 
     def close(self):
-        for s in (self.tap_in, self.tap, self.raw_in, self.raw):
+        for s in (self.tap_in, self.tap, self.out_in, self.out, self.raw_in, self.raw):
             s.close()
 
 
@@ -143,3 +167,58 @@ async def test_a_rate_paces_the_sends_and_never_shortens_a_window(fabric_factory
     took = trio.current_time() - t0
     assert 1.19 <= took <= 1.25  # 0.2 s of sending, then the last probe's full 1 s window
     assert len(fabric.sent) == 2000 and all(o.evidence.reply is None for o in outcomes)
+
+
+# ------------------------------------------------------------------ probes seen leaving
+
+
+def where(outcome) -> tuple[Reach, Where | None]:
+    c = classify(Proto.TCP, outcome.evidence, DST)
+    return c.reach, c.where
+
+
+async def test_a_probe_never_seen_leaving_is_source_egress(fabric_factory, autojump_clock):
+    fabric = fabric_factory(leaving=True, open_ports={179}, egress_drop={5473})
+    targets = [ProbeTarget(check(p), DST) for p in (179, 9, 5473)]
+    answered, silent, dropped = await run_prober(new_prober(KEY, SRC, targets, window=1.0, retries=1), fabric.io())
+    assert [o.evidence.left for o in (answered, silent, dropped)] == [True, True, False]
+    assert where(answered) == (Reach.ALLOWED, None)
+    assert where(silent) == (Reach.UNKNOWN, None)  # it left: where it died, the sender alone cannot tell
+    assert where(dropped) == (Reach.BLOCKED, Where.SOURCE_EGRESS)
+    assert dropped.evidence.attempts == 2  # retried like any silent probe
+
+
+async def test_seen_leaving_after_the_send_returned_still_counts(fabric_factory, autojump_clock):
+    """A qdisc may hold a probe: ``left`` is decided when its window is over, not at the send."""
+    fabric = fabric_factory(leaving=True, late={9: 0.8})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fabric.deliver_late)
+        (outcome,) = await run_prober(new_prober(KEY, SRC, [ProbeTarget(check(9), DST)], window=1.0, retries=0),
+                                      fabric.io())
+        nursery.cancel_scope.cancel()
+    assert outcome.evidence.left is True
+
+
+async def test_any_attempt_seen_leaving_counts(fabric_factory, autojump_clock):
+    fabric = fabric_factory(leaving=True, drop_first=1)  # the first attempt died below IP, the retry left
+    (outcome,) = await run_prober(new_prober(KEY, SRC, [ProbeTarget(check(9), DST)], window=1.0, retries=1),
+                                  fabric.io())
+    assert (outcome.evidence.attempts, outcome.evidence.left) == (2, True)
+
+
+async def test_unseen_probes_to_an_unresolved_next_hop_say_nothing(fabric_factory, autojump_clock):
+    fabric = fabric_factory(leaving=True, egress_drop={9})
+    asked = []
+    io = fabric.io()
+    io.unresolved_next_hops = lambda addresses: asked.append(set(addresses)) or set(addresses)
+    (outcome,) = await run_prober(new_prober(KEY, SRC, [ProbeTarget(check(9), DST)], window=1.0, retries=0), io)
+    assert asked == [{DST}] and outcome.evidence.left is None
+    assert where(outcome) == (Reach.UNKNOWN, None)
+
+
+async def test_next_hops_are_not_asked_about_when_every_probe_left(fabric_factory, autojump_clock):
+    fabric = fabric_factory(leaving=True)
+    io = fabric.io()
+    io.unresolved_next_hops = lambda addresses: pytest.fail("asked the kernel although every probe left")
+    (outcome,) = await run_prober(new_prober(KEY, SRC, [ProbeTarget(check(9), DST)], window=1.0, retries=0), io)
+    assert outcome.evidence.left is True

@@ -222,8 +222,9 @@ def test_compact_replies_round_trip_their_plain_rows():
     from netprobe.core.compact_wire import compact_outcomes, compact_records
     from netprobe.core.events import Observation
 
-    evidence = {"sent": True, "arrived": None, "accepted": None, "answered": None, "reply": "syn-ack", "icmp": None,
-                "reply_arrived": True, "reply_accepted": True, "attempts": 1, "send_error": None}
+    evidence = {"sent": True, "left": True, "arrived": None, "reached_ip": None, "accepted": None, "answered": None,
+                "reply": "syn-ack", "icmp": None, "reply_arrived": True, "reply_accepted": True, "attempts": 1,
+                "send_error": None}
     outcome = {"probe_id": 7, "check": "bgp", "name": "n2", "address": "198.18.0.2", "source": "198.18.0.1",
                "rtt_ms": 0.25, "evidence": evidence}
     full, plain = compact_outcomes([outcome], ["n2"])
@@ -233,7 +234,7 @@ def test_compact_replies_round_trip_their_plain_rows():
     assert reply.plain_count() == 1
     assert ProbeReply.from_dict_untrusted(reply.to_dict(), targets=1) == reply
 
-    seen = Observation(bytes([198, 18, 0, 1]), 7, "tcp", 1.0, arrived=True, accepted=True, answered=True)
+    seen = Observation(bytes([198, 18, 0, 1]), 7, "tcp", 1.0, arrived=True, reached_ip=True, accepted=True, answered=True)
     full, plain = compact_records([seen])
     raw = {"run_id": "r1", "host": "n2", "observations": full, "stats": {"kernel_drops": 0}, "plain": plain}
     obs = ObservationsReply.from_dict_untrusted(raw)

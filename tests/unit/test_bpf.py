@@ -17,10 +17,11 @@ from netprobe.core.keys import probe_key
 from netprobe.core.parse import parse_packet_untrusted
 from netprobe.core.responder import build_udp_echo, echo_payload
 from netprobe.core.templates import IpipProbeTemplate, UdpProbeTemplate, VxlanProbeTemplate
-from netprobe.core.wire import PACKET_OUTGOING
+from netprobe.core.wire import ETH_P_IP, FLAG_ECHO, PACKET_OUTGOING
 
 A, B = "198.18.0.1", "198.18.0.2"
 HOST, OUTGOING = 0, PACKET_OUTGOING
+ETH_P_ARP, ETH_P_IPV6 = 0x0806, 0x86DD
 
 
 def captured(name: str) -> bytes:
@@ -34,8 +35,8 @@ def echo_of(name: str) -> bytes:
     return build_udp_echo(probe, echo_payload(ProbeKeys(probe_key(rec["token"])), probe, ProbePayload(1, 2, 1)))
 
 
-def passes(prog, data: bytes, pkttype: int = HOST) -> bool:
-    kept = bpf.run(prog, data, pkttype=pkttype)
+def passes(prog, data: bytes, pkttype: int = HOST, protocol: int = ETH_P_IP) -> bool:
+    kept = bpf.run(prog, data, pkttype=pkttype, protocol=protocol)
     assert kept in (0, bpf.SNAPLEN)
     return kept == bpf.SNAPLEN
 
@@ -44,13 +45,16 @@ MARKER = marker_of(captured_record("syn_ack")["key"])  # the captures' cluster
 SENDER_TAP = bpf.sender_filter(tap=True, marker=MARKER)
 SENDER_RAW = bpf.sender_filter(tap=False, marker=MARKER)
 RESPONDER_TAP = bpf.responder_filter(tap=True, marker=MARKER)
-RESPONDER_RAW = bpf.responder_filter(tap=False, marker=MARKER)
+RESPONDER_RAW = bpf.responder_filter(tap=False, marker=MARKER)  # also the ETH_P_IP tap's
+LEAVING = bpf.leaving_filter(marker=MARKER)
+ANSWERS = bpf.answers_filter(marker=MARKER)
 ALL = {"sender_tap": SENDER_TAP, "sender_raw": SENDER_RAW, "responder_tap": RESPONDER_TAP,
-       "responder_raw": RESPONDER_RAW}
+       "responder_raw": RESPONDER_RAW, "leaving": LEAVING, "answers": ANSWERS}
 
 REPLIES = ["syn_ack", "rst_closed", "rst_forged", "icmp_admin_prohibited", "icmp_port_unreach_udp",
            "icmp_port_unreach_vxlan", "icmp_proto_unreach_ipip"]
 ARRIVING_PROBES = ["probe_syn_arrived", "udp_probe_arrived", "vxlan_probe_arrived", "ipip_probe_arrived"]
+PAYLOAD_PROBES = ["udp_probe_arrived", "vxlan_probe_arrived", "ipip_probe_arrived"]
 LEAVING_ANSWERS = ["syn_ack_leaving", "rst_closed_leaving", "rst_forged_leaving", "icmp_admin_prohibited_leaving",
                    "icmp_proto_unreach_leaving"]
 
@@ -67,6 +71,14 @@ UNMARKED_PROBE_LIKE_SYN = bytes(IP(src=A, dst=B, id=1) / TCP(sport=40000, dport=
 MARKED_SYN_FROM_LOW_PORT = bytes(IP(src=A, dst=B, id=syn_ip_id(MARKER, 1000)) / TCP(sport=1000, dport=179, flags="S"))
 # the first format's constant mark (IP id = sport ^ 0x4E50): anyone could set it (issue #9, item 7)
 OLD_MARKED_SYN = bytes(IP(src=A, dst=B, id=40000 ^ 0x4E50) / TCP(sport=40000, dport=179, flags="S"))
+
+
+def built_payload_probes(flags: int = 0) -> list[bytes]:
+    """A UDP, a VXLAN and an IPIP packet carrying a payload with the marker (``flags``: FLAG_ECHO
+    for an echo in that encapsulation)."""
+    body = encode_payload(b"k", ProbePayload(5, 6, flags, MARKER), b"")
+    return [UdpProbeTemplate(A, B, 53).build(40000, body), VxlanProbeTemplate(A, B, 3).build(40000, body),
+            IpipProbeTemplate(A, B).build(40000, body)]
 
 
 def fragments_of(data: bytes) -> list[bytes]:
@@ -117,9 +129,48 @@ def test_sender_drops_unrelated_traffic(prog, data):
     assert not passes(prog, data)
 
 
-@pytest.mark.parametrize("name", [*REPLIES, "probe_syn_sent", "syn_ack_leaving"])
-def test_sender_tap_drops_outgoing_packets(name):
+@pytest.mark.parametrize("name", [*REPLIES, *LEAVING_ANSWERS, "probe_syn_sent", *PAYLOAD_PROBES])
+def test_sender_tap_passes_nothing_leaving(name):
     assert not passes(SENDER_TAP, captured(name), pkttype=OUTGOING)
+
+
+@pytest.mark.parametrize("name", ["probe_syn_sent", *PAYLOAD_PROBES])
+def test_the_leaving_tap_passes_this_hosts_probes_leaving(name):
+    """The same probe bytes a target's tap saw arrive, seen leaving the sender (after tc/netdev
+    egress): the evidence that they left. Coming in, they are nothing of the sender's."""
+    assert passes(LEAVING, captured(name), pkttype=OUTGOING)
+    assert not passes(LEAVING, captured(name))
+    assert not passes(SENDER_TAP, captured(name))
+
+
+def test_the_leaving_tap_passes_built_payload_probes_leaving():
+    for data in built_payload_probes():
+        assert passes(LEAVING, data, pkttype=OUTGOING)
+
+
+@pytest.mark.parametrize("data", [
+    *[pytest.param(captured(n), id=n) for n in [*REPLIES, *LEAVING_ANSWERS]],
+    *[pytest.param(echo_of(n), id=f"echo-to-{n}") for n in PAYLOAD_PROBES],
+    *[pytest.param(d, id=f"echo-in-{kind}") for kind, d in zip(("udp", "vxlan", "ipip"), built_payload_probes(FLAG_ECHO))],
+    pytest.param(captured("kernel_syn_arrived"), id="a-kernel-syn"),
+    pytest.param(UNMARKED_PROBE_LIKE_SYN, id="unmarked-syn-from-a-slot"),
+    pytest.param(MARKED_SYN_FROM_LOW_PORT, id="marked-syn-from-a-non-slot-port"),
+    pytest.param(PLAIN_UDP, id="udp-without-magic"),
+])
+def test_the_leaving_tap_passes_no_answer_and_nothing_unmarked(data):
+    """This host's answers (its responder's SYN-ACKs, RSTs, ICMP and echoes) are not its probes."""
+    assert not passes(LEAVING, data, pkttype=OUTGOING)
+
+
+@pytest.mark.parametrize("prog,name,pkttype", [
+    (SENDER_TAP, "syn_ack", HOST), (RESPONDER_TAP, "udp_probe_arrived", HOST),
+    (LEAVING, "probe_syn_sent", OUTGOING), (ANSWERS, "syn_ack_leaving", OUTGOING),
+], ids=["sender", "responder", "leaving", "answers"])
+@pytest.mark.parametrize("ethertype", [ETH_P_ARP, ETH_P_IPV6])
+def test_taps_pass_only_ipv4(prog, name, pkttype, ethertype):
+    """An ETH_P_ALL tap sees every protocol: bytes that pass as IPv4 don't when the frame is not."""
+    assert passes(prog, captured(name), pkttype=pkttype)
+    assert not passes(prog, captured(name), pkttype=pkttype, protocol=ethertype)
 
 
 def test_sender_raw_socket_ignores_packet_type():
@@ -147,10 +198,30 @@ def test_responder_passes_captured_probes(prog, name):
 
 @pytest.mark.parametrize("prog", [RESPONDER_TAP, RESPONDER_RAW], ids=["tap", "raw"])
 def test_responder_passes_built_payload_probes(prog):
-    body = encode_payload(b"k", ProbePayload(5, 6, 0, MARKER), b"")
-    for data in (UdpProbeTemplate(A, B, 53).build(40000, body), VxlanProbeTemplate(A, B, 3).build(40000, body),
-                 IpipProbeTemplate(A, B).build(40000, body)):
+    for data in built_payload_probes():
         assert passes(prog, data)
+
+
+@pytest.mark.parametrize("prog", [RESPONDER_TAP, RESPONDER_RAW], ids=["tap", "raw-and-ip-tap"])
+def test_responder_drops_echoes_arriving(prog):
+    """An echo coming in answers this host's own prober: not a probe, no MAC to spend on it."""
+    for name in PAYLOAD_PROBES:
+        assert not passes(prog, echo_of(name))
+    for data in built_payload_probes(FLAG_ECHO):
+        assert not passes(prog, data)
+
+
+@pytest.mark.parametrize("name", ["probe_syn_sent", *PAYLOAD_PROBES])
+def test_the_responder_taps_drop_this_hosts_probes_leaving(name):
+    """Both responder taps see this host's own prober's probes leave: they are not observations."""
+    assert not passes(RESPONDER_TAP, captured(name), pkttype=OUTGOING)
+    assert not passes(ANSWERS, captured(name), pkttype=OUTGOING)
+
+
+def test_the_answers_tap_passes_echoes_leaving_in_any_encapsulation():
+    for data in built_payload_probes(FLAG_ECHO):
+        assert passes(ANSWERS, data, pkttype=OUTGOING)
+        assert not passes(LEAVING, data, pkttype=OUTGOING)  # not the sender's probe
 
 
 @pytest.mark.parametrize("prog", [RESPONDER_TAP, RESPONDER_RAW], ids=["tap", "raw"])
@@ -171,21 +242,24 @@ def test_responder_drops_unrelated_traffic(prog, data):
 
 
 @pytest.mark.parametrize("name", LEAVING_ANSWERS)
-def test_responder_tap_passes_answers_leaving(name):
-    assert passes(RESPONDER_TAP, captured(name), pkttype=OUTGOING)
+def test_the_answers_tap_passes_answers_leaving(name):
+    assert passes(ANSWERS, captured(name), pkttype=OUTGOING)
+    assert not passes(ANSWERS, captured(name))  # coming in, they are the sender's business
+    assert not passes(RESPONDER_TAP, captured(name), pkttype=OUTGOING)  # the tap of what comes in
 
 
-@pytest.mark.parametrize("name", ["udp_probe_arrived", "vxlan_probe_arrived", "ipip_probe_arrived"])
-def test_responder_tap_passes_echoes_leaving(name):
-    assert passes(RESPONDER_TAP, echo_of(name), pkttype=OUTGOING)
+@pytest.mark.parametrize("name", PAYLOAD_PROBES)
+def test_the_answers_tap_passes_echoes_leaving(name):
+    assert passes(ANSWERS, echo_of(name), pkttype=OUTGOING)
 
 
-def test_responder_tap_passes_only_the_unreachables_a_target_sends():
+def test_the_answers_tap_passes_only_the_unreachables_a_target_sends():
     unreachable = bytes(IP(src=B, dst=A) / ICMP(type=3, code=10) / bytes(IP(src=A, dst=B) / TCP())[:28])
-    assert passes(RESPONDER_TAP, unreachable, pkttype=OUTGOING)
+    assert passes(ANSWERS, unreachable, pkttype=OUTGOING)
     # time exceeded comes from routers on the way, never from the probed host itself
-    assert not passes(RESPONDER_TAP, TIME_EXCEEDED)
-    assert not passes(RESPONDER_TAP, ICMP_ECHO_REPLY)
+    assert not passes(ANSWERS, TIME_EXCEEDED, pkttype=OUTGOING)
+    assert not passes(ANSWERS, ICMP_ECHO_REPLY, pkttype=OUTGOING)
+    assert not passes(RESPONDER_TAP, unreachable)
 
 
 @pytest.mark.parametrize("name", LEAVING_ANSWERS)

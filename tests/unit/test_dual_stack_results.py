@@ -18,8 +18,8 @@ from netprobe.report.words import describe_cell
 HOSTS = [HostInfo("a", "192.0.2.1", ("node",), "2001:db8::1"), HostInfo("b", "192.0.2.2", ("node",), "2001:db8::2"),
          HostInfo("c", "2001:db8::3", ("node",), "2001:db8::3")]
 CHECKS = [{"id": "bgp", "description": "Calico networking (BGP)", "proto": "tcp", "port": 179}]
-PLAIN = dict(sent=True, reply=ReplyKind.SYN_ACK, reply_arrived=True, reply_accepted=True, arrived=True,
-             accepted=True, answered=True)
+PLAIN = dict(sent=True, left=True, reply=ReplyKind.SYN_ACK, reply_arrived=True, reply_accepted=True, arrived=True,
+             reached_ip=True, accepted=True, answered=True)
 REJECTED6 = Evidence(reply=ReplyKind.ICMP, icmp=Icmp(1, 1, "2001:db8::2"), reply_arrived=True, reply_accepted=True,
                      arrived=True, accepted=False, answered=True)
 

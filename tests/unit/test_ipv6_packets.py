@@ -343,10 +343,10 @@ def test_prober6_sends_keyed_syns_the_responder_authenticates():
     assert send.address == B and syn.tsval == 1000 and syn.sport == slot_of(1000)
     assert struct.unpack_from("!H", send.data, 40 + SYN_TSECR_OFFSET + 2)[0] == syn_ip_id(MARKER, syn.sport)
     core = ResponderCore(KEY)
-    core.on_packet(send.data, via=Via.TAP, outgoing=False, now=1.0, wall_ns=WALL)
+    core.on_packet(send.data, via=Via.IP, outgoing=False, now=1.0, wall_ns=WALL)  # the ETH_P_IPV6 tap
     core.on_packet(send.data, via=Via.RAW, outgoing=False, now=1.0, wall_ns=WALL)
-    assert core.observations() == [{"src": A, "probe_id": 1000, "proto": "tcp", "arrived": True, "accepted": True,
-                                     "answered": False, "t": 1.0}]
+    assert core.observations() == [{"src": A, "probe_id": 1000, "proto": "tcp", "arrived": True, "reached_ip": True,
+                                     "accepted": True, "answered": False, "t": 1.0}]
     # the target's SYN-ACK, built by scapy from what was sent, is matched on its exact sequence number
     reply = bytes(IPv6(src=B, dst=A) / TCP(sport=179, dport=syn.sport, flags="SA", seq=7, ack=syn.seq + 1))
     assert p.receive(reply, Via.RAW, 0.002) == 1000 and p.finished

@@ -234,6 +234,14 @@ def test_syn_ack_via_tap_only_arrived_but_not_accepted():
     assert classify(Proto.TCP, ev, DST).where is Where.RETURN_PATH
 
 
+def test_a_reply_on_the_ip_tap_arrived_but_is_not_accepted():
+    """IPv6's tap is bound to ETH_P_IPV6 (``Via.IP``): a tap all the same, never INPUT's word."""
+    s, (send,) = started(BGP, retries=3)
+    assert s.receive(syn_reply(send), Via.IP, 0.01) == send.probe_id
+    ev = outcome(s, send.probe_id).evidence
+    assert (ev.reply_arrived, ev.reply_accepted, s.finished) == (True, False, False)
+
+
 def test_tap_then_raw_is_accepted_and_rtt_from_the_first():
     s, (send,) = started(BGP)
     s.receive(syn_reply(send), Via.TAP, 0.002)
@@ -523,3 +531,106 @@ def test_running_the_prober_never_loads_scapy():
     proc = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
 
+
+
+# ------------------------------------------------------------------ seen leaving (below IP, on the way out)
+
+
+def leaving_prober(*checks: Check, **kw) -> tuple[Prober, list[Send]]:
+    s, sends = started(*checks, **kw)
+    s.sees_leaving = True
+    return s, sends
+
+
+def test_without_a_tap_that_sees_leaving_left_is_not_known():
+    s, (send,) = started(BGP)
+    assert s.leaving(send.data) == send.probe_id  # fed anyway: still no claim without the shell's word
+    assert outcome(s, send.probe_id).evidence.left is None
+
+
+@pytest.mark.parametrize("check", [BGP, DNS, VXLAN, IPIP], ids=["tcp", "udp", "vxlan", "ipip"])
+def test_a_probe_seen_leaving_left_and_one_never_seen_did_not(check):
+    s, (send,) = leaving_prober(check)
+    assert outcome(s, send.probe_id).evidence.left is False
+    assert s.unseen() == {DST}
+    assert s.leaving(send.data) == send.probe_id
+    assert outcome(s, send.probe_id).evidence.left is True and s.unseen() == set()
+
+
+def test_never_left_is_source_egress_even_for_the_sender_alone():
+    s, (send,) = leaving_prober(BGP, retries=0)
+    assert s.tick(1.0, WALL) == [] and s.finished
+    c = classify(Proto.TCP, outcome(s, send.probe_id).evidence, DST)
+    assert (c.reach, c.where, c.verdict) == (Reach.BLOCKED, Where.SOURCE_EGRESS, Verdict.FILTERED)
+
+
+def test_any_attempt_seen_leaving_counts():
+    s, (first,) = leaving_prober(DNS, retries=1)  # the first attempt died below IP
+    (second,) = s.tick(1.0, WALL + 10**9)
+    s.send_done(second.probe_id, 1.0)
+    assert s.leaving(second.data) == first.probe_id
+    s.tick(2.0, WALL)
+    assert s.finished and outcome(s, first.probe_id).evidence.left is True
+
+
+def test_a_refused_send_never_says_left():
+    s = prober_of(ProbeTarget(BGP, DST), sees_leaving=True)
+    (send,) = s.start(0.0, WALL)
+    s.send_done(send.probe_id, 0.0, errno.EPERM)
+    assert outcome(s, send.probe_id).evidence.left is None and s.unseen() == set()
+
+
+@pytest.mark.parametrize("check", [BGP, DNS], ids=["tcp", "udp"])
+def test_a_probe_leaving_is_known_after_a_source_nat(check):
+    """A masquerade on the way out rewrites the source address and port; the TSval with the keyed
+    sequence number, or the payload, still name the probe."""
+    s, (send,) = leaving_prober(check)
+    nat = IP(send.data)
+    nat.src, nat.sport = "203.0.113.7", 61000
+    del nat.chksum, nat.payload.chksum
+    assert s.leaving(bytes(nat)) == send.probe_id
+
+
+@pytest.mark.parametrize("check", [DNS, VXLAN, IPIP], ids=["udp", "vxlan", "ipip"])
+def test_a_payload_probe_leaving_is_known_by_its_payload_where_it_sits(check):
+    """Found at its place in the encapsulation, not at the end: a probe padded to a size (a path
+    MTU probe) is known too."""
+    s, (send,) = leaving_prober(check)
+    assert s.leaving(send.data + bytes(200)) == send.probe_id
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(lambda send: send.data[:30], id="truncated"),
+    pytest.param(lambda send: bytes(IP(src=SRC, dst=DST) / TCP(sport=40000, dport=179, flags="S", seq=IP(send.data).seq)),
+                 id="our-seq-without-our-tsval"),
+    pytest.param(lambda send: send.data[:24] + bytes([send.data[24] ^ 1]) + send.data[25:], id="our-tsval-another-seq"),
+    pytest.param(lambda send: b"\x46" + send.data[1:], id="ip-options"),
+    pytest.param(lambda send: b"", id="empty"),
+])
+def test_packets_leaving_that_are_not_our_probes_are_ignored(data):
+    s, (send,) = leaving_prober(BGP)
+    assert s.leaving(data(send)) is None and s.stats["ignored"] == 1
+    assert outcome(s, send.probe_id).evidence.left is False
+
+
+def test_another_probers_probes_leaving_are_not_ours():
+    s, _ = leaving_prober(BGP, DNS, first_id=1000)
+    for other in new_prober(b"another key", SRC, [ProbeTarget(BGP, DST), ProbeTarget(DNS, DST)],
+                            first_id=1000).start(0.0, WALL):
+        assert s.leaving(other.data) is None
+    assert [o.evidence.left for o in s.outcomes()] == [False, False]
+
+
+def test_an_unresolved_next_hop_makes_left_unknown_not_false():
+    """A probe held in the neighbour queue (ARP never answered) never reaches the device: not
+    seen leaving, yet no filter dropped it."""
+    s = prober_of(ProbeTarget(BGP, DST), ProbeTarget(BGP, DST2), ProbeTarget(ETCD, DST2), sees_leaving=True)
+    sends = s.start(0.0, WALL)
+    for cmd in sends:
+        s.send_done(cmd.probe_id, 0.0)
+    s.leaving(sends[2].data)
+    assert s.unseen() == {DST, DST2}
+    s.unresolved({DST2})
+    assert [o.evidence.left for o in s.outcomes()] == [False, None, True]
+    c = classify(Proto.TCP, s.outcomes()[1].evidence, DST2)
+    assert (c.reach, c.where) == (Reach.UNKNOWN, None)

@@ -39,6 +39,14 @@ CASES = [
           reply=ReplyKind.ICMP, icmp=Icmp(3, 13, "192.0.2.13")),
      "bgp node2 -> node3 blocked at node3's INPUT (rejected: ICMP 3/13 administratively prohibited "
      "from 192.0.2.13)"),
+    (cell("bgp", "node2", "node3", "blocked", "destination-ingress", "filtered", arrived=True, reached_ip=False,
+          accepted=False),
+     "bgp node2 -> node3 blocked at node3 on the way in, below IP (tc/netdev ingress: filtered)"),
+    (cell("bgp", "node2", "node3", "blocked", "destination-ingress", "filtered", arrived=True, reached_ip=True,
+          accepted=False),
+     "bgp node2 -> node3 blocked at node3's INPUT (filtered)"),
+    (cell("typha", "node2", "node1", "blocked", "source-egress", "filtered", left=False, arrived=False),
+     "typha node2 -> node1 blocked at node2 on the way out (sent, never left: dropped below IP, tc/netdev egress)"),
     (cell("bgp", "a", "b", "blocked", None, "filtered"), "bgp a -> b blocked (filtered)"),
     (cell("typha", "node3", "node4", "unknown", None, "closed", reply=ReplyKind.RST),
      "typha node3 -> node4 unknown (no responder evidence: closed)"),
@@ -71,8 +79,8 @@ def test_icmp_words_names_known_codes_and_keeps_unknown_ones_numeric():
 
 def test_counts_and_lines():
     cells = [c for c, _ in CASES]
-    assert count_reach(cells) == {Reach.ALLOWED: 2, Reach.BLOCKED: 10, Reach.UNKNOWN: 3}
-    assert total_line(Result(cells=cells)) == "2 allowed, 10 blocked, 3 unknown"
+    assert count_reach(cells) == {Reach.ALLOWED: 2, Reach.BLOCKED: 13, Reach.UNKNOWN: 3}
+    assert total_line(Result(cells=cells)) == "2 allowed, 13 blocked, 3 unknown"
     assert total_line(Result(cells=[])) == "0 allowed, 0 blocked, 0 unknown"
     assert skipped_line({"check": "typha", "reason": "no host has role 'typha'"}) == \
         "typha: skipped, no host has role 'typha'"

@@ -73,8 +73,8 @@ def icmp_error(send: Send, type_: int = 3, code: int = 13) -> bytes:
 def test_syn_on_the_tap_arrived_only():
     c, send = core(), probe(BGP)
     assert feed(c, send.data, Via.TAP, now=5.0) is None
-    assert only(c) == {"src": SRC, "probe_id": 4242, "proto": "tcp", "arrived": True, "accepted": False,
-                       "answered": False, "t": 5.0}
+    assert only(c) == {"src": SRC, "probe_id": 4242, "proto": "tcp", "arrived": True, "reached_ip": False,
+                       "accepted": False, "answered": False, "t": 5.0}
 
 
 def test_syn_on_the_raw_socket_accepted_only():
@@ -82,6 +82,54 @@ def test_syn_on_the_raw_socket_accepted_only():
     assert feed(c, send.data, Via.RAW) is None  # TCP is answered by the kernel, never echoed
     obs = only(c)
     assert (obs["arrived"], obs["accepted"], obs["proto"]) == (False, True, "tcp")
+    assert obs["reached_ip"]  # INPUT comes after the netdev/tc ingress hooks
+
+
+@pytest.mark.parametrize("check", [BGP, DNS, VXLAN, IPIP], ids=["tcp", "udp", "vxlan", "ipip"])
+def test_the_ip_tap_says_the_probe_got_past_netdev_and_tc_ingress(check):
+    c, send = core(), probe(check)
+    feed(c, send.data, Via.TAP)
+    assert (only(c)["arrived"], only(c)["reached_ip"]) == (True, False)  # so far: a drop below IP
+    assert feed(c, send.data, Via.IP) is None  # never echoed: INPUT has not accepted it yet
+    assert (only(c)["reached_ip"], only(c)["accepted"]) == (True, False)
+    assert c.stats["echoes"] == 0
+
+
+@pytest.mark.parametrize("check", [BGP, DNS, VXLAN, IPIP], ids=["tcp", "udp", "vxlan", "ipip"])
+@pytest.mark.parametrize("order", [(Via.TAP, Via.IP, Via.RAW), (Via.RAW, Via.IP, Via.TAP), (Via.IP, Via.RAW, Via.TAP)],
+                         ids=["in-kernel-order", "raw-first", "ip-tap-first"])
+def test_each_probe_is_authenticated_once_whatever_copy_comes_first(check, order, monkeypatch):
+    """Three captures see each probe; only the first copy read costs a MAC, the others are
+    known by their bytes -- and the raw socket's copy is still the one echoed."""
+    macs = []
+    for name in ("verify_payload", "tcp_syn_probe_id"):
+        real = getattr(cookies, name)
+        monkeypatch.setattr(cookies, name, lambda *a, _real=real, _name=name: macs.append(_name) or _real(*a))
+    c, send = core(), probe(check)
+    echoes = [feed(c, send.data, via) for via in order]
+    assert len(macs) == 1
+    assert {k: only(c)[k] for k in ("arrived", "reached_ip", "accepted")} == dict.fromkeys(
+        ("arrived", "reached_ip", "accepted"), True)
+    assert [e is not None for e in echoes] == [via is Via.RAW and check is not BGP for via in order]
+
+
+def test_a_copy_is_known_only_byte_for_byte():
+    c, send = core(), probe(DNS)
+    feed(c, send.data, Via.TAP)
+    tampered = bytearray(send.data)
+    tampered[-1] ^= 1
+    assert feed(c, bytes(tampered), Via.RAW) is None
+    assert c.stats["unauthenticated"] == 1 and not only(c)["accepted"]
+
+
+def test_copies_remembered_are_bounded():
+    c = core(max_copies=2)
+    sends = [probe(DNS, probe_id=i) for i in range(3)]
+    for send in sends:
+        feed(c, send.data, Via.TAP)
+    assert len(c._copies) == 2 and sends[0].data not in c._copies
+    feed(c, sends[0].data, Via.RAW)  # forgotten: authenticated again, still recorded and echoed
+    assert c.stats["echoes"] == 1
 
 
 def test_one_observation_per_source_and_probe_id():
@@ -157,6 +205,40 @@ def test_outgoing_icmp_error_quoting_the_probe_marks_answered(check):
     assert only(c)["answered"]
 
 
+@pytest.mark.parametrize("answer", [
+    pytest.param(lambda send: tcp_answer(send, "SA"), id="syn-ack"),
+    pytest.param(lambda send: tcp_answer(send, "R"), id="rst"),
+    pytest.param(lambda send: icmp_error(send), id="icmp-about-a-syn"),
+])
+@pytest.mark.parametrize("via", [Via.TAP, Via.IP, Via.RAW])
+def test_an_answer_read_before_its_probe_still_marks_answered(answer, via):
+    """Answers leaving and probes arriving come on different sockets: the answer's may be read first."""
+    c, send = core(), probe(BGP)
+    feed(c, answer(send), Via.TAP, outgoing=True)
+    assert c.observations() == []
+    feed(c, send.data, via)
+    assert only(c)["answered"]
+
+
+@pytest.mark.parametrize("check", [DNS, VXLAN, IPIP], ids=["udp", "vxlan", "ipip"])
+def test_an_icmp_error_read_before_its_payload_probe_still_marks_answered(check):
+    c, send = core(), probe(check)
+    feed(c, icmp_error(send), Via.TAP, outgoing=True)
+    feed(c, send.data, Via.TAP)
+    assert only(c)["answered"]
+
+
+def test_an_early_answer_names_exactly_its_probe_and_is_forgotten_in_bounds():
+    c, send = core(max_copies=2), probe(BGP, probe_id=1)
+    feed(c, tcp_answer(probe(BGP, probe_id=2), "SA"), Via.TAP, outgoing=True)  # another probe's
+    feed(c, icmp_error(probe(DNS, source=SRC2)), Via.TAP, outgoing=True)          # about another prober's
+    feed(c, send.data, Via.TAP)
+    assert not only(c)["answered"]
+    for i in range(3, 6):
+        feed(c, tcp_answer(probe(BGP, probe_id=i), "SA"), Via.TAP, outgoing=True)
+    assert len(c._early) == 2
+
+
 def test_outgoing_icmp_error_quoting_a_vxlan_probe_marks_answered():
     c, send = core(), probe(VXLAN)
     feed(c, send.data, Via.TAP)
@@ -186,8 +268,8 @@ def test_icmp_error_quoting_a_probe_of_another_key_marks_nothing():
 def test_payload_probe_recorded_with_its_proto(proto):
     c, send = core(), probe(PAYLOAD_CHECKS[proto], probe_id=31337)
     assert feed(c, send.data, Via.TAP, now=2.0) is None  # the tap alone never echoes
-    assert only(c) == {"src": SRC, "probe_id": 31337, "proto": proto, "arrived": True, "accepted": False,
-                       "answered": False, "t": 2.0}
+    assert only(c) == {"src": SRC, "probe_id": 31337, "proto": proto, "arrived": True, "reached_ip": False,
+                       "accepted": False, "answered": False, "t": 2.0}
     feed(c, send.data, Via.RAW, now=2.5)
     assert only(c)["accepted"] and only(c)["arrived"]
 

@@ -25,6 +25,7 @@ from netprobe.core.result import (
     Where,
     diff,
 )
+from netprobe.core.fields import InvalidReport
 from netprobe.errors import ConfigError
 
 FULL_EVIDENCE = Evidence(sent=True, reply=ReplyKind.ICMP, icmp=Icmp(3, 13, "198.18.0.2"), reply_arrived=True,
@@ -97,10 +98,20 @@ def test_cell_and_evidence_fields():
     assert d == {
         "check": "apiserver", "src": "b", "dst": "a", "reach": "blocked", "where": "destination-ingress",
         "verdict": "rejected", "rtt_ms": None,
-        "evidence": {"sent": True, "arrived": True, "accepted": False, "answered": True, "reply": "icmp",
-                     "icmp": {"type": 3, "code": 13, "from": "198.18.0.2"}, "reply_arrived": True,
-                     "reply_accepted": False, "attempts": 2, "send_error": "Network is unreachable"},
+        "evidence": {"sent": True, "left": None, "arrived": True, "reached_ip": None, "accepted": False,
+                     "answered": True, "reply": "icmp", "icmp": {"type": 3, "code": 13, "from": "198.18.0.2"},
+                     "reply_arrived": True, "reply_accepted": False, "attempts": 2, "send_error": "Network is unreachable"},
     }
+
+
+def test_below_ip_evidence_round_trips_and_an_older_results_reads_null():
+    ev = Evidence(sent=True, left=True, arrived=True, reached_ip=False, accepted=False, answered=False, attempts=2)
+    assert Evidence.from_dict(json.loads(json.dumps(ev.to_dict()))) == ev
+    older = {k: v for k, v in ev.to_dict().items() if k not in ("left", "reached_ip")}
+    back = Evidence.from_dict(older)
+    assert (back.left, back.reached_ip) == (None, None) and back.arrived and not back.accepted
+    with pytest.raises(InvalidReport, match=r"evidence\.left"):
+        Evidence.from_dict({**ev.to_dict(), "left": "yes"})
 
 
 def test_rtt_is_rounded_to_microseconds():

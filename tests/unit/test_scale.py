@@ -24,8 +24,8 @@ from netprobe.errors import ConfigError
 from netprobe.report.table import render_table_text
 
 CALICO = select_checks("calico")
-PLAIN = Evidence(sent=True, reply=ReplyKind.SYN_ACK, reply_arrived=True, reply_accepted=True, arrived=True,
-                 accepted=True, answered=True)
+PLAIN = Evidence(sent=True, left=True, reply=ReplyKind.SYN_ACK, reply_arrived=True, reply_accepted=True,
+                 arrived=True, reached_ip=True, accepted=True, answered=True)
 
 
 def names(n):
@@ -168,10 +168,11 @@ def fabric(blocked):
                 if fate != "network":
                     ok = fate is None
                     observations[p.name].append({"src": addr[(src, family)], "probe_id": pid, "proto": "tcp",
-                                                 "arrived": True, "accepted": ok, "answered": ok, "t": 0.0})
-                ev = {"sent": True, "arrived": None, "accepted": None, "answered": None, "reply": reply, "icmp": None,
-                      "reply_arrived": bool(reply), "reply_accepted": bool(reply), "attempts": 1 if reply else 2,
-                      "send_error": None}
+                                                 "arrived": True, "reached_ip": True, "accepted": ok, "answered": ok,
+                                                 "t": 0.0})
+                ev = {"sent": True, "left": True, "arrived": None, "reached_ip": None, "accepted": None, "answered": None,
+                      "reply": reply, "icmp": None, "reply_arrived": bool(reply), "reply_accepted": bool(reply),
+                      "attempts": 1 if reply else 2, "send_error": None}
                 outcomes[src].append({"probe_id": pid, "check": cid, "name": p.name, "address": address,
                                       "source": addr[(src, family)], "rtt_ms": 0.2 if reply else None, "evidence": ev})
     return plan, outcomes, observations

@@ -33,6 +33,9 @@ ACCEPTED = {"arrived": True, "accepted": True, "answered": False}
 ACCEPTED_ANSWERED = {"arrived": True, "accepted": True, "answered": True}
 ARRIVED_ONLY = {"arrived": True, "accepted": False, "answered": False}
 NEVER_ARRIVED = {"arrived": False, "accepted": False, "answered": False}
+# below IP: the destination's ETH_P_ALL tap saw it, its ETH_P_IP tap never did (netdev/tc ingress)
+BELOW_IP = {"arrived": True, "reached_ip": False, "accepted": False, "answered": False}
+NEVER_LEFT = {"left": False}  # sent, yet the sender's own tap never saw it leave (netdev/tc egress)
 
 # (id, proto, evidence fields, expected (reach, where, verdict))
 WITH_RESPONDER = [
@@ -85,6 +88,18 @@ WITH_RESPONDER = [
     ("vxlan-arrived-not-accepted-rejected", VXLAN,
      {**ARRIVED_ONLY, "answered": True, "reply": ICMP, "icmp": icmp(3, 13), **GOT}, (BLOCKED, INGRESS, REJECTED)),
     ("vxlan-never-arrived", VXLAN, NEVER_ARRIVED, (BLOCKED, NETWORK, FILTERED)),
+    # below IP
+    *[(f"{p.value}-never-left-source-egress", p, {**NEVER_ARRIVED, **NEVER_LEFT}, (BLOCKED, EGRESS, FILTERED))
+      for p in (TCP, UDP, IPIP, VXLAN)],
+    ("tcp-left-never-arrived-network", TCP, {**NEVER_ARRIVED, "left": True}, (BLOCKED, NETWORK, FILTERED)),
+    ("tcp-left-unknown-never-arrived-network", TCP, {**NEVER_ARRIVED, "left": None}, (BLOCKED, NETWORK, FILTERED)),
+    *[(f"{p.value}-netdev-ingress-drop", p, {**BELOW_IP, "left": True}, (BLOCKED, INGRESS, FILTERED))
+      for p in (TCP, UDP, IPIP, VXLAN)],
+    ("tcp-reached-ip-not-accepted", TCP, {**BELOW_IP, "reached_ip": True}, (BLOCKED, INGRESS, FILTERED)),
+    ("tcp-reached-ip-implies-arrived", TCP, {**NEVER_ARRIVED, "reached_ip": True}, (BLOCKED, INGRESS, FILTERED)),
+    ("tcp-unseen-leaving-but-arrived-at-b", TCP, {**BELOW_IP, **NEVER_LEFT}, (BLOCKED, INGRESS, FILTERED)),
+    ("tcp-unseen-leaving-but-answered", TCP, {**ACCEPTED_ANSWERED, **NEVER_LEFT, "reply": SYN_ACK, **GOT},
+     (ALLOWED, None, OPEN)),
 ]
 
 SENDER_ONLY = [
@@ -140,6 +155,12 @@ SENDER_ONLY = [
     ("ipip-refused-by-own-output", IPIP, {"sent": False}, (BLOCKED, EGRESS, FILTERED)),
     ("vxlan-silence", VXLAN, {}, (UNKNOWN, None, FILTERED)),
     ("vxlan-time-exceeded", VXLAN, {"reply": ICMP, "icmp": icmp(11, 0, ROUTER), **GOT}, (BLOCKED, NETWORK, REJECTED)),
+    # below IP: the sender knows a probe never left; it cannot know one that left died at the target
+    *[(f"{p.value}-never-left", p, NEVER_LEFT, (BLOCKED, EGRESS, FILTERED)) for p in (TCP, UDP, IPIP, VXLAN)],
+    ("tcp-left-then-silence", TCP, {"left": True}, (UNKNOWN, None, FILTERED)),
+    ("tcp-left-unknown-silence", TCP, {"left": None}, (UNKNOWN, None, FILTERED)),
+    ("tcp-unseen-leaving-yet-a-router-answered", TCP, {**NEVER_LEFT, "reply": ICMP, "icmp": icmp(3, 1, ROUTER), **GOT},
+     (BLOCKED, NETWORK, REJECTED)),
 ]
 
 
