@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from netprobe.core.cookies import FLAG_ECHO
 from netprobe.core.wire import (
     ICMP_TIME_EXCEEDED,
     ICMP_UNREACH,
@@ -20,6 +21,7 @@ from netprobe.core.wire import (
     IPPROTO_UDP,
     MAGIC_WORD,
     PACKET_OUTGOING,
+    PAYLOAD_FLAGS_OFFSET,
     PAYLOAD_MARKER_OFFSET,
     SLOT_BASE,
     TCP_ACK,
@@ -87,12 +89,15 @@ def _common_head(tap_incoming_only: bool) -> list[Insn]:
 _TAIL = [Insn(RET | K, SNAPLEN, label="accept"), Insn(RET | K, 0, label="drop")]
 
 
-def _payload_at(offset: int, marker: int, miss: str, label: str | None = None) -> list[Insn]:
-    """Accept when a payload with the cluster's keyed ``marker`` starts ``offset`` bytes after
-    the transport (or inner IP) header; else go to ``miss``. X holds that header's offset."""
+def _payload_at(offset: int, marker: int, miss: str, label: str | None = None, *, echo: bool = False) -> list[Insn]:
+    """Accept when a payload with the cluster's keyed ``marker`` (and, with ``echo``, the echo
+    flag: a peer's probe to this host is not an answer) starts ``offset`` bytes after the
+    transport (or inner IP) header; else go to ``miss``. X holds that header's offset."""
+    flag = [Insn(LD | B | IND, offset + PAYLOAD_FLAGS_OFFSET), Insn(JMP | JSET | K, FLAG_ECHO, 0, miss)] if echo else []
     return [
         Insn(LD | W | IND, offset, label=label),
         Insn(JMP | JEQ | K, MAGIC_WORD, 0, miss),
+        *flag,
         Insn(LD | H | IND, offset + PAYLOAD_MARKER_OFFSET),
         Insn(JMP | JEQ | K, marker & 0xFFFF, "accept", miss),
     ]
@@ -100,11 +105,13 @@ def _payload_at(offset: int, marker: int, miss: str, label: str | None = None) -
 
 def sender_filter(*, tap: bool, marker: int) -> list[tuple[int, int, int, int]]:
     """Replies to our probes: SYN-ACK or RST to a probe slot, ICMP errors, payload echoes
-    carrying the cluster's keyed ``marker`` (``cookies.marker_of``)."""
+    carrying the cluster's keyed ``marker`` (``cookies.marker_of``) and the echo flag in UDP,
+    VXLAN or IPIP (an echo keeps its probe's encapsulation)."""
     prog = _common_head(tap_incoming_only=tap) + [
         Insn(JMP | JEQ | K, IPPROTO_TCP, "tcp", 0),
         Insn(JMP | JEQ | K, IPPROTO_ICMP, "icmp", 0),
-        Insn(JMP | JEQ | K, IPPROTO_UDP, "udp", "drop"),
+        Insn(JMP | JEQ | K, IPPROTO_UDP, "udp", 0),
+        Insn(JMP | JEQ | K, IPPROTO_IPIP, "ipip", "drop"),
         Insn(LDX | B | MSH, 0, label="tcp"),
         Insn(LD | H | IND, 2),
         Insn(JMP | JGE | K, SLOT_BASE, 0, "drop"),
@@ -117,7 +124,10 @@ def sender_filter(*, tap: bool, marker: int) -> list[tuple[int, int, int, int]]:
         Insn(JMP | JEQ | K, ICMP_UNREACH, "accept", 0),
         Insn(JMP | JEQ | K, ICMP_TIME_EXCEEDED, "accept", "drop"),
         Insn(LDX | B | MSH, 0, label="udp"),
-        *_payload_at(8, marker, "drop"),
+        *_payload_at(8, marker, "vxlan", echo=True),
+        *_payload_at(VXLAN_PAYLOAD_OFFSET, marker, "drop", label="vxlan", echo=True),
+        Insn(LDX | B | MSH, 0, label="ipip"),
+        *_payload_at(IPIP_PAYLOAD_OFFSET, marker, "drop", echo=True),
     ] + _TAIL
     return assemble(prog)
 

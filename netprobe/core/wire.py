@@ -29,6 +29,7 @@ TCPOPT_TIMESTAMP = 8
 
 MAGIC = b"NPRB"  # first four bytes of every netprobe payload
 MAGIC_WORD = int.from_bytes(MAGIC, "big")
+PAYLOAD_FLAGS_OFFSET = 5  # the flags byte inside a payload (magic 4, version 1)
 PAYLOAD_MARKER_OFFSET = 6  # the keyed 16-bit marker inside a payload (magic 4, version 1, flags 1)
 
 # Inner Ethernet addresses of VXLAN probes: locally administered, never a real NIC's.
