@@ -19,6 +19,7 @@ from netprobe.core import bpf, templates
 from netprobe.core.budget import NotAllowed, OverBudget, ProbeBudget
 from netprobe.core.compact_wire import compact_observations, compact_outcomes
 from netprobe.core.keys import probe_key
+from netprobe.core.mtu import BUDGET_WEIGHT
 from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.responder import ResponderCore
 from netprobe.core.wire import IPPROTO_IPIP
@@ -124,9 +125,10 @@ class Responder:
         # one run probes at a time, QUEUE more wait; beyond, and over the budget, 429 at once
         if self._probe_lock.locked() and self._waiting >= QUEUE:
             raise Refused(f"busy: a run is probing and {self._waiting} wait", retry_after=1)
+        checks = request.check_map()
+        cost = sum(BUDGET_WEIGHT if checks[c].pmtu else 1 for t in request.targets for c in t.checks)
         try:
-            self.budget.admit([t.address for t in request.targets], sum(len(t.checks) for t in request.targets),
-                              now=trio.current_time())
+            self.budget.admit([t.address for t in request.targets], cost, now=trio.current_time())
         except OverBudget as exc:
             raise Refused(str(exc), retry_after=exc.retry_after) from None
         except NotAllowed as exc:
@@ -155,7 +157,7 @@ class Responder:
         async def one(source, targets):
             pace = {} if request.rate is None else {"rate": request.rate}
             results.append(await probe_targets(source, targets, key=self.key, window=request.timeout,
-                                               retries=request.retries, vni=request.vni, **pace))
+                                               retries=request.retries, vni=request.vni, mtu=request.mtu, **pace))
 
         async with trio.open_nursery() as nursery:
             for source, targets in by_source.items():
@@ -191,8 +193,10 @@ class Responder:
 
 
 def default_budget(allow=()) -> ProbeBudget:
-    """Room for two full meshes of the largest inventory a minute (a watch and a manual run)."""
-    return ProbeBudget(probes_per_minute=2 * MAX_PROBES, targets_per_minute=2 * MAX_TARGETS, allow=tuple(allow))
+    """Room for two full meshes of the largest inventory a minute (a watch and a manual run),
+    each with an mtu check (charged ``BUDGET_WEIGHT`` probes) towards every peer."""
+    per_mesh = MAX_PROBES + MAX_TARGETS * (BUDGET_WEIGHT - 1)
+    return ProbeBudget(probes_per_minute=2 * per_mesh, targets_per_minute=2 * MAX_TARGETS, allow=tuple(allow))
 
 
 async def serve_responder(token: str, listen: str, *, name: str | None = None, tls_cert=None, tls_key=None,

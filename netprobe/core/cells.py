@@ -61,6 +61,14 @@ class Icmp:
 
 
 MAX_CELLS = 100_000_000  # any list of a result file
+MAX_PACKET = 65535  # an IPv4 packet's largest size (an mtu cell's figures)
+
+
+class Overlay(StrEnum):
+    """The encapsulation an ``mtu`` cell measured."""
+
+    IPIP = "ipip"
+    VXLAN = "vxlan"
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,9 @@ class Evidence:
     ``reply`` kind and ``icmp`` details, whether the reply ``reply_arrived`` at the sender's tap
     and was ``reply_accepted`` by its INPUT. Responder side (None = no responder evidence):
     ``arrived`` (tap, before netfilter), ``accepted`` (raw socket, after INPUT), ``answered``
-    (the tap saw the destination's SYN-ACK/RST/ICMP/echo leave).
+    (the tap saw the destination's SYN-ACK/RST/ICMP/echo leave). An ``mtu`` cell adds
+    ``path_mtu`` (the largest outer packet that reached the destination, None when none did),
+    ``mtu`` (the full size the check required) and ``overlay`` (``ipip`` or ``vxlan``).
     """
 
     sent: bool = True
@@ -84,6 +94,9 @@ class Evidence:
     answered: bool | None = None
     attempts: int = 1
     send_error: str | None = None
+    path_mtu: int | None = None
+    mtu: int | None = None
+    overlay: str | None = None
 
     @property
     def has_responder(self) -> bool:
@@ -101,6 +114,8 @@ class Evidence:
             "reply_accepted": self.reply_accepted,
             "attempts": self.attempts,
             "send_error": self.send_error,
+            # an mtu cell's figures (absent elsewhere: every other cell reads as it did)
+            **({"path_mtu": self.path_mtu, "mtu": self.mtu, "overlay": self.overlay} if self.mtu is not None else {}),
         }
 
     @classmethod
@@ -121,6 +136,9 @@ class Evidence:
             answered=flag(d.get("answered"), at + "answered", optional=True),
             attempts=integer(d.get("attempts", 1), at + "attempts", 1000),
             send_error=text(d.get("send_error"), at + "send_error", optional=True),
+            path_mtu=None if d.get("path_mtu") is None else integer(d["path_mtu"], at + "path_mtu", MAX_PACKET),
+            mtu=None if d.get("mtu") is None else integer(d["mtu"], at + "mtu", MAX_PACKET),
+            overlay=None if d.get("overlay") is None else choice(Overlay, d["overlay"], at + "overlay"),
         )
 
 
@@ -176,4 +194,4 @@ class HostInfo:
     roles: tuple[str, ...]
 
 
-__all__ = ["Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo", "MAX_CELLS"]
+__all__ = ["Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo", "MAX_CELLS", "Overlay"]

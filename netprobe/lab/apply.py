@@ -202,6 +202,8 @@ class Applier:
                 self._rt(ns).link("set", index=self._need_index(ns, ifname), master=self._need_index(ns, master))
             case p.LinkUp(ns=ns, ifname=ifname):
                 self._rt(ns).link("set", index=self._need_index(ns, ifname), state="up")
+            case p.SetMtu(ns=ns, ifname=ifname, mtu=mtu):
+                self._rt(ns).link("set", index=self._need_index(ns, ifname), mtu=mtu)
             case p.AddAddress(ns=ns, ifname=ifname, address=addr, prefixlen=plen):
                 self._rt(ns).addr("add", index=self._need_index(ns, ifname), address=addr, prefixlen=plen)
             case p.DeleteAddress(ns=ns, ifname=ifname, address=addr, prefixlen=plen):

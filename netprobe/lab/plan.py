@@ -110,6 +110,16 @@ class LinkUp:
 
 
 @dataclass(frozen=True)
+class SetMtu:
+    ns: str
+    ifname: str
+    mtu: int
+
+    def describe(self) -> str:
+        return f"[{self.ns}] ip link set {self.ifname} mtu {self.mtu}"
+
+
+@dataclass(frozen=True)
 class AddAddress:
     ns: str
     ifname: str
@@ -246,7 +256,7 @@ class StopProcess:
         return f"[{self.ns}] stop {self.log_name}"
 
 
-Action = (CreateNetns | DeleteNetns | AddBridge | AddVeth | DeleteLink | SetMaster | LinkUp | AddAddress
+Action = (CreateNetns | DeleteNetns | AddBridge | AddVeth | DeleteLink | SetMaster | LinkUp | SetMtu | AddAddress
           | DeleteAddress | AddRoute | DeleteRoute | SetSysctl | AddVxlan | AddFdb | LoadFirewall | FlushFirewall
           | StartListener | StartDaemon | StopProcess)
 
@@ -360,7 +370,10 @@ def build_plan(scenario: Scenario, lab_name: str) -> list[Step]:
         add(Step(LinkUp(ns[h.name], "eth0")))
     prefix = {s.name: int(s.subnet.split("/")[1]) for s in scenario.segments}
     for r in scenario.routers:
+        mtus = dict(r.mtus)
         for i, (seg, addr) in enumerate(r.addresses):
+            if seg in mtus:  # this end only: a bigger frame from the segment is dropped on receipt, silently
+                add(Step(SetMtu(ns[r.name], f"eth{i}", mtus[seg])))
             add(Step(AddAddress(ns[r.name], f"eth{i}", addr, prefix[seg]),
                      DeleteAddress(ns[r.name], f"eth{i}", addr, prefix[seg])))
             add(Step(LinkUp(ns[r.name], f"eth{i}")))

@@ -13,7 +13,8 @@ Shape (every key but ``hosts`` is optional)::
     segments:                   # L2 segments (one bridge each); default: one "lan" 198.18.0.0/24
       - {name: rack1, subnet: 198.18.1.0/24, hosts: [cp1, node1]}
     routers:                    # namespaces forwarding between segments
-      - {name: spine, segments: [rack1, rack2], firewall: {...}}
+      - {name: spine, segments: [rack1, rack2], firewall: {...},
+         mtu: {rack2: 1400}}    # the MTU of the router's link into a segment (default 1500)
     hosts:
       - name: cp1
         roles: [node, apiserver, etcd]
@@ -59,7 +60,8 @@ TOP_KEYS = frozenset({"name", "description", "profile", "vni", "vxlan_port", "se
                       "expect"})
 HOST_KEYS = frozenset({"name", "roles", "address", "firewall", "services"})
 SEGMENT_KEYS = frozenset({"name", "subnet", "hosts"})
-ROUTER_KEYS = frozenset({"name", "segments", "addresses", "firewall"})
+ROUTER_KEYS = frozenset({"name", "segments", "addresses", "firewall", "mtu"})
+LINK_MTU_RANGE = (576, 9000)  # a link's MTU: IPv4's minimum to jumbo frames
 SERVICE_KEYS = frozenset({"listen", "vxlan", "daemons"})
 
 
@@ -97,6 +99,7 @@ class RouterSpec:
     addresses: tuple[tuple[str, str], ...]  # (segment, address), in the order declared
     firewall: fw.Firewall = field(default_factory=fw.Firewall)
     field: str = ""
+    mtus: tuple[tuple[str, int], ...] = ()  # (segment, MTU of the router's link into it), where set
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -263,6 +266,23 @@ def _services(raw: Any, roles: frozenset[str], profile: str, vni: int, vxlan_por
     return Services(tcp, udp, vxlan_vni, tuple(dict.fromkeys(daemons)))
 
 
+def _link_mtus(raw: Any, segments: list[str], source: str, fld: str) -> tuple[tuple[str, int], ...]:
+    """A router's ``mtu: {segment: N}``: the MTU of its link into each segment named."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise _err("must map segment names to MTUs, e.g. {rack2: 1400}", source, fld)
+    out = []
+    for sname, mtu in raw.items():
+        if sname not in segments:
+            raise _err(f"{sname!r} is not one of this router's segments", source, f"{fld}.{sname}")
+        lo, hi = LINK_MTU_RANGE
+        if isinstance(mtu, bool) or not isinstance(mtu, int) or not lo <= mtu <= hi:
+            raise _err(f"must be an MTU in {lo}-{hi}, got {mtu!r}", source, f"{fld}.{sname}")
+        out.append((sname, mtu))
+    return tuple(out)
+
+
 def _address(raw: Any, subnet: ipaddress.IPv4Network, source: str, fld: str) -> str:
     try:
         addr = ipaddress.IPv4Address(str(raw))
@@ -410,8 +430,8 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
             if sname not in segs:
                 raise _err(f"{sname!r} is not one of this router's segments", source, afld)
             chosen[sname] = take(_address(addr, subnets[sname], source, afld), afld)
-        routers_raw.append((rname, segs, chosen, r, fld))
-    for _, segs, chosen, _r, fld in routers_raw:
+        routers_raw.append((rname, segs, chosen, r, fld, _link_mtus(r.get("mtu"), segs, source, f"{fld}.mtu")))
+    for _, segs, chosen, _r, fld, _mtus in routers_raw:
         for sname in segs:
             if sname not in chosen:
                 addr = _allocate(subnets[sname], set(taken), skip=0)
@@ -442,8 +462,8 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
         ))
     routers = tuple(
         RouterSpec(rname, tuple((s, chosen[s]) for s in segs), _firewall(r.get("firewall"), source, f"{fld}.firewall"),
-                   fld)
-        for rname, segs, chosen, r, fld in routers_raw
+                   fld, mtus)
+        for rname, segs, chosen, r, fld, mtus in routers_raw
     )
     segments = tuple(SegmentSpec(s, str(subnets[s]), seg_hosts[s], seg_fields[s]) for s in subnets)
     roles_by_host = {h.name: h.roles for h in hosts}

@@ -3,6 +3,7 @@ sends its packets, feeds it what the captures see, wakes it at its deadlines."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import os
@@ -15,7 +16,9 @@ import trio
 
 from netprobe.core import bpf, cookies, templates
 from netprobe.core.events import Outcome, ProbeTarget
+from netprobe.core.mtu import MTU_RANGE
 from netprobe.core.prober import Prober
+from netprobe.core.wire import IPPROTO_IPIP
 from netprobe.net import sockets
 from netprobe.net.capture import CaptureSet, open_captures
 
@@ -47,8 +50,9 @@ def open_probe_io(key: bytes) -> ProbeIO:
     root or CAP_NET_RAW (PrivilegeError otherwise)."""
     sender = sockets.open_sender()
     try:
+        # a raw socket per protocol an answer comes in: an IPIP echo is accepted only by protocol 4's
         captures = open_captures(functools.partial(bpf.sender_filter, marker=cookies.marker_of(key)),
-                                 (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP))
+                                 (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP, IPPROTO_IPIP))
     except BaseException:
         sender.close()
         raise
@@ -119,6 +123,22 @@ async def run_prober(prober: Prober, io: ProbeIO, *, wall_clock: Callable[[], in
     return prober.outcomes()
 
 
+def sized(targets: Sequence[ProbeTarget], mtu: int | None) -> list[ProbeTarget]:
+    """``targets`` with the full size each mtu check requires: ``mtu`` when given, else the MTU of
+    this host's interface towards the target (at most the largest size a run may require)."""
+    from netprobe.net.route import interface_mtu
+
+    known: dict[str, int] = {}
+    out = []
+    for t in targets:
+        if t.check.pmtu and t.mtu is None:
+            if t.address not in known:
+                known[t.address] = mtu or min(interface_mtu(t.address), MTU_RANGE[1])
+            t = dataclasses.replace(t, mtu=known[t.address])
+        out.append(t)
+    return out
+
+
 def random_probe_id_base() -> int:
     return int.from_bytes(os.urandom(4), "big")
 
@@ -133,8 +153,11 @@ async def probe_targets(
     vni: int = 1,
     io=None,
     rate: float | None = DEFAULT_RATE,
+    mtu: int | None = None,
 ) -> tuple[list[Outcome], dict]:
-    """Probe ``targets`` from ``source``; returns the sender outcomes and capture statistics."""
+    """Probe ``targets`` from ``source``; returns the sender outcomes and capture statistics.
+    ``mtu``: the full size mtu checks require (None: each interface's MTU, ``sized``)."""
+    targets = sized(targets, mtu)
     prober = Prober(key, source, targets, templates.for_targets(source, targets, vni=vni), window=window,
                     retries=retries, first_id=random_probe_id_base())
     own_io = io is None

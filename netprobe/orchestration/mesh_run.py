@@ -46,8 +46,10 @@ async def run_mesh(
     agent_timeout: float | None = None,
     sample: tuple[int, int] | None = None,
     rate: int | None = None,
+    mtu: int | None = None,
 ) -> Result:
-    """``sample`` = (k, run): each host probes only k of its peers, run ``run``'s share (core/sampling.py)."""
+    """``sample`` = (k, run): each host probes only k of its peers, run ``run``'s share (core/sampling.py);
+    ``mtu``: the full size mtu checks require (None: each agent's interface MTU towards each peer)."""
     from netprobe.agent.client import AgentClient
 
     if agent_timeout is None:
@@ -78,7 +80,7 @@ async def run_mesh(
         # only IPv4 checks cross the wire: planning skips the IPv6 ones (not probed yet)
         probed_checks = tuple(c for c in checks if c.family == 4) if peers else ()
         request = ProbeRequest(run_id, peers, probed_checks, timeout, retries, inventory.vni,
-                               compact=True, rate=rate)
+                               compact=True, rate=rate, mtu=mtu)
         stage = "probe"
         try:
             async with contextlib.AsyncExitStack() as stack:

@@ -20,8 +20,9 @@ def outcome_cell(outcome: Outcome, src_name: str, dst_name: str) -> Cell:
 
 
 def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: int, vni: int = 1,
-              token: str | None = None) -> tuple[list[Cell], dict]:
-    """Resolve ``target``, pick the source the kernel would use, probe every check once."""
+              token: str | None = None, mtu: int | None = None) -> tuple[list[Cell], dict]:
+    """Resolve ``target``, pick the source the kernel would use, probe every check once (an mtu
+    check at ``mtu`` bytes, else this host's interface MTU towards the target)."""
     import trio
 
     from netprobe.net.route import resolve_target, route_to
@@ -33,7 +34,7 @@ def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: 
     from netprobe.net.prober import probe_targets
 
     outcomes, stats = trio.run(lambda: probe_targets(route.source, targets, key=key, window=timeout,
-                                                     retries=retries, vni=vni))
+                                                     retries=retries, vni=vni, mtu=mtu))
     src_name = socket_mod.gethostname()
     cells = [outcome_cell(o, src_name, target) for o in outcomes]
     stats.update(source=route.source, address=address)

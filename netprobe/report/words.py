@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from netprobe.core.mtu import mtu_words
 from netprobe.core.result import Cell, Icmp, Reach, ReplyKind, Result, Where
 
 WHERE_LETTER: dict[Where, str] = {
@@ -55,6 +56,11 @@ def _what_came_back(cell: Cell) -> str:
 def _blocked(cell: Cell) -> str:
     ev = cell.evidence
     src, dst = cell.src, cell.dst
+    if ev.mtu is not None and ev.path_mtu is not None:  # an mtu cell with its figure
+        if cell.where is Where.SOURCE_EGRESS:
+            return f"blocked at {src} ({mtu_words(ev.overlay, ev.path_mtu, ev.mtu)}; send refused: {ev.send_error})"
+        if cell.where is Where.NETWORK:
+            return f"blocked in the network between {src} and {dst} ({mtu_words(ev.overlay, ev.path_mtu, ev.mtu)})"
     if cell.where is Where.SOURCE_EGRESS:
         refused = "send refused" + (f": {ev.send_error}" if ev.send_error else "")
         return f"blocked at {src}'s OUTPUT ({refused})"
