@@ -4,6 +4,8 @@ padded probes and echoes (core/prober.py), its verdicts, words and wire fields."
 from __future__ import annotations
 
 import errno
+import json
+import xml.etree.ElementTree as ET
 
 import pytest
 from hypothesis import given, settings
@@ -254,3 +256,23 @@ def _outcome(path_mtu: int | None) -> dict:
 def test_only_an_mtu_outcome_whose_full_size_came_back_is_compacted():
     full, plain = compact_outcomes([_outcome(1500), _outcome(1400)], ["b"])
     assert [o["evidence"]["path_mtu"] for o in full] == [1400] and len(plain) == 1
+
+
+def test_every_format_shows_the_figure():
+    from helpers import cell, result
+
+    from netprobe.report.jsonout import render_json
+    from netprobe.report.junit import render_junit
+    from netprobe.report.markdown import render_markdown
+    from netprobe.report.table import render_table_text
+
+    blocked = cell("mtu", "node1", "node3", "blocked", "network", path_mtu=1400, mtu=1500, overlay="ipip")
+    res = result(blocked, cell("mtu", "node3", "node1"), checks=[IPIP_MTU.to_dict()])
+    words = "path MTU 1400 < 1500: IPIP pods need MTU <= 1380"
+    junit = ET.fromstring(render_junit(res).split("\n", 1)[1])
+    failures = [f.get("message") for f in junit.iter("failure")]
+    for text in (render_table_text(res, width=200), render_markdown(res).replace("\\", ""), *failures):
+        assert words in text
+    (detail,) = [d for d in json.loads(render_json(res))["detail"] if d["src"] == "node1"]
+    assert (detail["evidence"]["path_mtu"], detail["evidence"]["mtu"], detail["evidence"]["overlay"]) == (1400, 1500,
+                                                                                                       "ipip")
