@@ -29,10 +29,8 @@ def pod_mtu(overlay: str, path_mtu: int) -> int:
     return path_mtu - OVERHEAD[overlay]
 
 
-def mtu_words(overlay: str | None, path_mtu: int | None, mtu: int) -> str:
+def mtu_words(overlay: str | None, path_mtu: int, mtu: int) -> str:
     """E.g. ``path MTU 1400 < 1500: IPIP pods need MTU <= 1380``."""
-    if path_mtu is None:
-        return f"no {overlay.upper() if overlay else 'overlay'} probe of any size came back (full size {mtu})"
     if path_mtu >= mtu:
         return f"path MTU >= {mtu}"
     if overlay not in OVERHEAD:
