@@ -8,6 +8,7 @@ filter that passes only probes and this host's answers to them), feeds them to t
 from __future__ import annotations
 
 import functools
+import logging
 import socket
 import time
 from collections import OrderedDict
@@ -25,11 +26,13 @@ from netprobe.core.responder import ResponderCore
 from netprobe.core.wire import IPPROTO_IPIP
 from netprobe.net import sockets
 from netprobe.net.capture import CaptureSet, open_captures
+from netprobe.net.rulefinder import sweep_leftovers
 
 RUN_MEMORY = 256          # run ids remembered (for observations since a run started)
 RUN_LOOKBACK = 2.0        # seconds before a run's start whose observations still belong to it
 UNKNOWN_RUN_WINDOW = 120  # an unknown run id gets the last two minutes
 QUEUE = 2                 # run_probes requests that may wait behind the one probing; beyond: 429
+log = logging.getLogger("netprobe.agent.responder")
 
 
 class OwnAddresses:
@@ -77,6 +80,8 @@ class Responder:
     # ------------------------------------------------------------ capture loop
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        swept = sweep_leftovers()  # trace tables an agent killed while naming a rule left behind
+        log.log(logging.WARNING if swept else logging.INFO, "swept %d leftover nftables trace table(s)", swept)
         self._sender = sockets.open_sender()
         try:
             self._captures = open_captures(functools.partial(bpf.responder_filter, marker=self.core.marker),
