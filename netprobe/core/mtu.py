@@ -69,16 +69,20 @@ class MtuSearch:
 
     def next_step(self) -> list[int]:
         """Close the step in flight (its sizes not echoed are too big) and return the sizes of
-        the next one; empty when the search is over."""
+        the next one; empty when the search is over. The first step includes the smallest
+        probe: when not even that comes back (no responder, or the overlay blocked outright),
+        there is nothing to search."""
         self._missed.update(size for size, echoed in self._flight.items() if not echoed)
         self._flight = {}
         self._settle()
-        if self.done or self.steps >= MAX_STEPS:
+        if self.done or self.steps >= MAX_STEPS or (self.steps and self.path_mtu is None):
             return []
         self.steps += 1
         span = self.hi - self.lo
         if span - 1 <= self.fanout:
             sizes = list(range(self.lo + 1, self.hi))
+        elif self.steps == 1:
+            sizes = [self.floor + j * (self.hi - self.floor) // self.fanout for j in range(self.fanout)]
         else:
             sizes = [self.lo + j * span // (self.fanout + 1) for j in range(1, self.fanout + 1)]
         self._flight = dict.fromkeys(sizes, False)

@@ -72,9 +72,11 @@ def test_a_black_hole_costs_a_fixed_few_windows(required, steps):
     assert run_search(required, 84, lambda size: size <= 1400).steps == steps
 
 
-def test_nothing_arriving_ends_with_no_path_mtu():
-    search = run_search(1500, 84, lambda size: False)
-    assert search.path_mtu is None and search.done
+def test_nothing_arriving_ends_after_one_step_with_no_path_mtu():
+    """Not even the smallest probe came back (no responder): nothing to search."""
+    search = MtuSearch(1500, 84)
+    assert 84 in search.next_step()
+    assert search.next_step() == [] and search.path_mtu is None and search.steps == 1
 
 
 def test_a_lost_probe_costs_precision_not_correctness():
@@ -86,9 +88,10 @@ def test_a_lost_probe_costs_precision_not_correctness():
 def test_a_late_echo_still_counts():
     search = MtuSearch(1500, 84)
     first = search.next_step()
-    second = search.next_step()  # nothing of the first step came back in its window
-    assert max(second) < min(first)
-    search.echoed(first[3])  # ... but then it does
+    search.echoed(first[0])
+    second = search.next_step()  # of the first step only the smallest came back in its window
+    assert max(second) < first[1]
+    search.echoed(first[3])  # ... but then a larger one does
     assert search.lo == first[3] and all(s > first[3] for s in search.next_step())
 
 
