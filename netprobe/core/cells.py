@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from netprobe.core.fields import choice, flag, integer, number, obj, text
+from netprobe.core.checks import FAMILIES
+from netprobe.core.fields import InvalidReport, choice, flag, integer, number, obj, text
 
 
 class Reach(StrEnum):
@@ -152,13 +153,15 @@ class Cell:
     verdict: Verdict
     rtt_ms: float | None = None
     evidence: Evidence = field(default_factory=Evidence)
+    family: int = 4  # the address family the flow was probed over
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.check, self.src, self.dst)
+    def key(self) -> tuple[str, str, str, int]:
+        """What identifies a cell: the check, both ends and the family (a dual-stack pair has two)."""
+        return (self.check, self.src, self.dst, self.family)
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "check": self.check,
             "src": self.src,
             "dst": self.dst,
@@ -168,6 +171,9 @@ class Cell:
             "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
             "evidence": self.evidence.to_dict(),
         }
+        if self.family != 4:  # absent = IPv4: what every cell was before IPv6
+            data["family"] = self.family
+        return data
 
     @classmethod
     def from_dict(cls, d: Any, field: str = "cell") -> Cell:
@@ -184,7 +190,15 @@ class Cell:
             verdict=choice(Verdict, d["verdict"], at + "verdict"),
             rtt_ms=number(d.get("rtt_ms"), at + "rtt_ms", optional=True),
             evidence=Evidence() if evidence is None else Evidence.from_dict(evidence, at + "evidence"),
+            family=family(d.get("family", 4), at + "family"),
         )
+
+
+def family(raw: Any, field: str) -> int:
+    """An address family field: 4 or 6."""
+    if raw not in FAMILIES or isinstance(raw, bool):
+        raise InvalidReport(field, f"must be 4 or 6, got {raw!r:.40}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -192,6 +206,8 @@ class HostInfo:
     name: str
     address: str
     roles: tuple[str, ...]
+    address6: str | None = None  # its IPv6 address, if any (an IPv6-only host's is ``address`` too)
 
 
-__all__ = ["Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo", "MAX_CELLS", "Overlay"]
+__all__ = ["Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo", "MAX_CELLS", "Overlay",
+           "family"]

@@ -8,12 +8,13 @@ The echo is the overlay's own return traffic, so it crosses the prober's firewal
   between the same two (the probe's inner packet goes that way already), slot -> slot;
 - VXLAN: UDP to the VXLAN port the probe was sent to (both VTEPs send to it; the outer source
   port is the probe's slot, as Linux picks one from the ephemeral range), the probe's VNI, the
-  inner frame turned around: MACs swapped, inner IPv4 probe destination -> probe source, inner
+  inner frame turned around: MACs swapped, inner IP probe destination -> probe source, inner
   UDP ports swapped.
 
-Every echo is the size of an unpadded probe of its kind (84 bytes IPIP, 114 VXLAN, 64 UDP): a
-padded probe (the ``mtu`` check's) gets the same small echo, and no echo is larger than what
-arrived. Its tag is keyed for the prober's address and covers the echo's own flow, encapsulation
+UDP and VXLAN echoes are IPv6 when their probe was (the inner packet too, as the probe's; both
+UDP checksums computed, as IPv6 wants them). Every echo is the size of an unpadded probe of its
+kind (IPv4: 84 bytes IPIP, 114 VXLAN, 64 UDP): a padded probe (the ``mtu`` check's) gets the
+same small echo, and no echo is larger than what arrived. Its tag is keyed for the prober's address and covers the echo's own flow, encapsulation
 included (``echo_flow``).
 """
 
@@ -23,9 +24,10 @@ import struct
 
 from netprobe.core import cookies
 from netprobe.core.checksum import pseudo_sum, store_ip_checksum, store_udp_checksum
-from netprobe.core.parse import Encap, PayloadPacket, is_unicast
+from netprobe.core.parse import Encap, PayloadPacket, ipv6_packet, is_unicast
 from netprobe.core.wire import (
     ETH_P_IP,
+    ETH_P_IPV6,
     IPPROTO_IPIP,
     IPPROTO_UDP,
     SLOT_BASE,
@@ -88,36 +90,40 @@ def _ipv4(src: bytes, dst: bytes, proto: int, total: int, ttl: int) -> bytes:
     return bytes(header)
 
 
+def _udp_in_ip(src: bytes, dst: bytes, sport: int, dport: int, body: bytes, ttl: int, *,
+               checksum: bool = True) -> bytes:
+    """An IPv4 or IPv6 (by the addresses) UDP packet; over IPv4 without a checksum unless asked."""
+    udp = bytearray(struct.pack("!HHHH", sport, dport, 8 + len(body), 0) + body)
+    if len(src) == 16 or checksum:
+        store_udp_checksum(udp, 6, 0, pseudo_sum(src, dst, IPPROTO_UDP, len(udp)))
+    if len(src) == 16:
+        return ipv6_packet(src, dst, IPPROTO_UDP, bytes(udp), ttl)
+    return _ipv4(src, dst, IPPROTO_UDP, 20 + len(udp), ttl) + bytes(udp)
+
+
 def build_udp_echo(probe: PayloadPacket, payload: bytes, *, ttl: int = 64) -> bytes:
-    """A plain IPv4/UDP echo from the probe's outer destination back to its outer source."""
-    src, dst = probe.dst, probe.src
-    sport, dport = probe.dport, probe.sport
-    udp_len = 8 + len(payload)
-    buf = bytearray(_ipv4(src, dst, IPPROTO_UDP, 20 + udp_len, ttl) + struct.pack("!HHHH", sport, dport, udp_len, 0)
-                    + payload)
-    store_udp_checksum(buf, 26, 20, pseudo_sum(src, dst, IPPROTO_UDP, udp_len))
-    return bytes(buf)
+    """A plain UDP echo (IPv4 or IPv6, as the probe) from the probe's outer destination back to
+    its outer source."""
+    return _udp_in_ip(probe.dst, probe.src, probe.dport, probe.sport, payload, ttl)
 
 
 def _build_ipip_echo(probe: PayloadPacket, payload: bytes, ttl: int) -> bytes:
     src, dst = probe.dst, probe.src
     sport, dport = echo_ports(probe)
-    udp_len = 8 + len(payload)
-    inner = bytearray(_ipv4(src, dst, IPPROTO_UDP, 20 + udp_len, 64) + struct.pack("!HHHH", sport, dport, udp_len, 0)
-                      + payload)
-    store_udp_checksum(inner, 26, 20, pseudo_sum(src, dst, IPPROTO_UDP, udp_len))
-    return _ipv4(src, dst, IPPROTO_IPIP, 20 + len(inner), ttl) + bytes(inner)
+    inner = _udp_in_ip(src, dst, sport, dport, payload, 64)
+    return _ipv4(src, dst, IPPROTO_IPIP, 20 + len(inner), ttl) + inner
 
 
 def _build_vxlan_echo(probe: PayloadPacket, payload: bytes, ttl: int) -> bytes:
+    """Over IPv4 both UDP checksums are 0, as Linux VXLAN sends them; over IPv6 both are computed
+    (as the probe's), and the inner packet is IPv6 too."""
     src, dst = probe.dst, probe.src
     sport, dport = echo_ports(probe)
-    inner_udp = struct.pack("!HHHH", probe.dport, probe.sport, 8 + len(payload), 0)  # checksum 0, as Linux VXLAN
-    inner_ip = _ipv4(src, dst, IPPROTO_UDP, 20 + len(inner_udp) + len(payload), 64)
-    frame = _ECHO_MACS + struct.pack("!H", ETH_P_IP) + inner_ip + inner_udp + payload  # dst MAC: the probe's source
+    v6 = len(src) == 16
+    inner = _udp_in_ip(src, dst, probe.dport, probe.sport, payload, 64, checksum=False)
+    frame = _ECHO_MACS + struct.pack("!H", ETH_P_IPV6 if v6 else ETH_P_IP) + inner  # dst MAC: the probe's source
     vxlan = struct.pack("!B3xI", _VXLAN_FLAGS, (probe.vni & 0xFFFFFF) << 8)
-    outer_udp = struct.pack("!HHHH", sport, dport, 8 + len(vxlan) + len(frame), 0)
-    return _ipv4(src, dst, IPPROTO_UDP, 20 + len(outer_udp) + len(vxlan) + len(frame), ttl) + outer_udp + vxlan + frame
+    return _udp_in_ip(src, dst, sport, dport, vxlan + frame, ttl, checksum=False)
 
 
 def build_echo(probe: PayloadPacket, payload: bytes, *, ttl: int = 64) -> bytes:

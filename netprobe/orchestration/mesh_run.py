@@ -77,9 +77,7 @@ async def run_mesh(
         """One client per agent for both rounds; round two starts when every agent finished
         round one (the responders must have seen every probe before they are asked)."""
         peers = plan.peers[host.name]
-        # only IPv4 checks cross the wire: planning skips the IPv6 ones (not probed yet)
-        probed_checks = tuple(c for c in checks if c.family == 4) if peers else ()
-        request = ProbeRequest(run_id, peers, probed_checks, timeout, retries, inventory.vni,
+        request = ProbeRequest(run_id, peers, tuple(checks) if peers else (), timeout, retries, inventory.vni,
                                compact=True, rate=rate, mtu=mtu)
         stage = "probe"
         try:
@@ -104,11 +102,11 @@ async def run_mesh(
             nursery.start_soon(agent, host)
 
     names = [h.name for h in inventory.hosts]
-    cells = join_store([(h.name, h.address) for h in inventory.hosts], checks, plan.peers, sent, seen,
+    cells = join_store([(h.name, h.address4, h.address6) for h in inventory.hosts], checks, plan.peers, sent, seen,
                        {h: m for h, (_, m) in failures.items()}, sparse=sample is not None)
     return Result(
         cells=cells,
-        hosts=[HostInfo(h.name, h.address, tuple(sorted(h.roles))) for h in inventory.hosts],
+        hosts=[HostInfo(h.name, h.address, tuple(sorted(h.roles)), h.address6) for h in inventory.hosts],
         checks=[c.to_dict() for c in checks],
         profile=profile,
         started=started,

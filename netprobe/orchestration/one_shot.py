@@ -20,14 +20,15 @@ def outcome_cell(outcome: Outcome, src_name: str, dst_name: str) -> Cell:
 
 
 def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: int, vni: int = 1,
-              token: str | None = None, mtu: int | None = None) -> tuple[list[Cell], dict]:
-    """Resolve ``target``, pick the source the kernel would use, probe every check once (an mtu
-    check at ``mtu`` bytes, else this host's interface MTU towards the target)."""
+              token: str | None = None, address: str | None = None, mtu: int | None = None) -> tuple[list[Cell], dict]:
+    """Resolve ``target`` (unless ``address`` is its address already), pick the source the kernel
+    would use, probe every check once (an mtu check at ``mtu`` bytes, else this host's interface
+    MTU towards the target)."""
     import trio
 
     from netprobe.net.route import resolve_target, route_to
 
-    address = resolve_target(target)
+    address = address or resolve_target(target)
     route = route_to(address)
     key = probe_key(token) if token else os.urandom(32)
     targets = [ProbeTarget(c, address, target) for c in checks]

@@ -18,7 +18,7 @@ def _detail(cell) -> str:
     if not ev.sent:
         return f"send refused by this host: {ev.send_error or 'EPERM'}"
     if ev.icmp is not None:
-        return icmp_words(ev.icmp)
+        return icmp_words(ev.icmp, cell.family)
     if ev.reply_arrived and not ev.reply_accepted and cell.reach is Reach.ALLOWED:  # an IPIP/VXLAN echo
         return f"{ev.reply} arrived but this host's INPUT dropped it: the overlay's reverse flow is blocked here"
     if ev.reply is not None and ev.reply_arrived and not ev.reply_accepted:
