@@ -67,9 +67,10 @@ def disagreement(mesh: Cell, probe: Cell, check: Check) -> str | None:
     """Why ``probe`` contradicts ``mesh`` (the module's definition of agreeing), or None."""
     if probe.reach is Reach.UNKNOWN:
         alone = dataclasses.replace(mesh.evidence, arrived=None, accepted=None, answered=None)
-        if classify(check.proto, alone, None).reach is Reach.UNKNOWN:
+        said = classify(check.proto, alone, None, mesh.family).reach
+        if said is Reach.UNKNOWN:
             return None  # only the destination's evidence could decide
-        return f"probe unknown where the mesh's sender alone says {classify(check.proto, alone, None).reach}"
+        return f"probe unknown where the mesh's sender alone says {said}"
     if probe.reach is not mesh.reach:
         return f"probe {probe.reach}, mesh {mesh.reach}"
     if probe.reach is Reach.BLOCKED and probe.where is not mesh.where:
@@ -95,13 +96,14 @@ def compare_scenario(path: Path, tmp_path: Path) -> list[str]:
         assert mesh.returncode in (0, 1), mesh.stderr
         doc = json.loads(result_path.read_text())
         checks = {c["id"]: Check.from_dict(c) for c in doc["checks"]}
-        cells = {(c.check, c.src, c.dst): c for c in (Cell.from_dict(d) for d in cells_of(doc))}
-        address = {h.name: h.address for h in scenario.hosts}
-        wanted: dict[str, dict[str, list[str]]] = {}  # source -> destination -> checks the mesh planned
-        for check, src, dst in cells:
-            wanted.setdefault(src, {}).setdefault(dst, []).append(check)
+        cells = {c.key: c for c in (Cell.from_dict(d) for d in cells_of(doc))}
+        address = {(h.name, 4): h.address for h in scenario.hosts} | {(h.name, 6): h.address6 for h in scenario.hosts}
+        # source -> (destination, family) -> the checks the mesh planned (a dual-stack pair: both families)
+        wanted: dict[str, dict[tuple[str, int], list[str]]] = {}
+        for check, src, dst, family in cells:
+            wanted.setdefault(src, {}).setdefault((dst, family), []).append(check)
 
-        def from_host(src: str) -> list[tuple[str, dict]]:
+        def from_host(src: str) -> list[tuple[tuple[str, int], dict]]:
             argvs = [["probe", address[dst], "--checks", ",".join(checks), "--profile", scenario.profile,
                       "--vxlan-port", str(scenario.vxlan_port), "--vni", str(scenario.vni), "--timeout", "0.5",
                       "--token-file", str(lab / "token"), "--format", "json"] for dst, checks in wanted[src].items()]
@@ -115,13 +117,13 @@ def compare_scenario(path: Path, tmp_path: Path) -> list[str]:
     finally:
         _run([*NETPROBE, "lab", "down", name])
     found = []
-    for src, dst, run in ((src, dst, run) for src, done in probed.items() for dst, run in done):
+    for src, (dst, _family), run in ((src, to, run) for src, done in probed.items() for to, run in done):
         assert run["code"] in (0, 1), f"{src} -> {dst}: exit {run['code']}"
         for raw in json.loads(run["stdout"])["cells"]:
             probe = dataclasses.replace(Cell.from_dict(raw), src=src, dst=dst)
             why = disagreement(cells[probe.key], probe, checks[probe.check])
             if why:
-                found.append(f"{path.stem}: {probe.check} {src} -> {dst}: {why}")
+                found.append(f"{path.stem}: {probe.check} {src} -> {dst} (IPv{probe.family}): {why}")
     return found
 
 
