@@ -56,6 +56,7 @@ bench: deps
 	@command -v nmap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nmap; }
 	$(PY) bench/probe_rate.py
 	$(PY) bench/mesh_scale.py
+	$(PY) bench/mtu_cost.py
 
 man: deps
 	$(VENV)/bin/netprobe man > docs/netprobe.1

@@ -5,7 +5,7 @@
 #   host:   the cluster token and inventory, the responder as a systemd service, listeners on
 #           the ports its roles serve and a VXLAN device for canal (as in the netns lab), routes
 #           to other segments;
-#   router: IPv4 forwarding;
+#   router: IPv4 forwarding, the MTU of its links where the scenario sets one;
 # and for both this machine's part of the scenario's firewall, applied with
 # `netprobe lab firewall` -- the code the netns lab uses.
 set -euo pipefail
@@ -58,6 +58,9 @@ if host is not None:
     print("listen", *args)
     if host.services.vxlan_vni is not None:
         print("vxlan", host.services.vxlan_vni, host.address)
+for router in (r for r in spec.routers if r.name == me):
+    for segment, mtu in router.mtus:  # the scenario's link MTUs (mtu-black-hole)
+        print("mtu", router.address_on(segment), mtu)
 PY
 )
 while read -r kind a b; do
@@ -67,6 +70,8 @@ while read -r kind a b; do
       dev=$(ip -o -4 addr show to "$b" | awk '{print $2; exit}')
       ip link show vxlan0 >/dev/null 2>&1 || ip link add vxlan0 type vxlan id "$a" dstport 4789 dev "$dev" local "$b"
       ip link set vxlan0 up ;;
+    mtu)  # the interface holding this address
+      ip link set dev "$(ip -o -4 addr show to "$a" | awk '{print $2; exit}')" mtu "$b" ;;
   esac
 done <<<"$plan"
 

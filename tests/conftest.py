@@ -6,14 +6,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers import stop_processes
 
 REPO = Path(__file__).resolve().parent.parent
 NETPROBE = [sys.executable, "-m", "netprobe"]
+# What test namespaces and labs are named after (a session sharing the machine sets its own).
+TEST_PREFIX = os.environ.get("NETPROBE_TEST_PREFIX", "nptest")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -60,7 +64,8 @@ def netns_pair():
 
     tag = uuid.uuid4().hex[:6]
     n = int(tag[:2], 16)
-    pair = NetnsPair(a=f"nptest-{tag}-a", b=f"nptest-{tag}-b", addr_a=f"198.18.{n}.1", addr_b=f"198.18.{n}.2")
+    pair = NetnsPair(a=f"{TEST_PREFIX}-{tag}-a", b=f"{TEST_PREFIX}-{tag}-b", addr_a=f"198.18.{n}.1",
+                     addr_b=f"198.18.{n}.2")
     try:
         for name in (pair.a, pair.b):
             netns.create(name)
@@ -83,3 +88,31 @@ def netns_pair():
             for pid in pids:
                 subprocess.run(["kill", "-9", pid], capture_output=True)
             netns.remove(name)
+
+
+@pytest.fixture
+def mesh_pair(netns_pair, tmp_path):
+    """``netns_pair`` with a responder in each namespace (unix sockets) and an inventory of both
+    (``.inventory``; hosts a and b hold every role)."""
+    token = tmp_path / "token"
+    token.write_text("integration-token-0123456789\n")
+    procs = []
+    hosts = []
+    for name, ns, addr in (("a", netns_pair.a, netns_pair.addr_a), ("b", netns_pair.b, netns_pair.addr_b)):
+        sock = tmp_path / f"{name}.sock"
+        procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "netprobe", "responder",
+             "--listen", f"unix:{sock}", "--token-file", str(token), "--name", name],
+            stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{name}.log", "w")))
+        hosts.append(f"  - {{name: {name}, address: {addr}, roles: [node, etcd, apiserver, typha], agent: 'unix:{sock}'}}")
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("token_file: token\nhosts:\n" + "\n".join(hosts) + "\n")
+    deadline = time.monotonic() + 20
+    while not all((tmp_path / f"{n}.sock").exists() for n in "ab"):
+        assert time.monotonic() < deadline, (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+        assert all(p.poll() is None for p in procs), (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+        time.sleep(0.1)
+    netns_pair.inventory = inventory
+    netns_pair.procs = procs
+    yield netns_pair
+    stop_processes(procs)

@@ -21,6 +21,7 @@ from netprobe.core.checks import CHECKS, PROFILES, ROLES, Check, Direction, Prot
 from netprobe.core.compact_wire import PlainObservations, PlainOutcomes, parse_plain_observations, parse_plain_outcomes
 from netprobe.core.inventory import MAX_CUSTOM_CHECKS, MAX_FULL_MESH, NAME_RE
 from netprobe.core.mesh_logic import Peer
+from netprobe.core.mtu import MTU_RANGE
 from netprobe.core.fields import InvalidReport
 from netprobe.core.reports import ObservationReport, OutcomeReport
 from netprobe.errors import AgentError
@@ -113,8 +114,8 @@ def _short_text(value: Any, field: str) -> str:
     return value
 
 
-_CHECK_KEYS = {"id", "description", "proto", "port", "direction", "to_role", "from_role"}  # no family: which
-# address a check goes to is the target's (address or address6), decided by the coordinator
+_CHECK_KEYS = {"id", "description", "proto", "port", "direction", "to_role", "from_role", "pmtu"}  # no family:
+# which address a check goes to is the target's (address or address6), decided by the coordinator
 
 
 def parse_check(raw: Any, field: str) -> Check:
@@ -149,6 +150,10 @@ def parse_check(raw: Any, field: str) -> Check:
             raise InvalidRequest(f"{field}.{key}", f"unknown role {role!r}")
     if raw.get("direction") == Direction.TO_ROLE and raw.get("to_role") is None:
         raise InvalidRequest(f"{field}.to_role", "is required for direction to-role")
+    if "pmtu" in raw:
+        _flag(raw["pmtu"], f"{field}.pmtu")
+        if raw["pmtu"] and proto not in (Proto.IPIP, Proto.VXLAN):
+            raise InvalidRequest(f"{field}.pmtu", "an mtu search needs an ipip or vxlan check")
     try:
         return Check.from_dict(raw)
     except (ValueError, TypeError, KeyError) as exc:  # a combination the fields alone don't show
@@ -214,6 +219,7 @@ class ProbeRequest:
     vni: int = DEFAULT_VNI
     rate: int | None = None  # probes/s per source (None: the agent's default, net/prober.py DEFAULT_RATE)
     compact: bool = False  # reply plain outcomes (and this run's plain observations) as rows: core/compact_wire.py
+    mtu: int | None = None  # the full size mtu checks require (None: each source's interface MTU towards the target)
 
     def check_map(self) -> dict[str, Check]:
         return {c.id: c for c in self.checks}
@@ -228,6 +234,7 @@ class ProbeRequest:
             "vni": self.vni,
             **({"compact": True} if self.compact else {}),
             **({"rate": self.rate} if self.rate is not None else {}),  # absent = the full form an older agent knows
+            **({"mtu": self.mtu} if self.mtu is not None else {}),
         }
 
     @classmethod
@@ -235,7 +242,7 @@ class ProbeRequest:
         """Validate a decoded JSON body strictly; raises ``InvalidRequest`` (a ValueError)."""
         if not isinstance(data, dict):
             raise InvalidRequest("request", "must be a JSON object")
-        _check_keys(data, {"run_id", "targets", "checks", "timeout", "retries", "vni", "compact", "rate"},
+        _check_keys(data, {"run_id", "targets", "checks", "timeout", "retries", "vni", "compact", "rate", "mtu"},
                     {"run_id", "targets", "checks"}, "")
         run_id = check_run_id(data["run_id"])
         checks: dict[str, Check] = {}
@@ -261,6 +268,8 @@ class ProbeRequest:
                         raise InvalidRequest(f"targets[{i}].{key}", f"unknown check {cid!r} (not in checks)")
                     if key == "checks6" and checks[cid].proto is Proto.IPIP:
                         raise InvalidRequest(f"targets[{i}].checks6", f"{cid!r} is IP-in-IP: IPv4 only")
+                    if key == "checks6" and checks[cid].pmtu:
+                        raise InvalidRequest(f"targets[{i}].checks6", f"{cid!r} searches an IPv4 path MTU only")
             probes += target.probes
             if probes > MAX_PROBES:
                 raise InvalidRequest("targets", f"at most {MAX_PROBES} probes (target x check) in one request")
@@ -276,6 +285,7 @@ class ProbeRequest:
             vni=_integer(data.get("vni", DEFAULT_VNI), *VNI_RANGE, "vni"),
             compact=_flag(data.get("compact", False), "compact"),
             rate=None if data.get("rate") is None else _integer(data["rate"], *RATE_RANGE, "rate"),
+            mtu=None if data.get("mtu") is None else _integer(data["mtu"], *MTU_RANGE, "mtu"),
         )
 
 

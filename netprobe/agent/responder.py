@@ -24,6 +24,7 @@ from netprobe.core import bpf, queues, templates
 from netprobe.core.budget import NotAllowed, OverBudget, ProbeBudget
 from netprobe.core.compact_wire import compact_outcomes, compact_records
 from netprobe.core.keys import probe_key
+from netprobe.core.mtu import BUDGET_WEIGHT
 from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.parse import ip_str
 from netprobe.core.responder import ResponderCore
@@ -176,9 +177,11 @@ class Responder:
         # one run probes at a time, QUEUE more wait; beyond, and over the budget, 429 at once
         if self._probe_lock.locked() and self._waiting >= QUEUE:
             raise Refused(f"busy: a run is probing and {self._waiting} wait", retry_after=1)
+        checks = request.check_map()
+        cost = sum(BUDGET_WEIGHT if checks[c].pmtu else 1 for t in request.targets for c, _a, _f in t.targets())
         try:
             self.budget.admit([a for t in request.targets for a in (t.address, t.address6) if a is not None],
-                              sum(t.probes for t in request.targets), now=trio.current_time())
+                              cost, now=trio.current_time())
         except OverBudget as exc:
             raise Refused(str(exc), retry_after=exc.retry_after) from None
         except NotAllowed as exc:
@@ -210,7 +213,7 @@ class Responder:
         async def one(source, targets):
             pace = {} if request.rate is None else {"rate": request.rate}
             results.append(await probe_targets(source, targets, key=self.key, window=request.timeout,
-                                               retries=request.retries, vni=request.vni, **pace))
+                                               retries=request.retries, vni=request.vni, mtu=request.mtu, **pace))
 
         async with trio.open_nursery() as nursery:
             for source, targets in by_source.items():
@@ -251,8 +254,10 @@ class Responder:
 
 
 def default_budget(allow=()) -> ProbeBudget:
-    """Room for two full meshes of the largest inventory a minute (a watch and a manual run)."""
-    return ProbeBudget(probes_per_minute=2 * MAX_PROBES, targets_per_minute=2 * MAX_TARGETS, allow=tuple(allow))
+    """Room for two full meshes of the largest inventory a minute (a watch and a manual run),
+    each with an mtu check (charged ``BUDGET_WEIGHT`` probes) towards every peer."""
+    per_mesh = MAX_PROBES + MAX_TARGETS * (BUDGET_WEIGHT - 1)
+    return ProbeBudget(probes_per_minute=2 * per_mesh, targets_per_minute=2 * MAX_TARGETS, allow=tuple(allow))
 
 
 async def serve_responder(token: str, listen: str, *, name: str | None = None, tls_cert=None, tls_key=None,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from netprobe.commands.selection import Scope, selection_options
+from netprobe.core.mtu import MTU_RANGE
 
 FORMATS = ["table", "json", "junit", "markdown", "html"]
 
 
-def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output, sample=None, rate=None):
+def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output, sample=None, rate=None, mtu=None):
     """Run the mesh over a loaded inventory with a progress bar on stderr, save JSON if asked."""
     import sys
     import time
@@ -25,7 +26,8 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
 
     async def go(progress):
         return await run_mesh(inventory, selected, token=token, timeout=timeout, retries=retries,
-                              profile=None if checks else profile, progress=progress, sample=sample, rate=rate)
+                              profile=None if checks else profile, progress=progress, sample=sample, rate=rate,
+                              mtu=mtu)
 
     from netprobe.commands.ui import console, current, detail
 
@@ -85,9 +87,13 @@ def _common_options(f):
     f = click.option("--checks", default=None, metavar="LIST",
                      help="Comma-separated check ids; replaces the profile's list.")(f)
     f = click.option("--profile", default="calico", show_default=True,
-                     help="calico (bgp, ipip, typha, apiserver, etcd), calico-noipip, calico-vxlan, "
+                     help="calico (bgp, ipip, mtu, typha, apiserver, etcd), calico-noipip, calico-vxlan, "
                           "calico-wireguard, or canal.")(f)
     return f
+
+
+MTU_HELP = ("Full outer packet size the mtu check requires of the overlay's path (DF probes of that size must "
+            "arrive) [default: the MTU of the sender's interface towards each peer].")
 
 
 @click.command()
@@ -98,9 +104,10 @@ def _common_options(f):
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Also save the result JSON here (for `verify --baseline` and `diff`); NAME.gz is gzipped.")
 @_sample_option
+@click.option("--mtu", type=click.IntRange(*MTU_RANGE), default=None, metavar="BYTES", help=MTU_HELP)
 @selection_options
 def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, output, rate, sample, sample_run,
-         from_hosts, to_hosts, only_failures):
+         mtu, from_hosts, to_hosts, only_failures):
     """Make every host pair probe each other through the agents and print one reachability
     matrix per check: allowed, or blocked and where it died (S source-egress, N network,
     D destination-ingress, R return-path).
@@ -114,7 +121,7 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
     from netprobe.core.exitcode import mesh_exit_code
 
     _inventory, result = execute_mesh(load_inventory(inventory_path), profile, checks, timeout, retries, token_file,
-                                      output, sample_arg(sample, sample_run), rate)
+                                      output, sample_arg(sample, sample_run), rate, mtu)
     shown = Scope(from_hosts, to_hosts, only_failures).result(result)
     emit_result(shown, fmt)
     return mesh_exit_code(shown)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import click
 
+from netprobe.commands.mesh import MTU_HELP
+from netprobe.core.mtu import MTU_RANGE
+
 
 @click.command()
 @click.argument("target")
 @click.option("--checks", "checks", default=None, metavar="LIST",
-              help="Comma-separated check ids (bgp, ipip, typha, vxlan, wireguard, wireguard6, apiserver, etcd). Default: the profile's.")
+              help="Comma-separated check ids (bgp, ipip, mtu, typha, vxlan, wireguard, wireguard6, apiserver, etcd). "
+                   "Default: the profile's.")
 @click.option("--profile", default="calico", show_default=True,
-              help="calico, calico-noipip, calico-vxlan, calico-wireguard or canal: picks the checks when --checks is not given.")
+              help="calico, calico-noipip, calico-vxlan, calico-wireguard or canal: picks the checks when --checks is "
+                   "not given, and the overlay the mtu check measures.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.05, 30), default=1.0, show_default=True,
               help="Longest reply window per attempt, in seconds; once answers arrive it adapts to 4x the slowest RTT seen (at least 0.2 s).")
@@ -23,7 +28,8 @@ import click
               help="UDP port of the vxlan probe [default: the profile's: 8472 for canal, else 4789].")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
               help="Cluster token (or NETPROBE_TOKEN): lets a responder on TARGET echo UDP/IPIP/VXLAN probes.")
-def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, vxlan_port, token_file):
+@click.option("--mtu", type=click.IntRange(*MTU_RANGE), default=None, metavar="BYTES", help=MTU_HELP)
+def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, vxlan_port, token_file, mtu):
     """Probe TARGET (an IPv4 or IPv6 address, or a name) from this host with crafted raw
     packets, one probe per check (the checks probed over TARGET's address family).
 
@@ -55,7 +61,7 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, v
         raise ConfigError(f"no check left to probe over IPv{family} ({address})", field="--checks")
     token = read_token(token_file, required=False)
     cells, stats = run_probe(target, selected, timeout=timeout, retries=retries, vni=vni, token=token,
-                             address=address)
+                             address=address, mtu=mtu)
     click.echo(render_probe(cells, stats, fmt=fmt, color=_use_color()), nl=False, color=_use_color())
     drops = stats.get("kernel_drops", 0)
     if drops:

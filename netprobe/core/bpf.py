@@ -155,12 +155,14 @@ def _probes(marker: int) -> list[Insn]:
 
 def sender_filter(*, tap: bool, marker: int) -> list[tuple[int, int, int, int]]:
     """Replies to our probes coming in: SYN-ACK or RST to a probe slot, ICMP errors, payload
-    echoes carrying the cluster's keyed ``marker`` (``cookies.marker_of``)."""
+    echoes carrying the cluster's keyed ``marker`` (``cookies.marker_of``) and the echo flag in
+    UDP, VXLAN or IPIP (an echo keeps its probe's encapsulation)."""
     return assemble(_head(tap) + [
         Insn(LD | B | ABS, 9),
         Insn(JMP | JEQ | K, IPPROTO_TCP, "tcp", 0),
         Insn(JMP | JEQ | K, IPPROTO_ICMP, "icmp", 0),
-        Insn(JMP | JEQ | K, IPPROTO_UDP, "udp", "drop"),
+        Insn(JMP | JEQ | K, IPPROTO_UDP, "udp", 0),
+        Insn(JMP | JEQ | K, IPPROTO_IPIP, "ipip", "drop"),
         Insn(LDX | B | MSH, 0, label="tcp"),
         Insn(LD | H | IND, 2),
         Insn(JMP | JGE | K, SLOT_BASE, 0, "drop"),
@@ -173,7 +175,10 @@ def sender_filter(*, tap: bool, marker: int) -> list[tuple[int, int, int, int]]:
         Insn(JMP | JEQ | K, ICMP_UNREACH, "accept", 0),
         Insn(JMP | JEQ | K, ICMP_TIME_EXCEEDED, "accept", "drop"),
         Insn(LDX | B | MSH, 0, label="udp"),
-        *_payload_at(8, marker, "drop", echo=True),  # an echo, not a peer's probe to this host
+        *_payload_at(8, marker, "vxlan", echo=True),  # an echo, not a peer's probe to this host
+        *_payload_at(VXLAN_PAYLOAD_OFFSET, marker, "drop", echo=True, label="vxlan"),
+        Insn(LDX | B | MSH, 0, label="ipip"),
+        *_payload_at(IPIP_PAYLOAD_OFFSET, marker, "drop", echo=True),
     ] + _TAIL)
 
 
@@ -229,7 +234,8 @@ def _head6(tap: bool, proto: int | None, *, incoming_only: bool) -> list[Insn]:
 
 def sender_filter6(*, tap: bool, marker: int, proto: int | None = None) -> list[tuple[int, int, int, int]]:
     """``sender_filter`` for IPv6: SYN-ACK or RST to a probe slot, ICMPv6 destination unreachable
-    and time exceeded, payload echoes with the keyed ``marker``. ``proto``: the raw socket's."""
+    and time exceeded, payload echoes (UDP or VXLAN) with the keyed ``marker`` and the echo flag.
+    ``proto``: the raw socket's."""
     prog = _head6(tap, proto, incoming_only=True) + [
         Insn(JMP | JEQ | K, IPPROTO_TCP, "tcp", 0),
         Insn(JMP | JEQ | K, IPPROTO_ICMPV6, "icmp", 0),
@@ -243,7 +249,8 @@ def sender_filter6(*, tap: bool, marker: int, proto: int | None = None) -> list[
         Insn(LD | B | IND, 0, label="icmp"),
         Insn(JMP | JEQ | K, ICMP6_DST_UNREACH, "accept", 0),
         Insn(JMP | JEQ | K, ICMP6_TIME_EXCEEDED, "accept", "drop"),
-        *_payload_at(8, marker, "drop", echo=True, label="udp"),  # an echo, not a peer's probe
+        *_payload_at(8, marker, "vxlan", echo=True, label="udp"),  # an echo, not a peer's probe
+        *_payload_at(VXLAN6_PAYLOAD_OFFSET, marker, "drop", echo=True, label="vxlan"),
     ] + _TAIL
     return assemble(prog)
 

@@ -62,6 +62,14 @@ class Icmp:
 
 
 MAX_CELLS = 100_000_000  # any list of a result file
+MAX_PACKET = 65535  # an IPv4 packet's largest size (an mtu cell's figures)
+
+
+class Overlay(StrEnum):
+    """The encapsulation an ``mtu`` cell measured."""
+
+    IPIP = "ipip"
+    VXLAN = "vxlan"
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,9 @@ class Evidence:
     the sender's tap and was ``reply_accepted`` by its INPUT. Responder side (None = no responder
     evidence): ``arrived`` (ETH_P_ALL tap, before netdev/tc ingress), ``reached_ip`` (ETH_P_IP
     tap, past netdev/tc ingress; None: an agent that does not say), ``accepted`` (raw socket,
-    after INPUT), ``answered`` (the tap saw the destination's SYN-ACK/RST/ICMP/echo leave).
+    after INPUT), ``answered`` (the tap saw the destination's SYN-ACK/RST/ICMP/echo leave). An
+    ``mtu`` cell adds ``path_mtu`` (the largest outer packet that reached the destination, None
+    when none did), ``mtu`` (the full size the check required) and ``overlay`` (``ipip`` or ``vxlan``).
     """
 
     sent: bool = True
@@ -89,6 +99,9 @@ class Evidence:
     send_error: str | None = None
     left: bool | None = None
     reached_ip: bool | None = None
+    path_mtu: int | None = None
+    mtu: int | None = None
+    overlay: str | None = None
 
     @property
     def has_responder(self) -> bool:
@@ -108,6 +121,8 @@ class Evidence:
             "reply_accepted": self.reply_accepted,
             "attempts": self.attempts,
             "send_error": self.send_error,
+            # an mtu cell's figures (absent elsewhere: every other cell reads as it did)
+            **({"path_mtu": self.path_mtu, "mtu": self.mtu, "overlay": self.overlay} if self.mtu is not None else {}),
         }
 
     @classmethod
@@ -131,6 +146,9 @@ class Evidence:
             send_error=text(d.get("send_error"), at + "send_error", optional=True),
             left=flag(d.get("left"), at + "left", optional=True),
             reached_ip=flag(d.get("reached_ip"), at + "reached_ip", optional=True),
+            path_mtu=None if d.get("path_mtu") is None else integer(d["path_mtu"], at + "path_mtu", MAX_PACKET),
+            mtu=None if d.get("mtu") is None else integer(d["mtu"], at + "mtu", MAX_PACKET),
+            overlay=None if d.get("overlay") is None else choice(Overlay, d["overlay"], at + "overlay"),
         )
 
 
@@ -200,4 +218,5 @@ class HostInfo:
     address6: str | None = None  # its IPv6 address, if any (an IPv6-only host's is ``address`` too)
 
 
-__all__ = ["Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo", "MAX_CELLS", "family"]
+__all__ = ["Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo", "MAX_CELLS", "Overlay",
+           "family"]

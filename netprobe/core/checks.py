@@ -37,6 +37,7 @@ class Check:
     to_role: str | None = None  # destination role for TO_ROLE checks
     from_role: str | None = "node"  # None: every host of the inventory is a source
     family: int | None = None   # 4 or 6: probed over that family only; None: over each family both ends have
+    pmtu: bool = False          # a path-MTU search of its encapsulation (IPIP or VXLAN): core/mtu.py
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -57,6 +58,8 @@ class Check:
         }
         if self.family is not None:  # only a check bound to one family says it
             data["family"] = self.family
+        if self.pmtu:  # only then: an agent older than the mtu check still reads every other check
+            data["pmtu"] = True
         return data
 
     def wire_dict(self) -> dict:
@@ -77,6 +80,7 @@ class Check:
             to_role=data.get("to_role"),
             from_role=data.get("from_role", "node"),
             family=data.get("family"),
+            pmtu=bool(data.get("pmtu", False)),
         )
 
 
@@ -94,6 +98,9 @@ CHECKS: dict[str, Check] = {
         Check("ipip", "Calico IP-in-IP (default)", Proto.IPIP, None, Direction.BOTH),
         Check("typha", "Typha", Proto.TCP, 5473, Direction.TO_ROLE, to_role="typha"),
         Check("vxlan", "VXLAN overlay (Calico 4789, flannel/canal 8472)", Proto.VXLAN, VXLAN_PORT, Direction.BOTH),
+        # the overlay's path MTU over IPv4: its proto and port are the run's overlay's (select_checks)
+        Check("mtu", "Overlay path MTU (full-size DF probes)", Proto.IPIP, None, Direction.BOTH, family=4,
+              pmtu=True),
         Check("wireguard", "Calico WireGuard (IPv4)", Proto.UDP, WIREGUARD_PORT, Direction.BOTH, family=4),
         Check("wireguard6", "Calico WireGuard (IPv6)", Proto.UDP, WIREGUARD6_PORT, Direction.BOTH, family=6),
         Check("apiserver", "kube-apiserver", Proto.TCP, DEFAULT_APISERVER_PORT, Direction.TO_ROLE,
@@ -103,12 +110,13 @@ CHECKS: dict[str, Check] = {
 }
 
 PROFILES: dict[str, tuple[str, ...]] = {
-    "calico": ("bgp", "ipip", "typha", "apiserver", "etcd"),
+    "calico": ("bgp", "ipip", "mtu", "typha", "apiserver", "etcd"),
     "calico-noipip": ("bgp", "typha", "apiserver", "etcd"),
-    "calico-vxlan": ("vxlan", "typha", "apiserver", "etcd"),
-    "calico-wireguard": ("bgp", "ipip", "wireguard", "wireguard6", "typha", "apiserver", "etcd"),
-    "canal": ("vxlan", "typha", "apiserver", "etcd"),
+    "calico-vxlan": ("vxlan", "mtu", "typha", "apiserver", "etcd"),
+    "calico-wireguard": ("bgp", "ipip", "mtu", "wireguard", "wireguard6", "typha", "apiserver", "etcd"),
+    "canal": ("vxlan", "mtu", "typha", "apiserver", "etcd"),
 }
+OVERLAYS = ("ipip", "vxlan")  # the checks whose encapsulation carries pod traffic (and the mtu check's)
 # The UDP port the profile's VXLAN runs on, unless the inventory names one (``vxlan_port``):
 # flannel keeps the kernel's default 8472 on Linux (4789 only when configured, e.g. on Windows),
 # although Calico's old requirements page says 4789 for canal too.
@@ -132,7 +140,8 @@ def select_checks(
 ) -> list[Check]:
     """The checks a run uses: the profile's, or exactly ``names`` (any known or custom check).
 
-    ``vxlan`` probes ``vxlan_port`` when given, else the profile's VXLAN port (``vxlan_port_for``)."""
+    ``vxlan`` probes ``vxlan_port`` when given, else the profile's VXLAN port (``vxlan_port_for``).
+    ``mtu`` searches the path MTU of the run's overlay (``overlay_for``)."""
     known = dict(CHECKS)
     for check in custom:
         known[check.id] = check
@@ -152,8 +161,25 @@ def select_checks(
     if not 1 <= vport <= 65535:
         raise UnknownCheck(f"vxlan port {vport} is not in 1-65535")
     ports = {"apiserver": apiserver_port, "vxlan": vport}
-    return [dataclasses.replace(c, port=ports[c.id]) if c.id in ports else c
-            for c in checks]
+    checks = [dataclasses.replace(c, port=ports[c.id]) if c.id in ports else c for c in checks]
+    if any(c.pmtu for c in checks):
+        overlay = overlay_for(profile, chosen)
+        if overlay is None:
+            raise UnknownCheck(f"check 'mtu' needs an overlay (ipip or vxlan); profile {profile!r} has none")
+        encap = CHECKS[overlay].proto
+        checks = [dataclasses.replace(c, proto=encap, port=vport if encap is Proto.VXLAN else None) if c.pmtu else c
+                  for c in checks]
+    return checks
+
+
+def overlay_for(profile: str, chosen: Sequence[str] = ()) -> str | None:
+    """The overlay a run's mtu check measures: the one among ``chosen`` checks, else the
+    profile's (None: the profile has no overlay)."""
+    for ids in (chosen, PROFILES.get(profile, ())):
+        found = [o for o in OVERLAYS if o in ids]
+        if len(found) == 1:
+            return found[0]
+    return None
 
 
 def vxlan_port_for(profile: str, vxlan_port: int | None = None) -> int:

@@ -9,8 +9,9 @@ full records:
 - probe reply ``plain``: ``[{"source": IP, "check": ID, "reply": R, "targets": [i, ...], "ids":
   [probe id, ...], "rtt_us": [...]}]``, columns per (source, check, reply), ``targets`` indexing
   the request's targets, for outcomes that were sent and seen leaving, answered (``syn-ack``,
-  ``rst`` or ``echo``) at the first attempt, and whose answer arrived and was accepted;
-  everything else stays in ``outcomes``.
+  ``rst`` or ``echo``) at the first attempt, and whose answer arrived and was accepted (an mtu
+  probe: the echo of its full size, so its figures say nothing more); everything else stays in
+  ``outcomes``.
 - observations reply ``plain``: ``{"sources": [IP, ...], "counts": [n, ...], "ids": [...]}`` for
   probes that arrived, reached IP, were accepted and answered (``counts[i]`` ids in turn from
   ``sources[i]``); everything else stays in ``observations``.
@@ -37,7 +38,8 @@ def _plain_outcome(o: dict) -> bool:
     ev = o["evidence"]
     return (ev["sent"] and ev["left"] is True and ev["reply"] in PLAIN_REPLIES and ev["reply_arrived"]
             and ev["reply_accepted"] and ev["attempts"] == 1 and ev["icmp"] is None and ev["send_error"] is None
-            and ev["arrived"] is None and o["rtt_ms"] is not None)
+            and ev["arrived"] is None and o["rtt_ms"] is not None
+            and ev.get("path_mtu") == ev.get("mtu"))  # an mtu probe: its full size came back
 
 
 def compact_outcomes(outcomes: Iterable[dict], targets: Sequence[str]) -> tuple[list[dict], list[dict]]:

@@ -22,11 +22,13 @@ class Via(Enum):
 
 @dataclass(frozen=True)
 class ProbeTarget:
-    """One probe to run: a check towards an address (``name`` is for the caller's bookkeeping)."""
+    """One probe to run: a check towards an address (``name`` is for the caller's bookkeeping);
+    ``mtu``: the full outer size an ``mtu`` check (``Check.pmtu``) requires."""
 
     check: Check
     address: str
     name: str = ""
+    mtu: int | None = None
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ class PayloadPacket:
     inner_dst: bytes = b""
     outer_sport: int = 0  # VXLAN only: the outer UDP ports
     outer_dport: int = 0
+    vni: int = 0          # VXLAN only: the network identifier (not part of the flow)
 
     def flow(self) -> bytes:
         """How this packet travelled, as its payload's tag must cover it (``cookies.flow_bytes``)."""
@@ -236,8 +237,9 @@ def _parse_udp_payload(src: bytes, dst: bytes, ip_id: int, seg: memoryview, vxla
                 isport, idport = struct.unpack_from("!HH", inner)
                 payload = _payload_of(inner[8:])
                 if payload is not None:
+                    vni = struct.unpack_from("!I", body, 4)[0] >> 8
                     return PayloadPacket(Encap.VXLAN, src, dst, isport, idport, payload, ip_id, isrc, idst,
-                                         sport, dport)
+                                         sport, dport, vni)
     raise BadPacket("UDP without a netprobe payload")
 
 

@@ -20,12 +20,17 @@ from dataclasses import dataclass, field
 from netprobe.core import cookies
 from netprobe.core.checks import Proto
 from netprobe.core.events import Outcome, ProbeTarget, Send, Via
+from netprobe.core.mtu import MtuSearch
 from netprobe.core.parse import Encap, IcmpPacket, PayloadPacket, TcpPacket, ip_bytes, ip_str, parse_packet_untrusted
 from netprobe.core.result import Evidence, Icmp, ReplyKind
 from netprobe.core.templates import Template, TemplateKey, TcpSynTemplate, template_key
-from netprobe.core.wire import (IPIP_PAYLOAD_OFFSET, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, SLOT_BASE, SLOT_MASK,
-                                VXLAN_PAYLOAD_OFFSET)
+from netprobe.core.wire import (IPIP_PAYLOAD_OFFSET, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP, PAYLOAD_FLAGS_OFFSET,
+                                SLOT_BASE, SLOT_MASK, VXLAN_PAYLOAD_OFFSET)
 from netprobe.errors import BadPacket
+
+# The encapsulations an echo to each kind of payload probe may come back in: its own, or plain
+# UDP from an agent older than echoes in the probe's encapsulation.
+ECHO_ENCAPS = {Proto.UDP: (Encap.UDP,), Proto.IPIP: (Encap.IPIP, Encap.UDP), Proto.VXLAN: (Encap.VXLAN, Encap.UDP)}
 
 
 @dataclass(slots=True)
@@ -48,6 +53,9 @@ class _Probe:
     rtt: float | None = None
     done: bool = False
     left: bool = False  # some attempt was seen leaving (after tc/netdev egress)
+    size: int | None = None          # an mtu probe: its full outer size (core/mtu.py)
+    search: MtuSearch | None = None  # ... and the search for its path MTU, once the full size got no echo
+    step_at: float | None = None     # when the search's step in flight went out
 
 
 _TCP_FAST = struct.Struct("!HHIIBB")
@@ -66,12 +74,17 @@ class Prober:
     under ``min_window``. Answers that come later still count until the run ends.
 
     Probe ids are ``first_id``, ``first_id+1``, ... (the caller picks a random start so runs don't
-    collide at the responders).
+    collide at the responders); an mtu search's probes take the ids after the targets'.
 
     ``sees_leaving``: the shell's tap sees this host's packets leave (ETH_P_ALL, after the
     netdev/tc egress hooks) and feeds them to ``leaving``; then each probe's evidence says whether
     it ``left``. Whether one did is decided when the run ends, after every probe's window: a
     probe may be seen leaving a little after its send returned, and any attempt counts.
+
+    An ``mtu`` target (``Check.pmtu``) is its encapsulation's probe padded to ``target.mtu``
+    bytes. When its window passes without its echo, each later window is a step of its
+    ``MtuSearch`` (a retry of the full size rides along while it has attempts left); its
+    outcome carries the path MTU found.
     """
 
     key: bytes
@@ -90,6 +103,8 @@ class Prober:
     _by_seq: dict[tuple, _Probe] = field(default_factory=dict, init=False)  # TCP: (dst, dport, sport, seq)
     _sent_payloads: dict[bytes, _Probe] = field(default_factory=dict, init=False)  # for quoted payloads
     _sent_syns: dict[bytes, _Probe] = field(default_factory=dict, init=False)  # seq + TSval bytes: seen leaving
+    _search_ids: dict[int, tuple[_Probe, int]] = field(default_factory=dict, init=False)  # id -> (mtu probe, size)
+    _next_id: int = field(default=0, init=False)
     _src_bytes: bytes = field(default=b"", init=False)
     _keys: cookies.ProbeKeys = field(default=None, init=False)  # type: ignore[assignment]
     _own_key: bytes = field(default=b"", init=False)  # echoes to us are keyed with our address's key
@@ -108,13 +123,17 @@ class Prober:
             if dst is None:
                 dst = packed[target.address] = ip_bytes(target.address)
             tpl = self.templates[template_key(target.check.proto, target.check.port, target.address)]
-            self._probes[pid] = _Probe(pid, target, self.source, tpl, dst, target.check.port or 0)
+            if target.check.pmtu and target.mtu is None:
+                raise ValueError(f"mtu check towards {target.address} without a size to probe")
+            self._probes[pid] = _Probe(pid, target, self.source, tpl, dst, target.check.port or 0,
+                                       size=target.mtu if target.check.pmtu else None)
             slot = cookies.slot_of(pid)
             proto = target.check.proto
             if proto is Proto.IPIP:
                 self._by_flow.setdefault((IPPROTO_IPIP, dst, 0, slot), pid)
             elif proto in (Proto.UDP, Proto.VXLAN):
                 self._by_flow.setdefault((IPPROTO_UDP, dst, target.check.port, slot), pid)
+        self._next_id = (self.first_id + len(self.targets)) & cookies.ID_MASK
 
     # ------------------------------------------------------------ commands out
 
@@ -127,13 +146,42 @@ class Prober:
         sends = []
         window = self.effective_window
         for p in self._probes.values():
-            if p.done or p.last_sent is None or now < p.last_sent + window:
+            if p.done or p.last_sent is None or now < self._since(p) + window:
                 continue
-            if p.reply is None and p.attempts <= self.retries:
+            if p.size is not None and p.reply is not ReplyKind.ECHO:
+                sends += self._search_step(p, now, wall_ns)
+            elif p.reply is None and p.attempts <= self.retries:
                 sends.append(self._attempt(p, now, wall_ns))
             else:
                 self._finish(p)
         return sends
+
+    def _search_step(self, p: _Probe, now: float, wall_ns: int) -> list[Send]:
+        """The next step of an mtu probe's search (its full size got no echo), with a retry of
+        the full size while it has attempts left; the probe is finished when neither is left."""
+        if p.search is None:
+            p.search = MtuSearch(p.size, len(p.tpl.template))  # type: ignore[arg-type]
+        sends = [self._search_probe(p, size, wall_ns) for size in p.search.next_step()]
+        if p.attempts <= self.retries:
+            sends.append(self._attempt(p, now, wall_ns))
+        if sends:
+            p.step_at = now
+        else:
+            self._finish(p)
+        return sends
+
+    def _search_probe(self, p: _Probe, size: int, wall_ns: int) -> Send:
+        pid, self._next_id = self._next_id, (self._next_id + 1) & cookies.ID_MASK
+        self._search_ids[pid] = (p, size)
+        slot = SLOT_BASE | (pid & SLOT_MASK)
+        payload = cookies.encode_payload(self._keys.for_dest(p.dst),
+                                         cookies.ProbePayload(pid, wall_ns, 0, self._keys.marker), p.tpl.flow(slot))
+        return Send(pid, p.target.address, p.tpl.build(slot, payload, size))  # type: ignore[call-arg]
+
+    @staticmethod
+    def _since(p: _Probe) -> float:
+        """When the probe's current wait began: its last send, or its search step's."""
+        return p.last_sent if p.step_at is None else max(p.last_sent, p.step_at)  # type: ignore[type-var]
 
     @property
     def effective_window(self) -> float:
@@ -145,7 +193,7 @@ class Prober:
     @property
     def deadline(self) -> float | None:
         """When ``tick`` must next be called (None: nothing pending)."""
-        pending = [p.last_sent for p in self._probes.values() if not p.done and p.last_sent is not None]
+        pending = [self._since(p) for p in self._probes.values() if not p.done and p.last_sent is not None]
         return min(pending) + self.effective_window if pending else None
 
     @property
@@ -174,13 +222,17 @@ class Prober:
         payload = cookies.encode_payload(dkey, cookies.ProbePayload(p.probe_id, wall_ns, 0, self._keys.marker),
                                          p.tpl.flow(slot))
         self._sent_payloads[payload] = p  # an ICMP error quoting it names exactly this attempt
+        if p.size is not None:
+            return p.tpl.build(slot, payload, p.size)  # type: ignore[call-arg]
         return p.tpl.build(slot, payload)
 
     # ------------------------------------------------------------ events in
 
     def send_done(self, probe_id: int, now: float, error: int | None = None) -> None:
         """A send finished; ``error`` is its errno (EPERM: this host's OUTPUT refused it)."""
-        p = self._probes[probe_id]
+        p = self._probes.get(probe_id)
+        if p is None:  # an mtu search's probe: one that could not leave simply is not echoed
+            return
         if error is None:
             p.sent_ok += 1
             p.last_sent = now  # rtt and the window count from the moment the packet really left
@@ -198,11 +250,47 @@ class Prober:
             except BadPacket:
                 self.stats["malformed"] += 1
                 return None
+            if isinstance(pkt, PayloadPacket):
+                return self._receive_echo(pkt, via, now)
             match = self._match(pkt)
         if match is False or match is None:
             self.stats["ignored"] += 1
             return None
-        p, kind, icmp = match
+        return self._answered(*match, via, now)
+
+    def _receive_echo(self, pkt: PayloadPacket, via: Via, now: float) -> int | None:
+        """An echo (or anything else carrying a payload): of one of our probes, of an mtu search's
+        probe (its size arrived), or to be ignored."""
+        payload = self._echo_to_us(pkt)
+        if payload is not None:
+            p = self._probes.get(payload.probe_id)
+            if p is not None and self._echo_of(p, pkt):
+                return self._answered(p, ReplyKind.ECHO, None, via, now)
+            owner, size = self._search_ids.get(payload.probe_id, (None, 0))
+            if owner is not None and owner.search is not None and self._echo_of(owner, pkt):
+                self.stats["matched"] += 1
+                owner.search.echoed(size)
+                return payload.probe_id
+        self.stats["ignored"] += 1
+        return None
+
+    def _echo_to_us(self, pkt: PayloadPacket) -> cookies.ProbePayload | None:
+        """The payload of an authenticated echo to this prober's address, else None (a probe from
+        a peer to this host is told by its flags before any MAC is computed)."""
+        if pkt.dst != self._src_bytes or not pkt.payload[PAYLOAD_FLAGS_OFFSET] & cookies.FLAG_ECHO:
+            return None
+        try:
+            payload = cookies.verify_payload(self._own_key, pkt.payload, pkt.flow())
+        except BadPacket:
+            return None
+        return payload if payload.is_echo else None
+
+    @staticmethod
+    def _echo_of(p: _Probe, pkt: PayloadPacket) -> bool:
+        """Whether an authenticated echo came from ``p``'s target, in an encapsulation its probe's echo may take."""
+        return pkt.src == p.dst and pkt.encap in ECHO_ENCAPS.get(p.target.check.proto, ())
+
+    def _answered(self, p: _Probe, kind: ReplyKind, icmp: Icmp | None, via: Via, now: float) -> int:
         self.stats["matched"] += 1
         if p.reply is None or (p.reply is ReplyKind.ICMP and kind is not ReplyKind.ICMP):
             p.reply, p.icmp = kind, icmp
@@ -288,7 +376,7 @@ class Prober:
             return False
         return p, (ReplyKind.SYN_ACK if syn_ack else ReplyKind.RST), None
 
-    def _match(self, pkt) -> tuple[_Probe, ReplyKind, Icmp | None] | None:
+    def _match(self, pkt: TcpPacket | IcmpPacket) -> tuple[_Probe, ReplyKind, Icmp | None] | None:
         if isinstance(pkt, TcpPacket):
             if pkt.dst != self._src_bytes:
                 return None
@@ -311,17 +399,6 @@ class Prober:
             if p is None or q.dst != p.dst:
                 return None
             return p, ReplyKind.ICMP, Icmp(pkt.type, pkt.code, ip_str(pkt.src))
-        if isinstance(pkt, PayloadPacket):
-            if pkt.encap is not Encap.UDP or pkt.dst != self._src_bytes:
-                return None  # echoes come back as plain UDP
-            try:
-                payload = cookies.verify_payload(self._own_key, pkt.payload, pkt.flow())
-            except BadPacket:
-                return None
-            p = self._probes.get(payload.probe_id)
-            if p is None or not payload.is_echo or pkt.src != p.dst:
-                return None
-            return p, ReplyKind.ECHO, None
         return None
 
     # ------------------------------------------------------------ outcomes
@@ -338,6 +415,18 @@ class Prober:
                 attempts=p.attempts,
                 send_error=p.send_error,
                 left=self._left(p),
+                **self._mtu_evidence(p),
             )
             out.append(Outcome(p.probe_id, p.target, p.source, ev, None if p.rtt is None else p.rtt * 1000))
         return out
+
+    @staticmethod
+    def _mtu_evidence(p: _Probe) -> dict:
+        """An mtu probe's figures: the full size when its echo came, else what its search found."""
+        if p.size is None:
+            return {}
+        if p.reply is ReplyKind.ECHO:
+            path_mtu: int | None = p.size
+        else:
+            path_mtu = None if p.search is None else p.search.path_mtu
+        return {"path_mtu": path_mtu, "mtu": p.size, "overlay": str(p.target.check.proto)}

@@ -13,8 +13,10 @@ reflector (docs/design.md, "Probes"):
   rewritten address or port, or made for another host, is not authenticated;
 - each (source, probe id) is echoed once; echoes are rate-limited per source;
 - an echo goes only to the probe's outer source, from the address the probe was sent to (this
-  host's own: only a raw socket's packets are echoed), to a probe slot port, never larger than
-  what arrived; a VXLAN/IPIP probe whose inner addresses are not exactly those two is not echoed.
+  host's own: only a raw socket's packets are echoed), in the probe's own encapsulation, to a
+  probe slot port (VXLAN: to the VXLAN port it was probed on), never larger than what arrived; a
+  VXLAN/IPIP probe whose inner addresses are not exactly those two is not echoed
+  (``core/echoes.py``).
 
 Before any MAC is computed, each source gets a bounded rate of packets (``admit_rate``), so a
 flood of packets that pass the kernel filter costs a dictionary lookup each. Every table is bounded.
@@ -22,17 +24,15 @@ flood of packets that pass the kernel filter costs a dictionary lookup each. Eve
 
 from __future__ import annotations
 
-import struct
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netprobe.core import cookies
-from netprobe.core.checksum import pseudo_sum, store_ip_checksum, store_udp_checksum
+from netprobe.core.echoes import build_echo, echo_allowed, echo_payload
 from netprobe.core.events import Echo, Observation, Via
-from netprobe.core.parse import (Encap, IcmpPacket, PayloadPacket, TcpPacket, ip_str, ipv6_packet, is_unicast,
-                                 parse_packet_untrusted)
-from netprobe.core.wire import IPPROTO_TCP, IPPROTO_UDP, IPV6_HEADER_LEN, SLOT_BASE
+from netprobe.core.parse import Encap, IcmpPacket, PayloadPacket, TcpPacket, ip_str, parse_packet_untrusted
+from netprobe.core.wire import IPPROTO_TCP
 from netprobe.errors import BadPacket
 
 PROTO_NAMES = {Encap.UDP: "udp", Encap.VXLAN: "vxlan", Encap.IPIP: "ipip"}
@@ -257,8 +257,7 @@ class ResponderCore:
         horizon = now - self.freshness_ns / 1e9 * 2
         while self._seen and (len(self._seen) > self.max_observations or next(iter(self._seen.values())) < horizon):
             self._seen.popitem(last=False)
-        echo = echo_payload(self._keys, pkt, payload)
-        reply = (build_udp6_echo if len(pkt.src) == 16 else build_udp_echo)(pkt, echo)
+        reply = build_echo(pkt, echo_payload(self._keys, pkt, payload))
         if len(reply) > size:
             return None  # never amplify
         self.stats["echoes"] += 1
@@ -273,55 +272,3 @@ class ResponderCore:
         """The observations first seen at ``since`` or later, as kept (no dict each)."""
         return [o for o in self._log.values() if o.first_seen >= since]
 
-
-def echo_ports(probe: PayloadPacket) -> tuple[int, int]:
-    """(source, destination) ports of the echo to ``probe``: from the probed port to the sender's
-    slot, what a stateful firewall expects back (for IPIP the inner UDP ports, reversed)."""
-    if probe.encap is Encap.VXLAN:
-        return probe.outer_dport, probe.outer_sport
-    return probe.dport, probe.sport
-
-
-def echo_allowed(probe: PayloadPacket) -> bool:
-    """Whether an authenticated probe may be echoed at all: the echo goes from the probe's outer
-    destination to its outer source, both unicast, to a probe slot; a VXLAN/IPIP probe's inner
-    packet must go exactly from the outer destination back to the outer source."""
-    if not (is_unicast(probe.src) and is_unicast(probe.dst)) or probe.src == probe.dst:
-        return False
-    if probe.encap is not Encap.UDP and (probe.inner_src != probe.dst or probe.inner_dst != probe.src):
-        return False
-    return echo_ports(probe)[1] >= SLOT_BASE
-
-
-def echo_payload(keys: cookies.ProbeKeys, probe: PayloadPacket, payload: cookies.ProbePayload) -> bytes:
-    """The echo's payload: the probe's id and timestamp, flagged, its tag keyed for the prober's
-    address and covering the echo's own flow (plain UDP, probe dst -> probe src)."""
-    sport, dport = echo_ports(probe)
-    flow = cookies.flow_bytes(Encap.UDP, probe.dst, probe.src, sport, dport)
-    return cookies.encode_payload(keys.for_dest(probe.src),
-                                  cookies.ProbePayload(payload.probe_id, payload.timestamp_ns, cookies.FLAG_ECHO,
-                                                       keys.marker), flow)
-
-
-def build_udp_echo(probe: PayloadPacket, payload: bytes, *, ttl: int = 64) -> bytes:
-    """The responder's answer to a payload probe: a plain IPv4/UDP packet from the probe's outer
-    destination back to its outer source (for IPIP the inner packet, which ``echo_allowed`` made
-    sure is exactly that), never larger than what arrived."""
-    src, dst = probe.dst, probe.src
-    sport, dport = echo_ports(probe)
-    udp_len = 8 + len(payload)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0x4000, ttl, IPPROTO_UDP, 0, src, dst)
-    buf = bytearray(ip + struct.pack("!HHHH", sport, dport, udp_len, 0) + payload)
-    store_ip_checksum(buf)
-    store_udp_checksum(buf, 26, 20, pseudo_sum(src, dst, IPPROTO_UDP, udp_len))
-    return bytes(buf)
-
-
-def build_udp6_echo(probe: PayloadPacket, payload: bytes, *, hop_limit: int = 64) -> bytes:
-    """``build_udp_echo`` over IPv6 (the UDP checksum is mandatory there)."""
-    src, dst = probe.dst, probe.src
-    sport, dport = echo_ports(probe)
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    buf = bytearray(ipv6_packet(src, dst, IPPROTO_UDP, udp, hop_limit))
-    store_udp_checksum(buf, IPV6_HEADER_LEN + 6, IPV6_HEADER_LEN, pseudo_sum(src, dst, IPPROTO_UDP, len(udp)))
-    return bytes(buf)

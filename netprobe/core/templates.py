@@ -160,6 +160,20 @@ class UdpProbeTemplate:
         return bytes(buf)
 
 
+def _padded(data: bytes, size: int, lengths: tuple[tuple[int, int], ...], ip_headers: tuple[int, ...]) -> bytearray:
+    """``data`` padded with zeros to ``size`` bytes, each 16-bit length field at ``offset`` set to
+    ``size - start`` for its (offset, start), and the IPv4 header checksums at ``ip_headers`` redone
+    (an ``mtu`` probe: the padding is inner UDP payload, after the netprobe payload)."""
+    buf = bytearray(data) + bytes(size - len(data))
+    for offset, start in lengths:
+        struct.pack_into("!H", buf, offset, size - start)
+    for at in ip_headers:
+        header = bytearray(buf[at : at + 20])
+        store_ip_checksum(header)
+        buf[at : at + 20] = header
+    return buf
+
+
 class VxlanProbeTemplate:
     """UDP to ``dport`` (4789), VXLAN header with ``vni``, inner Ethernet/IPv4/UDP probe.
 
@@ -179,11 +193,16 @@ class VxlanProbeTemplate:
         but the outer destination port."""
         return flow_bytes(Encap.VXLAN, self._src, self._dst, sport, sport, self._dst, self._src, sport, self._dport)
 
-    def build(self, sport: int, payload: bytes) -> bytes:
+    def build(self, sport: int, payload: bytes, size: int | None = None) -> bytes:
+        """The probe from ``sport``; padded to ``size`` outer bytes when given (UDP checksums stay 0)."""
         buf = bytearray(self.template)
         struct.pack_into("!H", buf, 20, sport)
         struct.pack_into("!HH", buf, self.INNER_UDP, sport, sport)
         buf[self.INNER_UDP + 8 :] = payload
+        if size is not None and size > len(buf):
+            buf = _padded(buf, size, ((2, 0), (24, 20), (self.INNER_IP + 2, self.INNER_IP), (self.INNER_UDP + 4,
+                                                                                            self.INNER_UDP)),
+                          (0, self.INNER_IP))
         return bytes(buf)
 
 
@@ -200,13 +219,18 @@ class IpipProbeTemplate:
         """What the payload's tag covers: outer src -> dst, inner dst -> src, slot -> slot."""
         return flow_bytes(Encap.IPIP, self._src, self._dst, ip_id, ip_id, self._dst, self._src)
 
-    def build(self, ip_id: int, payload: bytes) -> bytes:
+    def build(self, ip_id: int, payload: bytes, size: int | None = None) -> bytes:
+        """The probe of slot ``ip_id``; padded to ``size`` outer bytes when given."""
         buf = bytearray(self.template)
         struct.pack_into("!H", buf, 4, ip_id)
-        store_ip_checksum(buf)
         struct.pack_into("!HH", buf, 40, ip_id, ip_id)
         buf[48:] = payload
-        store_udp_checksum(buf, 46, 40, self._pseudo)
+        pseudo = self._pseudo
+        if size is not None and size > len(buf):
+            buf = _padded(buf, size, ((2, 0), (22, 20), (44, 40)), (20,))
+            pseudo = pseudo_sum(self._dst, self._src, IPPROTO_UDP, size - 40)
+        store_ip_checksum(buf)
+        store_udp_checksum(buf, 46, 40, pseudo)
         return bytes(buf)
 
 

@@ -74,6 +74,10 @@ def _sender_only(proto: Proto, ev: Evidence, dst: str | None, codes: IcmpCodes) 
     if ev.reply in (ReplyKind.SYN_ACK, ReplyKind.ECHO):
         if ev.reply_accepted:
             return Reach.ALLOWED, None
+        if ev.reply_arrived and ev.reply is ReplyKind.ECHO and proto in ENCAPSULATIONS:
+            # the responder echoes only what its INPUT accepted, so the way there is proven; the
+            # echo is the overlay's reverse flow, which is the reverse cell's business (rule 5)
+            return Reach.ALLOWED, None
         if ev.reply_arrived:
             return Reach.BLOCKED, Where.RETURN_PATH  # our own INPUT dropped the answer
         return Reach.UNKNOWN, None
@@ -91,9 +95,25 @@ def _sender_only(proto: Proto, ev: Evidence, dst: str | None, codes: IcmpCodes) 
     return Reach.UNKNOWN, None  # silence, an RST, the target's UDP port unreachable: a firewall could be the author
 
 
+def _mtu(ev: Evidence, verdict: Verdict) -> Classification | None:
+    """An mtu cell: allowed only when its full size arrived (its echo, or the destination
+    accepted it); blocked in the network when a smaller size is the largest that arrived. None
+    when nothing of any size is known to have arrived: the encapsulation's own rules decide."""
+    if ev.path_mtu is not None and ev.mtu is not None and ev.path_mtu >= ev.mtu:
+        return Classification(Reach.ALLOWED, None, Verdict.ANSWERED)
+    if ev.accepted:
+        return Classification(Reach.ALLOWED, None, Verdict.OPEN)
+    if ev.arrived:
+        return Classification(Reach.BLOCKED, Where.DESTINATION_INGRESS, verdict)
+    if ev.path_mtu is not None or ev.has_responder:
+        return Classification(Reach.BLOCKED, Where.NETWORK, verdict)
+    return None
+
+
 def classify(proto: Proto, ev: Evidence, dst: str | None = None, family: int | None = None) -> Classification:
     """Classify one probe's evidence; ``dst`` (the target address) tells the target's own ICMP
-    errors from a router's; ``family`` (default: ``dst``'s, else 4) which ICMP numbers apply."""
+    errors from a router's; ``family`` (default: ``dst``'s, else 4) which ICMP numbers apply. An
+    ``mtu`` cell's evidence (``ev.mtu`` set) follows ``_mtu`` once the probe was sent."""
     family = family or (family_of(dst) if dst else 4)
     verdict = sender_verdict(proto, ev, dst, family)
     if not ev.sent:
@@ -104,6 +124,10 @@ def classify(proto: Proto, ev: Evidence, dst: str | None = None, family: int | N
         # sent, yet never seen leaving A (and nothing of it seen since): dropped below IP on the
         # way out, by a tc/netdev egress hook
         return Classification(Reach.BLOCKED, Where.SOURCE_EGRESS, verdict)
+    if ev.mtu is not None:
+        found = _mtu(ev, verdict)
+        if found is not None:
+            return found
     if not ev.has_responder:
         reach, where = _sender_only(proto, ev, dst, ICMP_CODES[family])
         return Classification(reach, where, verdict)

@@ -203,6 +203,8 @@ class Applier:
                 self._rt(ns).link("set", index=self._need_index(ns, ifname), master=self._need_index(ns, master))
             case p.LinkUp(ns=ns, ifname=ifname):
                 self._rt(ns).link("set", index=self._need_index(ns, ifname), state="up")
+            case p.SetMtu(ns=ns, ifname=ifname, mtu=mtu):
+                self._rt(ns).link("set", index=self._need_index(ns, ifname), mtu=mtu)
             case p.AddAddress(ns=ns, ifname=ifname, address=addr, prefixlen=plen):
                 nodad = {"flags": IFA_F_NODAD} if ":" in addr else {}  # no DAD: usable at once
                 self._rt(ns).addr("add", index=self._need_index(ns, ifname), address=addr, prefixlen=plen, **nodad)

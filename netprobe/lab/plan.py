@@ -110,6 +110,16 @@ class LinkUp:
 
 
 @dataclass(frozen=True)
+class SetMtu:
+    ns: str
+    ifname: str
+    mtu: int
+
+    def describe(self) -> str:
+        return f"[{self.ns}] ip link set {self.ifname} mtu {self.mtu}"
+
+
+@dataclass(frozen=True)
 class AddAddress:
     """An IPv6 address is added without duplicate address detection (``nodad``): usable at once."""
 
@@ -249,7 +259,7 @@ class StopProcess:
         return f"[{self.ns}] stop {self.log_name}"
 
 
-Action = (CreateNetns | DeleteNetns | AddBridge | AddVeth | DeleteLink | SetMaster | LinkUp | AddAddress
+Action = (CreateNetns | DeleteNetns | AddBridge | AddVeth | DeleteLink | SetMaster | LinkUp | SetMtu | AddAddress
           | DeleteAddress | AddRoute | DeleteRoute | SetSysctl | AddVxlan | AddFdb | LoadFirewall | FlushFirewall
           | StartListener | StartDaemon | StopProcess)
 
@@ -369,7 +379,10 @@ def build_plan(scenario: Scenario, lab_name: str) -> list[Step]:
     prefix = {s.name: int(s.subnet.split("/")[1]) for s in scenario.segments}
     prefix6 = {s.name: int(s.subnet6.split("/")[1]) for s in scenario.segments if s.subnet6 is not None}
     for r in scenario.routers:
+        mtus = dict(r.mtus)
         for i, seg in enumerate(r.segments):
+            if seg in mtus:  # this end only: a bigger frame from the segment is dropped on receipt, silently
+                add(Step(SetMtu(ns[r.name], f"eth{i}", mtus[seg])))
             for addr, plen in ((r.address_on(seg), prefix[seg]), (r.address_on(seg, 6), prefix6.get(seg))):
                 if addr is not None:
                     add(Step(AddAddress(ns[r.name], f"eth{i}", addr, plen),

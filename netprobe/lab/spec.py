@@ -14,7 +14,8 @@ Shape (every key but ``hosts`` is optional)::
       - {name: rack1, subnet: 198.18.1.0/24, subnet6: "2001:db8:1::/64", hosts: [cp1, node1]}
                                 # subnet6 (optional, at least a /96): its hosts and routers are dual stack
     routers:                    # namespaces forwarding between segments (IPv4, and IPv6 where subnet6)
-      - {name: spine, segments: [rack1, rack2], firewall: {...}}
+      - {name: spine, segments: [rack1, rack2], firewall: {...},
+         mtu: {rack2: 1400}}    # the MTU of the router's link into a segment (default 1500)
     hosts:
       - name: cp1
         roles: [node, apiserver, etcd]
@@ -61,8 +62,9 @@ TOP_KEYS = frozenset({"name", "description", "profile", "vni", "vxlan_port", "se
                       "expect"})
 HOST_KEYS = frozenset({"name", "roles", "address", "address6", "firewall", "services"})
 SEGMENT_KEYS = frozenset({"name", "subnet", "subnet6", "hosts"})
-ROUTER_KEYS = frozenset({"name", "segments", "addresses", "addresses6", "firewall"})
+ROUTER_KEYS = frozenset({"name", "segments", "addresses", "addresses6", "firewall", "mtu"})
 MAX_PREFIX6 = 96  # a subnet6 holds every IPv4 host number written in decimal digits (198.18.1.10 -> ...::10)
+LINK_MTU_RANGE = (576, 9000)  # a link's MTU: IPv4's minimum to jumbo frames
 SERVICE_KEYS = frozenset({"listen", "vxlan", "daemons"})
 
 
@@ -104,6 +106,7 @@ class RouterSpec:
     firewall: fw.Firewall = field(default_factory=fw.Firewall)
     field: str = ""
     addresses6: tuple[tuple[str, str], ...] = ()  # (segment, IPv6 address) on its segments with a subnet6
+    mtus: tuple[tuple[str, int], ...] = ()  # (segment, MTU of the router's link into it), where set
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -271,6 +274,23 @@ def _services(raw: Any, roles: frozenset[str], profile: str, vni: int, vxlan_por
         if d not in DAEMONS:
             raise _err(f"unknown daemon {d!r} (known: {', '.join(DAEMONS)})", source, f"{fld}.daemons[{i}]")
     return Services(tcp, udp, vxlan_vni, tuple(dict.fromkeys(daemons)))
+
+
+def _link_mtus(raw: Any, segments: list[str], source: str, fld: str) -> tuple[tuple[str, int], ...]:
+    """A router's ``mtu: {segment: N}``: the MTU of its link into each segment named."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise _err("must map segment names to MTUs, e.g. {rack2: 1400}", source, fld)
+    out = []
+    for sname, mtu in raw.items():
+        if sname not in segments:
+            raise _err(f"{sname!r} is not one of this router's segments", source, f"{fld}.{sname}")
+        lo, hi = LINK_MTU_RANGE
+        if isinstance(mtu, bool) or not isinstance(mtu, int) or not lo <= mtu <= hi:
+            raise _err(f"must be an MTU in {lo}-{hi}, got {mtu!r}", source, f"{fld}.{sname}")
+        out.append((sname, mtu))
+    return tuple(out)
 
 
 def _address(raw: Any, subnet: ipaddress.IPv4Network, source: str, fld: str) -> str:
@@ -466,8 +486,9 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
             if sname not in segs:
                 raise _err(f"{sname!r} is not one of this router's segments", source, afld)
             chosen6[sname] = take(_address6(addr, subnets6.get(sname), source, afld), afld)
-        routers_raw.append((rname, segs, chosen, chosen6, r, fld))
-    for _, segs, chosen, chosen6, _r, fld in routers_raw:
+        mtus = _link_mtus(r.get("mtu"), segs, source, f"{fld}.mtu")
+        routers_raw.append((rname, segs, chosen, chosen6, r, fld, mtus))
+    for _, segs, chosen, chosen6, _r, fld, _mtus in routers_raw:
         for sname in segs:
             if sname not in chosen:
                 addr = _allocate(subnets[sname], set(taken), skip=0)
@@ -508,8 +529,8 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
         ))
     routers = tuple(
         RouterSpec(rname, tuple((s, chosen[s]) for s in segs), _firewall(r.get("firewall"), source, f"{fld}.firewall"),
-                   fld, tuple((s, chosen6[s]) for s in segs if s in chosen6))
-        for rname, segs, chosen, chosen6, r, fld in routers_raw
+                   fld, tuple((s, chosen6[s]) for s in segs if s in chosen6), mtus)
+        for rname, segs, chosen, chosen6, r, fld, mtus in routers_raw
     )
     segments = tuple(SegmentSpec(s, str(subnets[s]), seg_hosts[s], seg_fields[s],
                                  str(subnets6[s]) if s in subnets6 else None) for s in subnets)

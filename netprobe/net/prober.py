@@ -4,6 +4,7 @@ deadlines, and at the end asks the kernel about next hops of probes never seen l
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import os
@@ -16,8 +17,9 @@ import trio
 
 from netprobe.core import bpf, cookies, templates
 from netprobe.core.events import Outcome, ProbeTarget
+from netprobe.core.mtu import MTU_RANGE
 from netprobe.core.prober import Prober
-from netprobe.core.wire import IPPROTO_ICMPV6
+from netprobe.core.wire import IPPROTO_ICMPV6, IPPROTO_IPIP
 from netprobe.net import route, sockets
 from netprobe.net.capture import CaptureSet, open_captures, open_captures6
 
@@ -51,8 +53,9 @@ def open_probe_io(key: bytes) -> ProbeIO:
     sender = sockets.open_sender()
     try:
         marker = cookies.marker_of(key)
+        # a raw socket per protocol an answer comes in: an IPIP echo is accepted only by protocol 4's
         captures = open_captures(functools.partial(bpf.sender_filter, marker=marker),
-                                 (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP),
+                                 (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP, IPPROTO_IPIP),
                                  leaving=bpf.leaving_filter(marker=marker))
     except BaseException:
         sender.close()
@@ -152,6 +155,22 @@ async def run_prober(prober: Prober, io: ProbeIO, *, wall_clock: Callable[[], in
     return prober.outcomes()
 
 
+def sized(targets: Sequence[ProbeTarget], mtu: int | None) -> list[ProbeTarget]:
+    """``targets`` with the full size each mtu check requires: ``mtu`` when given, else the MTU of
+    this host's interface towards the target (at most the largest size a run may require)."""
+    from netprobe.net.route import interface_mtu
+
+    known: dict[str, int] = {}
+    out = []
+    for t in targets:
+        if t.check.pmtu and t.mtu is None:
+            if t.address not in known:
+                known[t.address] = mtu or min(interface_mtu(t.address), MTU_RANGE[1])
+            t = dataclasses.replace(t, mtu=known[t.address])
+        out.append(t)
+    return out
+
+
 def random_probe_id_base() -> int:
     return int.from_bytes(os.urandom(4), "big")
 
@@ -166,9 +185,12 @@ async def probe_targets(
     vni: int = 1,
     io=None,
     rate: float | None = DEFAULT_RATE,
+    mtu: int | None = None,
 ) -> tuple[list[Outcome], dict]:
     """Probe ``targets`` from ``source`` (every target of ``source``'s family); returns the sender
-    outcomes and capture statistics."""
+    outcomes and capture statistics. ``mtu``: the full size mtu checks require (None: each
+    interface's MTU, ``sized``)."""
+    targets = sized(targets, mtu)
     prober = Prober(key, source, targets, templates.for_targets(source, targets, vni=vni), window=window,
                     retries=retries, first_id=random_probe_id_base())
     own_io = io is None

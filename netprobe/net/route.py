@@ -3,12 +3,18 @@ whether its next hop is resolved."""
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import socket
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netprobe.errors import ConfigError
+
+SIOCGIFADDR = 0x8915  # linux/sockios.h: an interface's (primary) IPv4 address
+SIOCGIFMTU = 0x8921   # ... and its MTU
+IP_MTU = 14           # linux/in.h: a connected socket's route MTU
 
 
 @dataclass(frozen=True)
@@ -98,3 +104,20 @@ def unresolved_next_hops(addresses: Iterable[str]) -> set[str]:
             if oif not in noarp and not state.get((oif, hop), 0) & NUD_RESOLVED:
                 out.add(address)
     return out
+def interface_mtu(address: str) -> int:
+    """The MTU of the interface a probe to ``address`` leaves from: the one holding the route's
+    source address (read with ioctls, no netlink, as ``route_to``). Not the route's MTU, which
+    includes a path MTU the kernel learnt from ICMP: the mtu check must not take its own finding
+    as the requirement. When no interface holds that address as its primary one, the route's MTU."""
+    source = route_to(address).source
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _index, name in socket.if_nameindex():
+            request = struct.pack("16s16x", name.encode()[:15])
+            try:
+                addr = fcntl.ioctl(sock, SIOCGIFADDR, request)[20:24]
+            except OSError:
+                continue  # no IPv4 address
+            if socket.inet_ntoa(addr) == source:
+                return struct.unpack_from("i", fcntl.ioctl(sock, SIOCGIFMTU, request), 16)[0]
+        sock.connect((address, 9))
+        return sock.getsockopt(socket.IPPROTO_IP, IP_MTU)

@@ -18,6 +18,8 @@ from netprobe.errors import PrivilegeError
 
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
+IP_MTU_DISCOVER = 10    # linux/in.h (Python's socket module lacks both)
+IP_PMTUDISC_PROBE = 3   # DF, sized against the interface's MTU, never a learned path MTU
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
 PACKET_IGNORE_OUTGOING = 23
@@ -57,9 +59,12 @@ def _big_buffer(sock: socket.socket) -> None:
 
 
 def open_sender() -> socket.socket:
-    """A raw IPv4 socket that sends whole packets we built (IP_HDRINCL)."""
+    """A raw IPv4 socket that sends whole packets we built (IP_HDRINCL). A probe goes out
+    whenever it fits the interface (IP_PMTUDISC_PROBE): a path MTU the kernel learnt from an ICMP
+    fragmentation-needed would otherwise refuse a full-size mtu probe here, at the source."""
     sock = _privileged(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RCVBUF)
+    sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
     sock.setblocking(False)
     return sock
 

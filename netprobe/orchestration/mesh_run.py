@@ -56,8 +56,10 @@ async def run_mesh(
     agent_timeout: float | None = None,
     sample: tuple[int, int] | None = None,
     rate: int | None = None,
+    mtu: int | None = None,
 ) -> Result:
-    """``sample`` = (k, run): each host probes only k of its peers, run ``run``'s share (core/sampling.py)."""
+    """``sample`` = (k, run): each host probes only k of its peers, run ``run``'s share (core/sampling.py);
+    ``mtu``: the full size mtu checks require (None: each agent's interface MTU towards each peer)."""
     from netprobe.agent.client import AgentClient, tls_context
 
     if agent_timeout is None:
@@ -92,7 +94,7 @@ async def run_mesh(
         round one (the responders must have seen every probe before they are asked)."""
         peers = plan.peers[host.name]
         request = ProbeRequest(run_id, peers, tuple(checks) if peers else (), timeout, retries, inventory.vni,
-                               compact=True, rate=rate)
+                               compact=True, rate=rate, mtu=mtu)
         stage = "probe"
         try:
             async with contextlib.AsyncExitStack() as stack:

@@ -20,9 +20,10 @@ def outcome_cell(outcome: Outcome, src_name: str, dst_name: str) -> Cell:
 
 
 def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: int, vni: int = 1,
-              token: str | None = None, address: str | None = None) -> tuple[list[Cell], dict]:
+              token: str | None = None, address: str | None = None, mtu: int | None = None) -> tuple[list[Cell], dict]:
     """Resolve ``target`` (unless ``address`` is its address already), pick the source the kernel
-    would use, probe every check once."""
+    would use, probe every check once (an mtu check at ``mtu`` bytes, else this host's interface
+    MTU towards the target)."""
     import trio
 
     from netprobe.net.route import resolve_target, route_to
@@ -37,7 +38,7 @@ def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: 
 
     before = read_counters()
     outcomes, stats = trio.run(lambda: probe_targets(route.source, targets, key=key, window=timeout,
-                                                     retries=retries, vni=vni))
+                                                     retries=retries, vni=vni, mtu=mtu))
     stats.update(queues.moved(before, read_counters()))  # this host's own drops meanwhile
     src_name = socket_mod.gethostname()
     cells = [outcome_cell(o, src_name, target) for o in outcomes]

@@ -5,17 +5,24 @@ from __future__ import annotations
 import io
 import json
 
+from netprobe.core.mtu import mtu_words
+from netprobe.core.result import Reach
 from netprobe.report.words import icmp_words
 
 
 def _detail(cell) -> str:
     ev = cell.evidence
+    if ev.mtu is not None and ev.path_mtu is not None:  # an mtu cell: its figure first
+        words = mtu_words(ev.overlay, ev.path_mtu, ev.mtu)
+        return words if ev.sent else f"{words}; send refused by this host: {ev.send_error}"
     if not ev.sent:
         return f"send refused by this host: {ev.send_error or 'EPERM'}"
     if ev.left is False and ev.reply is None:
         return "never left this host: dropped below IP on the way out (tc/netdev egress)"
     if ev.icmp is not None:
         return icmp_words(ev.icmp, cell.family)
+    if ev.reply_arrived and not ev.reply_accepted and cell.reach is Reach.ALLOWED:  # an IPIP/VXLAN echo
+        return f"{ev.reply} arrived but this host's INPUT dropped it: the overlay's reverse flow is blocked here"
     if ev.reply is not None and ev.reply_arrived and not ev.reply_accepted:
         return f"{ev.reply} arrived but this host's INPUT dropped it"
     if ev.reply is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from netprobe.core.checks import lane_label
+from netprobe.core.mtu import mtu_words
 from netprobe.core.result import Cell, Icmp, Reach, ReplyKind, Result, Where
 
 WHERE_LETTER: dict[Where, str] = {
@@ -71,6 +72,11 @@ def _what_came_back(cell: Cell) -> str:
 def _blocked(cell: Cell) -> str:
     ev = cell.evidence
     src, dst = cell.src, cell.dst
+    if ev.mtu is not None and ev.path_mtu is not None:  # an mtu cell with its figure
+        if cell.where is Where.SOURCE_EGRESS:
+            return f"blocked at {src} ({mtu_words(ev.overlay, ev.path_mtu, ev.mtu)}; send refused: {ev.send_error})"
+        if cell.where is Where.NETWORK:
+            return f"blocked in the network between {src} and {dst} ({mtu_words(ev.overlay, ev.path_mtu, ev.mtu)})"
     if cell.where is Where.SOURCE_EGRESS:
         if ev.sent and ev.left is False:
             return f"blocked at {src} on the way out (sent, never left: dropped below IP, tc/netdev egress)"

@@ -69,6 +69,8 @@ FLOWS = {
                          ("cp1", "node1", 179, "open"), ("node2", "node3", 179, "open"),
                          ("node3", "cp1", 6443, "open"), ("node2", "node1", 5473, "open")],
     "ipip-ipset": [("node3", "cp1", 179, "open")],
+    "mtu-black-hole": [("cp1", "node3", 179, "open"), ("node4", "node1", 5473, "open"), ("node3", "cp1", 6443, "open"),
+                       ("node3", "node2", 22, "timeout")],
     "routed-stateful": [("cp1", "node1", 179, "timeout"), ("node1", "cp1", 179, "timeout"),
                         ("cp1", "node1", 5473, "open"), ("node1", "cp1", 6443, "timeout")],
     "netdev-ingress-drop": [("node1", "node2", 179, "timeout"), ("cp1", "node2", 179, "open"),

@@ -8,35 +8,9 @@ import sys
 import time
 
 import pytest
-from helpers import cells_of, stop_processes
+from helpers import cells_of
 
 pytestmark = pytest.mark.netns
-
-
-@pytest.fixture
-def mesh_pair(netns_pair, tmp_path):
-    token = tmp_path / "token"
-    token.write_text("integration-token-0123456789\n")
-    procs = []
-    hosts = []
-    for name, ns, addr in (("a", netns_pair.a, netns_pair.addr_a), ("b", netns_pair.b, netns_pair.addr_b)):
-        sock = tmp_path / f"{name}.sock"
-        procs.append(subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "netprobe", "responder",
-             "--listen", f"unix:{sock}", "--token-file", str(token), "--name", name],
-            stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{name}.log", "w")))
-        hosts.append(f"  - {{name: {name}, address: {addr}, roles: [node, etcd, apiserver, typha], agent: 'unix:{sock}'}}")
-    inventory = tmp_path / "inventory.yaml"
-    inventory.write_text("token_file: token\nhosts:\n" + "\n".join(hosts) + "\n")
-    deadline = time.monotonic() + 20
-    while not all((tmp_path / f"{n}.sock").exists() for n in "ab"):
-        assert time.monotonic() < deadline, (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
-        assert all(p.poll() is None for p in procs), (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
-        time.sleep(0.1)
-    netns_pair.inventory = inventory
-    netns_pair.procs = procs
-    yield netns_pair
-    stop_processes(procs)
 
 
 def mesh(pair, *args) -> tuple[int, dict]:
@@ -82,9 +56,12 @@ table inet filter {
 
 
 def count_echoes(pair, ns: str, src: str, run) -> int:
-    """Run ``run()`` while tcpdump in ``ns`` counts UDP packets from ``src`` carrying our magic."""
+    """Run ``run()`` while tcpdump in ``ns`` counts packets from ``src`` carrying our magic: in
+    UDP, VXLAN (after UDP, VXLAN, Ethernet, IPv4, UDP) or IPIP (after both IPv4 headers and UDP)."""
+    magic = "0x4e505242"
     dump = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-l", "-n", "-i", "eth0",
-                             f"udp and src {src} and udp[8:4] = 0x4e505242"],
+                             f"src {src} and ((udp and (udp[8:4] = {magic} or udp[58:4] = {magic})) "
+                             f"or (ip proto 4 and ip[48:4] = {magic}))"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         time.sleep(0.5)

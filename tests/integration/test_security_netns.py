@@ -61,12 +61,14 @@ def drain():
             if len(counts["foreign"]) < 5:
                 counts["foreign"].append(data[:48].hex())
             continue
+        ihl = (data[0] & 15) * 4
         if proto == 17:
             counts["udp_from_responders"] += 1
-            ihl = (data[0] & 15) * 4
-            if data[ihl + 8 : ihl + 12] == cookies.MAGIC:
-                counts["echoes"] += 1
-                dests.add(socket.inet_ntoa(dst))
+        # an echo in its probe's encapsulation: the payload after UDP, after UDP + VXLAN + Ethernet
+        # + IPv4 + UDP, or (IPIP) after the inner IPv4 and UDP headers
+        if any(data[at : at + 4] == cookies.MAGIC for at in {17: (ihl + 8, ihl + 58), 4: (ihl + 28,)}.get(proto, ())):
+            counts["echoes"] += 1
+            dests.add(socket.inet_ntoa(dst))
 
 def send(dst, data):
     while True:

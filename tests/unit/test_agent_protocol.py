@@ -19,7 +19,7 @@ from netprobe.agent.protocol import (
     PreflightRequest,
     ProbeRequest,
 )
-from netprobe.core.checks import CHECKS, Check, Direction, Proto
+from netprobe.core.checks import CHECKS, Check, Direction, Proto, select_checks
 from netprobe.core.mesh_logic import Peer
 
 
@@ -122,6 +122,8 @@ def test_address_is_normalised():
         ("retries", 5),
         ("vni", 0),
         ("vni", 2**24 - 1),
+        ("mtu", 576),
+        ("mtu", 9216),
     ],
 )
 def test_boundaries_are_accepted(field, value):
@@ -224,6 +226,10 @@ INVALID = [
     ("vni negative", request_dict(vni=-1), "vni"),
     ("vni too big", request_dict(vni=2**24), "vni"),
     ("vni a string", request_dict(vni="1"), "vni"),
+    ("mtu too small", request_dict(mtu=575), "mtu"),
+    ("mtu too big", request_dict(mtu=9217), "mtu"),
+    ("pmtu not a flag", request_dict(checks=[{**CHECKS["ipip"].to_dict(), "pmtu": 1}]), "checks[0].pmtu"),
+    ("pmtu on a tcp check", request_dict(checks=[{**BGP, "pmtu": True}]), "checks[0].pmtu"),
 ]
 
 
@@ -236,6 +242,15 @@ def test_invalid_requests_raise_naming_the_field(data, field):
     assert str(info.value).startswith(f"{field}: ")
     assert isinstance(info.value, ValueError)
     assert data == before  # validation never mutates its input
+
+
+def test_an_mtu_check_and_its_size_cross_the_wire():
+    mtu = next(c for c in select_checks("canal") if c.pmtu)
+    data = request_dict(checks=[mtu.wire_dict()], targets=[_target(checks=["mtu"])], mtu=1400)
+    request = ProbeRequest.from_dict_untrusted(data)
+    assert request.checks == (dataclasses.replace(mtu, family=None),) and request.mtu == 1400
+    assert ProbeRequest.from_dict_untrusted(request.to_dict()) == request
+    assert "mtu" not in ProbeRequest.from_dict_untrusted(request_dict()).to_dict()  # absent unless set
 
 
 def test_invalid_request_list_covers_every_field():

@@ -15,7 +15,7 @@ from netprobe.core import bpf
 from netprobe.core.cookies import ProbeKeys, ProbePayload, encode_payload, marker_of, syn_ip_id
 from netprobe.core.keys import probe_key
 from netprobe.core.parse import parse_packet_untrusted
-from netprobe.core.responder import build_udp_echo, echo_payload
+from netprobe.core.echoes import build_echo, build_udp_echo, echo_payload
 from netprobe.core.templates import IpipProbeTemplate, UdpProbeTemplate, VxlanProbeTemplate
 from netprobe.core.wire import ETH_P_IP, FLAG_ECHO, PACKET_OUTGOING
 
@@ -28,11 +28,12 @@ def captured(name: str) -> bytes:
     return captured_record(name)["data"]
 
 
-def echo_of(name: str) -> bytes:
-    """The responder's echo to a captured payload probe (as it leaves the target / reaches the sender)."""
+def echo_of(name: str, *, build=build_echo) -> bytes:
+    """The responder's echo to a captured payload probe (as it leaves the target / reaches the
+    sender), in the probe's encapsulation (``build_udp_echo``: plain UDP, as older agents sent)."""
     rec = captured_record(name)
     probe = parse_packet_untrusted(bytes.fromhex(rec["hex"]))
-    return build_udp_echo(probe, echo_payload(ProbeKeys(probe_key(rec["token"])), probe, ProbePayload(1, 2, 1)))
+    return build(probe, echo_payload(ProbeKeys(probe_key(rec["token"])), probe, ProbePayload(1, 2, 1)))
 
 
 def passes(prog, data: bytes, pkttype: int = HOST, protocol: int = ETH_P_IP) -> bool:
@@ -98,10 +99,11 @@ def test_sender_passes_captured_replies(name, tap):
     assert passes(bpf.sender_filter(tap=tap, marker=MARKER), captured(name))
 
 
+@pytest.mark.parametrize("build", [build_echo, build_udp_echo], ids=["encapsulated", "plain"])
 @pytest.mark.parametrize("prog", [SENDER_TAP, SENDER_RAW], ids=["tap", "raw"])
 @pytest.mark.parametrize("name", ["udp_probe_arrived", "vxlan_probe_arrived", "ipip_probe_arrived"])
-def test_sender_passes_echoes(prog, name):
-    assert passes(prog, echo_of(name))
+def test_sender_passes_echoes(prog, name, build):
+    assert passes(prog, echo_of(name, build=build))
 
 
 @pytest.mark.parametrize("prog", [SENDER_TAP, SENDER_RAW], ids=["tap", "raw"])

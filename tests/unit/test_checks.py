@@ -25,6 +25,7 @@ DESIGN_TABLE = {
     "ipip": (Proto.IPIP, None, Direction.BOTH, None, "node"),
     "typha": (Proto.TCP, 5473, Direction.TO_ROLE, "typha", "node"),
     "vxlan": (Proto.VXLAN, 4789, Direction.BOTH, None, "node"),
+    "mtu": (Proto.IPIP, None, Direction.BOTH, None, "node"),  # the run's overlay's (select_checks)
     "apiserver": (Proto.TCP, 6443, Direction.TO_ROLE, "apiserver", None),
     "etcd": (Proto.TCP, 2379, Direction.TO_ROLE, "etcd", None),
     "wireguard": (Proto.UDP, 51820, Direction.BOTH, None, "node"),
@@ -33,7 +34,7 @@ DESIGN_TABLE = {
 
 
 def test_table_has_exactly_the_checks_of_the_design_in_order():
-    assert list(CHECKS) == ["bgp", "ipip", "typha", "vxlan", "wireguard", "wireguard6", "apiserver", "etcd"]
+    assert list(CHECKS) == ["bgp", "ipip", "typha", "vxlan", "mtu", "wireguard", "wireguard6", "apiserver", "etcd"]
 
 
 @pytest.mark.parametrize("check_id", list(DESIGN_TABLE))
@@ -46,11 +47,11 @@ def test_table_row_matches_design(check_id):
 
 def test_profiles_match_design():
     assert PROFILES == {
-        "calico": ("bgp", "ipip", "typha", "apiserver", "etcd"),
+        "calico": ("bgp", "ipip", "mtu", "typha", "apiserver", "etcd"),
         "calico-noipip": ("bgp", "typha", "apiserver", "etcd"),
-        "calico-vxlan": ("vxlan", "typha", "apiserver", "etcd"),
-        "calico-wireguard": ("bgp", "ipip", "wireguard", "wireguard6", "typha", "apiserver", "etcd"),
-        "canal": ("vxlan", "typha", "apiserver", "etcd"),
+        "calico-vxlan": ("vxlan", "mtu", "typha", "apiserver", "etcd"),
+        "calico-wireguard": ("bgp", "ipip", "mtu", "wireguard", "wireguard6", "typha", "apiserver", "etcd"),
+        "canal": ("vxlan", "mtu", "typha", "apiserver", "etcd"),
     }
     assert DEFAULT_PROFILE == "calico"
 
@@ -102,13 +103,38 @@ def test_selected_checks_are_the_table_rows():
     assert select_checks("calico", ["bgp"])[0] is CHECKS["bgp"]
 
 
+@pytest.mark.parametrize("profile, names, proto, port", [
+    ("calico", None, Proto.IPIP, None),
+    ("calico-wireguard", None, Proto.IPIP, None),
+    ("calico-vxlan", None, Proto.VXLAN, 4789),
+    ("canal", None, Proto.VXLAN, 8472),
+    ("calico", ["mtu"], Proto.IPIP, None),
+    ("calico", ["vxlan", "mtu"], Proto.VXLAN, 4789),  # the overlay the run probes wins over the profile's
+    ("canal", ["ipip", "mtu"], Proto.IPIP, None),
+])
+def test_mtu_measures_the_runs_overlay(profile, names, proto, port):
+    (mtu,) = [c for c in select_checks(profile, names) if c.id == "mtu"]
+    assert (mtu.pmtu, mtu.proto, mtu.port) == (True, proto, port)
+
+
+def test_mtu_without_an_overlay_is_refused():
+    with pytest.raises(UnknownCheck, match="check 'mtu' needs an overlay"):
+        select_checks("calico-noipip", ["bgp", "mtu"])
+
+
+def test_mtu_check_round_trips_with_its_flag():
+    (mtu,) = [c for c in select_checks("canal") if c.pmtu]
+    assert mtu.to_dict()["pmtu"] is True and Check.from_dict(mtu.to_dict()) == mtu
+    assert "pmtu" not in CHECKS["vxlan"].to_dict()  # every other check's dict is as it was
+
+
 def test_apiserver_port_override():
     checks = select_checks("calico", apiserver_port=443)
     api = next(c for c in checks if c.id == "apiserver")
     assert api.port == 443
     assert CHECKS["apiserver"].port == 6443  # the table itself is untouched
     others = [c for c in checks if c.id != "apiserver"]
-    assert others == [CHECKS[c.id] for c in others]
+    assert others == [c if c.pmtu else CHECKS[c.id] for c in others]
 
 
 def test_apiserver_port_override_applies_to_explicit_checks():
@@ -234,7 +260,7 @@ def test_role_check_whose_only_source_is_the_role_host_is_skipped():
 
 def test_skipping_one_check_keeps_the_others():
     cells, skipped = plan_cells([CP, N2], select_checks("calico"))
-    assert {c.check.id for c in cells} == {"bgp", "ipip", "apiserver", "etcd"}
+    assert {c.check.id for c in cells} == {"bgp", "ipip", "mtu", "apiserver", "etcd"}
     assert [s.check for s in skipped] == ["typha"]
 
 

@@ -13,7 +13,7 @@ from helpers import run_cli as run
 def test_unknown_check(capsys):
     code, _, err = run(["probe", "198.51.100.7", "--checks", "bgp,ospf"], capsys)
     assert code == 2
-    assert err.strip().splitlines() == ["netprobe: --checks: unknown check 'ospf' (known: bgp, ipip, typha, vxlan, wireguard, "
+    assert err.strip().splitlines() == ["netprobe: --checks: unknown check 'ospf' (known: bgp, ipip, typha, vxlan, mtu, wireguard, "
                                         "wireguard6, apiserver, etcd)"]
 
 

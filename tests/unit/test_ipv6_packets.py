@@ -25,7 +25,8 @@ from netprobe.core.keys import probe_key
 from netprobe.core.parse import (Encap, IcmpPacket, PayloadPacket, TcpPacket, ip_bytes, ip_str, ipv6_packet,
                                  is_unicast, parse_ipv6_untrusted, parse_packet_untrusted)
 from netprobe.core.prober import Prober
-from netprobe.core.responder import ResponderCore, build_udp6_echo, echo_payload
+from netprobe.core.echoes import build_echo, echo_payload
+from netprobe.core.responder import ResponderCore
 from netprobe.core.result import Icmp, Reach, ReplyKind, Verdict, Where
 from netprobe.core.templates import TcpSyn6Template, UdpProbe6Template, VxlanProbe6Template
 from netprobe.core.verdict import classify
@@ -91,7 +92,8 @@ def test_vxlan6_probe_round_trip(dport, vni):
     data = tpl.build(sport, body)
     pkt = parse_packet_untrusted(data)
     assert pkt == PayloadPacket(Encap.VXLAN, ip_bytes(A), ip_bytes(B), sport, sport, body, 0,
-                                inner_src=ip_bytes(B), inner_dst=ip_bytes(A), outer_sport=sport, outer_dport=dport)
+                                inner_src=ip_bytes(B), inner_dst=ip_bytes(A), outer_sport=sport, outer_dport=dport,
+                                vni=vni)
     assert pkt.flow() == tpl.flow(sport)
     s = IPv6(data)
     if dport != 4789:  # scapy binds VXLAN to 4789 only
@@ -222,8 +224,9 @@ def marked_syn6(sport=40000, marker=MARKER) -> bytes:
 
 
 def echo6(tpl=None) -> bytes:
+    """The responder's echo to an IPv6 probe, in the probe's encapsulation (VXLAN back as VXLAN)."""
     probe = parse_packet_untrusted((tpl or UdpProbe6Template(A, B, 53)).build(40000, payload()))
-    return build_udp6_echo(probe, echo_payload(ProbeKeys(KEY), probe, ProbePayload(1, 2, 1)))
+    return build_echo(probe, echo_payload(ProbeKeys(KEY), probe, ProbePayload(1, 2, 1)))
 
 
 SYN_ACK6 = bytes(IPv6(src=B, dst=A) / TCP(sport=179, dport=40000, flags="SA"))
@@ -372,15 +375,18 @@ def test_prober6_matches_an_icmpv6_error_and_the_verdict_reads_it():
 
 @pytest.mark.parametrize("check", [WG6, VXLAN_CHECK, DNS])
 def test_payload_probes_round_trip_over_ipv6(check):
-    """prober -> responder -> echo -> prober: the echo is IPv6, keyed for the prober's address,
-    never larger than the probe, with a valid UDP checksum, and it answers exactly its probe."""
+    """prober -> responder -> echo -> prober: the echo is IPv6 in its probe's encapsulation (a
+    VXLAN echo to the VXLAN port), keyed for the prober's address, never larger than the probe,
+    with valid UDP checksums, and it answers exactly its probe."""
     p, (send,) = started6(check)
     core = ResponderCore(KEY, is_own_address=lambda addr: addr == ip_bytes(B))
     echo = core.on_packet(send.data, via=Via.RAW, outgoing=False, now=1.0, wall_ns=WALL)
     assert echo is not None and echo.address == A and len(echo.data) <= len(send.data)
     back = IPv6(echo.data)
-    assert (back.src, back.dst, back[UDP].dport) == (B, A, slot_of(1000))
-    assert rechecksummed(echo.data, (UDP, 1)) == echo.data
+    vxlan = check is VXLAN_CHECK
+    assert (back.src, back.dst, back[UDP].dport) == (B, A, 4789 if vxlan else slot_of(1000))
+    assert parse_packet_untrusted(echo.data).encap is parse_packet_untrusted(send.data).encap
+    assert rechecksummed(echo.data, *[(UDP, 1), (UDP, 2)][: 2 if vxlan else 1]) == echo.data
     assert core.on_packet(send.data, via=Via.RAW, outgoing=False, now=1.1, wall_ns=WALL) is None  # once
     assert p.receive(echo.data, Via.RAW, 0.003) == 1000
     [o] = p.outcomes()

@@ -118,6 +118,14 @@ def test_routers_forward_and_get_one_interface_per_segment():
     assert "[nplab-t.node3] ip route add 198.18.1.0/24 via 198.18.2.1" in text
 
 
+def test_a_router_link_gets_its_mtu_before_it_comes_up():
+    text = [s.describe() for s in p.build_plan(load_scenario("mtu-black-hole"), "m")]
+    for router in ("core1", "core2"):
+        at = text.index(f"[nplab-m.{router}] ip link set eth1 mtu 1400")
+        assert at < text.index(f"[nplab-m.{router}] ip link set eth1 up")
+    assert not any("eth0 mtu" in t or "] ip link set to-" in t and " mtu " in t for t in text)
+
+
 def test_vxlan_devices_for_canal():
     steps = p.build_plan(load_scenario("canal-vxlan-one-way"), "v")
     vx = [s.action for s in steps if isinstance(s.action, p.AddVxlan)]

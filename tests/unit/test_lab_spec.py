@@ -159,6 +159,12 @@ def test_routers_get_addresses_and_segments():
     assert [h.address for h in s.hosts] == ["198.18.1.10", "198.18.2.10"]
 
 
+def test_a_router_link_mtu():
+    s = load_scenario("mtu-black-hole")
+    assert [(r.name, r.mtus) for r in s.routers] == [("core1", (("link", 1400),)), ("core2", (("link", 1400),))]
+    assert load_scenario("two-racks-router").routers[0].mtus == ()
+
+
 def test_small_subnets_allocate_from_the_start():
     data = with_("segments.0.subnet", "198.18.0.0/29")
     assert [h.address for h in parse(data).hosts] == ["198.18.0.1", "198.18.0.2"]
@@ -230,6 +236,21 @@ ERRORS = [
            with_("segments.1", {"name": "lan2", "subnet": "198.18.9.0/24", "hosts": []},
                  with_("segments", BASE["segments"] * 2))),
      "routers[0].addresses.lan3", "not one of this router's segments"),
+    ("router-mtu-elsewhere",
+     with_("routers", [{"name": "r", "segments": ["lan", "lan2"], "mtu": {"lan3": 1400}}],
+           with_("segments.1", {"name": "lan2", "subnet": "198.18.9.0/24", "hosts": []},
+                 with_("segments", BASE["segments"] * 2))),
+     "routers[0].mtu.lan3", "not one of this router's segments"),
+    ("router-mtu-too-small",
+     with_("routers", [{"name": "r", "segments": ["lan", "lan2"], "mtu": {"lan2": 500}}],
+           with_("segments.1", {"name": "lan2", "subnet": "198.18.9.0/24", "hosts": []},
+                 with_("segments", BASE["segments"] * 2))),
+     "routers[0].mtu.lan2", "MTU in 576-9000"),
+    ("router-mtu-not-a-mapping",
+     with_("routers", [{"name": "r", "segments": ["lan", "lan2"], "mtu": 1400}],
+           with_("segments.1", {"name": "lan2", "subnet": "198.18.9.0/24", "hosts": []},
+                 with_("segments", BASE["segments"] * 2))),
+     "routers[0].mtu", "map segment names to MTUs"),
     ("firewall-unknown-kind", with_("hosts.1.firewall", {"nftables": NFT_OK}), "hosts[1].firewall.nftables",
      "unknown key"),
     ("firewall-not-text", with_("hosts.1.firewall", {"nft": ["flush ruleset"]}), "hosts[1].firewall.nft",

@@ -19,7 +19,7 @@ from netprobe.core.keys import probe_key
 from netprobe.core.events import Outcome, ProbeTarget, Send, Via
 from netprobe.core.parse import Encap, parse_packet_untrusted
 from netprobe.core.prober import Prober
-from netprobe.core.responder import build_udp_echo, echo_ports
+from netprobe.core.echoes import build_echo, build_udp_echo, echo_flow
 from netprobe.core.result import Icmp, Reach, ReplyKind, Verdict, Where
 from netprobe.core.verdict import classify
 
@@ -69,17 +69,20 @@ def icmp_about(send: Send, type_: int = 3, code: int = 13, *, src: str | None = 
 
 
 def echo_to(send: Send, *, key: bytes = KEY, probe_id: int | None = None, src: bytes | None = None,
-            flags: int = FLAG_ECHO) -> bytes:
-    """The responder's echo to ``send`` (keyed for the prober's address, over the echo's flow)."""
+            flags: int = FLAG_ECHO, plain: bool = False) -> bytes:
+    """The responder's echo to ``send`` (keyed for the prober's address, over the echo's flow), in
+    the probe's encapsulation; ``plain``: as plain UDP, as agents older than that answered."""
     probe = parse_packet_untrusted(send.data)
     p = cookies.decode_payload_untrusted(probe.payload)[0]
     if src is not None:
         probe = parse.PayloadPacket(probe.encap, probe.src, src, probe.sport, probe.dport, probe.payload, probe.ip_id,
-                                      src, probe.inner_dst, probe.outer_sport, probe.outer_dport)
-    flow = flow_bytes(Encap.UDP, probe.dst, probe.src, *echo_ports(probe))
+                                      src, probe.inner_dst, probe.outer_sport, probe.outer_dport, probe.vni)
+    if plain:
+        ports = (probe.outer_dport, probe.outer_sport) if probe.encap is Encap.VXLAN else (probe.dport, probe.sport)
+        probe = parse.PayloadPacket(Encap.UDP, probe.src, probe.dst, ports[1], ports[0], probe.payload)
     body = encode_payload(dest_key(key, probe.src), ProbePayload(send.probe_id if probe_id is None else probe_id,
-                                                                 p.timestamp_ns, flags), flow)
-    return build_udp_echo(probe, body)
+                                                                 p.timestamp_ns, flags), echo_flow(probe))
+    return build_udp_echo(probe, body) if plain else build_echo(probe, body)
 
 
 def verified(send: Send) -> ProbePayload:
@@ -387,13 +390,25 @@ def test_a_later_syn_ack_beats_an_earlier_icmp_but_not_the_reverse():
 # ------------------------------------------------------------------ echoes
 
 
+@pytest.mark.parametrize("plain", [False, True], ids=["encapsulated", "plain-udp-from-an-older-agent"])
 @pytest.mark.parametrize("check", [DNS, VXLAN, IPIP], ids=["udp", "vxlan", "ipip"])
-def test_echo_is_matched(check):
+def test_echo_is_matched(check, plain):
     s, (send,) = started(check)
-    assert s.receive(echo_to(send), Via.RAW, 0.003) == send.probe_id
+    echo = echo_to(send, plain=plain)
+    assert parse_packet_untrusted(echo).encap is (Encap.UDP if plain else parse_packet_untrusted(send.data).encap)
+    assert s.receive(echo, Via.RAW, 0.003) == send.probe_id
     o = outcome(s, send.probe_id)
     assert (o.evidence.reply, o.evidence.reply_accepted) == (ReplyKind.ECHO, True)
     assert o.rtt_ms == pytest.approx(3.0)
+
+
+def test_an_echo_in_another_encapsulation_is_not_the_probes():
+    """An authenticated IPIP echo does not answer a VXLAN probe of the same id (each probe's echo
+    comes back in its own encapsulation, or as plain UDP)."""
+    s, (send,) = started(VXLAN)
+    ipip = new_prober(KEY, SRC, [ProbeTarget(IPIP, DST, "b")], first_id=send.probe_id).start(0.0, WALL)[0]
+    _ignored(s, echo_to(ipip))
+    assert outcome(s, send.probe_id).evidence.reply is None
 
 
 @pytest.mark.parametrize("bad", [
@@ -487,7 +502,7 @@ def test_captured_icmp_about_payload_probes_match(probe, reply, check, code):
 @pytest.mark.parametrize("name", ["syn_ack", "rst_closed", "icmp_admin_prohibited", "icmp_port_unreach_udp"])
 def test_captured_replies_are_ignored_by_a_prober_with_another_key(name):
     rec = captured(name)
-    s = new_prober(KEY, rec["sender"], [ProbeTarget(c, rec["target"]) for c in CHECKS.values()])
+    s = new_prober(KEY, rec["sender"], [ProbeTarget(c, rec["target"], mtu=1500) for c in CHECKS.values()])
     for cmd in s.start(0.0, WALL):
         s.send_done(cmd.probe_id, 0.0)
     assert s.receive(rec["data"], Via.RAW, 0.001) is None
@@ -497,7 +512,7 @@ def test_captured_replies_are_ignored_by_a_prober_with_another_key(name):
 @pytest.mark.parametrize("name", ["tcp_data", "kernel_syn_arrived", "probe_syn_sent", "vxlan_probe_arrived"])
 def test_captured_unrelated_packets_are_ignored(name):
     rec = captured(name)
-    s = new_prober(rec["key"], rec["sender"], [ProbeTarget(c, rec["target"]) for c in CHECKS.values()])
+    s = new_prober(rec["key"], rec["sender"], [ProbeTarget(c, rec["target"], mtu=1500) for c in CHECKS.values()])
     s.start(0.0, WALL)
     assert s.receive(rec["data"], Via.TAP, 0.001) is None
     assert s.stats["matched"] == 0

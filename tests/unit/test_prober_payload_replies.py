@@ -9,7 +9,7 @@ from netprobe.core.checks import Check, Direction, Proto
 from netprobe.core.result import ReplyKind
 from netprobe.core.events import ProbeTarget, Via
 from netprobe.core.prober import Prober
-from netprobe.core.responder import build_udp_echo, echo_payload
+from netprobe.core.echoes import build_echo, echo_payload
 
 KEY = b"p" * 32
 SRC, DST = "198.51.100.1", "198.51.100.2"
@@ -32,7 +32,7 @@ def port_unreachable_for(probe: bytes) -> bytes:
 def echo_for(probe: bytes) -> bytes:
     pkt = parse.parse_packet_untrusted(probe)
     sent = cookies.verify_payload(cookies.dest_key(KEY, pkt.dst), pkt.payload, pkt.flow())
-    return build_udp_echo(pkt, echo_payload(cookies.ProbeKeys(KEY), pkt, sent))
+    return build_echo(pkt, echo_payload(cookies.ProbeKeys(KEY), pkt, sent))
 
 
 def test_icmp_then_echo_gives_the_echo():

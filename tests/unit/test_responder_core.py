@@ -12,7 +12,8 @@ from netprobe.core import cookies, parse, templates
 from netprobe.core.checks import CHECKS, Check, Direction, Proto
 from netprobe.core.cookies import FLAG_ECHO, ProbeKeys, ProbePayload, dest_key, encode_payload, verify_payload
 from netprobe.core.parse import Encap, PayloadPacket, parse_packet_untrusted
-from netprobe.core.responder import Echo, ResponderCore, echo_allowed
+from netprobe.core.echoes import echo_allowed
+from netprobe.core.responder import Echo, ResponderCore
 from netprobe.core.keys import probe_key
 from netprobe.core.events import ProbeTarget, Send, Via
 from netprobe.core.prober import Prober
@@ -286,7 +287,7 @@ def test_echo_only_for_raw_not_tap(proto):
 
 
 @pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])
-def test_echo_parses_back_as_udp_to_the_prober_and_verifies(proto):
+def test_echo_parses_back_in_the_probes_encapsulation_and_verifies(proto):
     send = probe(PAYLOAD_CHECKS[proto], probe_id=0x12345)
     arrived = parse_packet_untrusted(send.data)
     echo = feed(core(), send.data, Via.RAW, wall_ns=WALL + 2 * SEC)
@@ -295,17 +296,14 @@ def test_echo_parses_back_as_udp_to_the_prober_and_verifies(proto):
     assert len(echo.data) <= len(send.data)  # never amplify
 
     back = parse_packet_untrusted(echo.data)
-    assert isinstance(back, PayloadPacket) and back.encap is Encap.UDP
-    if proto == "ipip":  # the inner packet, as a decapsulating host would route it home
-        expected = (arrived.inner_src, arrived.inner_dst, arrived.sport, arrived.dport)
-    elif proto == "vxlan":  # from the VXLAN port back to the prober's outer slot
-        expected = (arrived.dst, arrived.src, arrived.outer_dport, arrived.outer_sport)
-    else:
-        expected = (arrived.dst, arrived.src, arrived.dport, arrived.sport)
-    assert (back.src, back.dst, back.sport, back.dport) == expected
+    assert isinstance(back, PayloadPacket) and back.encap is arrived.encap
     assert (parse.ip_str(back.src), parse.ip_str(back.dst)) == (DST, SRC)
-    if proto == "vxlan":
-        assert back.sport == 4789 and back.dport == cookies.slot_of(0x12345)
+    if proto == "udp":  # from the probed port back to the prober's slot
+        assert (back.sport, back.dport) == (arrived.dport, arrived.sport)
+    else:  # the inner packet from this host to the prober too
+        assert (back.inner_src, back.inner_dst) == (back.src, back.dst)
+    if proto == "vxlan":  # to the VXLAN port it was probed on, from the prober's slot, same VNI
+        assert (back.outer_sport, back.outer_dport, back.vni) == (cookies.slot_of(0x12345), 4789, arrived.vni)
 
     body = verify_payload(dest_key(KEY, back.dst), back.payload, back.flow())
     assert body.probe_id == 0x12345
@@ -315,12 +313,6 @@ def test_echo_parses_back_as_udp_to_the_prober_and_verifies(proto):
         verify_payload(dest_key(OTHER_KEY, back.dst), back.payload, back.flow())
     with pytest.raises(Exception):  # keyed for the prober's address, not the responder's
         verify_payload(dest_key(KEY, back.src), back.payload, back.flow())
-
-    s = IP(echo.data)  # both checksums as scapy computes them
-    sums = (s[IP].chksum, s[UDP].chksum)
-    del s[IP].chksum, s[UDP].chksum
-    again = IP(bytes(s))
-    assert sums == (again[IP].chksum, again[UDP].chksum)
 
 
 @pytest.mark.parametrize("proto", ["udp", "vxlan", "ipip"])
@@ -454,10 +446,12 @@ def _signed(encap, src, dst, sport, dport, inner_src=b"", inner_dst=b"", outer_s
 
 
 def test_echoes_go_only_from_the_probed_address_to_the_outer_source_and_to_a_slot():
+    """... or, for VXLAN, from the probe's slot to the unprivileged VXLAN port it was sent to."""
     a, b, victim = parse.ip_bytes(SRC), parse.ip_bytes(DST), parse.ip_bytes(REFLECTED)
     allowed = [
         (Encap.UDP, a, b, 40000, 53),
         (Encap.VXLAN, a, b, 40000, 40000, b, a, 40000, 4789),
+        (Encap.VXLAN, a, b, 40000, 40000, b, a, 40000, 8472),
         (Encap.IPIP, a, b, 40000, 40000, b, a),
     ]
     refused = [
@@ -466,7 +460,8 @@ def test_echoes_go_only_from_the_probed_address_to_the_outer_source_and_to_a_slo
         (Encap.IPIP, a, b, 40000, 40000, b, victim),                # inner destination not the sender
         (Encap.IPIP, a, b, 53, 40000, b, a),                        # the echo would go to port 53
         (Encap.VXLAN, a, b, 40000, 40000, b, victim, 40000, 4789),
-        (Encap.VXLAN, a, b, 40000, 40000, b, a, 53, 4789),
+        (Encap.VXLAN, a, b, 40000, 40000, b, a, 53, 4789),          # from port 53, not a slot
+        (Encap.VXLAN, a, b, 40000, 40000, b, a, 40000, 53),         # to a privileged port
         (Encap.UDP, parse.ip_bytes("255.255.255.255"), b, 40000, 53),
         (Encap.UDP, a, parse.ip_bytes("224.0.0.1"), 40000, 53),
         (Encap.UDP, parse.ip_bytes("127.0.0.1"), b, 40000, 53),

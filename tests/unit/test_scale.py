@@ -203,8 +203,9 @@ def test_the_compact_join_equals_the_full_join():
         sent[h] = Reply(full, parse_plain_outcomes(wire, "plain", 1 << 20, len(targets)), "sent")
         assert len(full) == sum(1 for o in outs if o["evidence"]["reply"] is None)
     for h, obs in observations.items():
-        full, plain = compact_records(Observation(ip_bytes(o["src"]), o["probe_id"], o["proto"], o["t"], o["arrived"],
-                                                  o["accepted"], o["answered"]) for o in obs)
+        full, plain = compact_records(Observation(ip_bytes(o["src"]), o["probe_id"], o["proto"], o["t"],
+                                                  arrived=o["arrived"], reached_ip=o["reached_ip"],
+                                                  accepted=o["accepted"], answered=o["answered"]) for o in obs)
         seen[h] = Reply(full, parse_plain_observations(json.loads(json.dumps(plain)), "plain", 1 << 20), "seen")
     del sent["h4"], seen["h2"]
     hosts = [(h.name, h.address4, h.address6) for h in INVENTORY.hosts]

@@ -27,7 +27,7 @@ from netprobe.core.parse import (
     parse_ipv4_untrusted,
     parse_packet_untrusted,
 )
-from netprobe.core.responder import build_udp_echo, echo_payload
+from netprobe.core.echoes import build_echo, build_udp_echo, echo_payload
 from netprobe.core.templates import IpipProbeTemplate, TcpSynTemplate, UdpProbeTemplate, VxlanProbeTemplate
 from netprobe.core.wire import (
     TCP_SYN,
@@ -157,7 +157,8 @@ def test_vxlan_probe_round_trip(vni):
     data = tpl.build(sport, body)
     pkt = parse_packet_untrusted(data)
     assert pkt == PayloadPacket(Encap.VXLAN, ip_bytes(A), ip_bytes(B), sport, sport, body, 0,
-                                inner_src=ip_bytes(B), inner_dst=ip_bytes(A), outer_sport=sport, outer_dport=4789)
+                                inner_src=ip_bytes(B), inner_dst=ip_bytes(A), outer_sport=sport, outer_dport=4789,
+                                vni=vni)
     assert pkt.flow() == tpl.flow(sport)
     # the VNI, inner MACs and zero UDP checksums, read by scapy
     s = IP(data)
@@ -216,32 +217,75 @@ def _probe_of(kind: str, body: bytes) -> bytes:
     }[kind]()
 
 
-@pytest.mark.parametrize("kind", ["udp", "vxlan", "ipip"])
-def test_udp_echo_goes_back_and_is_never_larger(kind):
-    data = _probe_of(kind, payload(0x4242))
+def _echo_to(data: bytes, key: bytes = KEY) -> tuple[PayloadPacket, bytes]:
     probe = parse_packet_untrusted(data)
+    sent = cookies.verify_payload(dest_key(key, probe.dst), probe.payload, probe.flow())
+    return probe, build_echo(probe, echo_payload(ProbeKeys(key), probe, sent))
+
+
+@pytest.mark.parametrize("kind", ["udp", "vxlan", "ipip"])
+def test_the_echo_keeps_the_probes_encapsulation_and_size(kind):
+    """UDP back from the probed port to the slot; IPIP as IPIP, both headers from the target to
+    the prober; VXLAN to the VXLAN port the probe was sent to, from the probe's slot, the inner
+    frame turned around. Each the size of the probe, its tag over its own flow."""
     slot = slot_of(0x4242)
-    # UDP/VXLAN: from the probed port back to the slot; IPIP: the inner packet, as decapsulated
-    expected_ports = {"udp": (53, slot), "vxlan": (4789, slot), "ipip": (slot, slot)}[kind]
-    echo_body = echo_payload(ProbeKeys(KEY), probe, ProbePayload(0x4242, 1, 0))
-    echo = build_udp_echo(probe, echo_body)
-    assert len(echo) <= len(data)
+    data = _probe_of(kind, encode_payload(dest_key(KEY, ip_bytes(B)), ProbePayload(0x4242, 1, 0),
+                                          _flow_of(kind, slot)))
+    probe, echo = _echo_to(data)
+    assert len(echo) == len(data)
     pkt = parse_packet_untrusted(echo)
-    assert pkt == PayloadPacket(Encap.UDP, ip_bytes(B), ip_bytes(A), *expected_ports, echo_body, 0)
-    assert pkt.flow() == flow_bytes(Encap.UDP, ip_bytes(B), ip_bytes(A), *expected_ports)
+    assert pkt.encap is probe.encap and (pkt.src, pkt.dst) == (ip_bytes(B), ip_bytes(A))
     assert cookies.verify_payload(dest_key(KEY, ip_bytes(A)), pkt.payload, pkt.flow()).is_echo
-    assert rechecksummed(echo, (IP, 1), (UDP, 1)) == echo
-    assert IP(echo).ttl == 64 and str(IP(echo).flags) == "DF"
+    s = IP(echo)
+    assert s.ttl == 64 and str(s.flags) == "DF"
+    if kind == "udp":
+        assert (s[UDP].sport, s[UDP].dport) == (53, slot)
+        assert rechecksummed(echo, (IP, 1), (UDP, 1)) == echo
+    elif kind == "ipip":
+        inner = s.getlayer(IP, 2)
+        assert s.proto == 4 and (inner.src, inner.dst) == (B, A) and (s[UDP].sport, s[UDP].dport) == (slot, slot)
+        assert rechecksummed(echo, (IP, 1), (IP, 2), (UDP, 1)) == echo
+    else:
+        assert (s[UDP].sport, s[UDP].dport) == (slot, 4789) and s[VXLAN].vni == 1 and s[VXLAN].flags == 0x08
+        frame = s[VXLAN].payload
+        assert (frame.src, frame.dst) == (VXLAN_INNER_DST_MAC, VXLAN_INNER_SRC_MAC)
+        inner = frame[IP]
+        assert (inner.src, inner.dst) == (B, A) and (inner[UDP].sport, inner[UDP].dport) == (slot, slot)
+        assert s[UDP].chksum == 0 and inner[UDP].chksum == 0
+        assert rechecksummed(echo, (IP, 1), (IP, 2)) == echo
+
+
+def _flow_of(kind: str, slot: int) -> bytes:
+    return {"udp": lambda: UdpProbeTemplate(A, B, 53).flow(slot), "vxlan": lambda: VxlanProbeTemplate(A, B, 1).flow(slot),
+            "ipip": lambda: IpipProbeTemplate(A, B).flow(slot)}[kind]()
+
+
+def test_a_vxlan_echo_carries_the_probes_vni_and_port():
+    slot = slot_of(7)
+    tpl = VxlanProbeTemplate(A, B, 4242, dport=8472)
+    _probe, echo = _echo_to(tpl.build(slot, encode_payload(dest_key(KEY, ip_bytes(B)), ProbePayload(7, 1, 0),
+                                                           tpl.flow(slot))))
+    pkt = parse_packet_untrusted(echo)
+    assert (pkt.vni, pkt.outer_sport, pkt.outer_dport) == (4242, slot, 8472)
+
+
+@pytest.mark.parametrize("kind", ["vxlan", "ipip"])
+def test_a_padded_probe_gets_the_small_echo(kind):
+    """An mtu probe padded to 1,500 bytes is echoed at the unpadded probe's size."""
+    slot = slot_of(0x4242)
+    body = encode_payload(dest_key(KEY, ip_bytes(B)), ProbePayload(0x4242, 1, 0), _flow_of(kind, slot))
+    tpl = VxlanProbeTemplate(A, B, 1) if kind == "vxlan" else IpipProbeTemplate(A, B)
+    _probe, echo = _echo_to(tpl.build(slot, body, 1500))
+    assert len(echo) == len(tpl.template)
 
 
 @pytest.mark.parametrize("name", ["udp_probe_arrived", "vxlan_probe_arrived", "ipip_probe_arrived"])
-def test_udp_echo_of_captured_probes_is_never_larger(name):
+def test_echo_of_captured_probes_is_never_larger(name):
     rec = captured(name)
-    probe = parse_packet_untrusted(rec["data"])
-    p = cookies.verify_payload(dest_key(rec["key"], probe.dst), probe.payload, probe.flow())
-    echo = build_udp_echo(probe, echo_payload(ProbeKeys(rec["key"]), probe, p))
+    probe, echo = _echo_to(rec["data"], rec["key"])
     assert len(echo) <= len(rec["data"])
     back = parse_packet_untrusted(echo)
+    assert back.encap is probe.encap
     assert (ip_str(back.src), ip_str(back.dst)) == (rec["target"], rec["sender"])
 
 
