@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from netprobe.core.explain import Explain
 from netprobe.core.fields import choice, flag, integer, number, obj, text
 
 
@@ -134,6 +135,7 @@ class Cell:
     verdict: Verdict
     rtt_ms: float | None = None
     evidence: Evidence = field(default_factory=Evidence)
+    explain: Explain | None = None  # why a blocked cell is blocked (the explain round), else None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -149,6 +151,7 @@ class Cell:
             "verdict": str(self.verdict),
             "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
             "evidence": self.evidence.to_dict(),
+            **({"explain": self.explain.to_dict()} if self.explain is not None else {}),  # additive: absent = none
         }
 
     @classmethod
@@ -166,6 +169,7 @@ class Cell:
             verdict=choice(Verdict, d["verdict"], at + "verdict"),
             rtt_ms=number(d.get("rtt_ms"), at + "rtt_ms", optional=True),
             evidence=Evidence() if evidence is None else Evidence.from_dict(evidence, at + "evidence"),
+            explain=None if d.get("explain") is None else Explain.from_dict(d["explain"], at + "explain"),
         )
 
 

@@ -67,7 +67,7 @@ def plain_evidence(code: int) -> Evidence | None:
 
 
 def is_plain(cell: Cell) -> bool:
-    return (cell.reach is Reach.ALLOWED and cell.where is None
+    return (cell.reach is Reach.ALLOWED and cell.where is None and cell.explain is None
             and _PLAIN_EVIDENCE.get(cell.verdict) == cell.evidence)
 
 
