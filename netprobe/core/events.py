@@ -10,6 +10,7 @@ from enum import Enum
 from netprobe.core.checks import Check
 from netprobe.core.parse import ip_str
 from netprobe.core.result import Evidence
+from netprobe.core.wire import DEFAULT_TTL
 
 
 class Via(Enum):
@@ -21,11 +22,13 @@ class Via(Enum):
 
 @dataclass(frozen=True)
 class ProbeTarget:
-    """One probe to run: a check towards an address (``name`` is for the caller's bookkeeping)."""
+    """One probe to run: a check towards an address (``name`` is for the caller's bookkeeping);
+    ``ttl`` below the default makes a TTL-limited copy that finds the hop (the explain round)."""
 
     check: Check
     address: str
     name: str = ""
+    ttl: int = DEFAULT_TTL
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ class Prober:
     under ``min_window``. Answers that come later still count until the run ends.
 
     Probe ids are ``first_id``, ``first_id+1``, ... (the caller picks a random start so runs don't
-    collide at the responders).
+    collide at the responders), or ``ids[i]`` for target ``i`` when given (the explain round
+    re-sends probes whose ids, and so whose flows, the coordinator chose).
     """
 
     key: bytes
@@ -72,6 +73,7 @@ class Prober:
     rtt_factor: float = 4.0
     retries: int = 1
     first_id: int = 0
+    ids: Sequence[int] = ()
     _probes: dict[int, _Probe] = field(default_factory=dict, init=False)
     _by_flow: dict[tuple, int] = field(default_factory=dict, init=False)
     _by_seq: dict[tuple, _Probe] = field(default_factory=dict, init=False)  # TCP: (dst, dport, sport, seq)
@@ -89,11 +91,11 @@ class Prober:
         self._own_key = self._keys.for_dest(self._src_bytes)
         packed: dict[str, bytes] = {}
         for i, target in enumerate(self.targets):
-            pid = (self.first_id + i) & cookies.ID_MASK
+            pid = (self.ids[i] if self.ids else self.first_id + i) & cookies.ID_MASK
             dst = packed.get(target.address)
             if dst is None:
                 dst = packed[target.address] = ip_bytes(target.address)
-            tpl = self.templates[template_key(target.check.proto, target.check.port, target.address)]
+            tpl = self.templates[template_key(target.check.proto, target.check.port, target.address, target.ttl)]
             self._probes[pid] = _Probe(pid, target, self.source, tpl, dst, target.check.port or 0)
             slot = cookies.slot_of(pid)
             proto = target.check.proto

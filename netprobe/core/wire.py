@@ -15,6 +15,8 @@ TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x02, 0x04, 0x08, 0x10
 ICMP_UNREACH = 3
 ICMP_TIME_EXCEEDED = 11
 
+DEFAULT_TTL = 64  # every probe's; the explain round's TTL-limited copies go lower (1..16)
+
 # AF_PACKET (linux/if_ether.h, linux/if_packet.h): the tap's ethertype and its "we sent it" type
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4

@@ -133,10 +133,12 @@ async def probe_targets(
     vni: int = 1,
     io=None,
     rate: float | None = DEFAULT_RATE,
+    ids: Sequence[int] = (),
 ) -> tuple[list[Outcome], dict]:
-    """Probe ``targets`` from ``source``; returns the sender outcomes and capture statistics."""
+    """Probe ``targets`` from ``source``; returns the sender outcomes and capture statistics.
+    ``ids``: each target's probe id (default: consecutive from a random start)."""
     prober = Prober(key, source, targets, templates.for_targets(source, targets, vni=vni), window=window,
-                    retries=retries, first_id=random_probe_id_base())
+                    retries=retries, first_id=random_probe_id_base(), ids=ids)
     own_io = io is None
     io = io or open_probe_io(key)
     try:
