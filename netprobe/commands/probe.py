@@ -23,7 +23,10 @@ import click
               help="UDP port of the vxlan probe [default: the profile's: 8472 for canal, else 4789].")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
               help="Cluster token (or NETPROBE_TOKEN): lets a responder on TARGET echo UDP/IPIP/VXLAN probes.")
-def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, vxlan_port, token_file):
+@click.option("--no-explain", "no_explain", is_flag=True,
+              help="Do not explain blocked checks (by default: this host's own egress rule that refused a "
+                   "probe, or the last hop a network block reached, with TTL-limited copies).")
+def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, vxlan_port, token_file, no_explain):
     """Probe TARGET from this host with crafted raw packets, one probe per check.
 
     \b
@@ -48,7 +51,8 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, v
     if not selected:
         raise ConfigError(f"no check left to probe ({IPV6_NOT_PROBED})", field="--checks")
     token = read_token(token_file, required=False)
-    cells, stats = run_probe(target, selected, timeout=timeout, retries=retries, vni=vni, token=token)
+    cells, stats = run_probe(target, selected, timeout=timeout, retries=retries, vni=vni, token=token,
+                             explain=not no_explain)
     click.echo(render_probe(cells, stats, fmt=fmt, color=_use_color()), nl=False, color=_use_color())
     drops = stats.get("kernel_drops", 0)
     if drops:

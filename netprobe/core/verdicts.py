@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from netprobe.core.exitcode import exit_code
+from netprobe.core.explain import Explain
 from netprobe.core.result import Cell, Change, Reach, Verdict, Where
 
 SCHEMA = "netprobe.verdict/v1"
@@ -73,15 +74,19 @@ class Finding:
     got: State | None
     failing: bool
     rule: int | None = None  # the expectation rule that decided (None: its default); expect only
+    explain: Explain | None = None  # the explanation of the cell as got now (a blocked cell's)
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.check, self.src, self.dst)
 
     def describe(self) -> str:
+        why = self.explain.words() if self.explain is not None else ""
+        why = f": {why}" if why else ""
         if self.kind is Kind.MISMATCH:
-            return f"{self.check} {self.src} -> {self.dst}: expected {_words(self.expected)}, got {_words(self.got)}"
-        return f"{self.check} {self.src} -> {self.dst}: was {_words(self.expected)}, now {_words(self.got)}"
+            return (f"{self.check} {self.src} -> {self.dst}: expected {_words(self.expected)}, "
+                    f"got {_words(self.got)}{why}")
+        return f"{self.check} {self.src} -> {self.dst}: was {_words(self.expected)}, now {_words(self.got)}{why}"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -91,6 +96,8 @@ class Finding:
         }
         if self.kind is Kind.MISMATCH:
             d["rule"] = self.rule
+        if self.explain is not None:
+            d["explain"] = self.explain.to_dict()
         return d
 
 
@@ -148,7 +155,7 @@ def from_mismatches(mismatches: Iterable[Any], *, partial: bool = False) -> Judg
     """``--expect``: every ``core.expect.Mismatch`` fails."""
     findings = tuple(
         Finding(m.check, m.src, m.dst, Kind.MISMATCH, State(m.expected, m.expected_where),
-                State.of(m.actual), True, m.rule)
+                State.of(m.actual), True, m.rule, m.actual.explain)
         for m in mismatches
     )
     return Judgement("expect", "mismatches", findings, partial)
@@ -163,7 +170,8 @@ def from_changes(changes: Iterable[Change], *, mode: str = "diff", fail_on: str 
     for c in changes:
         kind = classify(c.old, c.new)
         failing = kind is Kind.REGRESSION or fail_on == "changes"
-        findings.append(Finding(c.check, c.src, c.dst, kind, State.of(c.old), State.of(c.new), failing))
+        findings.append(Finding(c.check, c.src, c.dst, kind, State.of(c.old), State.of(c.new), failing,
+                                explain=c.new.explain if c.new is not None else None))
     return Judgement(mode, fail_on, tuple(findings), partial)
 
 

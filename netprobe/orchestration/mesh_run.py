@@ -2,17 +2,18 @@
 
 Two rounds over the control API, each to all agents concurrently: ``run_probes`` (every agent
 probes its peers; the run id also tells each responder when the run started), then
-``observations`` (what each responder saw arrive, be accepted and be answered). What to ask
-and what the answers mean is ``core.mesh_logic``'s; this module only carries. A failing agent,
-or one answering garbage (the client turns that into an ``AgentError`` too), costs only its own
-cells (``unknown``, its error in ``errors``), never the run.
+``observations`` (what each responder saw arrive, be accepted and be answered); then, when a
+cell is blocked, the explain round (``orchestration/explain_run.py``) over the same clients.
+What to ask and what the answers mean is ``core.mesh_logic``'s; this module only carries. A
+failing agent, or one answering garbage (the client turns that into an ``AgentError`` too),
+costs only its own cells (``unknown``, its error in ``errors``), never the run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 
 import trio
@@ -23,8 +24,9 @@ from netprobe.core.checks import Check
 from netprobe.core.inventory import Inventory
 from netprobe.core.compact_join import join_store
 from netprobe.core.mesh_logic import mesh_errors, plan_mesh
-from netprobe.core.result import HostInfo, Result
+from netprobe.core.result import HostInfo, Reach, Result
 from netprobe.errors import AgentError
+from netprobe.orchestration.explain_run import explain_blocked
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -46,8 +48,12 @@ async def run_mesh(
     agent_timeout: float | None = None,
     sample: tuple[int, int] | None = None,
     rate: int | None = None,
+    explain: bool = True,
+    hop_names: Mapping[str, str] | None = None,
 ) -> Result:
-    """``sample`` = (k, run): each host probes only k of its peers, run ``run``'s share (core/sampling.py)."""
+    """``sample`` = (k, run): each host probes only k of its peers, run ``run``'s share (core/sampling.py).
+    ``explain``: explain every blocked cell (at most one more reply window); ``hop_names``: address
+    -> name of routers the inventory does not list, for the hops found."""
     from netprobe.agent.client import AgentClient
 
     if agent_timeout is None:
@@ -71,9 +77,12 @@ async def run_mesh(
         if progress:
             progress(stage, count, total)
 
-    async def agent(host) -> None:
-        """One client per agent for both rounds; round two starts when every agent finished
-        round one (the responders must have seen every probe before they are asked)."""
+    clients: dict[str, object] = {}
+
+    async def agent(host, stack: contextlib.AsyncExitStack) -> None:
+        """One client per agent for every round (kept open for the explain round); round two
+        starts when every agent finished round one (the responders must have seen every probe
+        before they are asked)."""
         peers = plan.peers[host.name]
         # only IPv4 checks cross the wire: planning skips the IPv6 ones (not probed yet)
         probed_checks = tuple(c for c in checks if c.family == 4) if peers else ()
@@ -81,29 +90,36 @@ async def run_mesh(
                                compact=True, rate=rate)
         stage = "probe"
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                try:
-                    client = await stack.enter_async_context(make_client(host.agent))
-                    sent[host.name] = await client.run_probes(request)
-                finally:  # whatever happened, this agent's round one is over
-                    pending[0] -= 1
-                    round_done("probe", total - pending[0])
-                    if pending[0] == 0:
-                        probed.set()
-                stage = "observe"
-                await probed.wait()
-                seen[host.name] = await client.observations(run_id)
-                round_done("observe", len(seen))
+            try:
+                client = await stack.enter_async_context(make_client(host.agent))
+                sent[host.name] = await client.run_probes(request)
+            finally:  # whatever happened, this agent's round one is over
+                pending[0] -= 1
+                round_done("probe", total - pending[0])
+                if pending[0] == 0:
+                    probed.set()
+            stage = "observe"
+            await probed.wait()
+            seen[host.name] = await client.observations(run_id)
+            clients[host.name] = client
+            round_done("observe", len(seen))
         except AgentError as exc:
             failures[host.name] = (stage, str(exc))
 
-    async with trio.open_nursery() as nursery:
-        for host in inventory.hosts:
-            nursery.start_soon(agent, host)
-
     names = [h.name for h in inventory.hosts]
-    cells = join_store([(h.name, h.address) for h in inventory.hosts], checks, plan.peers, sent, seen,
-                       {h: m for h, (_, m) in failures.items()}, sparse=sample is not None)
+    async with contextlib.AsyncExitStack() as stack:
+        async with trio.open_nursery() as nursery:
+            for host in inventory.hosts:
+                nursery.start_soon(agent, host, stack)
+        cells = join_store([(h.name, h.address) for h in inventory.hosts], checks, plan.peers, sent, seen,
+                           {h: m for h, (_, m) in failures.items()}, sparse=sample is not None)
+        if explain and any(cells.counts(k)[Reach.BLOCKED] for k in range(len(cells.checks))):
+            round_done("explain", 0)
+            await explain_blocked(cells, clients=clients, failed={h: m for h, (_, m) in failures.items()},
+                                  addresses={h.name: h.address for h in inventory.hosts}, checks=checks,
+                                  sources={(o.check, h, o.name): o.source for h, r in sent.items() for o in r.outcomes},
+                                  run_id=run_id, timeout=timeout, vni=inventory.vni, names=hop_names)
+            round_done("explain", total)
     return Result(
         cells=cells,
         hosts=[HostInfo(h.name, h.address, tuple(sorted(h.roles))) for h in inventory.hosts],
