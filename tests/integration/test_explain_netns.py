@@ -1,0 +1,227 @@
+"""The explain round on real kernels: each scenario's blocked cells carry the right explanation
+(rule, chain policy, legacy rule, hop), `probe` finds the hop too, and no trace table of an agent
+outlives a run, a Ctrl-C, or a SIGKILL of its responder (the sweep at its restart).
+
+The rule finder is the rulefinder branch's; until it is merged, `netprobe/net/rulefinder.py` is
+a stand-in that names nothing: what it allows is asserted now, the rule assertions wait (xfail,
+strict) for the merge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import trio
+
+from helpers import cells_of
+
+from netprobe.config import inventory_token, load_inventory
+from netprobe.lab.runtime import running_lab
+from netprobe.lab.spec import load_scenario
+from netprobe.net import rulefinder
+from netprobe.orchestration.lab_session import start_responders, wait_for_agents
+
+pytestmark = pytest.mark.netns
+NETPROBE = [sys.executable, "-m", "netprobe"]
+TAG = uuid.uuid4().hex[:4]
+STAND_IN = hasattr(rulefinder, "NOT_AVAILABLE")  # the stand-in's mark; the rulefinder branch's module has none
+NEEDS_RULEFINDER = pytest.mark.xfail(STAND_IN, strict=True,
+                                     reason="needs the rulefinder branch: net/rulefinder.py is a stand-in until merged")
+_RUNS: dict[str, dict] = {}
+
+
+def lab_run(scenario: str) -> dict:
+    """`netprobe lab run SCENARIO` once per scenario and test session: (check, src, dst) -> cell."""
+    if scenario not in _RUNS:
+        out = f"/tmp/npex-{TAG}-{scenario}.json"
+        proc = subprocess.run([*NETPROBE, "lab", "run", scenario, "--name", f"npex-{TAG}-{len(_RUNS)}",
+                               "--format", "json", "-o", out], capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        with open(out) as f:
+            _RUNS[scenario] = {(c["check"], c["src"], c["dst"]): c for c in cells_of(json.load(f))}
+        os.unlink(out)
+    return _RUNS[scenario]
+
+
+def blocked(cells: dict) -> list[dict]:
+    return [c for c in cells.values() if c["reach"] == "blocked"]
+
+
+# (scenario, the blocked cell, its source and destination addresses, the port)
+RULE_CASES = [
+    ("commented-nft-rule", ("bgp", "node3", "node2"), "198.18.0.13", "198.18.0.12", 179),
+    ("chain-policy-drop", ("etcd", "node1", "cp1"), "198.18.0.11", "198.18.0.10", 2379),
+    ("legacy-iptables-drop", ("bgp", "node1", "node2"), "198.18.0.11", "198.18.0.12", 179),
+]
+
+
+@pytest.mark.parametrize(("scenario", "key", "src", "dst", "port"), RULE_CASES, ids=[c[0] for c in RULE_CASES])
+def test_every_blocked_cell_is_explained_with_the_fix_for_its_flow(scenario, key, src, dst, port):
+    cells = lab_run(scenario)
+    assert blocked(cells) and all(c["explain"] is not None for c in blocked(cells))
+    explain = cells[key]["explain"]
+    assert explain["fix"]["iptables"].startswith(f"iptables -I INPUT -s {src} -d {dst} -p tcp --dport {port}")
+    assert f"ip saddr {src} ip daddr {dst} tcp dport {port} accept" in explain["fix"]["nft"]
+    if STAND_IN:
+        assert (explain["rule"], explain["note"]) == (None, rulefinder.NOT_AVAILABLE)
+    assert all(c.get("explain") is None for c in cells.values() if c["reach"] == "allowed")
+
+
+@NEEDS_RULEFINDER
+def test_a_commented_nft_rule_comes_out_with_its_comment():
+    rule = lab_run("commented-nft-rule")[("bgp", "node3", "node2")]["explain"]["rule"]
+    assert (rule["family"], rule["table"], rule["chain"], rule["verdict"]) == ("inet", "filter", "input", "drop")
+    assert rule["comment"] == "no BGP from node3 until NET-42 is closed"
+    assert "tcp dport 179" in rule["text"] and isinstance(rule["handle"], int)
+
+
+@NEEDS_RULEFINDER
+def test_a_chain_policy_drop_names_the_chain_and_its_policy():
+    cells = lab_run("chain-policy-drop")
+    for key in (("etcd", "node1", "cp1"), ("etcd", "node2", "cp1")):
+        rule = cells[key]["explain"]["rule"]
+        assert (rule["family"], rule["table"], rule["chain"]) == ("inet", "filter", "input")
+        assert (rule["text"], rule["verdict"], rule["handle"]) == ("policy drop", "policy drop", None)
+
+
+@NEEDS_RULEFINDER
+def test_a_legacy_iptables_rule_is_named_by_its_counter():
+    rule = lab_run("legacy-iptables-drop")[("bgp", "node1", "node2")]["explain"]["rule"]
+    assert (rule["family"], rule["table"], rule["chain"]) == ("iptables-legacy", "filter", "INPUT")
+    assert "--dport 179" in rule["text"] and "-j DROP" in rule["text"]
+
+
+def test_a_routed_network_block_names_the_hop():
+    cells = lab_run("routed-stateful")
+    explain = cells[("bgp", "cp1", "node1")]["explain"]
+    assert explain["hop"] == {"address": "198.18.1.1", "ttl": 1, "name": "core"}  # the core router, rack1 side
+    assert explain["rule"] is None and explain["fix"] is None
+    returning = [c for c in blocked(cells) if c["where"] == "return-path"]
+    assert returning and all(c["explain"]["note"] for c in returning)
+
+
+# ------------------------------------------------------------------ a lab that stays up
+
+
+def trace_tables(lab) -> dict[str, list[str]]:
+    """Every netprobe_trace_* table in every namespace of the lab."""
+    found = {}
+    for node, ns in lab.namespaces.items():
+        out = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "tables"], capture_output=True, text=True,
+                             check=True).stdout
+        tables = [line for line in out.splitlines() if "netprobe_trace_" in line]
+        if tables:
+            found[node] = tables
+    return found
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """commented-nft-rule up, with a responder per host, for the whole module."""
+    scenario = load_scenario("commented-nft-rule")
+    with running_lab(scenario, f"npex-{TAG}-up") as up:
+        start_responders(up, [h.name for h in scenario.hosts])
+        inventory = load_inventory(str(up.inventory_path))
+        trio.run(wait_for_agents, inventory, inventory_token(inventory))
+        yield up
+
+
+def mesh(lab, *args) -> subprocess.Popen:
+    return subprocess.Popen([*NETPROBE, "mesh", "-i", str(lab.inventory_path), "--format", "json", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_no_trace_table_is_left_after_a_run(lab):
+    proc = mesh(lab, "--timeout", "0.5")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    explained = [c for c in cells_of(json.loads(out)) if c["reach"] == "blocked"]
+    assert [(c["check"], c["src"], c["dst"]) for c in explained] == [("bgp", "node3", "node2")]
+    assert explained[0]["explain"] is not None
+    assert trace_tables(lab) == {}
+
+
+def test_no_trace_table_is_left_after_ctrl_c(lab):
+    proc = mesh(lab, "--timeout", "3", "--retries", "0")  # the re-send's window is 3 s: Ctrl-C lands in it
+    started = time.monotonic()
+    while time.monotonic() - started < 8 and proc.poll() is None and not trace_tables(lab):
+        if STAND_IN and time.monotonic() - started > 3.5:
+            break  # the stand-in adds no table: by now the mesh is in the re-send's window
+        time.sleep(0.05)  # the real rule finder's table appears once the destination is armed
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert trace_tables(lab) == {}
+
+
+def test_a_responder_killed_with_a_trace_armed_sweeps_it_at_its_restart(lab):
+    """SIGKILL runs no cleanup: the table a killed agent held stays until the next agent starts."""
+    from netprobe.agent.client import AgentClient
+    from netprobe.agent.protocol import ArmRequest
+    from netprobe.core.trace import Flow
+
+    inventory = load_inventory(str(lab.inventory_path))
+    token = inventory_token(inventory)
+    node2 = next(h for h in inventory.hosts if h.name == "node2")
+
+    async def arm():
+        async with AgentClient(node2.agent, token=token) as client:
+            await client.explain_arm(ArmRequest("killed", (Flow("tcp", "198.18.0.13", "198.18.0.12", 40000, 179),),
+                                                hold=120))
+
+    trio.run(arm)
+    ns = lab.netns("node2")
+    # what a crash leaves behind (the stand-in adds no table of its own: one is planted)
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "add", "table", "inet", "netprobe_trace_npexleft"], check=True)
+    pid, alive = lab.processes()["responder-node2"]
+    assert alive
+    os.kill(pid, signal.SIGKILL)
+    lab.supervisor.stop("responder-node2")
+    assert "node2" in trace_tables(lab)
+    start_responders(lab, ["node2"])
+    trio.run(wait_for_agents, inventory, token)
+    swept = trace_tables(lab)
+    if swept and STAND_IN:  # the stand-in's sweep removes nothing: clean up, then say what is missing
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "netprobe_trace_npexleft"],
+                       check=True)
+        pytest.xfail("needs the rulefinder branch: sweep_leftovers is a stand-in until merged")
+    assert swept == {}
+
+
+# ------------------------------------------------------------------ probe, the sender alone
+
+
+def test_probe_finds_the_hop_of_a_flow_the_router_drops():
+    scenario = load_scenario("routed-stateful")
+    with running_lab(scenario, f"npex-{TAG}-pr") as up:
+        proc = up.exec("cp1", [*NETPROBE, "probe", up.address("node1"), "--checks", "bgp,typha", "--format", "json",
+                               "--timeout", "0.5"], capture_output=True, text=True, timeout=60)
+    cells = {c["check"]: c for c in json.loads(proc.stdout)["cells"]}
+    assert cells["bgp"]["reach"] == "unknown"  # silence: the sender alone cannot say where
+    assert cells["bgp"]["explain"]["hop"] == {"address": "198.18.1.1", "ttl": 1, "name": None}
+    assert cells["typha"]["reach"] == "allowed" and "explain" not in cells["typha"]
+
+
+def test_ctrl_c_to_lab_run_in_the_explain_round_leaves_nothing(tmp_path):
+    name = f"npex-{TAG}-cc"
+    err = tmp_path / "stderr"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen([*NETPROBE, "lab", "run", "commented-nft-rule", "--name", name, "--timeout", "3",
+                                 "--retries", "0"], stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        deadline = time.monotonic() + 60
+        while "probing" not in err.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2)  # the mesh takes well under a second here: the re-send's 3 s window is on
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, err.read_text()[-2000:]
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert [line for line in out.splitlines() if line.startswith(f"nplab-{name}.")] == []
+    assert not os.path.exists(f"/run/netprobe/lab/{name}")
