@@ -43,8 +43,9 @@ BELOW_IP_OUT = "dropped below IP on the way out (netdev/tc egress): not traced"
 BELOW_IP_IN = "a netdev/tc drop: not traced"
 RETURN_PATH = "the rule that dropped the reply is not traced"
 NOT_RESENT = "the re-sent probe did not leave {src}: nothing to trace at {dst}"
-NO_HOP = ("no router answered a TTL-limited copy: it died before the first router (on its own "
-          "segment), or the routers on the way send no ICMP")
+NO_HOP = ("no router answered a TTL-limited copy: it died before the first router (on its own segment), "
+          "the routers send no ICMP, or their rate limit was spent (a Linux router answers one sender 6 "
+          "errors at once, then 1 a second)")
 REACHED = "a TTL-limited copy reached {dst}: it is not blocked in the network now"
 SILENT_HOPS = "hops {hops} did not answer (a router that sends no ICMP, or its rate limit)"
 HOPS_LIMITED = ("hop not traced: a router answers one sender at most {n} ICMP errors at once (Linux "

@@ -200,6 +200,12 @@ class MatrixStore(Sequence[Cell]):
             for pos in self.problem_positions(k):
                 yield self.cell_at(k, pos)  # type: ignore[misc]
 
+    def max_rtt_ms(self) -> float | None:
+        """The slowest RTT of any cell (None: no cell was timed)."""
+        most = max((max(col.values() if isinstance(col, dict) else col, default=NO_RTT) for col in self.rtt),
+                   default=NO_RTT)
+        return None if most < 0 else most / 1000
+
     def counts(self, k: int) -> dict[Reach, int]:
         out = {r: 0 for r in REACHES}
         codes = self.codes[k]

@@ -48,6 +48,15 @@ class _Probe:
 
 
 _TCP_FAST = struct.Struct("!HHIIBB")
+MIN_WINDOW = 0.2  # s: the shortest a reply window adapts to
+RTT_FACTOR = 4.0  # the window adapts to this many times the slowest answer seen
+
+
+def adapted_window(window: float, max_rtt: float | None, min_window: float = MIN_WINDOW,
+                   factor: float = RTT_FACTOR) -> float:
+    """The reply window once answers were timed (``max_rtt`` s, the slowest): ``factor`` times it,
+    within ``min_window``..``window``; ``window`` while nothing was timed."""
+    return window if max_rtt is None else min(window, max(min_window, factor * max_rtt))
 
 
 @dataclass
@@ -69,8 +78,8 @@ class Prober:
     targets: Sequence[ProbeTarget]
     templates: Mapping[TemplateKey, Template]
     window: float = 1.0
-    min_window: float = 0.2
-    rtt_factor: float = 4.0
+    min_window: float = MIN_WINDOW
+    rtt_factor: float = RTT_FACTOR
     retries: int = 1
     first_id: int = 0
     ids: Sequence[int] = ()
@@ -126,9 +135,7 @@ class Prober:
     @property
     def effective_window(self) -> float:
         """The reply window now: ``window`` until an answer is timed, then adapted to the RTT."""
-        if self._max_rtt is None:
-            return self.window
-        return min(self.window, max(self.min_window, self.rtt_factor * self._max_rtt))
+        return adapted_window(self.window, self._max_rtt, self.min_window, self.rtt_factor)
 
     @property
     def deadline(self) -> float | None:

@@ -22,6 +22,7 @@ from netprobe.core.cells import Reach
 from netprobe.core.checks import Check
 from netprobe.core.explain_round import Resent, expected_packets, finish_explain, plan_explain
 from netprobe.core.matrix_store import MatrixStore
+from netprobe.core.prober import adapted_window
 from netprobe.core.trace import Flow, NotNamed, RuleFound
 from netprobe.errors import AgentError
 
@@ -30,12 +31,16 @@ CLEANUP_TIMEOUT = 2.0  # seconds a cancelled round spends removing the traces it
 
 async def explain_blocked(store: MatrixStore, *, clients: Mapping[str, object], failed: Mapping[str, str],
                           addresses: Mapping[str, str], checks: Sequence[Check], sources: Mapping[tuple, str],
-                          run_id: str, timeout: float, vni: int, names: Mapping[str, str] | None = None) -> int:
+                          run_id: str, timeout: float, vni: int, names: Mapping[str, str] | None = None,
+                          rtt_ms: float | None = None) -> int:
     """Explain every blocked cell of ``store`` in place; returns how many cells got an explanation.
 
     ``clients``: an open client per agent that answered the mesh (``failed``: why the others
-    did not); ``sources``: the address each cell's probe left from (its outcome's)."""
+    did not); ``sources``: the address each cell's probe left from (its outcome's). The re-send
+    waits the window the mesh's own probes adapted to (4x ``rtt_ms``, the slowest RTT it saw,
+    within 0.2 s..``timeout``): a blocked probe's answer is not awaited, only the routers' errors."""
     by_id = {c.id: c for c in checks}
+    window = adapted_window(timeout, None if rtt_ms is None else rtt_ms / 1000)
     names = {**{a: h for h, a in addresses.items()}, **(names or {})}
     blocked = [c for c in store.problems() if c.reach is Reach.BLOCKED]
     first_ids = {host: int.from_bytes(os.urandom(4), "big") for host in {c.src for c in blocked}}
@@ -66,7 +71,7 @@ async def explain_blocked(store: MatrixStore, *, clients: Mapping[str, object], 
         wanted = tuple(by_id[c] for c in dict.fromkeys(p.check for p in probes))
 
         async def call(client) -> None:
-            reply = await client.explain_resend(ResendRequest(run_id, wanted, probes, timeout, vni))
+            reply = await client.explain_resend(ResendRequest(run_id, wanted, probes, window, vni))
             resent[host] = {p.probe_id: p for p in reply.probes}
         await ask(host, call)
 

@@ -118,7 +118,8 @@ async def run_mesh(
             await explain_blocked(cells, clients=clients, failed={h: m for h, (_, m) in failures.items()},
                                   addresses={h.name: h.address for h in inventory.hosts}, checks=checks,
                                   sources={(o.check, h, o.name): o.source for h, r in sent.items() for o in r.outcomes},
-                                  run_id=run_id, timeout=timeout, vni=inventory.vni, names=hop_names)
+                                  run_id=run_id, timeout=timeout, vni=inventory.vni, names=hop_names,
+                                  rtt_ms=cells.max_rtt_ms())
             round_done("explain", total)
     return Result(
         cells=cells,

@@ -269,3 +269,14 @@ def test_the_evidence_path_mtu_is_kept_with_whatever_else_was_found():
     out = finish_explain(p, resent={"a": {100: Resent(100, "192.0.2.10", 1)}}, rules={"b": {p.flows[c.key]: RULE}},
                          failed={}, addresses=ADDRESSES, checks=CHECKMAP)
     assert (out[c.key].rule, out[c.key].path_mtu) == (RULE, 1400)
+
+
+def test_the_resend_waits_the_window_the_mesh_adapted_to():
+    from netprobe.core.prober import adapted_window
+
+    store = result(cell("bgp", "a", "b", "allowed", rtt_ms=2.5), cell("bgp", "b", "a", "allowed", rtt_ms=80),
+                   cell("bgp", "a", "c", "blocked", "network")).store
+    assert store.max_rtt_ms() == 80
+    assert adapted_window(1.0, store.max_rtt_ms() / 1000) == pytest.approx(0.32)
+    assert adapted_window(1.0, 0.001) == 0.2 and adapted_window(1.0, None) == 1.0
+    assert result(cell("bgp", "a", "c", "blocked", "network")).store.max_rtt_ms() is None
