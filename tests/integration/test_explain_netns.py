@@ -54,20 +54,23 @@ def blocked(cells: dict) -> list[dict]:
     return [c for c in cells.values() if c["reach"] == "blocked"]
 
 
-# (scenario, the blocked cell, its source and destination addresses, the port)
+# (scenario, the blocked cell, its source and destination addresses, the port, the chain that dropped it)
 RULE_CASES = [
-    ("commented-nft-rule", ("bgp", "node3", "node2"), "198.18.0.13", "198.18.0.12", 179),
-    ("chain-policy-drop", ("etcd", "node1", "cp1"), "198.18.0.11", "198.18.0.10", 2379),
-    ("legacy-iptables-drop", ("bgp", "node1", "node2"), "198.18.0.11", "198.18.0.12", 179),
+    ("commented-nft-rule", ("bgp", "node3", "node2"), "198.18.0.13", "198.18.0.12", 179, "INPUT"),
+    ("chain-policy-drop", ("etcd", "node1", "cp1"), "198.18.0.11", "198.18.0.10", 2379, "INPUT"),
+    ("legacy-iptables-drop", ("bgp", "node1", "node2"), "198.18.0.11", "198.18.0.12", 179, "INPUT"),
+    ("egress-drop", ("bgp", "node2", "cp1"), "198.18.0.12", "198.18.0.10", 179, "OUTPUT"),
 ]
 
 
-@pytest.mark.parametrize(("scenario", "key", "src", "dst", "port"), RULE_CASES, ids=[c[0] for c in RULE_CASES])
-def test_every_blocked_cell_is_explained_with_the_fix_for_its_flow(scenario, key, src, dst, port):
+@pytest.mark.parametrize(("scenario", "key", "src", "dst", "port", "chain"), RULE_CASES, ids=[c[0] for c in RULE_CASES])
+def test_every_blocked_cell_is_explained_with_the_fix_for_its_flow(scenario, key, src, dst, port, chain):
     cells = lab_run(scenario)
     assert blocked(cells) and all(c["explain"] is not None for c in blocked(cells))
     explain = cells[key]["explain"]
-    assert explain["fix"]["iptables"].startswith(f"iptables -I INPUT -s {src} -d {dst} -p tcp --dport {port}")
+    fix = explain["fix"]["iptables"]
+    assert fix.startswith("iptables") and f" {chain} " in fix and f"-s {src} -d {dst} -p tcp" in fix
+    assert f"--dport {port}" in fix and fix.endswith("-j ACCEPT")
     assert f"ip saddr {src} ip daddr {dst} tcp dport {port} accept" in explain["fix"]["nft"]
     if STAND_IN:
         assert (explain["rule"], explain["note"]) == (None, rulefinder.NOT_AVAILABLE)
@@ -89,6 +92,12 @@ def test_a_chain_policy_drop_names_the_chain_and_its_policy():
         rule = cells[key]["explain"]["rule"]
         assert (rule["family"], rule["table"], rule["chain"]) == ("inet", "filter", "input")
         assert (rule["text"], rule["verdict"], rule["handle"]) == ("policy drop", "policy drop", None)
+
+
+@NEEDS_RULEFINDER
+def test_an_egress_drop_names_the_senders_own_rule():
+    rule = lab_run("egress-drop")[("bgp", "node2", "cp1")]["explain"]["rule"]
+    assert (rule["table"], rule["chain"]) == ("filter", "OUTPUT") and rule["verdict"] == "policy drop"
 
 
 @NEEDS_RULEFINDER
@@ -225,3 +234,17 @@ def test_ctrl_c_to_lab_run_in_the_explain_round_leaves_nothing(tmp_path):
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert [line for line in out.splitlines() if line.startswith(f"nplab-{name}.")] == []
     assert not os.path.exists(f"/run/netprobe/lab/{name}")
+
+
+def test_probe_explains_its_own_egress_drop():
+    scenario = load_scenario("egress-drop")
+    with running_lab(scenario, f"npex-{TAG}-eg") as up:
+        proc = up.exec("node2", [*NETPROBE, "probe", up.address("cp1"), "--checks", "bgp", "--format", "json",
+                                 "--timeout", "0.5"], capture_output=True, text=True, timeout=60)
+    bgp = json.loads(proc.stdout)["cells"][0]
+    assert (bgp["reach"], bgp["where"]) == ("blocked", "source-egress")
+    assert bgp["explain"]["fix"]["iptables"].startswith("iptables") and " OUTPUT " in bgp["explain"]["fix"]["iptables"]
+    if STAND_IN:
+        assert bgp["explain"]["note"] == rulefinder.NOT_AVAILABLE
+    else:
+        assert (bgp["explain"]["rule"]["chain"], bgp["explain"]["rule"]["verdict"]) == ("OUTPUT", "policy drop")
