@@ -17,7 +17,6 @@ The orchestrator carries requests and replies (orchestration/explain_run.py); th
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,23 +180,23 @@ def plan_explain(cells: Iterable[Cell], *, addresses: Mapping[str, str], sources
         if cell.check not in checks:
             continue
         key, ev = cell.key, cell.evidence
-        silent = silent_hops and cell.reach is Reach.UNKNOWN and ev.sent and ev.reply is None
-        if silent:
-            cell = dataclasses.replace(cell, where=Where.NETWORK)  # planned as one: its copies find the hop
-        elif cell.reach is not Reach.BLOCKED or cell.where is None:
+        where = cell.where
+        if silent_hops and cell.reach is Reach.UNKNOWN and ev.sent and ev.reply is None:
+            where = Where.NETWORK  # planned as one: its copies find the hop (the cell stays unknown)
+        elif cell.reach is not Reach.BLOCKED or where is None:
             continue
-        plan.cells[key] = cell if not silent else dataclasses.replace(cell, where=None)
-        mtu = getattr(ev, "path_mtu", None)  # encap-mtu's evidence field (the mtu check)
-        if cell.where is Where.RETURN_PATH:
+        plan.cells[key] = cell
+        if where is Where.RETURN_PATH:
             plan.settled[key] = Explain(note=RETURN_PATH)
             continue
-        if cell.where is Where.SOURCE_EGRESS and getattr(ev, "left", None) is False:
+        if where is Where.SOURCE_EGRESS and getattr(ev, "left", None) is False:  # belowip's evidence
             plan.settled[key] = Explain(note=BELOW_IP_OUT)
             continue
-        if cell.where is Where.DESTINATION_INGRESS and ev.arrived and getattr(ev, "reached_ip", None) is False:
+        if where is Where.DESTINATION_INGRESS and ev.arrived and getattr(ev, "reached_ip", None) is False:
             plan.settled[key] = Explain(note=BELOW_IP_IN)
             continue
-        if cell.where is Where.NETWORK:
+        if where is Where.NETWORK:
+            mtu = getattr(ev, "path_mtu", None)  # encap-mtu's evidence (the mtu check): copies would pass
             if mtu is not None:
                 plan.settled[key] = Explain(path_mtu=mtu)
                 continue
@@ -214,14 +213,13 @@ def plan_explain(cells: Iterable[Cell], *, addresses: Mapping[str, str], sources
             continue
         pid = next_id[cell.src] & MAX_PROBE_ID
         next_id[cell.src] = pid + 1
-        check = checks[cell.check]
         plan.resends.setdefault(cell.src, []).append(Resend(
             key, cell.dst, addresses[cell.dst], cell.check, pid,
-            trace=cell.where is Where.SOURCE_EGRESS, hops=cell.where is Where.NETWORK))
-        if cell.where is Where.NETWORK:
+            trace=where is Where.SOURCE_EGRESS, hops=where is Where.NETWORK))
+        if where is Where.NETWORK:
             hop_cells[cell.src] = hop_cells.get(cell.src, 0) + 1
-        elif cell.where is Where.DESTINATION_INGRESS:
-            flow = probe_flow(check, sources.get(key, addresses[cell.src]), addresses[cell.dst], pid)
+        elif where is Where.DESTINATION_INGRESS:
+            flow = probe_flow(checks[cell.check], sources.get(key, addresses[cell.src]), addresses[cell.dst], pid)
             plan.flows[key] = flow
             plan.arms.setdefault(cell.dst, []).append(flow)
     return plan

@@ -24,7 +24,7 @@ from helpers import cells_of
 
 from netprobe.config import inventory_token, load_inventory
 from netprobe.lab.runtime import running_lab
-from netprobe.lab.spec import load_scenario
+from netprobe.lab.spec import load_scenario, parse_scenario
 from netprobe.net import rulefinder
 from netprobe.orchestration.lab_session import start_responders, wait_for_agents
 
@@ -131,10 +131,36 @@ def trace_tables(lab) -> dict[str, list[str]]:
     return found
 
 
+# Two hosts that drop each other's BGP: with --checks bgp every probe meets silence, so no RTT
+# shortens a window and the explain round's re-send lasts the whole --timeout (room for a Ctrl-C).
+BOTH_WAYS = """
+name: npex-both-ways
+profile: calico
+segments:
+  - {name: lan, subnet: 198.18.77.0/24, hosts: [n1, n2]}
+hosts:
+  - name: n1
+    address: 198.18.77.11
+    firewall:
+      nft: |
+        table inet filter {
+          chain input { type filter hook input priority 0; policy accept; tcp dport 179 drop comment "no bgp"; }
+        }
+  - name: n2
+    address: 198.18.77.12
+    firewall:
+      nft: |
+        table inet filter {
+          chain input { type filter hook input priority 0; policy accept; tcp dport 179 drop comment "no bgp"; }
+        }
+"""
+SLOW = ["--checks", "bgp", "--timeout", "3", "--retries", "0"]  # probing 3 s, then the re-send 3 s
+
+
 @pytest.fixture(scope="module")
 def lab():
-    """commented-nft-rule up, with a responder per host, for the whole module."""
-    scenario = load_scenario("commented-nft-rule")
+    """BOTH_WAYS up, with a responder per host, for the whole module."""
+    scenario = parse_scenario(BOTH_WAYS, source="test_explain_netns.BOTH_WAYS")
     with running_lab(scenario, f"npex-{TAG}-up") as up:
         start_responders(up, [h.name for h in scenario.hosts])
         inventory = load_inventory(str(up.inventory_path))
@@ -148,22 +174,22 @@ def mesh(lab, *args) -> subprocess.Popen:
 
 
 def test_no_trace_table_is_left_after_a_run(lab):
-    proc = mesh(lab, "--timeout", "0.5")
+    proc = mesh(lab, "--checks", "bgp", "--timeout", "0.5")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     explained = [c for c in cells_of(json.loads(out)) if c["reach"] == "blocked"]
-    assert [(c["check"], c["src"], c["dst"]) for c in explained] == [("bgp", "node3", "node2")]
-    assert explained[0]["explain"] is not None
+    assert sorted((c["src"], c["dst"]) for c in explained) == [("n1", "n2"), ("n2", "n1")]
+    assert all(c["explain"]["fix"] is not None for c in explained)
     assert trace_tables(lab) == {}
 
 
 def test_no_trace_table_is_left_after_ctrl_c(lab):
-    proc = mesh(lab, "--timeout", "3", "--retries", "0")  # the re-send's window is 3 s: Ctrl-C lands in it
+    proc = mesh(lab, *SLOW)
     started = time.monotonic()
-    while time.monotonic() - started < 8 and proc.poll() is None and not trace_tables(lab):
-        if STAND_IN and time.monotonic() - started > 3.5:
-            break  # the stand-in adds no table: by now the mesh is in the re-send's window
-        time.sleep(0.05)  # the real rule finder's table appears once the destination is armed
+    while time.monotonic() - started < 12 and proc.poll() is None and not trace_tables(lab):
+        if STAND_IN and time.monotonic() - started > 5.5:
+            break  # the stand-in adds no table: ~1 s to start, 3 s probing, so the re-send's window is on
+        time.sleep(0.05)  # the real rule finder's table appears once the destinations are armed
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
@@ -179,23 +205,23 @@ def test_a_responder_killed_with_a_trace_armed_sweeps_it_at_its_restart(lab):
 
     inventory = load_inventory(str(lab.inventory_path))
     token = inventory_token(inventory)
-    node2 = next(h for h in inventory.hosts if h.name == "node2")
+    n2 = next(h for h in inventory.hosts if h.name == "n2")
 
     async def arm():
-        async with AgentClient(node2.agent, token=token) as client:
-            await client.explain_arm(ArmRequest("killed", (Flow("tcp", "198.18.0.13", "198.18.0.12", 40000, 179),),
+        async with AgentClient(n2.agent, token=token) as client:
+            await client.explain_arm(ArmRequest("killed", (Flow("tcp", "198.18.77.11", "198.18.77.12", 40000, 179),),
                                                 hold=120))
 
     trio.run(arm)
-    ns = lab.netns("node2")
+    ns = lab.netns("n2")
     # what a crash leaves behind (the stand-in adds no table of its own: one is planted)
     subprocess.run(["ip", "netns", "exec", ns, "nft", "add", "table", "inet", "netprobe_trace_npexleft"], check=True)
-    pid, alive = lab.processes()["responder-node2"]
+    pid, alive = lab.processes()["responder-n2"]
     assert alive
     os.kill(pid, signal.SIGKILL)
-    lab.supervisor.stop("responder-node2")
-    assert "node2" in trace_tables(lab)
-    start_responders(lab, ["node2"])
+    lab.supervisor.stop("responder-n2")
+    assert "n2" in trace_tables(lab)
+    start_responders(lab, ["n2"])
     trio.run(wait_for_agents, inventory, token)
     swept = trace_tables(lab)
     if swept and STAND_IN:  # the stand-in's sweep removes nothing: clean up, then say what is missing
@@ -221,14 +247,15 @@ def test_probe_finds_the_hop_of_a_flow_the_router_drops():
 
 def test_ctrl_c_to_lab_run_in_the_explain_round_leaves_nothing(tmp_path):
     name = f"npex-{TAG}-cc"
-    err = tmp_path / "stderr"
+    scenario, err = tmp_path / "both-ways.yaml", tmp_path / "stderr"
+    scenario.write_text(BOTH_WAYS)
     with open(err, "w") as stderr:
-        proc = subprocess.Popen([*NETPROBE, "lab", "run", "commented-nft-rule", "--name", name, "--timeout", "3",
-                                 "--retries", "0"], stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        proc = subprocess.Popen([*NETPROBE, "lab", "run", str(scenario), "--name", name, *SLOW],
+                                stdout=subprocess.DEVNULL, stderr=stderr, text=True)
         deadline = time.monotonic() + 60
         while "probing" not in err.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(2)  # the mesh takes well under a second here: the re-send's 3 s window is on
+        time.sleep(4.5)  # 3 s of probing, then the re-send's 3 s window is on
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130, err.read_text()[-2000:]
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
