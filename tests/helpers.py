@@ -103,3 +103,56 @@ def stop_processes(procs, *, grace: float = 5) -> None:
             p.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+def veth_namespaces(prefix: str):
+    """Two namespaces ``PREFIX-<uuid>-a`` and ``-b`` joined by a veth made inside them (``eth0``
+    in each, nothing in the root namespace), addressed 198.18.<n>.1 and .2/24; a context manager
+    yielding (a, b, address of a, address of b) that removes both, and any process still in
+    them, on every way out."""
+    import contextlib
+    import subprocess
+    import uuid
+
+    @contextlib.contextmanager
+    def pair():
+        tag = uuid.uuid4().hex[:8]
+        a, b, n = f"{prefix}-{tag}-a", f"{prefix}-{tag}-b", int(tag[:2], 16)
+        made = []
+        try:
+            for ns in (a, b):
+                subprocess.run(["ip", "netns", "add", ns], check=True)
+                made.append(ns)
+            subprocess.run(["ip", "-n", a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", b],
+                           check=True)
+            for ns, host in ((a, 1), (b, 2)):
+                subprocess.run(["ip", "-n", ns, "addr", "add", f"198.18.{n}.{host}/24", "dev", "eth0"], check=True)
+                for dev in ("eth0", "lo"):
+                    subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+            yield a, b, f"198.18.{n}.1", f"198.18.{n}.2"
+        finally:
+            for ns in made:
+                pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+                for pid in pids:
+                    subprocess.run(["kill", "-9", pid], capture_output=True)
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+    return pair()
+
+
+def send_probes(sender, flow, count: int = 1) -> list:
+    """``count`` probes of a ``core.trace.Flow`` (TCP SYN, UDP or IPIP probe, from netprobe's
+    templates; payloads zero) on a raw sender socket: the send errors (None: sent)."""
+    from netprobe.core import templates
+    from netprobe.net import sockets
+
+    sport = flow.sport or 40001
+    if flow.proto == "tcp":
+        template = templates.TcpSynTemplate(flow.src, flow.dst, flow.dport)
+        packets = [template.build(sport, 1000 + i) for i in range(count)]
+    elif flow.proto == "udp":
+        packets = [templates.UdpProbeTemplate(flow.src, flow.dst, flow.dport).build(sport, bytes(36))] * count
+    else:
+        template = templates.IpipProbeTemplate(flow.src, flow.dst)
+        packets = [template.build(40000 + i, bytes(36)) for i in range(count)]
+    return [sockets.send_packet(sender, data, flow.dst) for data in packets]

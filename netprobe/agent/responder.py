@@ -86,14 +86,13 @@ class Responder:
     # ------------------------------------------------------------ capture loop
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        swept = sweep_leftovers()  # trace tables an agent killed while naming a rule left behind
+        log.log(logging.WARNING if swept else logging.INFO, "swept %d leftover nftables trace table(s)", swept)
         self._sender = sockets.open_sender()
         try:
             self._captures = open_captures(functools.partial(bpf.responder_filter, marker=self.core.marker),
                                            (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP), outgoing_too=True)
             templates.load_designer()  # scapy's import (~0.4 s) now, not inside the first mesh
-            swept = await trio.to_thread.run_sync(sweep_leftovers)  # a crashed agent's trace tables
-            if swept:
-                log.warning("removed %d trace tables a previous agent left (netprobe_trace_*)", swept)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._captures.drain_all, self._on_packet)
                 await nursery.start(self.traces.serve)

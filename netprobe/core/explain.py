@@ -59,9 +59,10 @@ class Fix:
 
 
 def rule_from_dict(raw: Any, field: str) -> RuleFound:
-    """``RuleFound.to_dict()`` read back strictly."""
+    """``RuleFound.to_dict()`` read back strictly (``iptables`` and ``position``: additive, when
+    iptables owns the rule)."""
     d = obj(raw, field, ("family", "table", "chain", "text", "verdict"))
-    handle = d.get("handle")
+    handle, position = d.get("handle"), d.get("position")
     return RuleFound(
         family=text(d["family"], f"{field}.family", limit=MAX_NAME),
         table=text(d["table"], f"{field}.table", limit=MAX_NAME),
@@ -70,6 +71,8 @@ def rule_from_dict(raw: Any, field: str) -> RuleFound:
         text=text(d["text"], f"{field}.text", limit=MAX_RULE_TEXT),
         comment=text(d.get("comment"), f"{field}.comment", limit=MAX_NAME, optional=True),
         verdict=text(d["verdict"], f"{field}.verdict", limit=MAX_NAME),
+        iptables=text(d.get("iptables"), f"{field}.iptables", limit=MAX_RULE_TEXT, optional=True),
+        position=None if position is None else integer(position, f"{field}.position", 1 << 32, 1),
     )
 
 

@@ -29,6 +29,12 @@ SLOT_MASK = 0x7FFF
 # A probe SYN carries its id in the TCP timestamp option (kind 8, length 10: TSval, TSecr).
 TCPOPT_TIMESTAMP = 8
 
+# nftables traces (linux/netfilter/nfnetlink.h, nf_tables.h): the kernel multicasts one
+# NFT_MSG_TRACE message per rule a packet with meta nftrace set completes, to this group
+NETLINK_NETFILTER = 12
+NFNLGRP_NFTRACE = 9
+NFNL_MSG_NFT_TRACE = (10 << 8) | 17  # subsystem NFNL_SUBSYS_NFTABLES, message NFT_MSG_TRACE
+
 MAGIC = b"NPRB"  # first four bytes of every netprobe payload
 MAGIC_WORD = int.from_bytes(MAGIC, "big")
 PAYLOAD_MARKER_OFFSET = 6  # the keyed 16-bit marker inside a payload (magic 4, version 1, flags 1)

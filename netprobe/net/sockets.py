@@ -12,13 +12,15 @@ import socket
 import struct
 
 from netprobe.core import bpf
-from netprobe.core.wire import ETH_P_IP
+from netprobe.core.wire import ETH_P_IP, NETLINK_NETFILTER, NFNLGRP_NFTRACE
 from netprobe.errors import PrivilegeError
 
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
+SOL_NETLINK = 270
+NETLINK_ADD_MEMBERSHIP = 1
 RCVBUF = 8 << 20
 
 
@@ -73,6 +75,21 @@ def open_raw_listener(proto: int, prog) -> socket.socket:
     sock = _privileged(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, proto))
     _big_buffer(sock)
     attach_filter(sock, prog)
+    return sock
+
+
+def open_trace_listener() -> socket.socket:
+    """A netlink socket joined to the nftables trace group (needs CAP_NET_ADMIN): from now on
+    the kernel queues here one message per rule a traced packet completes, in this namespace."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    try:
+        sock.bind((0, 0))
+        sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, NFNLGRP_NFTRACE)
+        _big_buffer(sock)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 

@@ -2,9 +2,6 @@
 (rule, chain policy, legacy rule, hop), `probe` finds the hop too, and no trace table of an agent
 outlives a run, a Ctrl-C, or a SIGKILL of its responder (the sweep at its restart).
 
-The rule finder is the rulefinder branch's; until it is merged, `netprobe/net/rulefinder.py` is
-a stand-in that names nothing: what it allows is asserted now, the rule assertions wait (xfail,
-strict) for the merge.
 """
 
 from __future__ import annotations
@@ -25,15 +22,11 @@ from helpers import cells_of
 from netprobe.config import inventory_token, load_inventory
 from netprobe.lab.runtime import running_lab
 from netprobe.lab.spec import load_scenario, parse_scenario
-from netprobe.net import rulefinder
 from netprobe.orchestration.lab_session import start_responders, wait_for_agents
 
 pytestmark = pytest.mark.netns
 NETPROBE = [sys.executable, "-m", "netprobe"]
 TAG = uuid.uuid4().hex[:4]
-STAND_IN = hasattr(rulefinder, "NOT_AVAILABLE")  # the stand-in's mark; the rulefinder branch's module has none
-NEEDS_RULEFINDER = pytest.mark.xfail(STAND_IN, strict=True,
-                                     reason="needs the rulefinder branch: net/rulefinder.py is a stand-in until merged")
 _RUNS: dict[str, dict] = {}
 
 
@@ -72,12 +65,10 @@ def test_every_blocked_cell_is_explained_with_the_fix_for_its_flow(scenario, key
     assert fix.startswith("iptables") and f" {chain} " in fix and f"-s {src} -d {dst} -p tcp" in fix
     assert f"--dport {port}" in fix and fix.endswith("-j ACCEPT")
     assert f"ip saddr {src} ip daddr {dst} tcp dport {port} accept" in explain["fix"]["nft"]
-    if STAND_IN:
-        assert (explain["rule"], explain["note"]) == (None, rulefinder.NOT_AVAILABLE)
+    assert explain["rule"] is not None and explain["note"] is None
     assert all(c.get("explain") is None for c in cells.values() if c["reach"] == "allowed")
 
 
-@NEEDS_RULEFINDER
 def test_a_commented_nft_rule_comes_out_with_its_comment():
     rule = lab_run("commented-nft-rule")[("bgp", "node3", "node2")]["explain"]["rule"]
     assert (rule["family"], rule["table"], rule["chain"], rule["verdict"]) == ("inet", "filter", "input", "drop")
@@ -85,7 +76,6 @@ def test_a_commented_nft_rule_comes_out_with_its_comment():
     assert "tcp dport 179" in rule["text"] and isinstance(rule["handle"], int)
 
 
-@NEEDS_RULEFINDER
 def test_a_chain_policy_drop_names_the_chain_and_its_policy():
     cells = lab_run("chain-policy-drop")
     for key in (("etcd", "node1", "cp1"), ("etcd", "node2", "cp1")):
@@ -94,13 +84,11 @@ def test_a_chain_policy_drop_names_the_chain_and_its_policy():
         assert (rule["text"], rule["verdict"], rule["handle"]) == ("policy drop", "policy drop", None)
 
 
-@NEEDS_RULEFINDER
 def test_an_egress_drop_names_the_senders_own_rule():
     rule = lab_run("egress-drop")[("bgp", "node2", "cp1")]["explain"]["rule"]
     assert (rule["table"], rule["chain"]) == ("filter", "OUTPUT") and rule["verdict"] == "policy drop"
 
 
-@NEEDS_RULEFINDER
 def test_a_legacy_iptables_rule_is_named_by_its_counter():
     rule = lab_run("legacy-iptables-drop")[("bgp", "node1", "node2")]["explain"]["rule"]
     assert (rule["family"], rule["table"], rule["chain"]) == ("iptables-legacy", "filter", "INPUT")
@@ -187,10 +175,8 @@ def test_no_trace_table_is_left_after_ctrl_c(lab):
     proc = mesh(lab, *SLOW)
     started = time.monotonic()
     while time.monotonic() - started < 12 and proc.poll() is None and not trace_tables(lab):
-        if STAND_IN and time.monotonic() - started > 5.5:
-            break  # the stand-in adds no table: ~1 s to start, 3 s probing, so the re-send's window is on
-        time.sleep(0.05)  # the real rule finder's table appears once the destinations are armed
-    assert proc.poll() is None
+        time.sleep(0.05)  # the rule finder's table appears once the destinations are armed
+    assert proc.poll() is None and trace_tables(lab)  # in the explain round, traces armed
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
     assert proc.returncode == 130
@@ -213,9 +199,6 @@ def test_a_responder_killed_with_a_trace_armed_sweeps_it_at_its_restart(lab):
                                                 hold=120))
 
     trio.run(arm)
-    ns = lab.netns("n2")
-    # what a crash leaves behind (the stand-in adds no table of its own: one is planted)
-    subprocess.run(["ip", "netns", "exec", ns, "nft", "add", "table", "inet", "netprobe_trace_npexleft"], check=True)
     pid, alive = lab.processes()["responder-n2"]
     assert alive
     os.kill(pid, signal.SIGKILL)
@@ -223,12 +206,7 @@ def test_a_responder_killed_with_a_trace_armed_sweeps_it_at_its_restart(lab):
     assert "n2" in trace_tables(lab)
     start_responders(lab, ["n2"])
     trio.run(wait_for_agents, inventory, token)
-    swept = trace_tables(lab)
-    if swept and STAND_IN:  # the stand-in's sweep removes nothing: clean up, then say what is missing
-        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "netprobe_trace_npexleft"],
-                       check=True)
-        pytest.xfail("needs the rulefinder branch: sweep_leftovers is a stand-in until merged")
-    assert swept == {}
+    assert trace_tables(lab) == {}
 
 
 # ------------------------------------------------------------------ probe, the sender alone
@@ -271,7 +249,4 @@ def test_probe_explains_its_own_egress_drop():
     bgp = json.loads(proc.stdout)["cells"][0]
     assert (bgp["reach"], bgp["where"]) == ("blocked", "source-egress")
     assert bgp["explain"]["fix"]["iptables"].startswith("iptables") and " OUTPUT " in bgp["explain"]["fix"]["iptables"]
-    if STAND_IN:
-        assert bgp["explain"]["note"] == rulefinder.NOT_AVAILABLE
-    else:
-        assert (bgp["explain"]["rule"]["chain"], bgp["explain"]["rule"]["verdict"]) == ("OUTPUT", "policy drop")
+    assert (bgp["explain"]["rule"]["chain"], bgp["explain"]["rule"]["verdict"]) == ("OUTPUT", "policy drop")

@@ -365,7 +365,8 @@ async def test_blocked_cells_are_explained_in_three_stages_to_the_agents_concern
     cells = {c.key: c for c in result.cells}
     ingress = cells[("bgp", "n2", "n3")].explain
     assert (ingress.rule.table, ingress.rule.handle) == ("filter", 7)
-    assert ingress.fix.iptables.startswith("iptables -I INPUT -s 192.0.2.12 -d 192.0.2.13 -p tcp --dport 179")
+    assert ingress.fix.iptables.startswith("iptables -I INPUT -s 192.0.2.12 -d 192.0.2.13 -p tcp")
+    assert ingress.fix.nft.startswith("nft insert rule inet filter input position 7 ip saddr 192.0.2.12")
     hop = cells[("bgp", "n3", "n1")].explain.hop
     assert (hop.address, hop.ttl, hop.name) == ("192.0.2.1", 1, "core")
     assert cells[("bgp", "n1", "n2")].explain is None

@@ -36,6 +36,8 @@ CHECKMAP = {c.id: c for c in CHECKS.values()}
 
 def test_explain_round_trips_and_reads_absent_parts_as_none():
     assert Explain.from_dict(FULL.to_dict()) == FULL
+    owned = Explain(rule=dataclasses.replace(LEGACY, iptables="-A INPUT -p tcp -m tcp --dport 179 -j DROP", position=3))
+    assert Explain.from_dict(owned.to_dict()) == owned  # iptables' own rules keep their form and number
     assert Explain.from_dict({}) == Explain()
     assert set(Explain().to_dict()) == {"rule", "hop", "path_mtu", "fix", "note"}
 
