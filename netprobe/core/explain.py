@@ -121,9 +121,16 @@ class Explain:
         return "; ".join(parts)
 
     def fix_words(self) -> list[str]:
-        """The fix as lines to print under the explanation (none when there is no fix)."""
+        """The fix as lines to print under the explanation (none when there is no fix): the line
+        of the tool that owns the rule first; none of nft's for an iptables-legacy rule, which no
+        nft rule can undo."""
         if self.fix is None:
             return []
+        rule = self.rule
+        if rule is not None and rule.family == "iptables-legacy":
+            return [f"fix (not applied): {self.fix.iptables}"]
+        if rule is not None and rule.iptables:
+            return [f"fix (not applied): {self.fix.iptables}", f"or with nft: {self.fix.nft}"]
         return [f"fix (not applied): {self.fix.nft}", f"or with iptables: {self.fix.iptables}"]
 
 

@@ -123,6 +123,17 @@ def test_describe_cell_ends_with_the_explanation_and_the_fix_comes_under_it():
     assert fix_words(unexplained) == []
 
 
+def test_the_fix_leads_with_the_tool_that_owns_the_rule():
+    fix = Fix("nft X", "iptables-nft Y")
+    assert Explain(rule=RULE, fix=fix).fix_words() == ["fix (not applied): nft X", "or with iptables: iptables-nft Y"]
+    assert Explain(fix=fix).fix_words()[0] == "fix (not applied): nft X"
+    owned = dataclasses.replace(RULE, family="ip", iptables="-A INPUT -p tcp -j DROP", position=2)
+    assert Explain(rule=owned, fix=fix).fix_words() == ["fix (not applied): iptables-nft Y", "or with nft: nft X"]
+    legacy = dataclasses.replace(LEGACY, iptables="-A INPUT -p tcp -j DROP", position=1)
+    assert Explain(rule=legacy, fix=fix).fix_words() == ["fix (not applied): iptables-nft Y"]  # no nft rule undoes it
+    assert Explain(rule=RULE).fix_words() == []
+
+
 # ------------------------------------------------------------------ flows and hops
 
 
