@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import trio
 
-from netprobe.agent.protocol import ArmRequest, CollectRequest, ResendProbe, ResendRequest
+from netprobe.agent.protocol import TIMEOUT_RANGE, ArmRequest, CollectRequest, ResendProbe, ResendRequest
 from netprobe.core.cells import Reach
 from netprobe.core.checks import Check
 from netprobe.core.explain_round import Resent, expected_packets, finish_explain, plan_explain
@@ -36,9 +36,10 @@ async def explain_blocked(store: MatrixStore, *, clients: Mapping[str, object], 
     """Explain every blocked cell of ``store`` in place; returns how many cells got an explanation.
 
     ``clients``: an open client per agent that answered the mesh (``failed``: why the others
-    did not); ``sources``: the address each cell's probe left from (its outcome's). The re-send
-    waits the window the mesh's own probes adapted to (4x ``rtt_ms``, the slowest RTT it saw,
-    within 0.2 s..``timeout``): a blocked probe's answer is not awaited, only the routers' errors."""
+    did not); ``sources``: the address each cell's probe left from (its outcome's). A re-send with
+    TTL-limited copies waits the window the mesh's own probes adapted to (4x ``rtt_ms``, the
+    slowest RTT it saw, within 0.2 s..``timeout``) for the routers' errors; a blocked probe's own
+    answer is never awaited."""
     by_id = {c.id: c for c in checks}
     window = adapted_window(timeout, None if rtt_ms is None else rtt_ms / 1000)
     names = {**{a: h for h, a in addresses.items()}, **(names or {})}
@@ -69,9 +70,12 @@ async def explain_blocked(store: MatrixStore, *, clients: Mapping[str, object], 
     async def send_again(host: str, resends) -> None:
         probes = tuple(ResendProbe(r.name, r.address, r.check, r.probe_id, r.trace, r.hops) for r in resends)
         wanted = tuple(by_id[c] for c in dict.fromkeys(p.check for p in probes))
+        # only TTL-limited copies wait for answers (the routers'); a probe re-sent for a trace needs
+        # only to leave: the destination's rule finder waits for it when collected
+        wait = window if any(p.hops for p in probes) else TIMEOUT_RANGE[0]
 
         async def call(client) -> None:
-            reply = await client.explain_resend(ResendRequest(run_id, wanted, probes, window, vni))
+            reply = await client.explain_resend(ResendRequest(run_id, wanted, probes, wait, vni))
             resent[host] = {p.probe_id: p for p in reply.probes}
         await ask(host, call)
 

@@ -119,13 +119,26 @@ def trace_tables(lab) -> dict[str, list[str]]:
     return found
 
 
-# Two hosts that drop each other's BGP: with --checks bgp every probe meets silence, so no RTT
-# shortens a window and the explain round's re-send lasts the whole --timeout (room for a Ctrl-C).
-BOTH_WAYS = """
-name: npex-both-ways
+# n1 drops BGP in (n2 -> n1: destination-ingress, a trace armed at n1); the router between them
+# drops n1's BGP and sends no ICMP (n1 -> n2: network, TTL-limited copies nobody answers). With
+# --checks bgp every probe meets silence, so no RTT shortens a window: the explain round's
+# re-send lasts the whole --timeout while n1's trace is armed (room for a Ctrl-C).
+SILENT = """
+name: npex-silent
 profile: calico
 segments:
-  - {name: lan, subnet: 198.18.77.0/24, hosts: [n1, n2]}
+  - {name: a, subnet: 198.18.77.0/24, hosts: [n1]}
+  - {name: b, subnet: 198.18.78.0/24, hosts: [n2]}
+routers:
+  - name: r
+    segments: [a, b]
+    addresses: {a: 198.18.77.1, b: 198.18.78.1}
+    firewall:
+      nft: |
+        table inet r {
+          chain forward { type filter hook forward priority 0; policy accept; ip saddr 198.18.77.11 tcp dport 179 drop; }
+          chain output { type filter hook output priority 0; policy accept; icmp type time-exceeded drop; }
+        }
 hosts:
   - name: n1
     address: 198.18.77.11
@@ -134,21 +147,15 @@ hosts:
         table inet filter {
           chain input { type filter hook input priority 0; policy accept; tcp dport 179 drop comment "no bgp"; }
         }
-  - name: n2
-    address: 198.18.77.12
-    firewall:
-      nft: |
-        table inet filter {
-          chain input { type filter hook input priority 0; policy accept; tcp dport 179 drop comment "no bgp"; }
-        }
+  - {name: n2, address: 198.18.78.12}
 """
 SLOW = ["--checks", "bgp", "--timeout", "3", "--retries", "0"]  # probing 3 s, then the re-send 3 s
 
 
 @pytest.fixture(scope="module")
 def lab():
-    """BOTH_WAYS up, with a responder per host, for the whole module."""
-    scenario = parse_scenario(BOTH_WAYS, source="test_explain_netns.BOTH_WAYS")
+    """SILENT up, with a responder per host, for the whole module."""
+    scenario = parse_scenario(SILENT, source="test_explain_netns.SILENT")
     with running_lab(scenario, f"npex-{TAG}-up") as up:
         start_responders(up, [h.name for h in scenario.hosts])
         inventory = load_inventory(str(up.inventory_path))
@@ -165,9 +172,11 @@ def test_no_trace_table_is_left_after_a_run(lab):
     proc = mesh(lab, "--checks", "bgp", "--timeout", "0.5")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
-    explained = [c for c in cells_of(json.loads(out)) if c["reach"] == "blocked"]
-    assert sorted((c["src"], c["dst"]) for c in explained) == [("n1", "n2"), ("n2", "n1")]
-    assert all(c["explain"]["fix"] is not None for c in explained)
+    explained = {(c["src"], c["dst"]): c for c in cells_of(json.loads(out)) if c["reach"] == "blocked"}
+    assert set(explained) == {("n1", "n2"), ("n2", "n1")}
+    assert explained[("n2", "n1")]["explain"]["rule"]["comment"] == "no bgp"
+    network = explained[("n1", "n2")]["explain"]
+    assert network["hop"] is None and "no router answered" in network["note"]
     assert trace_tables(lab) == {}
 
 
@@ -191,20 +200,20 @@ def test_a_responder_killed_with_a_trace_armed_sweeps_it_at_its_restart(lab):
 
     inventory = load_inventory(str(lab.inventory_path))
     token = inventory_token(inventory)
-    n2 = next(h for h in inventory.hosts if h.name == "n2")
+    n1 = next(h for h in inventory.hosts if h.name == "n1")
 
     async def arm():
-        async with AgentClient(n2.agent, token=token) as client:
-            await client.explain_arm(ArmRequest("killed", (Flow("tcp", "198.18.77.11", "198.18.77.12", 40000, 179),),
+        async with AgentClient(n1.agent, token=token) as client:
+            await client.explain_arm(ArmRequest("killed", (Flow("tcp", "198.18.78.12", "198.18.77.11", 40000, 179),),
                                                 hold=120))
 
     trio.run(arm)
-    pid, alive = lab.processes()["responder-n2"]
+    pid, alive = lab.processes()["responder-n1"]
     assert alive
     os.kill(pid, signal.SIGKILL)
-    lab.supervisor.stop("responder-n2")
-    assert "n2" in trace_tables(lab)
-    start_responders(lab, ["n2"])
+    lab.supervisor.stop("responder-n1")
+    assert "n1" in trace_tables(lab)
+    start_responders(lab, ["n1"])
     trio.run(wait_for_agents, inventory, token)
     assert trace_tables(lab) == {}
 
@@ -225,8 +234,8 @@ def test_probe_finds_the_hop_of_a_flow_the_router_drops():
 
 def test_ctrl_c_to_lab_run_in_the_explain_round_leaves_nothing(tmp_path):
     name = f"npex-{TAG}-cc"
-    scenario, err = tmp_path / "both-ways.yaml", tmp_path / "stderr"
-    scenario.write_text(BOTH_WAYS)
+    scenario, err = tmp_path / "silent.yaml", tmp_path / "stderr"
+    scenario.write_text(SILENT)
     with open(err, "w") as stderr:
         proc = subprocess.Popen([*NETPROBE, "lab", "run", str(scenario), "--name", name, *SLOW],
                                 stdout=subprocess.DEVNULL, stderr=stderr, text=True)
