@@ -189,12 +189,6 @@ def plan_explain(cells: Iterable[Cell], *, addresses: Mapping[str, str], sources
         if where is Where.RETURN_PATH:
             plan.settled[key] = Explain(note=RETURN_PATH)
             continue
-        if where is Where.SOURCE_EGRESS and getattr(ev, "left", None) is False:  # belowip's evidence
-            plan.settled[key] = Explain(note=BELOW_IP_OUT)
-            continue
-        if where is Where.DESTINATION_INGRESS and ev.arrived and getattr(ev, "reached_ip", None) is False:
-            plan.settled[key] = Explain(note=BELOW_IP_IN)
-            continue
         if where is Where.NETWORK:
             mtu = getattr(ev, "path_mtu", None)  # encap-mtu's evidence (the mtu check): copies would pass
             if mtu is not None:
@@ -228,9 +222,25 @@ def plan_explain(cells: Iterable[Cell], *, addresses: Mapping[str, str], sources
 # ------------------------------------------------------------------ the answers
 
 
+def below_ip(cell: Cell) -> str | None:
+    """Why a cell's drop is below IP (a netdev/tc hook, an eBPF dataplane), from its evidence
+    (belowip's ``left``/``reached_ip``), else None."""
+    ev = cell.evidence
+    if cell.where is Where.SOURCE_EGRESS and getattr(ev, "left", None) is False:
+        return BELOW_IP_OUT
+    if cell.where is Where.DESTINATION_INGRESS and ev.arrived and getattr(ev, "reached_ip", None) is False:
+        return BELOW_IP_IN
+    return None
+
+
 def explain_rule(cell: Cell, flow: Flow, found: RuleFound | NotNamed | None, note: str | None = None) -> Explain:
-    """A cell blocked at a host: the rule (or why it is not named) and the fix for exactly its flow."""
+    """A cell blocked at a host: the rule (or why it is not named) and the fix for exactly its flow.
+    A drop below IP the rule finder could not name (tc, eBPF) says so, with no fix: no nft or
+    iptables line undoes it (an nft netdev rule is named, and fixed, like any other)."""
     rule = found if isinstance(found, RuleFound) else None
+    below = below_ip(cell) if rule is None else None
+    if below is not None:
+        return Explain(note="; ".join(r for r in (below, note) if r))
     reasons = [r for r in (found.reason if isinstance(found, NotNamed) else None, note) if r]
     if found is None and not reasons:
         reasons = [NO_ANSWER]

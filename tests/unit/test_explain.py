@@ -205,19 +205,35 @@ def test_what_needs_no_agent_is_settled_at_once():
     router_icmp = cell("bgp", "a", "b", "blocked", "network", "rejected", arrived=False, reply=ReplyKind.ICMP,
                        icmp=Icmp(3, 13, "192.0.2.1"))
     returning = cell("bgp", "a", "c", "blocked", "return-path", arrived=True, accepted=True)
-    below_in = cell("bgp", "b", "a", "blocked", "destination-ingress",
-                    evidence=BelowIp(arrived=True, accepted=False, reached_ip=False))
-    below_out = cell("bgp", "b", "c", "blocked", "source-egress", evidence=BelowIp(sent=True, left=False))
     mtu = cell("ipip", "c", "a", "blocked", "network", evidence=BelowIp(arrived=False, path_mtu=1400))
-    p = plan([router_icmp, returning, below_in, below_out, mtu], names={"192.0.2.1": "core"})
+    p = plan([router_icmp, returning, mtu], names={"192.0.2.1": "core"})
     assert p.empty
     assert p.settled == {
         router_icmp.key: Explain(hop=Hop("192.0.2.1", None, "core")),
         returning.key: Explain(note=RETURN_PATH),
-        below_in.key: Explain(note="a netdev/tc drop: not traced"),
-        below_out.key: Explain(note="dropped below IP on the way out (netdev/tc egress): not traced"),
         mtu.key: Explain(path_mtu=1400),
     }
+
+
+def test_a_drop_below_ip_is_traced_and_said_so_when_no_rule_is_named():
+    """An nft netdev rule is named like any other; a tc or eBPF drop is not, and no fix undoes it."""
+    below_in = cell("bgp", "b", "a", "blocked", "destination-ingress",
+                    evidence=BelowIp(arrived=True, accepted=False, reached_ip=False))
+    below_out = cell("bgp", "b", "c", "blocked", "source-egress", evidence=BelowIp(sent=True, left=False))
+    netdev = cell("bgp", "c", "a", "blocked", "destination-ingress",
+                  evidence=BelowIp(arrived=True, accepted=False, reached_ip=False))
+    p = plan([below_in, below_out, netdev])
+    assert not p.settled and len(p.arms["a"]) == 2 and p.resends["b"][1].trace
+    named = dataclasses.replace(RULE, family="netdev", table="edge", chain="ingress")
+    out = finish_explain(p, resent={"b": {100: Resent(100, "192.0.2.11", 1), 101: Resent(101, "192.0.2.11", 1,
+                                                                                         NotNamed("no trace"))},
+                                    "c": {100: Resent(100, "192.0.2.12", 1)}},
+                         rules={"a": {p.flows[below_in.key]: NotNamed("no trace within 0.5 s"),
+                                      p.flows[netdev.key]: named}},
+                         failed={}, addresses=ADDRESSES, checks=CHECKMAP)
+    assert out[below_in.key] == Explain(note="a netdev/tc drop: not traced")
+    assert out[below_out.key] == Explain(note="dropped below IP on the way out (netdev/tc egress): not traced")
+    assert out[netdev.key].rule == named and out[netdev.key].fix is not None
 
 
 def test_a_source_traces_the_hops_of_at_most_six_network_cells():
