@@ -2,8 +2,9 @@
 """Probe rate between two lab namespaces: probes/s sent and classified, kernel drops, the cost
 of filtered probes in reply windows, and the RSS of `netprobe probe`.
 
-Run as root:  .venv/bin/python bench/probe_rate.py [--probes 100000]
+Run as root:  .venv/bin/python bench/probe_rate.py [--probes 100000] [--family 6]
 Bounded: a fixed number of probes, to addresses of the two namespaces it makes, then it stops.
+``--family 6``: the same over IPv6 (the namespaces are dual stack either way).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ SCENARIO = """
 name: bench-rate
 profile: calico
 segments:
-  - {name: lan, subnet: 198.18.200.0/24, hosts: [a, b]}
+  - {name: lan, subnet: 198.18.200.0/24, subnet6: "2001:db8:200::/64", hosts: [a, b]}
 hosts:
   - {name: a, roles: [node], address: 198.18.200.1}
   - name: b
@@ -47,14 +48,14 @@ def inner(args) -> None:
     from netprobe.core.events import ProbeTarget
     from netprobe.core.prober import Prober
     from netprobe.core.verdict import classify
-    from netprobe.net.prober import open_probe_io, run_prober
+    from netprobe.net.prober import open_probe_io, open_probe_io6, run_prober
 
     if args.rps:
         os.sched_setaffinity(0, {0})  # the prober on CPU 0; the "other host's" kernel work elsewhere
     key = os.urandom(32)
     checks = [Check(f"p{p}", "closed port", Proto.TCP, p, Direction.BOTH) for p in CLOSED_PORTS]
     figures = {}
-    io = open_probe_io(key)
+    io = (open_probe_io6 if ":" in args.src else open_probe_io)(key)
     try:
         io.kernel_drops()  # reset the tap's counters
         targets = [ProbeTarget(checks[i % len(checks)], args.dst) for i in range(args.probes)]
@@ -95,7 +96,8 @@ def inner(args) -> None:
                "atexit.register(lambda: print('RSS_KB', [l.split()[1] for l in open('/proc/self/status')"
                " if l.startswith('VmHWM')][0], file=sys.stderr))\n"
                "from netprobe.cli import main\nmain(sys.argv[1:])\n")
-    proc = subprocess.run([sys.executable, "-c", wrapper, "probe", args.dst, "--checks", "bgp,ipip,vxlan",
+    checks = "bgp,vxlan" if ":" in args.dst else "bgp,ipip,vxlan"  # no IP-in-IP over IPv6
+    proc = subprocess.run([sys.executable, "-c", wrapper, "probe", args.dst, "--checks", checks,
                            "--timeout", "0.2", "--format", "json"], capture_output=True, text=True)
     rss = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("RSS_KB")]
     figures["netprobe_probe_rss_mb"] = round(int(rss[-1]) / 1024, 1) if rss else None
@@ -109,6 +111,7 @@ def main() -> None:
     parser.add_argument("--no-rps", dest="rps", action="store_false",
                         help="keep the receive path of both namespaces on the sender's CPU (by default RPS moves "
                              "it to the other CPUs, as separate hosts would have it)")
+    parser.add_argument("--family", type=int, choices=(4, 6), default=4, help="probe over IPv4 (default) or IPv6")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--src", help=argparse.SUPPRESS)
     parser.add_argument("--dst", help=argparse.SUPPRESS)
@@ -131,12 +134,12 @@ def main() -> None:
                          check=True)
         proc = lab.exec("a", [sys.executable, os.path.abspath(__file__), "--inner", "--probes", str(args.probes),
                               *([] if rps else ["--no-rps"]),
-                              "--src", lab.address("a"), "--dst", lab.address("b")],
+                              "--src", lab.address("a", args.family), "--dst", lab.address("b", args.family)],
                         capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         sys.exit(f"bench failed:\n{proc.stderr}")
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"receive path steered to other CPUs (RPS): {rps}")
+    print(f"IPv{args.family}; receive path steered to other CPUs (RPS): {rps}")
     run = figures["closed_port_run"]
     print(f"closed-port run: {run['probes']} probes in {run['wall_s']} s = {run['probes_per_s']:,} probes/s "
           f"sent and answered; {run['replies_per_s']:,} replies/s classified "

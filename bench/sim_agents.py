@@ -69,7 +69,7 @@ class Fabric:
         from netprobe.core.mesh_logic import Peer
         from netprobe.core.sampling import plan_peers
 
-        hosts = [(name(i), address(i), frozenset(roles(i))) for i in range(self.n)]
+        hosts = [(name(i), address(i), frozenset(roles(i)), None) for i in range(self.n)]
         peers, _ = plan_peers(hosts, select_checks("calico"), Peer)
         for src, wanted in peers.items():
             req = {"run_id": PLACEHOLDER, "compact": True, "retries": 0,

@@ -105,11 +105,12 @@ def stop_processes(procs, *, grace: float = 5) -> None:
             p.kill()
 
 
-def veth_namespaces(prefix: str):
+def veth_namespaces(prefix: str, *, ipv6: bool = False):
     """Two namespaces ``PREFIX-<uuid>-a`` and ``-b`` joined by a veth made inside them (``eth0``
-    in each, nothing in the root namespace), addressed 198.18.<n>.1 and .2/24; a context manager
-    yielding (a, b, address of a, address of b) that removes both, and any process still in
-    them, on every way out."""
+    in each, nothing in the root namespace), addressed 198.18.<n>.1 and .2/24 (and with ``ipv6``
+    2001:db8:<n>::1 and ::2/64, nodad); a context manager yielding (a, b, address of a, address
+    of b[, IPv6 address of a, of b]) that removes both, and any process still in them, on every
+    way out."""
     import contextlib
     import subprocess
     import uuid
@@ -127,9 +128,16 @@ def veth_namespaces(prefix: str):
                            check=True)
             for ns, host in ((a, 1), (b, 2)):
                 subprocess.run(["ip", "-n", ns, "addr", "add", f"198.18.{n}.{host}/24", "dev", "eth0"], check=True)
+                if ipv6:
+                    subprocess.run(["ip", "-n", ns, "addr", "add", f"2001:db8:{n:x}::{host}/64", "dev", "eth0",
+                                    "nodad"], check=True)
                 for dev in ("eth0", "lo"):
                     subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
-            yield a, b, f"198.18.{n}.1", f"198.18.{n}.2"
+            six = (f"2001:db8:{n:x}::1", f"2001:db8:{n:x}::2") if ipv6 else ()
+            if ipv6:  # a neighbor solicitation sent before b joined its solicited-node group waits 1 s
+                subprocess.run(["ip", "netns", "exec", a, "ping", "-6", "-c", "1", "-W", "5", six[1]],
+                               capture_output=True, check=True, timeout=10)
+            yield a, b, f"198.18.{n}.1", f"198.18.{n}.2", *six
         finally:
             for ns in made:
                 pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()

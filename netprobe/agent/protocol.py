@@ -123,7 +123,8 @@ def _short_text(value: Any, field: str) -> str:
     return value
 
 
-_CHECK_KEYS = {"id", "description", "proto", "port", "direction", "to_role", "from_role"}
+_CHECK_KEYS = {"id", "description", "proto", "port", "direction", "to_role", "from_role"}  # no family: which
+# address a check goes to is the target's (address or address6), decided by the coordinator
 
 
 def parse_check(raw: Any, field: str) -> Check:
@@ -164,29 +165,51 @@ def parse_check(raw: Any, field: str) -> Check:
         raise InvalidRequest(field, f"not a valid check: {exc}") from None
 
 
+def _target_address(raw: dict, key: str, kind: type, field: str) -> str:
+    try:
+        if not isinstance(raw[key], str):
+            raise ValueError
+        address = kind(raw[key])
+    except ValueError:
+        what = "an IPv4" if kind is ipaddress.IPv4Address else "an IPv6"
+        raise InvalidRequest(f"{field}.{key}", f"must be {what} address, got {raw[key]!r:.40}") from None
+    return str(address)
+
+
+def _target_checks(raw: dict, key: str, field: str) -> tuple[str, ...]:
+    checks = _list(raw[key], MAX_CHECKS, f"{field}.{key}")
+    if not checks:
+        raise InvalidRequest(f"{field}.{key}", "must name at least one check")
+    for i, cid in enumerate(checks):
+        if not isinstance(cid, str):
+            raise InvalidRequest(f"{field}.{key}[{i}]", f"must be a check id, got {cid!r}")
+    if len(set(checks)) != len(checks):
+        raise InvalidRequest(f"{field}.{key}", "names a check twice")
+    return tuple(checks)
+
+
 def parse_target(raw: Any, field: str) -> Peer:
-    """One peer to probe: a host name, an IPv4 address and the check ids wanted towards it."""
+    """One peer to probe: a host name and, per family, its address and the check ids wanted towards
+    it (``address``/``checks``: IPv4, ``address6``/``checks6``: IPv6; at least one pair)."""
     if not isinstance(raw, dict):
         raise InvalidRequest(field, "must be an object")
-    _check_keys(raw, {"name", "address", "checks"}, {"name", "address", "checks"}, field)
+    _check_keys(raw, {"name", "address", "checks", "address6", "checks6"}, {"name"}, field)
     name = raw["name"]
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidRequest(f"{field}.name", f"must be a host name, got {name!r}")
-    try:
-        if not isinstance(raw["address"], str):
-            raise ValueError
-        address = str(ipaddress.IPv4Address(raw["address"]))
-    except ValueError:
-        raise InvalidRequest(f"{field}.address", f"must be an IPv4 address, got {raw['address']!r}") from None
-    checks = _list(raw["checks"], MAX_CHECKS, f"{field}.checks")
-    if not checks:
-        raise InvalidRequest(f"{field}.checks", "must name at least one check")
-    for i, cid in enumerate(checks):
-        if not isinstance(cid, str):
-            raise InvalidRequest(f"{field}.checks[{i}]", f"must be a check id, got {cid!r}")
-    if len(set(checks)) != len(checks):
-        raise InvalidRequest(f"{field}.checks", "names a check twice")
-    return Peer(name, address, tuple(checks))
+    found: dict[str, tuple[str | None, tuple[str, ...]]] = {}
+    for key, checks_key, kind in (("address", "checks", ipaddress.IPv4Address),
+                                  ("address6", "checks6", ipaddress.IPv6Address)):
+        if key not in raw and checks_key not in raw:
+            found[key] = (None, ())
+            continue
+        for k in (key, checks_key):
+            if k not in raw:
+                raise InvalidRequest(f"{field}.{k}", f"is required with {checks_key if k == key else key}")
+        found[key] = (_target_address(raw, key, kind, field), _target_checks(raw, checks_key, field))
+    if found["address"][0] is None and found["address6"][0] is None:
+        raise InvalidRequest(f"{field}.address", "is required (or address6 and checks6)")
+    return Peer(name, *found["address"], *found["address6"])
 
 
 @dataclass(frozen=True)
@@ -209,7 +232,7 @@ class ProbeRequest:
         return {
             "run_id": self.run_id,
             "targets": [t.to_dict() for t in self.targets],
-            "checks": [c.to_dict() for c in self.checks],
+            "checks": [c.wire_dict() for c in self.checks],
             "timeout": self.timeout,
             "retries": self.retries,
             "vni": self.vni,
@@ -239,16 +262,20 @@ class ProbeRequest:
             target = parse_target(raw, f"targets[{i}]")
             if target.name in names:
                 raise InvalidRequest(f"targets[{i}].name", f"duplicate target {target.name!r}")
-            if target.address in addresses:
-                raise InvalidRequest(f"targets[{i}].address", f"duplicate address {target.address}")
-            for cid in target.checks:
-                if cid not in checks:
-                    raise InvalidRequest(f"targets[{i}].checks", f"unknown check {cid!r} (not in checks)")
-            probes += len(target.checks)
+            for key, address in (("address", target.address), ("address6", target.address6)):
+                if address in addresses:
+                    raise InvalidRequest(f"targets[{i}].{key}", f"duplicate address {address}")
+            for key, ids in (("checks", target.checks), ("checks6", target.checks6)):
+                for cid in ids:
+                    if cid not in checks:
+                        raise InvalidRequest(f"targets[{i}].{key}", f"unknown check {cid!r} (not in checks)")
+                    if key == "checks6" and checks[cid].proto is Proto.IPIP:
+                        raise InvalidRequest(f"targets[{i}].checks6", f"{cid!r} is IP-in-IP: IPv4 only")
+            probes += target.probes
             if probes > MAX_PROBES:
                 raise InvalidRequest("targets", f"at most {MAX_PROBES} probes (target x check) in one request")
             names.add(target.name)
-            addresses.add(target.address)
+            addresses.update(a for a in (target.address, target.address6) if a is not None)
             targets.append(target)
         return cls(
             run_id=run_id,
@@ -283,7 +310,10 @@ def parse_flow(raw: Any, field: str, *, exact: bool = True) -> Flow:
         if raw_port is None and proto != "ipip" and key == "dport":
             raise InvalidRequest(f"{field}.dport", f"is required for {proto}")
         ports[key] = None if raw_port is None else _integer(raw_port, 1, 65535, f"{field}.{key}")
-    return Flow(proto, fields.ipv4(d["src"], f"{field}.src"), fields.ipv4(d["dst"], f"{field}.dst"), **ports)
+    src, dst = fields.ip(d["src"], f"{field}.src"), fields.ip(d["dst"], f"{field}.dst")
+    if (":" in src) != (":" in dst):
+        raise InvalidRequest(f"{field}.dst", "must be of the source's address family")
+    return Flow(proto, src, dst, **ports)
 
 
 def _flows(raw: Any, field: str) -> tuple[Flow, ...]:
@@ -333,7 +363,7 @@ class ResendProbe:
         d = fields.obj(raw, field)
         _check_keys(d, {"name", "address", "check", "probe_id", "trace", "hops"},
                     {"name", "address", "check", "probe_id"}, field)
-        return cls(fields.name(d["name"], f"{field}.name"), fields.ipv4(d["address"], f"{field}.address"),
+        return cls(fields.name(d["name"], f"{field}.name"), fields.ip(d["address"], f"{field}.address"),
                    fields.name(d["check"], f"{field}.check"),
                    fields.integer(d["probe_id"], f"{field}.probe_id", fields.MAX_PROBE_ID),
                    _flag(d.get("trace", False), f"{field}.trace"), _flag(d.get("hops", False), f"{field}.hops"))

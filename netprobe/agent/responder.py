@@ -1,13 +1,16 @@
 """The responder daemon: the real ``AgentService`` behind the control API.
 
-It owns the capture sockets (an AF_PACKET tap and raw TCP/UDP/IPIP sockets, each behind a BPF
-filter that passes only probes and this host's answers to them), feeds them to the pure
-``ResponderCore``, sends its echoes, and runs the prober when an authenticated caller asks.
+It owns the capture sockets (per family an AF_PACKET tap and raw sockets, TCP/UDP/IPIP over IPv4,
+TCP/UDP over IPv6, each behind a BPF filter that passes only probes and this host's answers to
+them), feeds them to the pure ``ResponderCore``, sends its echoes, and runs the prober when an
+authenticated caller asks. A host without IPv6 (the kernel refuses AF_INET6 sockets) keeps its
+IPv4 captures.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import socket
@@ -25,11 +28,11 @@ from netprobe.core.budget import NotAllowed, OverBudget, ProbeBudget
 from netprobe.core.compact_wire import compact_observations, compact_outcomes
 from netprobe.core.keys import probe_key
 from netprobe.core.events import ProbeTarget, Via
+from netprobe.core.parse import ip_bytes, ip_str
 from netprobe.core.responder import ResponderCore
-from netprobe.core.parse import ip_bytes
 from netprobe.core.wire import IPPROTO_IPIP
 from netprobe.net import sockets
-from netprobe.net.capture import CaptureSet, open_captures
+from netprobe.net.capture import CaptureSet, open_captures, open_captures6
 from netprobe.net.rulefinder import sweep_leftovers
 
 RUN_MEMORY = 256          # run ids remembered (for observations since a run started)
@@ -57,7 +60,7 @@ class OwnAddresses:
 
         if len(self._known) >= self.limit:
             self._known.clear()
-        own = is_local_unicast(socket.inet_ntoa(addr))
+        own = is_local_unicast(ip_str(addr))
         self._known[addr] = (own, now)
         return own
 
@@ -79,6 +82,7 @@ class Responder:
         self._compact_runs: set[str] = set()  # runs whose probe request asked for the compact form
         self._probe_lock = trio.Lock()
         self._sender: socket.socket | None = None
+        self._sender6: socket.socket | None = None
         self._captures = CaptureSet([])
         self.echo_send_errors = 0
         self.traces = ArmedTraces()  # the explain round's ingress traces (agent/traces.py)
@@ -92,6 +96,7 @@ class Responder:
         try:
             self._captures = open_captures(functools.partial(bpf.responder_filter, marker=self.core.marker),
                                            (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_IPIP), outgoing_too=True)
+            self._open_ipv6()
             templates.load_designer()  # scapy's import (~0.4 s) now, not inside the first mesh
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._captures.drain_all, self._on_packet)
@@ -99,13 +104,32 @@ class Responder:
                 task_status.started()
         finally:
             self._sender.close()
+            if self._sender6 is not None:
+                self._sender6.close()
             self._captures.close()
+
+    def _open_ipv6(self) -> None:
+        """IPv6 captures and echo sender next to the IPv4 ones, unless this kernel has no IPv6."""
+        try:
+            self._sender6 = sockets.open_sender6()
+            six = open_captures6(functools.partial(bpf.responder_filter6, marker=self.core.marker),
+                                 (socket.IPPROTO_TCP, socket.IPPROTO_UDP), outgoing_too=True)
+        except OSError as exc:
+            if exc.errno not in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+                raise
+            log.warning("no IPv6 on this host (%s): IPv6 probes are not captured", exc.strerror)
+            if self._sender6 is not None:
+                self._sender6.close()
+                self._sender6 = None
+            return
+        self._captures = CaptureSet([*self._captures.captures, *six.captures])
 
     def _on_packet(self, data: bytes, via: Via, outgoing: bool, now: float, wall_ns: int) -> None:
         echo = self.core.on_packet(data, via=via, outgoing=outgoing, now=now, wall_ns=wall_ns)
         if echo is None:
             return
-        if sockets.send_packet(self._sender, echo.data, echo.address) is not None:
+        sender = self._sender6 if ":" in echo.address else self._sender
+        if sender is None or sockets.send_packet(sender, echo.data, echo.address) is not None:
             self.echo_send_errors += 1  # e.g. this host's OUTPUT refused it
 
     def kernel_drops(self) -> int:
@@ -134,7 +158,8 @@ class Responder:
         from netprobe.net.route import route_to
         from netprobe.net.prober import probe_targets
 
-        async with self._probing([t.address for t in request.targets], sum(len(t.checks) for t in request.targets)):
+        async with self._probing([a for t in request.targets for a in (t.address, t.address6) if a is not None],
+                                 sum(t.probes for t in request.targets)):
             return await self._run_probes(request, route_to, probe_targets)
 
     @contextlib.asynccontextmanager
@@ -164,9 +189,12 @@ class Responder:
         began = trio.current_time()
         checks = request.check_map()
         by_source: dict[str, list[ProbeTarget]] = {}
+        sources: dict[str, str] = {}
         for t in request.targets:
-            source = route_to(t.address).source
-            by_source.setdefault(source, []).extend(ProbeTarget(checks[c], t.address, t.name) for c in t.checks)
+            for cid, address, _family in t.targets():  # a dual-stack peer: one source per family
+                if address not in sources:
+                    sources[address] = route_to(address).source
+                by_source.setdefault(sources[address], []).append(ProbeTarget(checks[cid], address, t.name))
         outcomes, stats = [], {"kernel_drops": 0, "matched": 0, "ignored": 0, "malformed": 0}
         results: list = []
 

@@ -91,14 +91,14 @@ def parse_listen(listen: str) -> Listen:
     return Listen(m.group(1), host=host, port=int(m.group(3)))
 
 
-def parse_allow(cidrs) -> tuple[ipaddress.IPv4Network, ...]:
-    """``--allow`` networks: IPv4 CIDRs (host bits set are an error: a typo must not widen it)."""
+def parse_allow(cidrs) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``--allow`` networks: IPv4 or IPv6 CIDRs (host bits set are an error: a typo must not widen it)."""
     out = []
     for text in cidrs:
         try:
-            out.append(ipaddress.IPv4Network(text, strict=True))
+            out.append(ipaddress.ip_network(text, strict=True))
         except ValueError as exc:
-            raise ConfigError(f"not an IPv4 network: {exc}", field="--allow") from None
+            raise ConfigError(f"not an IPv4 or IPv6 network: {exc}", field="--allow") from None
     return tuple(out)
 
 

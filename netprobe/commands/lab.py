@@ -86,9 +86,10 @@ def up(scenario: str, name: str | None, dry_run: bool, responders: bool) -> int:
             _start_responders(the_lab, spec)
     _say(f"lab {the_lab.name} is up (scenario {spec.name}, profile {spec.profile})", fg="green")
     for h in spec.hosts:
-        _say(f"  {h.name:<12} {h.address:<15} {','.join(sorted(h.roles)):<22} {the_lab.netns(h.name)}")
+        six = f" {h.address6}" if h.address6 else ""
+        _say(f"  {h.name:<12} {h.address:<15} {','.join(sorted(h.roles)):<22} {the_lab.netns(h.name)}{six}")
     for r in spec.routers:
-        addrs = ", ".join(f"{a} ({s})" for s, a in r.addresses)
+        addrs = ", ".join(f"{a} ({s})" for s, a in (*r.addresses, *r.addresses6))
         _say(f"  {r.name:<12} router: {addrs}")
     _say(f"inventory: {the_lab.inventory_path}")
     if responders:

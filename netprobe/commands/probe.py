@@ -8,7 +8,7 @@ import click
 @click.command()
 @click.argument("target")
 @click.option("--checks", "checks", default=None, metavar="LIST",
-              help="Comma-separated check ids (bgp, ipip, typha, vxlan, apiserver, etcd). Default: the profile's.")
+              help="Comma-separated check ids (bgp, ipip, typha, vxlan, wireguard, wireguard6, apiserver, etcd). Default: the profile's.")
 @click.option("--profile", default="calico", show_default=True,
               help="calico, calico-noipip, calico-vxlan, calico-wireguard or canal: picks the checks when --checks is not given.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -27,7 +27,8 @@ import click
               help="Do not explain blocked checks (by default: this host's own egress rule that refused a "
                    "probe, or the last hop a network block reached, with TTL-limited copies).")
 def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, vxlan_port, token_file, no_explain):
-    """Probe TARGET from this host with crafted raw packets, one probe per check.
+    """Probe TARGET (an IPv4 or IPv6 address, or a name) from this host with crafted raw
+    packets, one probe per check (the checks probed over TARGET's address family).
 
     \b
     Verdicts, in nmap's words: open, closed, filtered, rejected (ICMP type/code and
@@ -41,18 +42,21 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, v
     from netprobe.orchestration.one_shot import run_probe
     from netprobe.report.probe_table import render_probe
 
-    selected = parse_checks(profile, checks, apiserver_port=apiserver_port, vxlan_port=vxlan_port)
-    from netprobe.core.checks import IPV6_NOT_PROBED
+    from netprobe.core.checks import family_of
     from netprobe.errors import ConfigError
+    from netprobe.net.route import resolve_target
 
-    for check in [c for c in selected if c.family != 4]:
-        click.echo(f"netprobe: {check.id} skipped: {IPV6_NOT_PROBED}", err=True)
-    selected = [c for c in selected if c.family == 4]
+    selected = parse_checks(profile, checks, apiserver_port=apiserver_port, vxlan_port=vxlan_port)
+    address = resolve_target(target)
+    family = family_of(address)
+    for check in [c for c in selected if family not in c.families]:
+        click.echo(f"netprobe: {check.id} skipped: it is not probed over IPv{family} ({address})", err=True)
+    selected = [c for c in selected if family in c.families]
     if not selected:
-        raise ConfigError(f"no check left to probe ({IPV6_NOT_PROBED})", field="--checks")
+        raise ConfigError(f"no check left to probe over IPv{family} ({address})", field="--checks")
     token = read_token(token_file, required=False)
     cells, stats = run_probe(target, selected, timeout=timeout, retries=retries, vni=vni, token=token,
-                             explain=not no_explain)
+                             address=address, explain=not no_explain)
     click.echo(render_probe(cells, stats, fmt=fmt, color=_use_color()), nl=False, color=_use_color())
     drops = stats.get("kernel_drops", 0)
     if drops:

@@ -16,7 +16,7 @@ from netprobe.core.inventory import DEFAULT_AGENT_PORT
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None, help="Serve HTTPS with this certificate.")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="The certificate's key.")
 @click.option("--allow", "allow", multiple=True, metavar="CIDR",
-              help="Probe only targets in these IPv4 networks (repeatable; e.g. the cluster's node network). "
+              help="Probe only targets in these IPv4 or IPv6 networks (repeatable; e.g. the cluster's node networks). "
                    "Default: any target, within the per-minute caps.")
 def responder(listen, token_file, name, tls_cert, tls_key, allow):
     """Run the agent: taps and raw sockets that see every probe arrive, be accepted and be

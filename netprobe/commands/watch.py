@@ -33,7 +33,7 @@ DEFAULT_LISTEN = "tcp://127.0.0.1:9879"
 def watch(inventory_path, kubeconfig, context, in_cluster, calico_namespaces, agent_port, agent_namespace, interval,
           listen, webhook, profile, checks, timeout, retries, token_file, runs):
     """Run the mesh continuously and serve what it finds: Prometheus metrics
-    (netprobe_flow_blocked{check,src,dst,where} for every blocked or unknown flow, netprobe_cells,
+    (netprobe_flow_blocked{check,family,src,dst,where} for every blocked or unknown flow, netprobe_cells,
     netprobe_flow_rtt_seconds, netprobe_agent_up, ...), a live page with a heatmap per check and a
     timeline of changes, and the last result as JSON. The inventory (a file, or the cluster's
     nodes, Typha and apiserver) is read again before every run, so new nodes join.

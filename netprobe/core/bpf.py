@@ -1,8 +1,11 @@
 """Classic BPF programs that keep everything but netprobe's packets out of Python.
 
-Both capture kinds hand the filter an IPv4 packet at offset 0 (AF_PACKET SOCK_DGRAM and raw IPv4
-sockets), so one program text serves both. ``run`` is a small interpreter of the same opcodes, so
-the filters are unit-tested on captured packets without a kernel.
+Both IPv4 capture kinds hand the filter an IPv4 packet at offset 0 (AF_PACKET SOCK_DGRAM and raw
+IPv4 sockets), so one program text serves both. IPv6 differs: an ETH_P_IPV6 tap hands it the IPv6
+header at 0, a raw IPv6 socket only what follows it (the transport header at 0, of the socket's
+one protocol); the ``*_filter6`` programs take that offset into X and load through it. ``run`` is
+a small interpreter of the same opcodes, so the filters are unit-tested on captured packets
+without a kernel.
 """
 
 from __future__ import annotations
@@ -11,20 +14,26 @@ import struct
 from dataclasses import dataclass
 
 from netprobe.core.wire import (
+    ICMP6_DST_UNREACH,
+    ICMP6_TIME_EXCEEDED,
     ICMP_TIME_EXCEEDED,
     ICMP_UNREACH,
     IPIP_PAYLOAD_OFFSET,
     IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
     IPPROTO_IPIP,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    IPV6_HEADER_LEN,
     MAGIC_WORD,
     PACKET_OUTGOING,
     PAYLOAD_MARKER_OFFSET,
     SLOT_BASE,
+    SYN_TSECR_OFFSET,
     TCP_ACK,
     TCP_RST,
     TCP_SYN,
+    VXLAN6_PAYLOAD_OFFSET,
     VXLAN_PAYLOAD_OFFSET,
 )
 
@@ -167,6 +176,87 @@ def responder_filter(*, tap: bool, marker: int) -> list[tuple[int, int, int, int
             Insn(LDX | B | MSH, 0),
             Insn(LD | B | IND, 0),
             Insn(JMP | JEQ | K, ICMP_UNREACH, "accept", "drop"),
+        ]
+    return assemble(prog + _TAIL)
+
+
+# ------------------------------------------------------------------ IPv6
+
+def _head6(tap: bool, proto: int | None, *, incoming_only: bool) -> list[Insn]:
+    """A = the transport protocol, X = the transport header's offset: a tap reads the IPv6 header's
+    next header (an extension header, a fragment's among them, matches no protocol: dropped), a
+    raw socket is of one protocol and starts at its transport header."""
+    if tap:
+        head = [Insn(LD | W | ABS, SKF_AD_PKTTYPE), Insn(JMP | JEQ | K, PACKET_OUTGOING, "drop", 0)] \
+            if incoming_only else []
+        return head + [Insn(LDX | W | IMM, IPV6_HEADER_LEN), Insn(LD | B | ABS, 6)]
+    if proto is None:
+        raise ValueError("a raw IPv6 socket's filter needs its protocol")
+    return [Insn(LDX | W | IMM, 0), Insn(LD | W | IMM, proto)]
+
+
+def sender_filter6(*, tap: bool, marker: int, proto: int | None = None) -> list[tuple[int, int, int, int]]:
+    """``sender_filter`` for IPv6: SYN-ACK or RST to a probe slot, ICMPv6 destination unreachable
+    and time exceeded, payload echoes with the keyed ``marker``. ``proto``: the raw socket's."""
+    prog = _head6(tap, proto, incoming_only=True) + [
+        Insn(JMP | JEQ | K, IPPROTO_TCP, "tcp", 0),
+        Insn(JMP | JEQ | K, IPPROTO_ICMPV6, "icmp", 0),
+        Insn(JMP | JEQ | K, IPPROTO_UDP, "udp", "drop"),
+        Insn(LD | H | IND, 2, label="tcp"),
+        Insn(JMP | JGE | K, SLOT_BASE, 0, "drop"),
+        Insn(LD | B | IND, 13),
+        Insn(JMP | JSET | K, TCP_RST, "accept", 0),
+        Insn(ALU | AND | K, SYN_ACK),
+        Insn(JMP | JEQ | K, SYN_ACK, "accept", "drop"),
+        Insn(LD | B | IND, 0, label="icmp"),
+        Insn(JMP | JEQ | K, ICMP6_DST_UNREACH, "accept", 0),
+        Insn(JMP | JEQ | K, ICMP6_TIME_EXCEEDED, "accept", "drop"),
+        *_payload_at(8, marker, "drop", label="udp"),
+    ] + _TAIL
+    return assemble(prog)
+
+
+def responder_filter6(*, tap: bool, marker: int, proto: int | None = None) -> list[tuple[int, int, int, int]]:
+    """``responder_filter`` for IPv6: SYNs whose TSecr carries their slot XOR the keyed ``marker``
+    (IPv6 has no IP id), payload probes with the marker in UDP or VXLAN (inner IPv6), and on the
+    tap this host's answers leaving (SYN-ACK/RST to a probe slot, ICMPv6 destination unreachable,
+    echoes). ``proto``: the raw socket's."""
+    prog = _head6(tap, proto, incoming_only=False) + [
+        Insn(JMP | JEQ | K, IPPROTO_TCP, "tcp", 0),
+        Insn(JMP | JEQ | K, IPPROTO_UDP, "udp", 0),
+        Insn(JMP | JEQ | K, IPPROTO_ICMPV6, "icmp" if tap else "drop", "drop"),
+        Insn(LD | B | IND, 13, label="tcp"),
+        Insn(ALU | AND | K, TCP_SYN | TCP_ACK | TCP_RST),
+        Insn(JMP | JEQ | K, TCP_SYN, "syn", 0),
+    ]
+    if tap:
+        prog += [
+            Insn(JMP | JSET | K, TCP_RST, "answer", 0),
+            Insn(JMP | JEQ | K, SYN_ACK, "answer", "drop"),
+            Insn(LD | W | ABS, SKF_AD_PKTTYPE, label="answer"),  # answers: only those leaving
+            Insn(JMP | JEQ | K, PACKET_OUTGOING, 0, "drop"),
+            Insn(LD | H | IND, 2),
+            Insn(JMP | JGE | K, SLOT_BASE, "accept", "drop"),
+        ]
+    else:
+        prog += [Insn(JMP | JA, "drop")]
+    prog += [
+        Insn(LD | H | IND, 0, label="syn"),       # A = source port
+        Insn(JMP | JGE | K, SLOT_BASE, 0, "drop"),
+        Insn(ST, 0),                              # M[0] = source port (X holds the header's offset)
+        Insn(LD | H | IND, SYN_TSECR_OFFSET + 2),  # A = TSecr's low 16 bits
+        Insn(LDX | W | MEM, 0),
+        Insn(ALU | XOR | X),
+        Insn(JMP | JEQ | K, marker & 0xFFFF, "accept", "drop"),
+        *_payload_at(8, marker, "vxlan", label="udp"),
+        *_payload_at(VXLAN6_PAYLOAD_OFFSET, marker, "drop", label="vxlan"),
+    ]
+    if tap:
+        prog += [
+            Insn(LD | W | ABS, SKF_AD_PKTTYPE, label="icmp"),
+            Insn(JMP | JEQ | K, PACKET_OUTGOING, 0, "drop"),
+            Insn(LD | B | IND, 0),
+            Insn(JMP | JEQ | K, ICMP6_DST_UNREACH, "accept", "drop"),
         ]
     return assemble(prog + _TAIL)
 

@@ -34,7 +34,8 @@ class NotAllowed(Exception):
 class ProbeBudget:
     probes_per_minute: int
     targets_per_minute: int
-    allow: tuple[ipaddress.IPv4Network, ...] = ()
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # either family; an address is in
+                                                                          # a network of its own family only
     _probes: deque = field(default_factory=deque)              # (time, pairs) per admitted request
     _targets: OrderedDict = field(default_factory=OrderedDict)  # address -> last time asked
 
@@ -42,7 +43,7 @@ class ProbeBudget:
         """Charge a request for ``probes`` pairs to ``addresses``, or raise without charging."""
         if self.allow:
             for a in addresses:
-                ip = ipaddress.IPv4Address(a)
+                ip = ipaddress.ip_address(a)
                 if not any(ip in net for net in self.allow):
                     raise NotAllowed(f"target {a} is outside this agent's allowed networks "
                                      f"({', '.join(map(str, self.allow))})")

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from netprobe.core.checks import FAMILIES
 from netprobe.core.explain import Explain
-from netprobe.core.fields import choice, flag, integer, number, obj, text
+from netprobe.core.fields import InvalidReport, choice, flag, integer, number, obj, text
 
 
 class Reach(StrEnum):
@@ -135,14 +136,16 @@ class Cell:
     verdict: Verdict
     rtt_ms: float | None = None
     evidence: Evidence = field(default_factory=Evidence)
+    family: int = 4  # the address family the flow was probed over
     explain: Explain | None = None  # why a blocked cell is blocked (the explain round), else None
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.check, self.src, self.dst)
+    def key(self) -> tuple[str, str, str, int]:
+        """What identifies a cell: the check, both ends and the family (a dual-stack pair has two)."""
+        return (self.check, self.src, self.dst, self.family)
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "check": self.check,
             "src": self.src,
             "dst": self.dst,
@@ -153,6 +156,9 @@ class Cell:
             "evidence": self.evidence.to_dict(),
             **({"explain": self.explain.to_dict()} if self.explain is not None else {}),  # additive: absent = none
         }
+        if self.family != 4:  # absent = IPv4: what every cell was before IPv6
+            data["family"] = self.family
+        return data
 
     @classmethod
     def from_dict(cls, d: Any, field: str = "cell") -> Cell:
@@ -169,8 +175,16 @@ class Cell:
             verdict=choice(Verdict, d["verdict"], at + "verdict"),
             rtt_ms=number(d.get("rtt_ms"), at + "rtt_ms", optional=True),
             evidence=Evidence() if evidence is None else Evidence.from_dict(evidence, at + "evidence"),
+            family=family(d.get("family", 4), at + "family"),
             explain=None if d.get("explain") is None else Explain.from_dict(d["explain"], at + "explain"),
         )
+
+
+def family(raw: Any, field: str) -> int:
+    """An address family field: 4 or 6."""
+    if raw not in FAMILIES or isinstance(raw, bool):
+        raise InvalidReport(field, f"must be 4 or 6, got {raw!r:.40}")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -178,6 +192,7 @@ class HostInfo:
     name: str
     address: str
     roles: tuple[str, ...]
+    address6: str | None = None  # its IPv6 address, if any (an IPv6-only host's is ``address`` too)
 
 
-__all__ = ["Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo", "MAX_CELLS"]
+__all__ = ["Reach", "Where", "Verdict", "ReplyKind", "Icmp", "Evidence", "Cell", "HostInfo", "MAX_CELLS", "family"]

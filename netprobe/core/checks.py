@@ -1,6 +1,8 @@
 """The requirements table (docs/design.md "What is probed"), profiles, and role-based planning of cells.
 
-A *cell* is one (check, source host, destination host) flow that must be probed.
+A *cell* is one (check, source host, destination host, address family) flow that must be probed:
+a check runs over every family both ends have an address of (IPv4 and IPv6 for a dual-stack pair),
+unless it is bound to one (IPIP and ``wireguard``: IPv4; ``wireguard6``: IPv6).
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ class Check:
     direction: Direction
     to_role: str | None = None  # destination role for TO_ROLE checks
     from_role: str | None = "node"  # None: every host of the inventory is a source
-    family: int = 4             # 6: an IPv6 flow (defined, not probed yet: planning skips it)
+    family: int | None = None   # 4 or 6: probed over that family only; None: over each family both ends have
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The address families this check is probed over (IPIP carries IPv4 in IPv4: never IPv6)."""
+        if self.proto is Proto.IPIP:
+            return (4,)
+        return FAMILIES if self.family is None else (self.family,)
 
     def to_dict(self) -> dict:
         data = {
@@ -46,8 +55,15 @@ class Check:
             "to_role": self.to_role,
             "from_role": self.from_role,
         }
-        if self.family != 4:  # only then: result files of IPv4 checks stay as they were
+        if self.family is not None:  # only a check bound to one family says it
             data["family"] = self.family
+        return data
+
+    def wire_dict(self) -> dict:
+        """``to_dict`` without ``family``, for a probe request: the coordinator decides which
+        address a check goes to, and an agent older than IPv6 refuses the key."""
+        data = self.to_dict()
+        data.pop("family", None)
         return data
 
     @classmethod
@@ -60,7 +76,7 @@ class Check:
             direction=Direction(data.get("direction", "both")),
             to_role=data.get("to_role"),
             from_role=data.get("from_role", "node"),
-            family=data.get("family", 4),
+            family=data.get("family"),
         )
 
 
@@ -78,7 +94,7 @@ CHECKS: dict[str, Check] = {
         Check("ipip", "Calico IP-in-IP (default)", Proto.IPIP, None, Direction.BOTH),
         Check("typha", "Typha", Proto.TCP, 5473, Direction.TO_ROLE, to_role="typha"),
         Check("vxlan", "VXLAN overlay (Calico 4789, flannel/canal 8472)", Proto.VXLAN, VXLAN_PORT, Direction.BOTH),
-        Check("wireguard", "Calico WireGuard (IPv4)", Proto.UDP, WIREGUARD_PORT, Direction.BOTH),
+        Check("wireguard", "Calico WireGuard (IPv4)", Proto.UDP, WIREGUARD_PORT, Direction.BOTH, family=4),
         Check("wireguard6", "Calico WireGuard (IPv6)", Proto.UDP, WIREGUARD6_PORT, Direction.BOTH, family=6),
         Check("apiserver", "kube-apiserver", Proto.TCP, DEFAULT_APISERVER_PORT, Direction.TO_ROLE,
               to_role="apiserver", from_role=None),
@@ -90,14 +106,14 @@ PROFILES: dict[str, tuple[str, ...]] = {
     "calico": ("bgp", "ipip", "typha", "apiserver", "etcd"),
     "calico-noipip": ("bgp", "typha", "apiserver", "etcd"),
     "calico-vxlan": ("vxlan", "typha", "apiserver", "etcd"),
-    "calico-wireguard": ("bgp", "ipip", "wireguard", "typha", "apiserver", "etcd"),
+    "calico-wireguard": ("bgp", "ipip", "wireguard", "wireguard6", "typha", "apiserver", "etcd"),
     "canal": ("vxlan", "typha", "apiserver", "etcd"),
 }
 # The UDP port the profile's VXLAN runs on, unless the inventory names one (``vxlan_port``):
 # flannel keeps the kernel's default 8472 on Linux (4789 only when configured, e.g. on Windows),
 # although Calico's old requirements page says 4789 for canal too.
 PROFILE_VXLAN_PORT: dict[str, int] = {"canal": FLANNEL_VXLAN_PORT}
-IPV6_NOT_PROBED = "IPv6 probing is not supported yet"
+FAMILIES = (4, 6)
 DEFAULT_PROFILE = "calico"
 ROLES = frozenset({"node", "apiserver", "etcd", "typha"})
 
@@ -145,13 +161,30 @@ def vxlan_port_for(profile: str, vxlan_port: int | None = None) -> int:
     return vxlan_port if vxlan_port is not None else PROFILE_VXLAN_PORT.get(profile, VXLAN_PORT)
 
 
+def family_of(address: str) -> int:
+    """4 or 6: the family of an address written as text (an IPv6 address has a colon)."""
+    return 6 if ":" in address else 4
+
+
+def lane_label(check: str, family: int = 4) -> str:
+    """How a matrix of one check and family is named: ``bgp``, ``bgp (IPv6)``."""
+    return check if family == 4 else f"{check} (IPv6)"
+
+
 @dataclass(frozen=True)
 class HostRef:
-    """What planning needs of a host: its name, address and roles."""
+    """What planning needs of a host: its name, addresses and roles. ``address`` is its IPv4
+    address (its IPv6 one when it has no IPv4); ``address6`` its IPv6 address, if any."""
 
     name: str
     address: str
     roles: frozenset[str]
+    address6: str | None = None
+
+    def address_of(self, family: int) -> str | None:
+        if family == 6:
+            return self.address6
+        return self.address if family_of(self.address) == 4 else None
 
 
 @dataclass(frozen=True)
@@ -159,6 +192,11 @@ class PlannedCell:
     check: Check
     src: HostRef
     dst: HostRef
+    family: int = 4
+
+    @property
+    def dst_address(self) -> str:
+        return self.dst.address_of(self.family)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -167,29 +205,41 @@ class Skipped:
     reason: str
 
 
+def no_pair_reason(check: Check, families_present: set[int]) -> str:
+    """Why a check with hosts of its roles still has no cell: no host of the family it is bound
+    to, or too few hosts."""
+    missing = [f for f in check.families if f not in families_present]
+    if len(missing) == len(check.families):
+        return f"no host has an IPv{missing[0]} address" if len(missing) == 1 else "no host has an address"
+    return "no pair of distinct hosts to probe"
+
+
 def plan_cells(hosts: Sequence[HostRef], checks: Sequence[Check]) -> tuple[list[PlannedCell], list[Skipped]]:
     """Every cell the checks require among ``hosts``; never a host to itself.
 
     BOTH: each source-role host to every other source-role host (both directions appear as
-    two cells). TO_ROLE: each source to every host holding ``to_role``. A check with no
-    destination (no host of its role, or fewer than two sources) is skipped with a reason.
+    two cells). TO_ROLE: each source to every host holding ``to_role``. Each pair is planned
+    once per family of the check that both hosts have an address of. A check with no
+    destination (no host of its role, of its family, or fewer than two sources) is skipped with
+    a reason.
     """
     cells: list[PlannedCell] = []
     skipped: list[Skipped] = []
+    present = {f for h in hosts for f in FAMILIES if h.address_of(f)}
     for check in checks:
-        if check.family != 4:
-            skipped.append(Skipped(check.id, IPV6_NOT_PROBED))
+        if check.direction is Direction.TO_ROLE and not any(check.to_role in h.roles for h in hosts):
+            skipped.append(Skipped(check.id, f"no host has role {check.to_role!r}"))
             continue
-        sources = [h for h in hosts if check.from_role is None or check.from_role in h.roles]
-        if check.direction is Direction.BOTH:
-            targets = sources
-        else:
-            targets = [h for h in hosts if check.to_role in h.roles]
-            if not targets:
-                skipped.append(Skipped(check.id, f"no host has role {check.to_role!r}"))
-                continue
-        planned = [PlannedCell(check, s, d) for s in sources for d in targets if s.name != d.name]
+        planned = []
+        for family in check.families:
+            sources = [h for h in hosts if (check.from_role is None or check.from_role in h.roles)
+                       and h.address_of(family)]
+            if check.direction is Direction.BOTH:
+                targets = sources
+            else:
+                targets = [h for h in hosts if check.to_role in h.roles and h.address_of(family)]
+            planned += [PlannedCell(check, s, d, family) for s in sources for d in targets if s.name != d.name]
         if not planned:
-            skipped.append(Skipped(check.id, "no pair of distinct hosts to probe"))
+            skipped.append(Skipped(check.id, no_pair_reason(check, present)))
         cells.extend(planned)
     return cells, skipped

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from netprobe.core.cells import Cell, Evidence, ReplyKind
-from netprobe.core.checks import Check
+from netprobe.core.checks import Check, family_of
 from netprobe.core.compact_wire import PLAIN_REPLIES
 from netprobe.core.matrix_store import MatrixStore, pack, plain_evidence
 from netprobe.core.mesh_logic import Peer
@@ -23,26 +23,30 @@ _REPLY_KIND = tuple(ReplyKind(r) for r in PLAIN_REPLIES)
 _SEEN_PLAIN = dict(arrived=True, accepted=True, answered=True)
 
 
-def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers: Mapping[str, Sequence[Peer]],
-               sent: Mapping[str, object], seen: Mapping[str, object], failed: Mapping[str, str], *,
-               sparse: bool = False) -> MatrixStore:
-    """Every planned cell (``peers``: whom each host probes, with check ids), classified.
+def join_store(hosts: Sequence[tuple[str, str | None, str | None]], checks: Sequence[Check],
+               peers: Mapping[str, Sequence[Peer]], sent: Mapping[str, object], seen: Mapping[str, object],
+               failed: Mapping[str, str], *, sparse: bool = False) -> MatrixStore:
+    """Every planned cell (``peers``: whom each host probes, with check ids per family), classified.
 
-    ``hosts`` are (name, address) in inventory order. A cell whose sender gave no outcome is
-    ``unknown`` (with ``failed``'s reason); one whose destination gave no observations keeps the
-    sender's evidence alone. Outcomes for cells nobody asked for are ignored.
+    ``hosts`` are (name, IPv4 address or None, IPv6 address or None) in inventory order; the store
+    has a lane per check and family some host has an address of. A cell whose sender gave no
+    outcome is ``unknown`` (with ``failed``'s reason); one whose destination gave no observations
+    keeps the sender's evidence alone. Outcomes for cells nobody asked for are ignored; an
+    outcome's family is its address's (a plain row's, its source's).
     """
-    store = MatrixStore([h for h, _a in hosts], [c.id for c in checks], sparse=sparse)
+    present = {f for _name, a4, a6 in hosts for f, a in ((4, a4), (6, a6)) if a}
+    lanes = [(c.id, f) for c in checks for f in c.families if f in present]
+    store = MatrixStore([name for name, _a4, _a6 in hosts], lanes, sparse=sparse)
     n, index, kindex = store.n, store.index, store.check_index
-    address = dict(hosts)
+    address = {(name, f): a for name, a4, a6 in hosts for f, a in ((4, a4), (6, a6)) if a}
     by_id = {c.id: c for c in checks}
-    planned = [bytearray(n * n) for _ in checks]
+    planned = [bytearray(n * n) for _ in lanes]
     for src, wanted in peers.items():
         base = index[src] * n
         for peer in wanted:
             pos = base + index[peer.name]
-            for cid in peer.checks:
-                planned[kindex[cid]][pos] = 1
+            for cid, _address, family in peer.targets():
+                planned[kindex[(cid, family)]][pos] = 1
     full_seen = {host: {(o.src, o.probe_id): o for o in reply.observations}  # type: ignore[attr-defined]
                  for host, reply in seen.items()}
     # the plain observations as keys (destination index << 32 | probe id), by source address
@@ -77,7 +81,7 @@ def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers:
             memo[key] = code if plain_evidence(code) == ev else None
         return memo[key]
 
-    def full(src: str, dst: str, cid: str, ev: Evidence, source: str, probe_id: int, rtt_ms) -> Cell:
+    def full(src: str, dst: str, cid: str, family: int, ev: Evidence, source: str, probe_id: int, rtt_ms) -> Cell:
         if dst in seen:
             obs = full_seen[dst].get((source, probe_id))
             if obs is None and (index[dst] << 32 | probe_id) in observed_from(source):
@@ -85,14 +89,15 @@ def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers:
             else:
                 ev = dataclasses.replace(ev, arrived=bool(obs and obs.arrived), accepted=bool(obs and obs.accepted),
                                          answered=bool(obs and obs.answered))
-        return classify_cell(by_id[cid], src, dst, address[dst], ev, rtt_ms)
+        return classify_cell(by_id[cid], src, dst, address[(dst, family)], ev, rtt_ms)
 
     for src, reply in sent.items():
         i = index[src]
         base = i * n
         targets = [index[p.name] for p in peers.get(src, ())]
         for group in reply.plain:  # type: ignore[attr-defined]
-            k = kindex.get(group.check)
+            family = family_of(group.source)
+            k = kindex.get((group.check, family))
             if k is None or max(group.targets, default=-1) >= len(targets):
                 continue  # a check nobody asked for, or targets beyond the request (an agent gone wrong)
             code = plain_code(group.check, group.reply)
@@ -109,14 +114,15 @@ def join_store(hosts: Sequence[tuple[str, str]], checks: Sequence[Check], peers:
                     continue
                 ev = Evidence(sent=True, reply=_REPLY_KIND[group.reply], reply_arrived=True, reply_accepted=True,
                               attempts=1)
-                store.put(full(src, store.hosts[j], group.check, ev, group.source, pid, rtt / 1000))
+                store.put(full(src, store.hosts[j], group.check, family, ev, group.source, pid, rtt / 1000))
         for o in reply.outcomes:  # type: ignore[attr-defined]
-            k, j = kindex.get(o.check), index.get(o.name)
+            family = family_of(o.address)
+            k, j = kindex.get((o.check, family)), index.get(o.name)
             if k is None or j is None or not planned[k][base + j]:
                 continue
-            store.put(full(src, o.name, o.check, o.evidence, o.source, o.probe_id, o.rtt_ms))
+            store.put(full(src, o.name, o.check, family, o.evidence, o.source, o.probe_id, o.rtt_ms))
     store.recount()
-    for k, check in enumerate(checks):
+    for k in range(len(lanes)):
         codes, wanted = store.codes[k], planned[k]
         if codes.count(b"\x00") == wanted.count(b"\x00"):
             continue  # every planned cell has its outcome

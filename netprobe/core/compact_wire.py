@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from netprobe.core.fields import MAX_PROBE_ID, InvalidReport, ipv4, items, name, obj
+from netprobe.core.fields import MAX_PROBE_ID, InvalidReport, ip, items, name, obj
 
 PLAIN_REPLIES = ("syn-ack", "rst", "echo")
 MAX_RTT_US = 1 << 40
@@ -120,13 +120,13 @@ class PlainObservations:
 _KNOWN_IPS: dict[str, str] = {}
 
 
-def _ipv4(raw: Any, field: str) -> str:
-    """``fields.ipv4``, once per distinct string (the same peers' addresses recur in every reply)."""
+def _ip(raw: Any, field: str) -> str:
+    """``fields.ip``, once per distinct string (the same peers' addresses recur in every reply)."""
     if isinstance(raw, str):
         hit = _KNOWN_IPS.get(raw)
         if hit is not None:
             return hit
-    value = ipv4(raw, field)
+    value = ip(raw, field)
     if len(_KNOWN_IPS) < 1 << 16:
         _KNOWN_IPS[raw] = value
     return value
@@ -150,7 +150,7 @@ def parse_plain_outcomes(raw: Any, field: str, limit: int, targets: int) -> tupl
     for g, group in enumerate(groups):
         at = f"{field}[{g}]"
         obj(group, at, ("source", "check", "reply", "targets", "ids", "rtt_us"))
-        source = _ipv4(group["source"], f"{at}.source")
+        source = _ip(group["source"], f"{at}.source")
         check = name(group["check"], f"{at}.check")
         if group["reply"] not in PLAIN_REPLIES:
             raise InvalidReport(f"{at}.reply", f"must be one of {', '.join(PLAIN_REPLIES)}")
@@ -172,14 +172,14 @@ def parse_plain_observations(raw: Any, field: str, limit: int) -> PlainObservati
     d = obj(raw, field, ("sources", "counts", "ids"))
     sources = items(d["sources"], f"{field}.sources", limit)
     if len(set(map(type, sources))) > 1 or (sources and type(sources[0]) is not str):
-        raise InvalidReport(f"{field}.sources", "must be IPv4 addresses")
+        raise InvalidReport(f"{field}.sources", "must be IP addresses")
     unique = set(sources)
     if len(unique) != len(sources):
         raise InvalidReport(f"{field}.sources", "names a source twice")
     for source in unique.difference(_KNOWN_IPS):  # each new address checked once per process
         i = sources.index(source)
-        if _ipv4(source, f"{field}.sources[{i}]") != source:
-            raise InvalidReport(f"{field}.sources[{i}]", f"must be an IPv4 address as written canonically, got {source!r:.40}")
+        if _ip(source, f"{field}.sources[{i}]") != source:
+            raise InvalidReport(f"{field}.sources[{i}]", f"must be an IP address as written canonically, got {source!r:.40}")
     counts = _ints(d["counts"], f"{field}.counts", limit, limit)
     ids = _ints(d["ids"], f"{field}.ids", MAX_PROBE_ID, limit)
     if len(counts) != len(sources) or sum(counts) != len(ids):

@@ -6,8 +6,8 @@ check is bound to the *destination* of the packet it authenticates: ``dest_key(k
 key of one host's address, so a probe made for host B does not verify at host C.
 
 TCP SYN: the id's low 15 bits pick the source port (the *slot*), the whole id rides in the TCP
-timestamp option (TSval, as a Linux client sends one), the IP id is the slot XOR a keyed 16-bit
-*marker* (what the kernel BPF filter tests, cheaply), and the sequence number is a 32-bit keyed
+timestamp option (TSval, as a Linux client sends one), the IP id (IPv6: TSecr) is the slot XOR a
+keyed 16-bit *marker* (what the kernel BPF filter tests, cheaply), and the sequence number is a 32-bit keyed
 MAC of the flow (addresses, ports) and the id: the responder recomputes it, and the prober
 matches a SYN-ACK/RST's ack-1 (or an ICMP error's quoted seq) against the exact one it sent.
 
@@ -76,7 +76,8 @@ class ProbeKeys:
 # ------------------------------------------------------------------ TCP
 
 def syn_ip_id(marker: int, sport: int) -> int:
-    """The IP id of a probe SYN: what the responder's kernel filter tests."""
+    """The keyed marker word of a probe SYN: its IP id over IPv4, the low 16 bits of its TSecr over
+    IPv6 (which has no IP id); what the responder's kernel filter tests."""
     return (sport ^ marker) & 0xFFFF
 
 

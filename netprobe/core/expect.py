@@ -1,7 +1,8 @@
 """Expectations (docs/design.md "Expectations"): which cells must be ``allowed`` or ``blocked``, and where.
 
 An expectation is a default plus ordered rules. A rule selects cells by ``check`` (an id or
-``*``), ``from`` and ``to`` (a host name, ``role:NAME``, ``*``, or a list of those) and says
+``*``), ``from`` and ``to`` (a host name, ``role:NAME``, ``*``, or a list of those), optionally
+``family`` (4 or 6: only the cells probed over IPv4 or IPv6; absent: both) and says
 ``reach: allowed|blocked`` and optionally ``where``. The first matching rule wins, like an ACL;
 the default (itself ``allowed`` unless said otherwise) covers every cell no rule selects.
 
@@ -14,14 +15,14 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netprobe.core.checks import CHECKS, ROLES
+from netprobe.core.checks import CHECKS, ROLES, lane_label
 from netprobe.core.result import Cell, Reach, Result, Where
 from netprobe.core.untrusted import load_yaml
 from netprobe.errors import ConfigError
 
 ANY = "*"
 ROLE_PREFIX = "role:"
-RULE_KEYS = frozenset({"check", "from", "to", "reach", "where"})
+RULE_KEYS = frozenset({"check", "from", "to", "family", "reach", "where"})
 EXPECTED_REACH = (Reach.ALLOWED, Reach.BLOCKED)
 
 
@@ -62,10 +63,12 @@ class Rule:
     reach: Reach
     where: Where | None = None
     index: int = 0  # position in the rules list, for messages
+    family: int | None = None  # 4 or 6: only cells of that family; None: both
 
-    def matches(self, check: str, src: str, dst: str, roles: Mapping[str, frozenset[str]]) -> bool:
+    def matches(self, check: str, src: str, dst: str, roles: Mapping[str, frozenset[str]], family: int = 4) -> bool:
         return (
-            (ANY in self.checks or check in self.checks)
+            (self.family is None or self.family == family)
+            and (ANY in self.checks or check in self.checks)
             and any(s.matches(src, roles) for s in self.sources)
             and any(t.matches(dst, roles) for t in self.targets)
         )
@@ -78,6 +81,8 @@ class Rule:
         data: dict[str, Any] = {
             "check": one(self.checks), "from": one(self.sources), "to": one(self.targets), "reach": str(self.reach),
         }
+        if self.family is not None:
+            data["family"] = self.family
         if self.where is not None:
             data["where"] = str(self.where)
         return data
@@ -89,18 +94,19 @@ class Expectation:
     rules: tuple[Rule, ...] = ()
     source: str = "expect"
 
-    def rule_for(self, check: str, src: str, dst: str, roles: Mapping[str, frozenset[str]]) -> Rule | None:
+    def rule_for(self, check: str, src: str, dst: str, roles: Mapping[str, frozenset[str]],
+                 family: int = 4) -> Rule | None:
         """The first rule selecting this cell, or None when the default applies."""
         for rule in self.rules:
-            if rule.matches(check, src, dst, roles):
+            if rule.matches(check, src, dst, roles, family):
                 return rule
         return None
 
     def expected(
-        self, check: str, src: str, dst: str, roles: Mapping[str, frozenset[str]]
+        self, check: str, src: str, dst: str, roles: Mapping[str, frozenset[str]], family: int = 4
     ) -> tuple[Reach, Where | None]:
         """What this cell must show: (reach, where); where None means any place will do."""
-        rule = self.rule_for(check, src, dst, roles)
+        rule = self.rule_for(check, src, dst, roles, family)
         if rule is None:
             return self.default, None
         return rule.reach, rule.where
@@ -121,10 +127,15 @@ class Mismatch:
     actual: Cell
     rule: int | None = None
 
+    @property
+    def family(self) -> int:
+        return self.actual.family
+
     def describe(self) -> str:
         want = str(self.expected) + (f" at {self.expected_where}" if self.expected_where else "")
         got = str(self.actual.reach) + (f" at {self.actual.where}" if self.actual.where else "")
-        return f"{self.check} {self.src} -> {self.dst}: expected {want}, got {got} ({self.actual.verdict})"
+        return (f"{lane_label(self.check, self.family)} {self.src} -> {self.dst}: expected {want}, got {got} "
+                f"({self.actual.verdict})")
 
 
 def compare(expectation: Expectation, result: Result) -> list[Mismatch]:
@@ -136,7 +147,7 @@ def compare(expectation: Expectation, result: Result) -> list[Mismatch]:
     roles = {h.name: frozenset(h.roles) for h in result.hosts}
     mismatches = []
     for cell in result.cells:
-        rule = expectation.rule_for(cell.check, cell.src, cell.dst, roles)
+        rule = expectation.rule_for(cell.check, cell.src, cell.dst, roles, cell.family)
         reach, where = (expectation.default, None) if rule is None else (rule.reach, rule.where)
         ok = cell.reach == reach and not (
             reach is Reach.BLOCKED and where is not None and cell.where != where
@@ -207,6 +218,9 @@ def _rule(
     where = _where(raw.get("where"), source=source, field=_at(field, "where"))
     if where is not None and reach is not Reach.BLOCKED:
         raise ConfigError("'where' only applies to reach: blocked", file=source, field=_at(field, "where"))
+    family = raw.get("family")
+    if family is not None and (family not in (4, 6) or isinstance(family, bool)):
+        raise ConfigError(f"must be 4 or 6, got {family!r}", file=source, field=_at(field, "family"))
     check_ids = _terms(raw.get("check", ANY), source=source, field=_at(field, "check"))
     for cid in check_ids:
         if cid != ANY and cid not in checks:
@@ -217,7 +231,7 @@ def _rule(
         sub = _at(field, key)
         terms = _terms(raw.get(key, ANY), source=source, field=sub)
         sel[key] = tuple(_selector(t, source=source, field=sub, hosts=hosts) for t in terms)
-    return Rule(tuple(check_ids), sel["from"], sel["to"], reach, where, index)
+    return Rule(tuple(check_ids), sel["from"], sel["to"], reach, where, index, family)
 
 
 def parse_expectation(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from netprobe.core.fields import integer, ipv4, obj, text
+from netprobe.core.fields import integer, ip, obj, text
 from netprobe.core.trace import RuleFound
 
 MAX_RULE_TEXT = 2048  # a rule with an inline set is long; beyond this it is garbage
@@ -36,7 +36,7 @@ class Hop:
     def from_dict(cls, raw: Any, field: str) -> Hop:
         d = obj(raw, field, ("address",))
         ttl = d.get("ttl")
-        return cls(ipv4(d["address"], f"{field}.address"),
+        return cls(ip(d["address"], f"{field}.address"),
                    None if ttl is None else integer(ttl, f"{field}.ttl", 255, 1),
                    text(d.get("name"), f"{field}.name", limit=MAX_NAME, optional=True))
 

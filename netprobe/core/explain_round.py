@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netprobe.core.cells import Cell, Icmp, Reach, Where
-from netprobe.core.checks import Check, Proto
+from netprobe.core.checks import Check, Proto, family_of
 from netprobe.core.cookies import slot_of
 from netprobe.core.explain import Explain, Fix, Hop, rule_from_dict
-from netprobe.core.fields import MAX_ATTEMPTS, MAX_PROBE_ID, integer, ipv4, obj, text
+from netprobe.core.fields import MAX_ATTEMPTS, MAX_PROBE_ID, integer, ip, obj, text
 from netprobe.core.trace import Flow, NotNamed, RuleFound, fix_lines
-from netprobe.core.wire import ICMP_TIME_EXCEEDED, ICMP_UNREACH
+from netprobe.core.verdict import ICMP_CODES
 
-CellKey = tuple[str, str, str]  # (check, src, dst)
+CellKey = tuple[str, str, str, int]  # (check, src, dst, family): Cell.key
+HostFamily = tuple[str, int]  # (host, address family)
 
 MAX_TTL = 16  # TTL-limited copies per network cell: 1..16 hops covers any cluster's path
 # A Linux router answers one sender at most 6 ICMP errors at once, then one a second
@@ -87,7 +88,7 @@ class Resent:
     @classmethod
     def from_dict_untrusted(cls, raw: Any, field: str) -> Resent:
         d = obj(raw, field, ("probe_id", "source", "sent"))
-        return cls(integer(d["probe_id"], f"{field}.probe_id", MAX_PROBE_ID), ipv4(d["source"], f"{field}.source"),
+        return cls(integer(d["probe_id"], f"{field}.probe_id", MAX_PROBE_ID), ip(d["source"], f"{field}.source"),
                    integer(d["sent"], f"{field}.sent", MAX_ATTEMPTS), rule_from_wire(d, field),
                    None if d.get("hop") is None else Hop.from_dict(d["hop"], f"{field}.hop"),
                    text(d.get("hop_note"), f"{field}.hop_note", optional=True))
@@ -108,7 +109,9 @@ def rule_from_wire(d: dict, field: str) -> RuleFound | NotNamed | None:
 
 def last_hop(answers: Iterable[tuple[int, Icmp | None]], target: str) -> tuple[Hop | None, str | None]:
     """The hop the TTL-limited copies of one probe found: ``answers`` is (TTL, the ICMP error the
-    copy drew) per copy. The highest TTL answered with time exceeded is the last hop reached."""
+    copy drew) per copy, in ``target``'s family (ICMP or ICMPv6; hop limit for TTL). The highest
+    TTL answered with time exceeded is the last hop reached."""
+    codes = ICMP_CODES[family_of(target)]
     exceeded: dict[int, str] = {}
     refused = None
     reached = False
@@ -117,9 +120,9 @@ def last_hop(answers: Iterable[tuple[int, Icmp | None]], target: str) -> tuple[H
             continue
         if icmp.sender == target:
             reached = True
-        elif icmp.type == ICMP_TIME_EXCEEDED:
+        elif icmp.type == codes.time_exceeded:
             exceeded[ttl] = icmp.sender
-        elif icmp.type == ICMP_UNREACH:
+        elif icmp.type == codes.unreach:
             refused = icmp.sender
     if exceeded:
         ttl = max(exceeded)
@@ -164,11 +167,12 @@ class ExplainPlan:
         return not self.resends
 
 
-def plan_explain(cells: Iterable[Cell], *, addresses: Mapping[str, str], sources: Mapping[CellKey, str],
+def plan_explain(cells: Iterable[Cell], *, addresses: Mapping[HostFamily, str], sources: Mapping[CellKey, str],
                  checks: Mapping[str, Check], first_ids: Mapping[str, int],
                  names: Mapping[str, str] | None = None, silent_hops: bool = False) -> ExplainPlan:
-    """What each agent does for the blocked ``cells`` (others are ignored). ``sources``: the
-    address each cell's probe left from (else its host's address); ``first_ids``: per source
+    """What each agent does for the blocked ``cells`` (others are ignored). ``addresses``: (host,
+    family) -> its address; ``sources``: the address each cell's probe left from (else its host's
+    address of the cell's family); ``first_ids``: per source
     host, the first probe id of its re-sends; ``names``: address -> name, for hops;
     ``silent_hops``: also find the hop of unknown cells that met silence (``netprobe probe``, the
     sender alone, calls a silent drop unknown)."""
@@ -194,7 +198,7 @@ def plan_explain(cells: Iterable[Cell], *, addresses: Mapping[str, str], sources
             if mtu is not None:
                 plan.settled[key] = Explain(path_mtu=mtu)
                 continue
-            if ev.icmp is not None and ev.icmp.sender != addresses.get(cell.dst):
+            if ev.icmp is not None and ev.icmp.sender != addresses.get((cell.dst, cell.family)):
                 plan.settled[key] = Explain(hop=Hop(ev.icmp.sender, None, names.get(ev.icmp.sender)))
                 continue
             if hop_cells.get(cell.src, 0) >= HOPS_PER_SOURCE:
@@ -208,12 +212,13 @@ def plan_explain(cells: Iterable[Cell], *, addresses: Mapping[str, str], sources
         pid = next_id[cell.src] & MAX_PROBE_ID
         next_id[cell.src] = pid + 1
         plan.resends.setdefault(cell.src, []).append(Resend(
-            key, cell.dst, addresses[cell.dst], cell.check, pid,
+            key, cell.dst, addresses[(cell.dst, cell.family)], cell.check, pid,
             trace=where is Where.SOURCE_EGRESS, hops=where is Where.NETWORK))
         if where is Where.NETWORK:
             hop_cells[cell.src] = hop_cells.get(cell.src, 0) + 1
         elif where is Where.DESTINATION_INGRESS:
-            flow = probe_flow(checks[cell.check], sources.get(key, addresses[cell.src]), addresses[cell.dst], pid)
+            flow = probe_flow(checks[cell.check], sources.get(key, addresses[(cell.src, cell.family)]),
+                              addresses[(cell.dst, cell.family)], pid)
             plan.flows[key] = flow
             plan.arms.setdefault(cell.dst, []).append(flow)
     return plan
@@ -272,7 +277,7 @@ def expected_packets(plan: ExplainPlan, resent: Mapping[str, Mapping[int, Resent
 
 def finish_explain(plan: ExplainPlan, *, resent: Mapping[str, Mapping[int, Resent]],
                    rules: Mapping[str, Mapping[Flow, RuleFound | NotNamed]], failed: Mapping[str, str],
-                   addresses: Mapping[str, str], checks: Mapping[str, Check],
+                   addresses: Mapping[HostFamily, str], checks: Mapping[str, Check],
                    names: Mapping[str, str] | None = None) -> dict[CellKey, Explain]:
     """Every planned cell's ``Explain`` from what the agents answered: ``resent[source][probe
     id]``, ``rules[destination][flow]``, ``failed[host]`` the error of an agent that failed a
@@ -287,7 +292,8 @@ def finish_explain(plan: ExplainPlan, *, resent: Mapping[str, Mapping[int, Resen
             if r.hops:
                 out[r.cell] = explain_hop(report, names, src_failed)
                 continue
-            fix_flow = probe_flow(checks[r.check], report.source if report else addresses[src], r.address, None)
+            fix_flow = probe_flow(checks[r.check], report.source if report else addresses[(src, cell.family)],
+                                  r.address, None)
             if r.trace:
                 out[r.cell] = explain_rule(cell, fix_flow, report.rule if report else None, src_failed)
                 continue

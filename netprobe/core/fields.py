@@ -88,13 +88,14 @@ def name(raw: Any, field: str) -> str:
     return raw
 
 
-def ipv4(raw: Any, field: str) -> str:
+def ip(raw: Any, field: str) -> str:
+    """An IPv4 or IPv6 address, in its canonical text (an IPv6 address compressed, lower case)."""
     try:
-        if not isinstance(raw, str):
+        if not isinstance(raw, str) or len(raw) > 64:
             raise ValueError
-        return str(ipaddress.IPv4Address(raw))
+        return str(ipaddress.ip_address(raw))
     except ValueError:
-        raise InvalidReport(field, f"must be an IPv4 address, got {raw!r:.40}") from None
+        raise InvalidReport(field, f"must be an IPv4 or IPv6 address, got {raw!r:.40}") from None
 
 
 def choice(kind: type[E], raw: Any, field: str) -> E:

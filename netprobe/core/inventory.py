@@ -21,9 +21,14 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 @dataclass(frozen=True)
 class Host:
     name: str
-    address: str
+    address: str  # its IPv4 address; its IPv6 one when it has no IPv4
     roles: frozenset[str]
     agent: str  # "unix:/path" or "tcp://ADDR:PORT" (or https://)
+    address6: str | None = None  # its IPv6 address, if any (== address on an IPv6-only host)
+
+    @property
+    def address4(self) -> str | None:
+        return None if ":" in self.address else self.address
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,38 @@ def _custom_check(raw, i: int, source: str) -> Check:
     )
 
 
+def _addresses(raw: dict, source: str, field: str) -> tuple[str, str | None]:
+    """A host's (address, address6): ``address`` is IPv4 or IPv6 (an IPv6-only host), ``address6``
+    the IPv6 address of a dual-stack host (absent: the host has only ``address``)."""
+    try:
+        ip = ipaddress.ip_address(str(raw.get("address")))
+    except ValueError:
+        raise ConfigError(f"must be an IPv4 or IPv6 address, got {raw.get('address')!r}", file=source,
+                          field=f"{field}.address") from None
+    if ip.version == 6 and not _global_ipv6(ip):
+        raise ConfigError(f"{ip} is not a global unicast IPv6 address", file=source, field=f"{field}.address")
+    if "address6" not in raw:
+        return str(ip), (str(ip) if ip.version == 6 else None)
+    if ip.version == 6:
+        raise ConfigError("address is already IPv6; address6 is the IPv6 address of a host whose address is IPv4",
+                          file=source, field=f"{field}.address6")
+    try:
+        ip6 = ipaddress.IPv6Address(str(raw["address6"]))
+    except ValueError:
+        raise ConfigError(f"must be an IPv6 address, got {raw['address6']!r}", file=source,
+                          field=f"{field}.address6") from None
+    if not _global_ipv6(ip6):
+        raise ConfigError(f"{ip6} is not a global unicast IPv6 address", file=source, field=f"{field}.address6")
+    return str(ip), str(ip6)
+
+
+def _global_ipv6(ip) -> bool:
+    """Probes and echoes go between unicast addresses a route leads to: not link-local (it needs an
+    interface), multicast, loopback, unspecified or IPv4-mapped."""
+    return not (ip.is_link_local or ip.is_multicast or ip.is_loopback or ip.is_unspecified
+                or ip.ipv4_mapped is not None)
+
+
 def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = ".") -> Inventory:
     """Parse and validate inventory YAML; every error names the file and the field."""
     data = load_yaml(text, source=source)
@@ -118,7 +155,7 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
         field = f"hosts[{i}]"
         if not isinstance(raw, dict):
             raise ConfigError("must be a mapping", file=source, field=field)
-        extra = sorted(str(k) for k in set(raw) - {"name", "address", "roles", "agent"})
+        extra = sorted(str(k) for k in set(raw) - {"name", "address", "address6", "roles", "agent"})
         if extra:
             raise ConfigError(f"unknown key {extra[0]!r}", file=source, field=field)
         name = raw.get("name")
@@ -126,14 +163,10 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
             raise ConfigError(f"name must be a host name, got {name!r}", file=source, field=f"{field}.name")
         if name in seen_names:
             raise ConfigError(f"duplicate host name {name!r}", file=source, field=f"{field}.name")
-        try:
-            address = str(ipaddress.IPv4Address(str(raw.get("address"))))
-        except ValueError:
-            raise ConfigError(
-                f"must be an IPv4 address, got {raw.get('address')!r}", file=source, field=f"{field}.address"
-            ) from None
-        if address in seen_addrs:
-            raise ConfigError(f"duplicate address {address}", file=source, field=f"{field}.address")
+        address, address6 = _addresses(raw, source, field)
+        for key, value in (("address", address), ("address6", address6)):
+            if value in seen_addrs and not (key == "address6" and value == address):
+                raise ConfigError(f"duplicate address {value}", file=source, field=f"{field}.{key}")
         roles = raw.get("roles", ["node"])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise ConfigError("must be a list of role names", file=source, field=f"{field}.roles")
@@ -142,13 +175,13 @@ def parse_inventory(text: str, *, source: str = "inventory", base_dir: str = "."
             raise ConfigError(
                 f"unknown role {bad[0]!r} (known: {', '.join(sorted(ROLES))})", file=source, field=f"{field}.roles"
             )
-        agent = raw.get("agent", f"tcp://{address}:{DEFAULT_AGENT_PORT}")
+        agent = raw.get("agent", f"tcp://{address if ':' not in address else f'[{address}]'}:{DEFAULT_AGENT_PORT}")
         if not isinstance(agent, str):
             raise ConfigError("must be a string", file=source, field=f"{field}.agent")
         agent = parse_agent_url(agent, source=source, field=f"{field}.agent")
         seen_names.add(name)
-        seen_addrs.add(address)
-        hosts.append(Host(name, address, frozenset(roles), agent))
+        seen_addrs.update(a for a in (address, address6) if a)
+        hosts.append(Host(name, address, frozenset(roles), agent, address6))
     token_file = data.get("token_file")
     if token_file is not None:
         if not isinstance(token_file, str) or not token_file:

@@ -2,7 +2,8 @@
 where the evidence is not the plain one its code implies.
 
 A 1,000-host calico mesh has ~2 million cells; as ``Cell`` objects with an ``Evidence`` each
-that is gigabytes. Here each check is a host x host table:
+that is gigabytes. Here each *lane* -- a check over one address family, (check id, 4 or 6) -- is
+a host x host table:
 
 - ``codes``: a ``bytearray`` of ``n * n`` (row = source index, column = destination index),
   0 = no cell (self, not planned, not sampled), else ``1 + packed(reach, where, verdict)``;
@@ -78,17 +79,29 @@ class SparseColumn(dict):
         return NO_RTT
 
 
-class MatrixStore(Sequence[Cell]):
-    """Every cell of a run, per check, as host x host byte tables (see the module doc).
+Lane = tuple[str, int]  # (check id, address family)
 
-    ``sparse``: RTTs in dicts (a sampled run probes a few peers per host); codes stay dense.
+
+def as_lane(lane: str | Lane) -> Lane:
+    """A check id alone is its IPv4 lane."""
+    return (lane, 4) if isinstance(lane, str) else (lane[0], lane[1])
+
+
+class MatrixStore(Sequence[Cell]):
+    """Every cell of a run, per lane (check and family), as host x host byte tables (see the module doc).
+
+    ``checks`` lists the lanes: a check id (IPv4) or a (check id, family) pair each; ``checks[k]``
+    and ``families[k]`` are lane ``k``'s. ``sparse``: RTTs in dicts (a sampled run probes a few
+    peers per host); codes stay dense.
     """
 
-    def __init__(self, hosts: Sequence[str], checks: Sequence[str], *, sparse: bool = False):
+    def __init__(self, hosts: Sequence[str], checks: Sequence[str | Lane], *, sparse: bool = False):
         self.hosts: list[str] = list(hosts)
-        self.checks: list[str] = list(checks)
+        lanes = [as_lane(c) for c in checks]
+        self.checks: list[str] = [c for c, _f in lanes]
+        self.families: list[int] = [f for _c, f in lanes]
         self.index = {h: i for i, h in enumerate(self.hosts)}
-        self.check_index = {c: i for i, c in enumerate(self.checks)}
+        self.check_index: dict[Lane, int] = {lane: i for i, lane in enumerate(lanes)}
         n = len(self.hosts)
         self.n = n
         self.codes: list[bytearray] = [bytearray(n * n) for _ in self.checks]
@@ -102,25 +115,31 @@ class MatrixStore(Sequence[Cell]):
 
     # ------------------------------------------------------------ building
 
+    def lane(self, k: int) -> Lane:
+        return self.checks[k], self.families[k]
+
     @classmethod
-    def from_cells(cls, cells: Iterable[Cell], hosts: Sequence[str] = (), checks: Sequence[str] = ()) -> MatrixStore:
-        """A store holding ``cells``; hosts and checks named by cells but not declared are appended."""
+    def from_cells(cls, cells: Iterable[Cell], hosts: Sequence[str] = (),
+                   checks: Sequence[str | Lane] = ()) -> MatrixStore:
+        """A store holding ``cells``; hosts and lanes named by cells but not declared are appended
+        (each check's lanes next to each other, IPv4 first)."""
         cells = list(cells)
         host_names = dict.fromkeys(hosts)
-        check_ids = dict.fromkeys(checks)
+        lanes = dict.fromkeys(as_lane(c) for c in checks)
         for c in cells:
             host_names.setdefault(c.src)
             host_names.setdefault(c.dst)
-            check_ids.setdefault(c.check)
-        store = cls(list(host_names), list(check_ids))
+            lanes.setdefault((c.check, c.family))
+        order = list(dict.fromkeys(c for c, _f in lanes))
+        store = cls(list(host_names), sorted(lanes, key=lambda lane: (order.index(lane[0]), lane[1])))
         for c in cells:
             store.put(c)
         return store
 
     def put(self, cell: Cell) -> None:
         """Keep one cell (its detail only when its evidence is not plain); a later put of the
-        same (check, src, dst) replaces the earlier one."""
-        k = self.check_index[cell.check]
+        same (check, src, dst, family) replaces the earlier one."""
+        k = self.check_index[(cell.check, cell.family)]
         pos = self.index[cell.src] * self.n + self.index[cell.dst]
         if self.codes[k][pos] == NO_CELL:
             self._count += 1
@@ -142,7 +161,7 @@ class MatrixStore(Sequence[Cell]):
         if known != reason:  # a second reason for the same source: keep this cell whole
             ev = Evidence(sent=False, attempts=0, send_error=f"not probed: {reason}")
             self.put(Cell(self.checks[k], self.hosts[src], self.hosts[pos % self.n], Reach.UNKNOWN, None,
-                          Verdict.ERROR, None, ev))
+                          Verdict.ERROR, None, ev, self.families[k]))
             return
         self.put_plain(k, pos, NOT_PROBED_CODE, None)
 
@@ -171,16 +190,16 @@ class MatrixStore(Sequence[Cell]):
             reason = self.not_probed.get(src) if code == NOT_PROBED_CODE else None
             ev = Evidence() if reason is None else Evidence(sent=False, attempts=0, send_error=f"not probed: {reason}")
         return Cell(self.checks[k], self.hosts[src], self.hosts[dst], reach, where, verdict,
-                    None if rtt < 0 else rtt / 1000, ev)
+                    None if rtt < 0 else rtt / 1000, ev, self.families[k])
 
-    def get(self, check: str, src: str, dst: str) -> Cell | None:
-        k, i, j = self.check_index.get(check), self.index.get(src), self.index.get(dst)
+    def get(self, check: str, src: str, dst: str, family: int = 4) -> Cell | None:
+        k, i, j = self.check_index.get((check, family)), self.index.get(src), self.index.get(dst)
         if k is None or i is None or j is None:
             return None
         return self.cell_at(k, i * self.n + j)
 
-    def code(self, check: str, src: str, dst: str) -> int:
-        k, i, j = self.check_index.get(check), self.index.get(src), self.index.get(dst)
+    def code(self, check: str, src: str, dst: str, family: int = 4) -> int:
+        k, i, j = self.check_index.get((check, family)), self.index.get(src), self.index.get(dst)
         return NO_CELL if k is None or i is None or j is None else self.codes[k][i * self.n + j]
 
     def positions(self, k: int) -> Iterator[int]:
@@ -255,10 +274,10 @@ class MatrixStore(Sequence[Cell]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"MatrixStore({len(self.hosts)} hosts, {len(self.checks)} checks, {len(self)} cells)"
+        return f"MatrixStore({len(self.hosts)} hosts, {len(self.checks)} lanes, {len(self)} cells)"
 
 
-__all__ = ["MatrixStore", "NOT_PROBED_CODE", "pack", "unpack", "plain_evidence", "is_plain", "DECODED", "ALLOWED_CODES",
+__all__ = ["MatrixStore", "Lane", "as_lane", "NOT_PROBED_CODE", "pack", "unpack", "plain_evidence", "is_plain", "DECODED", "ALLOWED_CODES",
            "PROBLEM_CODES", "NO_CELL", "PLAIN_REPLY"]
 
 

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from netprobe.core.checks import Check, HostRef, PlannedCell, Skipped, plan_cells
+from netprobe.core.checks import Check, HostRef, PlannedCell, Skipped, family_of, plan_cells
 from netprobe.core.inventory import MAX_FULL_MESH, Inventory
 from netprobe.core.reports import ObservationReport, OutcomeReport
 from netprobe.core.result import Cell, Evidence, Reach, Verdict
@@ -23,18 +23,35 @@ from netprobe.errors import ConfigError
 
 @dataclass(frozen=True)
 class Peer:
-    """A host to probe: its name, IPv4 address, and the ids of the checks wanted towards it."""
+    """A host to probe: its name, and per family its address and the ids of the checks wanted
+    towards that address (``address``/``checks``: IPv4; ``address6``/``checks6``: IPv6)."""
 
     name: str
-    address: str
+    address: str | None
     checks: tuple[str, ...]
+    address6: str | None = None
+    checks6: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return self._dict  # built once: one Peer is shared by every host that probes it (core/sampling.py)
 
     @functools.cached_property
     def _dict(self) -> dict:
-        return {"name": self.name, "address": self.address, "checks": list(self.checks)}
+        out: dict = {"name": self.name}
+        if self.address is not None:  # an IPv4-only peer is what an agent older than IPv6 knows
+            out.update(address=self.address, checks=list(self.checks))
+        if self.address6 is not None:
+            out.update(address6=self.address6, checks6=list(self.checks6))
+        return out
+
+    def targets(self) -> tuple[tuple[str, str, int], ...]:
+        """(check id, address, family) of every probe towards this peer."""
+        return (tuple((c, self.address, 4) for c in self.checks if self.address is not None)
+                + tuple((c, self.address6, 6) for c in self.checks6 if self.address6 is not None))
+
+    @property
+    def probes(self) -> int:
+        return len(self.checks) + len(self.checks6)
 
 
 @dataclass(frozen=True)
@@ -61,9 +78,9 @@ def plan_mesh(inventory: Inventory, checks: Sequence[Check], *, sample: tuple[in
                           f"{most} peers; probe a rotating sample with --sample K (K <= {most})", field="--sample")
     if sample is not None and sample[0] > most:
         raise ConfigError(f"at most {most} peers per host and run, got {sample[0]}", field="--sample")
-    hosts = [(h.name, h.address, frozenset(h.roles)) for h in inventory.hosts]
+    hosts = [(h.name, h.address4, frozenset(h.roles), h.address6) for h in inventory.hosts]
     peers, skipped = plan_peers(hosts, checks, Peer, sample)
-    refs = tuple(HostRef(h.name, h.address, h.roles) for h in inventory.hosts)
+    refs = tuple(HostRef(h.name, h.address, h.roles, h.address6) for h in inventory.hosts)
     return MeshPlan(tuple(skipped), peers, refs, tuple(checks))
 
 
@@ -73,25 +90,25 @@ def join_cells(cells: Sequence[PlannedCell], sent: Mapping[str, Sequence[Outcome
 
     ``sent``/``seen`` hold the hosts whose agent answered that round; a cell whose sender gave
     no outcome is ``unknown`` (with ``failed``'s reason), one whose destination gave no
-    observations keeps the sender's evidence alone.
+    observations keeps the sender's evidence alone. An outcome's family is its address's.
     """
-    outcomes = {(host, o.check, o.name): o for host, reports in sent.items() for o in reports}
+    outcomes = {(host, o.check, o.name, family_of(o.address)): o for host, reports in sent.items() for o in reports}
     observed = {(host, o.src, o.probe_id): o for host, reports in seen.items() for o in reports}
     out = []
     for pc in cells:
         check, src, dst = pc.check, pc.src.name, pc.dst.name
-        outcome = outcomes.get((src, check.id, dst))
+        outcome = outcomes.get((src, check.id, dst, pc.family))
         if outcome is None:
             reason = failed.get(src, "the agent returned no outcome for this cell")
             ev = Evidence(sent=False, attempts=0, send_error=f"not probed: {reason}")
-            out.append(Cell(check.id, src, dst, Reach.UNKNOWN, None, Verdict.ERROR, None, ev))
+            out.append(Cell(check.id, src, dst, Reach.UNKNOWN, None, Verdict.ERROR, None, ev, pc.family))
             continue
         ev = outcome.evidence
         if dst in seen:
             obs = observed.get((dst, outcome.source, outcome.probe_id))
             ev = dataclasses.replace(ev, arrived=bool(obs and obs.arrived), accepted=bool(obs and obs.accepted),
                                      answered=bool(obs and obs.answered))
-        out.append(classify_cell(check, src, dst, pc.dst.address, ev, outcome.rtt_ms))
+        out.append(classify_cell(check, src, dst, pc.dst_address, ev, outcome.rtt_ms))
     return out
 
 

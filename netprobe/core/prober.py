@@ -218,12 +218,23 @@ class Prober:
     def _match_tcp_fast(self, data: bytes):
         """The common case, a plain SYN-ACK or RST, without building a parsed packet: a match,
         False (TCP but not ours), or None (not a plain TCP reply: take the full parser)."""
+        if data and data[0] >> 4 == 6:
+            return self._match_tcp6_fast(data)
         if len(data) < 40 or data[0] != 0x45 or data[9] != IPPROTO_TCP or data[6] & 0x3F or data[7]:
             return None
         sport, dport, _seq, ack, _off, flags = _TCP_FAST.unpack_from(data, 20)
         if data[16:20] != self._src_bytes:
             return False
         return self._match_tcp(data[12:16], sport, dport, ack, flags)
+
+    def _match_tcp6_fast(self, data: bytes):
+        """``_match_tcp_fast`` for IPv6: a TCP header right after the IPv6 header."""
+        if len(data) < 60 or data[6] != IPPROTO_TCP:
+            return None
+        sport, dport, _seq, ack, _off, flags = _TCP_FAST.unpack_from(data, 40)
+        if data[24:40] != self._src_bytes:
+            return False
+        return self._match_tcp(data[8:24], sport, dport, ack, flags)
 
     def _match_tcp(self, src: bytes, sport: int, dport: int, ack: int, flags: int):
         syn_ack = flags & 0x16 == 0x12

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from netprobe.core.fields import MAX_PROBE_ID, flag, integer, ipv4, name, number, obj
+from netprobe.core.fields import MAX_PROBE_ID, flag, integer, ip, name, number, obj
 from netprobe.core.result import Evidence
 
 _EVIDENCE_KEYS = ("sent", "arrived", "accepted", "answered", "reply", "icmp", "reply_arrived", "reply_accepted",
@@ -46,8 +46,8 @@ class OutcomeReport:
             probe_id=integer(d["probe_id"], f"{field}.probe_id", MAX_PROBE_ID),
             check=name(d["check"], f"{field}.check"),
             name=name(d["name"], f"{field}.name"),
-            address=ipv4(d["address"], f"{field}.address"),
-            source=ipv4(d["source"], f"{field}.source"),
+            address=ip(d["address"], f"{field}.address"),
+            source=ip(d["source"], f"{field}.source"),
             rtt_ms=number(d["rtt_ms"], f"{field}.rtt_ms", optional=True),
             evidence=evidence_from_dict_untrusted(d["evidence"], f"{field}.evidence"),
         )
@@ -73,7 +73,7 @@ class ObservationReport:
     def from_dict_untrusted(cls, raw: Any, field: str) -> ObservationReport:
         d = obj(raw, field, ("src", "probe_id", "proto", "arrived", "accepted", "answered", "t"))
         return cls(
-            src=ipv4(d["src"], f"{field}.src"),
+            src=ip(d["src"], f"{field}.src"),
             probe_id=integer(d["probe_id"], f"{field}.probe_id", MAX_PROBE_ID),
             proto=name(d["proto"], f"{field}.proto"),
             arrived=flag(d["arrived"], f"{field}.arrived"),

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from netprobe.core import cookies
 from netprobe.core.checksum import pseudo_sum, store_ip_checksum, store_udp_checksum
 from netprobe.core.events import Echo, Observation, Via
-from netprobe.core.parse import (Encap, IcmpPacket, PayloadPacket, TcpPacket, ip_str, is_unicast,
+from netprobe.core.parse import (Encap, IcmpPacket, PayloadPacket, TcpPacket, ip_str, ipv6_packet, is_unicast,
                                  parse_packet_untrusted)
-from netprobe.core.wire import IPPROTO_TCP, IPPROTO_UDP, SLOT_BASE
+from netprobe.core.wire import IPPROTO_TCP, IPPROTO_UDP, IPV6_HEADER_LEN, SLOT_BASE
 from netprobe.errors import BadPacket
 
 PROTO_NAMES = {Encap.UDP: "udp", Encap.VXLAN: "vxlan", Encap.IPIP: "ipip"}
@@ -206,7 +206,7 @@ class ResponderCore:
         while self._seen and (len(self._seen) > self.max_observations or next(iter(self._seen.values())) < horizon):
             self._seen.popitem(last=False)
         echo = echo_payload(self._keys, pkt, payload)
-        reply = build_udp_echo(pkt, echo)
+        reply = (build_udp6_echo if len(pkt.src) == 16 else build_udp_echo)(pkt, echo)
         if len(reply) > size:
             return None  # never amplify
         self.stats["echoes"] += 1
@@ -258,4 +258,14 @@ def build_udp_echo(probe: PayloadPacket, payload: bytes, *, ttl: int = 64) -> by
     buf = bytearray(ip + struct.pack("!HHHH", sport, dport, udp_len, 0) + payload)
     store_ip_checksum(buf)
     store_udp_checksum(buf, 26, 20, pseudo_sum(src, dst, IPPROTO_UDP, udp_len))
+    return bytes(buf)
+
+
+def build_udp6_echo(probe: PayloadPacket, payload: bytes, *, hop_limit: int = 64) -> bytes:
+    """``build_udp_echo`` over IPv6 (the UDP checksum is mandatory there)."""
+    src, dst = probe.dst, probe.src
+    sport, dport = echo_ports(probe)
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    buf = bytearray(ipv6_packet(src, dst, IPPROTO_UDP, udp, hop_limit))
+    store_udp_checksum(buf, IPV6_HEADER_LEN + 6, IPV6_HEADER_LEN, pseudo_sum(src, dst, IPPROTO_UDP, len(udp)))
     return bytes(buf)

@@ -51,8 +51,8 @@ class Result:
             self.__dict__["_store"] = cached
         return cached[2]
 
-    def cell(self, check: str, src: str, dst: str) -> Cell | None:
-        return self.store.get(check, src, dst)
+    def cell(self, check: str, src: str, dst: str, family: int = 4) -> Cell | None:
+        return self.store.get(check, src, dst, family)
 
     def counts(self) -> dict[str, int]:
         """Cells by reach, plus skipped checks and errors: the summary a machine reads first (from
@@ -85,8 +85,8 @@ class Result:
             "finished": self.finished,
             "profile": self.profile,
             "sample": self.sample,
-            "hosts": [{"name": name, "address": hosts[name].address if name in hosts else "",
-                       "roles": list(hosts[name].roles) if name in hosts else []} for name in store.hosts],
+            "hosts": [_host_dict(hosts[name]) if name in hosts else {"name": name, "address": "", "roles": []}
+                      for name in store.hosts],
             "checks": self.checks,
             "skipped": self.skipped,
             "errors": self.errors,
@@ -101,7 +101,7 @@ class Result:
             "started": self.started,
             "finished": self.finished,
             "profile": self.profile,
-            "hosts": [{"name": h.name, "address": h.address, "roles": list(h.roles)} for h in self.hosts],
+            "hosts": [_host_dict(h) for h in self.hosts],
             "checks": self.checks,
             "cells": [c.to_dict() for c in self.cells],
             "skipped": self.skipped,
@@ -143,14 +143,24 @@ class Result:
         return cls(cells=cells, **_header(d))
 
 
+def _host_dict(h: HostInfo) -> dict:
+    """A host of the result file: ``address6`` only for a dual-stack host (older readers skip it)."""
+    out = {"name": h.name, "address": h.address, "roles": list(h.roles)}
+    if h.address6 is not None and h.address6 != h.address:
+        out["address6"] = h.address6
+    return out
+
+
 def _hosts(d: dict) -> list[HostInfo]:
     hosts = []
     for i, h in enumerate(items(d.get("hosts", []), "hosts", MAX_CELLS)):
         at = f"hosts[{i}]"
         obj(h, at, ("name",))
         roles = [text(r, f"{at}.roles[{j}]", limit=64) for j, r in enumerate(items(h.get("roles", []), f"{at}.roles", 64))]
-        hosts.append(HostInfo(text(h["name"], f"{at}.name", limit=255),
-                              text(h.get("address", ""), f"{at}.address", limit=64), tuple(roles)))
+        address = text(h.get("address", ""), f"{at}.address", limit=64)
+        address6 = text(h.get("address6"), f"{at}.address6", limit=64, optional=True)
+        hosts.append(HostInfo(text(h["name"], f"{at}.name", limit=255), address, tuple(roles),
+                              address6 if address6 is not None else (address if ":" in address else None)))
     return hosts
 
 
@@ -196,29 +206,35 @@ class Change:
     dst: str
     old: Cell | None
     new: Cell | None
+    family: int = 4
 
 
 
 def diff(old: Result, new: Result) -> list[Change]:
     """Cells whose reach or where changed, appeared or disappeared, in a stable order."""
     a_store, b_store = old.store, new.store
-    if a_store.hosts == b_store.hosts and a_store.checks == b_store.checks:
+    if (a_store.hosts == b_store.hosts and a_store.checks == b_store.checks
+            and a_store.families == b_store.families):
         changes = []
         for k in range(len(a_store.checks)):
             for pos in same_state(a_store.codes[k], b_store.codes[k]):
                 a, b = a_store.cell_at(k, pos), b_store.cell_at(k, pos)
-                key = (a or b).key  # type: ignore[union-attr]
-                changes.append(Change(*key, old=a, new=b))
-        return sorted(changes, key=lambda c: (c.check, c.src, c.dst))
+                changes.append(_change((a or b).key, a, b))  # type: ignore[union-attr]
+        return sorted(changes, key=lambda c: (c.check, c.family, c.src, c.dst))
     old_cells = {c.key: c for c in old.cells}
     new_cells = {c.key: c for c in new.cells}
     changes = []
-    for key in sorted(old_cells.keys() | new_cells.keys()):
+    for key in sorted(old_cells.keys() | new_cells.keys(), key=lambda k: (k[0], k[3], k[1], k[2])):
         a, b = old_cells.get(key), new_cells.get(key)
         if a is not None and b is not None and (a.reach, a.where) == (b.reach, b.where):
             continue
-        changes.append(Change(*key, old=a, new=b))
+        changes.append(_change(key, a, b))
     return changes
+
+
+def _change(key: tuple[str, str, str, int], old: Cell | None, new: Cell | None) -> Change:
+    check, src, dst, family = key
+    return Change(check, src, dst, old, new, family)
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from array import array
 from itertools import compress
 from typing import Any
 
-from netprobe.core.cells import MAX_CELLS, Cell, Reach, Verdict, Where
+from netprobe.core.cells import MAX_CELLS, Cell, Reach, Verdict, Where, family
 from netprobe.core.fields import InvalidReport, choice, integer, items, obj, text
 from netprobe.core.matrix_store import ALL_CODES, DECODED, NO_CELL, MatrixStore, pack
 
@@ -42,6 +42,7 @@ def cells_to_v2(store: MatrixStore) -> dict[str, Any]:
         codes = store.codes[k]
         if not store.has_cells(k):
             continue
+        head = {"check": check, **({"family": store.families[k]} if store.families[k] != 4 else {})}
         used |= set(codes) - {NO_CELL}
         column = store.rtt[k]
         rtt = (list(compress(column, codes)) if isinstance(column, array)
@@ -56,9 +57,9 @@ def cells_to_v2(store: MatrixStore) -> dict[str, Any]:
                 cols = [j for j, c in enumerate(row) if c] if row.count(0) != n else []
                 if cols:
                     sparse.append([i, cols, "".join(chars[i * n + j] for j in cols)])
-            matrices.append({"check": check, "rtt_us": rtt, "sparse": sparse})
+            matrices.append({**head, "rtt_us": rtt, "sparse": sparse})
             continue
-        matrices.append({"check": check, "rtt_us": rtt, "rows": [chars[i * n:(i + 1) * n] for i in range(n)]})
+        matrices.append({**head, "rtt_us": rtt, "rows": [chars[i * n:(i + 1) * n] for i in range(n)]})
     detail = [store.detail[key].to_dict() for key in sorted(store.detail)]
     return {"codes": {CHAR[c]: _legend_entry(c) for c in sorted(used)}, "matrices": matrices,
             "not_probed": {store.hosts[i]: reason for i, reason in sorted(store.not_probed.items())},
@@ -77,7 +78,8 @@ def dumps_v2(d: dict[str, Any]) -> str:
             out.append('  "matrices": [')
             for i, m in enumerate(value):
                 kind = "rows" if "rows" in m else "sparse"
-                out.append(f'    {{"check": {dump(m["check"])}, "rtt_us": {dump(m["rtt_us"])}, "{kind}": [')
+                family = f', "family": {dump(m["family"])}' if "family" in m else ""
+                out.append(f'    {{"check": {dump(m["check"])}{family}, "rtt_us": {dump(m["rtt_us"])}, "{kind}": [')
                 out.append(",\n".join(f"      {dump(r)}" for r in m[kind]))
                 out.append("    ]}" + ("," if i < len(value) - 1 else ""))
             out.append("  ],")
@@ -116,7 +118,8 @@ def _dense_rows(raw: Any, n: int, field: str) -> list[str]:
 
 
 def cells_from_v2(d: dict, names: list[str], declared: list[str]) -> MatrixStore:
-    """The cells of a v2 result (its header already read: host names, declared check ids)."""
+    """The cells of a v2 result (its header already read: host names, declared check ids). A
+    matrix without ``family`` is IPv4 (every result before IPv6)."""
     if len(set(names)) != len(names):
         raise InvalidReport("hosts", "names a host twice")
     n = len(names)
@@ -138,11 +141,14 @@ def cells_from_v2(d: dict, names: list[str], declared: list[str]) -> MatrixStore
         if "sparse" in m:  # [[row, [columns], "chars"], ...]: expanded to dense rows here
             m = matrices[i] = {**m, "rows": _dense_rows(m["sparse"], n, f"matrices[{i}].sparse")}
         obj(m, f"matrices[{i}]", ("rows",))
-        found.append(text(m["check"], f"matrices[{i}].check", limit=64))
+        found.append((text(m["check"], f"matrices[{i}].check", limit=64),
+                      family(m.get("family", 4), f"matrices[{i}].family")))
     if len(set(found)) != len(found):
-        raise InvalidReport("matrices", "has a check twice")
+        raise InvalidReport("matrices", "has a check (of one family) twice")
     sparse = any(isinstance(m, dict) and "sparse" in m for m in matrices)
-    store = MatrixStore(names, list(dict.fromkeys([*declared, *found])), sparse=sparse)
+    lanes = list(dict.fromkeys([*((c, 4) for c in declared), *found]))
+    order = list(dict.fromkeys(c for c, _f in lanes))
+    store = MatrixStore(names, sorted(lanes, key=lambda lane: (order.index(lane[0]), lane[1])), sparse=sparse)
     table = bytes.maketrans("".join(to_code).encode(), bytes(to_code.values()))
     for i, m in enumerate(matrices):
         at = f"matrices[{i}]"
@@ -178,7 +184,8 @@ def cells_from_v2(d: dict, names: list[str], declared: list[str]) -> MatrixStore
         store.not_probed[store.index[host]] = text(reason, f"not_probed.{host:.40}", limit=4096)
     for i, raw in enumerate(items(d.get("detail", []), "detail", MAX_CELLS)):
         cell = Cell.from_dict(raw, f"detail[{i}]")
-        if cell.check not in store.check_index or cell.src not in store.index or cell.dst not in store.index:
+        if (cell.check, cell.family) not in store.check_index or cell.src not in store.index \
+                or cell.dst not in store.index:
             raise InvalidReport(f"detail[{i}]", "names a check or host the result does not declare")
         store.put(cell)
     return store

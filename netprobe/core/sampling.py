@@ -1,8 +1,8 @@
 """Whom each host probes, fast at any size, and sampling for repeated runs.
 
 ``plan_peers`` gives every host its peers with the check ids wanted towards each, without a
-``PlannedCell`` per cell: the checks wanted from A to B depend only on A's and B's roles, so
-each (source roles, destination roles) pair is worked out once and the ``Peer`` objects are
+``PlannedCell`` per cell: the checks wanted from A to B depend only on A's and B's roles and
+address families, so each (source kind, destination kind) pair is worked out once and the ``Peer`` objects are
 shared (at 1,000 hosts: 1 million references, not 2 million cell objects).
 
 ``--sample K`` (``sample_peers``): each host probes K of its M peers. Its peers are put in an
@@ -19,7 +19,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 
-from netprobe.core.checks import IPV6_NOT_PROBED, Check, Direction, Skipped
+from netprobe.core.checks import Check, Direction, Skipped, no_pair_reason
 
 
 def _wants(check: Check, src_roles: frozenset[str], dst_roles: frozenset[str]) -> bool:
@@ -30,53 +30,73 @@ def _wants(check: Check, src_roles: frozenset[str], dst_roles: frozenset[str]) -
     return check.to_role in dst_roles
 
 
-def plan_peers(hosts: Sequence[tuple[str, str, frozenset[str]]], checks: Sequence[Check], peer_type,
-               sample: tuple[int, int] | None = None):
-    """({host: (peer_type(name, address, check ids), ...)}, skipped): the same pairs and
-    skipped reasons as ``checks.plan_cells``, hosts in inventory order, peers in inventory order.
-    With ``sample`` (k, run): each host's k peers of that run, chosen without listing all N^2 pairs."""
+def _families(host: tuple) -> frozenset[int]:
+    return frozenset(f for f, address in ((4, host[1]), (6, host[3])) if address)
+
+
+def _live(hosts: Sequence[tuple], checks: Sequence[Check]) -> tuple[list[Check], list[Skipped]]:
+    """The checks with at least one pair to probe, and why each other one is skipped (the same
+    reasons as ``checks.plan_cells``)."""
+    present = {f for h in hosts for f in _families(h)}
     skipped: list[Skipped] = []
     live: list[Check] = []
     for check in checks:
-        if check.family != 4:
-            skipped.append(Skipped(check.id, IPV6_NOT_PROBED))
+        if check.direction is Direction.TO_ROLE and not any(check.to_role in h[2] for h in hosts):
+            skipped.append(Skipped(check.id, f"no host has role {check.to_role!r}"))
             continue
-        sources = [h for h in hosts if check.from_role is None or check.from_role in h[2]]
-        if check.direction is Direction.BOTH:
-            targets = sources
+        for family in check.families:
+            sources = [h for h in hosts if (check.from_role is None or check.from_role in h[2])
+                       and family in _families(h)]
+            targets = sources if check.direction is Direction.BOTH else [
+                h for h in hosts if check.to_role in h[2] and family in _families(h)]
+            names = {h[0] for h in targets}
+            if any(len(names - {s[0]}) for s in sources):
+                live.append(check)
+                break
         else:
-            targets = [h for h in hosts if check.to_role in h[2]]
-            if not targets:
-                skipped.append(Skipped(check.id, f"no host has role {check.to_role!r}"))
-                continue
-        names = {h[0] for h in targets}
-        if not any(len(names - {s[0]}) for s in sources):
-            skipped.append(Skipped(check.id, "no pair of distinct hosts to probe"))
-            continue
-        live.append(check)
-    wanted: dict[tuple[frozenset, frozenset], tuple[str, ...]] = {}
-    peer_of: dict[tuple[int, tuple[str, ...]], object] = {}
-    groups: dict[frozenset, list[int]] = {}  # destinations by role set, in inventory order
-    for j, (_name, _address, dst_roles) in enumerate(hosts):
-        groups.setdefault(dst_roles, []).append(j)
+            skipped.append(Skipped(check.id, no_pair_reason(check, present)))
+    return live, skipped
+
+
+def plan_peers(hosts: Sequence[tuple[str, str | None, frozenset[str], str | None]], checks: Sequence[Check],
+               peer_type, sample: tuple[int, int] | None = None):
+    """({host: (peer_type(name, address, check ids, address6, check ids over IPv6), ...)}, skipped):
+    the same pairs and skipped reasons as ``checks.plan_cells``, hosts in inventory order, peers in
+    inventory order. ``hosts`` are (name, IPv4 address or None, roles, IPv6 address or None).
+    With ``sample`` (k, run): each host's k peers of that run, chosen without listing all N^2 pairs."""
+    live, skipped = _live(hosts, checks)
+    wanted: dict[tuple, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    peer_of: dict[tuple, object] = {}
+    groups: dict[tuple[frozenset, frozenset], list[int]] = {}  # destinations by (roles, families), in inventory order
+    for j, host in enumerate(hosts):
+        groups.setdefault((host[2], _families(host)), []).append(j)
     members_set = {id(m): set(m) for m in groups.values()}
 
-    def peer(j: int, ids: tuple[str, ...]):
+    def ids_for(src_kind: tuple[frozenset, frozenset], dst_kind: tuple[frozenset, frozenset]):
+        common = src_kind[1] & dst_kind[1]
+        return tuple(tuple(c.id for c in live if family in common and family in c.families
+                           and _wants(c, src_kind[0], dst_kind[0])) for family in (4, 6))
+
+    def peer(j: int, ids: tuple[tuple[str, ...], tuple[str, ...]]):
         p = peer_of.get((j, ids))
         if p is None:
-            p = peer_of[(j, ids)] = peer_type(hosts[j][0], hosts[j][1], ids)
+            name, address, _roles, address6 = hosts[j]
+            p = peer_of[(j, ids)] = peer_type(name, address if ids[0] else None, ids[0],
+                                              address6 if ids[1] else None, ids[1])
         return p
 
     out = {}
-    for i, (src, _addr, src_roles) in enumerate(hosts):
-        # the peers of src: every host of each role set src wants something from, but src itself
+    for i, host in enumerate(hosts):
+        src = host[0]
+        src_kind = (host[2], _families(host))
+        # the peers of src: every host of each kind src wants something from, but src itself
         parts = []
-        for dst_roles, members in groups.items():
-            key = (src_roles, dst_roles)
+        for dst_kind, members in groups.items():
+            key = (src_kind, dst_kind)
             ids = wanted.get(key)
             if ids is None:
-                ids = wanted[key] = tuple(c.id for c in live if _wants(c, src_roles, dst_roles))
-            if ids:
+                ids = wanted[key] = ids_for(src_kind, dst_kind)
+            if ids[0] or ids[1]:
                 parts.append((members, ids))
         if sample is None:
             chosen = sorted((j, ids) for members, ids in parts for j in members if j != i)

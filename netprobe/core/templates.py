@@ -20,11 +20,15 @@ from netprobe.core.parse import Encap, ip_bytes
 from netprobe.core.wire import (
     DEFAULT_TTL,
     ETH_P_IP,
+    ETH_P_IPV6,
     IPPROTO_IPIP,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    IPV6_HEADER_LEN,
     SLOT_BASE,
+    SYN_TSECR_OFFSET,
     TCPOPT_TIMESTAMP,
+    VXLAN6_PAYLOAD_OFFSET,
     VXLAN_INNER_DST_MAC,
     VXLAN_INNER_SRC_MAC,
     VXLAN_PAYLOAD_OFFSET,
@@ -42,6 +46,12 @@ def _scapy():
     from scapy.layers.vxlan import VXLAN
 
     return IP, TCP, UDP, Ether, VXLAN
+
+
+def _scapy6():
+    from scapy.layers.inet6 import IPv6
+
+    return IPv6
 
 
 @functools.lru_cache(maxsize=256)
@@ -201,7 +211,132 @@ class IpipProbeTemplate:
         return bytes(buf)
 
 
-Template = TcpSynTemplate | UdpProbeTemplate | VxlanProbeTemplate | IpipProbeTemplate
+# ------------------------------------------------------------------ IPv6
+# Sent whole on a raw IPv6 socket of IPPROTO_RAW (IPV6_HDRINCL implied): the kernel routes by the
+# sendto address and sends the header as built, so the source address the payload tag covers, the
+# ports and the TCP options are exactly ours. IPv6 has no header checksum and no IP id; UDP
+# checksums are mandatory (RFC 8200), so every UDP header here carries one.
+
+SYN_OPTIONS = [("MSS", 1440), ("SAckOK", b""), ("Timestamp", (0, 0)), ("NOP", None), ("WScale", 7)]
+
+
+@functools.lru_cache(maxsize=256)
+def _design6(kind: str, port: int, vni: int, hop_limit: int) -> bytes:
+    """``_design`` for IPv6: scapy designs each kind once with :: for the addresses; the inner
+    packet of a VXLAN probe is IPv6 too (the overlay of an IPv6 underlay: Calico's vxlan-v6.calico)."""
+    _IP, TCP, UDP, Ether, VXLAN = _scapy()
+    IPv6 = _scapy6()
+    zero = "::"
+    body = b"\0" * PAYLOAD_LEN
+    if kind == "tcp":  # a Linux client's SYN; the MSS an IPv6 header leaves of a 1500-byte MTU
+        pkt = IPv6(src=zero, dst=zero, hlim=hop_limit) / TCP(
+            sport=0, dport=port, seq=0, flags="S", window=64800, chksum=0, options=SYN_OPTIONS)
+    elif kind == "udp":
+        pkt = IPv6(src=zero, dst=zero, hlim=hop_limit) / UDP(sport=SLOT_BASE, dport=port, chksum=0) / body
+    elif kind == "vxlan":
+        inner = Ether(src=VXLAN_INNER_SRC_MAC, dst=VXLAN_INNER_DST_MAC, type=ETH_P_IPV6) / IPv6(
+            src=zero, dst=zero, hlim=64) / UDP(sport=SLOT_BASE, dport=SLOT_BASE, chksum=0) / body
+        pkt = IPv6(src=zero, dst=zero, hlim=hop_limit) / UDP(
+            sport=SLOT_BASE, dport=port, chksum=0) / VXLAN(flags=0x08, vni=vni) / inner
+    else:
+        raise ValueError(f"unknown IPv6 probe kind {kind!r}")
+    return bytes(pkt)
+
+
+def _addressed6(design: bytes, src: str, dst: str, *, inner_ip: int | None = None) -> bytearray:
+    """``_addressed`` for IPv6: the outer header src -> dst, an inner IPv6 header dst -> src."""
+    buf = bytearray(design)
+    s, d = ip_bytes(src), ip_bytes(dst)
+    buf[8:24], buf[24:40] = s, d
+    if inner_ip is not None:
+        buf[inner_ip + 8 : inner_ip + 24], buf[inner_ip + 24 : inner_ip + 40] = d, s
+    return buf
+
+
+class TcpSyn6Template:
+    """``TcpSynTemplate`` over IPv6: the same SYN, the keyed marker word in the timestamp option's
+    TSecr (IPv6 has no IP id; a SYN's TSecr is ignored by its receiver, RFC 7323), the TCP checksum
+    finished incrementally over the IPv6 pseudo header."""
+
+    TSVAL = IPV6_HEADER_LEN + SYN_TSECR_OFFSET - 4
+
+    def __init__(self, src: str, dst: str, dport: int, *, hop_limit: int = DEFAULT_TTL):
+        tpl = _addressed6(_design6("tcp", dport, 0, hop_limit), src, dst)
+        if tpl[self.TSVAL - 2] != TCPOPT_TIMESTAMP or tpl[self.TSVAL - 1] != 10:
+            raise AssertionError("the IPv6 SYN design moved its timestamp option")
+        self.template = bytes(tpl)
+        h = IPV6_HEADER_LEN
+        self._tcp_sum = fold(ones_sum(self.template[h:]) + pseudo_sum(
+            self.template[8:24], self.template[24:40], IPPROTO_TCP, len(self.template) - h))
+
+    def build(self, sport: int, seq: int, marker_word: int = 0, tsval: int = 0) -> bytes:
+        """The SYN from ``sport`` with ``seq``, ``tsval`` (the probe id) and, in TSecr, the marker
+        word (``cookies.syn_ip_id``): the same arguments as the IPv4 SYN's, whose third is its IP id."""
+        if LITTLE:
+            added = (((sport >> 8) | (sport << 8)) & 0xFFFF) + _swap32_words(seq) + _swap32_words(tsval) \
+                + (((marker_word >> 8) | (marker_word << 8)) & 0xFFFF)
+        else:
+            added = sport + (seq >> 16) + (seq & 0xFFFF) + (tsval >> 16) + (tsval & 0xFFFF) + marker_word
+        tcp_csum = ~fold(self._tcp_sum + added) & 0xFFFF
+        t, ts, h = self.template, self.TSVAL, IPV6_HEADER_LEN
+        return b"".join((t[:h], struct.pack("!H", sport), t[h + 2 : h + 4], struct.pack("!I", seq),
+                         t[h + 8 : h + 16], struct.pack("=H", tcp_csum), t[h + 18 : ts],
+                         struct.pack("!II", tsval, marker_word & 0xFFFF), t[ts + 8 :]))
+
+
+class UdpProbe6Template:
+    """``UdpProbeTemplate`` over IPv6."""
+
+    def __init__(self, src: str, dst: str, dport: int, *, hop_limit: int = DEFAULT_TTL):
+        self.template = bytes(_addressed6(_design6("udp", dport, 0, hop_limit), src, dst))
+        h = IPV6_HEADER_LEN
+        self._pseudo = pseudo_sum(self.template[8:24], self.template[24:40], IPPROTO_UDP, len(self.template) - h)
+        self._src, self._dst, self._dport = self.template[8:24], self.template[24:40], dport
+
+    def flow(self, sport: int) -> bytes:
+        return flow_bytes(Encap.UDP, self._src, self._dst, sport, self._dport)
+
+    def build(self, sport: int, payload: bytes) -> bytes:
+        h = IPV6_HEADER_LEN
+        buf = bytearray(self.template)
+        struct.pack_into("!H", buf, h, sport)
+        buf[h + 8 :] = payload
+        store_udp_checksum(buf, h + 6, h, self._pseudo)
+        return bytes(buf)
+
+
+class VxlanProbe6Template:
+    """``VxlanProbeTemplate`` over IPv6: outer IPv6/UDP to ``dport``, VXLAN, inner
+    Ethernet/IPv6/UDP from the target to the sender; both UDP checksums computed (Linux VXLAN over
+    IPv6 sends them unless told otherwise, and IPv6 forbids a zero one on plain UDP)."""
+
+    OUTER_UDP = IPV6_HEADER_LEN
+    INNER_UDP = IPV6_HEADER_LEN + VXLAN6_PAYLOAD_OFFSET - 8
+    INNER_IP = INNER_UDP - IPV6_HEADER_LEN
+
+    def __init__(self, src: str, dst: str, vni: int, *, dport: int = VXLAN_PORT, hop_limit: int = DEFAULT_TTL):
+        self.template = bytes(_addressed6(_design6("vxlan", dport, vni, hop_limit), src, dst,
+                                          inner_ip=self.INNER_IP))
+        t = self.template
+        self._src, self._dst, self._dport = t[8:24], t[24:40], dport
+        self._outer_pseudo = pseudo_sum(self._src, self._dst, IPPROTO_UDP, len(t) - self.OUTER_UDP)
+        self._inner_pseudo = pseudo_sum(self._dst, self._src, IPPROTO_UDP, len(t) - self.INNER_UDP)
+
+    def flow(self, sport: int) -> bytes:
+        return flow_bytes(Encap.VXLAN, self._src, self._dst, sport, sport, self._dst, self._src, sport, self._dport)
+
+    def build(self, sport: int, payload: bytes) -> bytes:
+        buf = bytearray(self.template)
+        struct.pack_into("!H", buf, self.OUTER_UDP, sport)
+        struct.pack_into("!HH", buf, self.INNER_UDP, sport, sport)
+        buf[self.INNER_UDP + 8 :] = payload
+        store_udp_checksum(buf, self.INNER_UDP + 6, self.INNER_UDP, self._inner_pseudo)
+        store_udp_checksum(buf, self.OUTER_UDP + 6, self.OUTER_UDP, self._outer_pseudo)
+        return bytes(buf)
+
+
+Template = (TcpSynTemplate | UdpProbeTemplate | VxlanProbeTemplate | IpipProbeTemplate | TcpSyn6Template
+            | UdpProbe6Template | VxlanProbe6Template)
 TemplateKey = tuple[Proto, int, str, int]  # (protocol, port or 0, target address, TTL)
 
 
@@ -218,7 +353,9 @@ def for_targets(source: str, targets: Iterable, *, vni: int = 1) -> dict[Templat
         key = template_key(check.proto, check.port, target.address, ttl)
         if key in made:
             continue
-        if check.proto is Proto.TCP:
+        if ":" in target.address:
+            made[key] = _template6(source, target.address, check, vni, ttl)
+        elif check.proto is Proto.TCP:
             made[key] = TcpSynTemplate(source, target.address, check.port, ttl=ttl)
         elif check.proto is Proto.UDP:
             made[key] = UdpProbeTemplate(source, target.address, check.port, ttl=ttl)
@@ -227,3 +364,13 @@ def for_targets(source: str, targets: Iterable, *, vni: int = 1) -> dict[Templat
         else:
             made[key] = IpipProbeTemplate(source, target.address, ttl=ttl)
     return made
+
+
+def _template6(source: str, address: str, check, vni: int, hop_limit: int) -> Template:
+    if check.proto is Proto.TCP:
+        return TcpSyn6Template(source, address, check.port, hop_limit=hop_limit)
+    if check.proto is Proto.UDP:
+        return UdpProbe6Template(source, address, check.port, hop_limit=hop_limit)
+    if check.proto is Proto.VXLAN:
+        return VxlanProbe6Template(source, address, vni, dport=check.port, hop_limit=hop_limit)
+    raise ValueError(f"{check.id} ({check.proto}) is not probed over IPv6")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from netprobe.core.checks import lane_label
 from netprobe.core.exitcode import exit_code
 from netprobe.core.explain import Explain
 from netprobe.core.result import Cell, Change, Reach, Verdict, Where
@@ -74,19 +75,24 @@ class Finding:
     got: State | None
     failing: bool
     rule: int | None = None  # the expectation rule that decided (None: its default); expect only
+    family: int = 4
     explain: Explain | None = None  # the explanation of the cell as got now (a blocked cell's)
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.check, self.src, self.dst)
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.check, self.src, self.dst, self.family)
+
+    @property
+    def label(self) -> str:
+        return lane_label(self.check, self.family)
 
     def describe(self) -> str:
         why = self.explain.words() if self.explain is not None else ""
         why = f": {why}" if why else ""
         if self.kind is Kind.MISMATCH:
-            return (f"{self.check} {self.src} -> {self.dst}: expected {_words(self.expected)}, "
+            return (f"{self.label} {self.src} -> {self.dst}: expected {_words(self.expected)}, "
                     f"got {_words(self.got)}{why}")
-        return f"{self.check} {self.src} -> {self.dst}: was {_words(self.expected)}, now {_words(self.got)}{why}"
+        return f"{self.label} {self.src} -> {self.dst}: was {_words(self.expected)}, now {_words(self.got)}{why}"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -94,6 +100,8 @@ class Finding:
             "expected": None if self.expected is None else self.expected.to_dict(),
             "got": None if self.got is None else self.got.to_dict(),
         }
+        if self.family != 4:  # absent = IPv4, as in result files
+            d["family"] = self.family
         if self.kind is Kind.MISMATCH:
             d["rule"] = self.rule
         if self.explain is not None:
@@ -155,7 +163,7 @@ def from_mismatches(mismatches: Iterable[Any], *, partial: bool = False) -> Judg
     """``--expect``: every ``core.expect.Mismatch`` fails."""
     findings = tuple(
         Finding(m.check, m.src, m.dst, Kind.MISMATCH, State(m.expected, m.expected_where),
-                State.of(m.actual), True, m.rule, m.actual.explain)
+                State.of(m.actual), True, m.rule, m.family, m.actual.explain)
         for m in mismatches
     )
     return Judgement("expect", "mismatches", findings, partial)
@@ -171,7 +179,7 @@ def from_changes(changes: Iterable[Change], *, mode: str = "diff", fail_on: str 
         kind = classify(c.old, c.new)
         failing = kind is Kind.REGRESSION or fail_on == "changes"
         findings.append(Finding(c.check, c.src, c.dst, kind, State.of(c.old), State.of(c.new), failing,
-                                explain=c.new.explain if c.new is not None else None))
+                                family=c.family, explain=c.new.explain if c.new is not None else None))
     return Judgement(mode, fail_on, tuple(findings), partial)
 
 

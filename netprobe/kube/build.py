@@ -2,7 +2,8 @@
 returns (``status.addresses``, ``metadata.labels``, ``spec.nodeName``, ``subsets``) in, a dict
 ready for YAML out, plus notes on what was left out and why.
 
-Roles: every node with an IPv4 InternalIP is a ``node``; ``apiserver`` where a node carries a
+Roles: every node with an InternalIP is a ``node`` (its first IPv4 InternalIP is ``address``, its
+first IPv6 one ``address6``; an IPv6-only node's is ``address``); ``apiserver`` where a node carries a
 control-plane label or an address the ``default/kubernetes`` endpoints name; ``etcd`` on
 control-plane nodes (stacked etcd, kubeadm's default) and nodes labelled
 ``node-role.kubernetes.io/etcd``; ``typha`` where a Running calico-typha pod is scheduled.
@@ -98,11 +99,10 @@ def build_inventory(snap: ClusterSnapshot, *, token_file: str | None = None) -> 
         if not NAME_RE.match(name or ""):
             notes.append(f"node {name!r} skipped: not a name the inventory takes (at most 63 characters)")
             continue
-        if not v4:
-            why = f"only IPv6 InternalIP {', '.join(v6)} (the mesh probes IPv4)" if v6 else "no InternalIP"
-            notes.append(f"node {name} skipped: {why}")
+        if not v4 and not v6:
+            notes.append(f"node {name} skipped: no InternalIP")
             continue
-        address = v4[0]
+        address = v4[0] if v4 else v6[0]
         roles = ["node"]
         every = {a.get("address") for a in addresses}
         if any(label in labels for label in CONTROL_PLANE_LABELS) or every & api_addrs:
@@ -112,9 +112,12 @@ def build_inventory(snap: ClusterSnapshot, *, token_file: str | None = None) -> 
             roles.append("etcd")
         if name in typha_nodes:
             roles.append("typha")
-        host = {"name": name, "address": address, "roles": roles, "agent": f"tcp://{address}:{snap.agent_port}"}
-        if v6:
-            notes.append(f"node {name} also has IPv6 {', '.join(v6)}: not probed (the mesh probes IPv4)")
+        agent_host = f"[{address}]" if ":" in address else address
+        host = {"name": name, "address": address, "roles": roles, "agent": f"tcp://{agent_host}:{snap.agent_port}"}
+        if v4 and v6:
+            host = {"name": name, "address": address, "address6": v6[0], "roles": roles, "agent": host["agent"]}
+        for extra in v4[1:] + v6[1:]:
+            notes.append(f"node {name}: InternalIP {extra} not probed (one address per family)")
         hosts.append(host)
     for addr in sorted(api_addrs - matched_api):
         notes.append(f"apiserver endpoint {addr} is no node's address: not probed (no agent runs there)")

@@ -30,6 +30,7 @@ from netprobe.lab.names import NETNS_DIR
 from netprobe.lab.processes import Supervisor, stop_namespace
 TOOL_TIMEOUT = 30.0
 CLONE_NEWNET = 0x40000000
+IFA_F_NODAD = 0x02  # linux/if_addr.h
 
 
 def netns_exists(ns: str) -> bool:
@@ -203,7 +204,8 @@ class Applier:
             case p.LinkUp(ns=ns, ifname=ifname):
                 self._rt(ns).link("set", index=self._need_index(ns, ifname), state="up")
             case p.AddAddress(ns=ns, ifname=ifname, address=addr, prefixlen=plen):
-                self._rt(ns).addr("add", index=self._need_index(ns, ifname), address=addr, prefixlen=plen)
+                nodad = {"flags": IFA_F_NODAD} if ":" in addr else {}  # no DAD: usable at once
+                self._rt(ns).addr("add", index=self._need_index(ns, ifname), address=addr, prefixlen=plen, **nodad)
             case p.DeleteAddress(ns=ns, ifname=ifname, address=addr, prefixlen=plen):
                 self._rt(ns).addr("del", index=self._need_index(ns, ifname), address=addr, prefixlen=plen)
             case p.AddRoute(ns=ns, dst=dst, gateway=gw):

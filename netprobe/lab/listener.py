@@ -2,8 +2,8 @@
 
     python -m netprobe.lab.listener --tcp 179 --tcp 2379 --udp 8472 [--ready-file PATH]
 
-A SYN to a listened port gets a SYN-ACK (``open``), as BIRD, Typha, the apiserver or etcd
-would give. Connections are closed at once; UDP datagrams are read and dropped (never
+A SYN to a listened port, over IPv4 or IPv6, gets a SYN-ACK (``open``), as BIRD, Typha, the
+apiserver or etcd would give. Connections are closed at once; UDP datagrams are read and dropped (never
 answered, so this is no reflector). One thread, one selector; stops on SIGTERM/SIGINT.
 ``--ready-file`` is created once every socket listens, so the lab can wait for it.
 """
@@ -19,9 +19,15 @@ from pathlib import Path
 
 
 def _bind(kind: int, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, kind)
+    """One socket for both families (IPv6 with IPV6_V6ONLY off), IPv4 alone where IPv6 is off."""
+    try:
+        sock = socket.socket(socket.AF_INET6, kind)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        where: tuple = ("::", port)
+    except OSError:
+        sock, where = socket.socket(socket.AF_INET, kind), ("0.0.0.0", port)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("0.0.0.0", port))
+    sock.bind(where)
     if kind == socket.SOCK_STREAM:
         sock.listen(128)
     sock.setblocking(False)

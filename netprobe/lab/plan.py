@@ -111,13 +111,16 @@ class LinkUp:
 
 @dataclass(frozen=True)
 class AddAddress:
+    """An IPv6 address is added without duplicate address detection (``nodad``): usable at once."""
+
     ns: str
     ifname: str
     address: str
     prefixlen: int
 
     def describe(self) -> str:
-        return f"[{self.ns}] ip addr add {self.address}/{self.prefixlen} dev {self.ifname}"
+        nodad = " nodad" if ":" in self.address else ""
+        return f"[{self.ns}] ip addr add {self.address}/{self.prefixlen} dev {self.ifname}{nodad}"
 
 
 @dataclass(frozen=True)
@@ -268,30 +271,33 @@ def port_name(node: str, index: int) -> str:
     return name if len(name) <= 15 else f"port{index}"
 
 
-def routes(scenario: Scenario) -> dict[str, list[tuple[str, str]]]:
+def routes(scenario: Scenario, family: int = 4) -> dict[str, list[tuple[str, str]]]:
     """Static routes: node (host or router) -> [(remote subnet, gateway)], by shortest path.
 
     A hop is a router joining two segments; the gateway is that first router's address on a
-    segment the node sits on. Segments no router leads to get no route.
+    segment the node sits on. Segments no router leads to get no route. ``family`` 6: over the
+    segments that have a subnet6 only (IPv6 crosses no IPv4-only segment).
     """
+    six = {s.name for s in scenario.segments if s.subnet6 is not None}
+    usable = (lambda seg: seg in six) if family == 6 else (lambda seg: True)
     attached: dict[str, list[str]] = {h.name: [h.segment] for h in scenario.hosts}
     for r in scenario.routers:
         attached[r.name] = list(r.segments)
     out: dict[str, list[tuple[str, str]]] = {}
     for node, segs in attached.items():
         # BFS over segments; first_hop[seg] = gateway address used to get there
-        first_hop: dict[str, str | None] = {s: None for s in segs}
-        queue = deque(segs)
+        first_hop: dict[str, str | None] = {s: None for s in segs if usable(s)}
+        queue = deque(first_hop)
         while queue:
             seg = queue.popleft()
             for r in scenario.routers:
                 if r.name == node or seg not in r.segments:
                     continue
                 for nxt in r.segments:
-                    if nxt not in first_hop:
-                        first_hop[nxt] = first_hop[seg] or r.address_on(seg)
+                    if nxt not in first_hop and usable(nxt):
+                        first_hop[nxt] = first_hop[seg] or r.address_on(seg, family)
                         queue.append(nxt)
-        out[node] = [(s.subnet, first_hop[s.name]) for s in scenario.segments
+        out[node] = [(s.subnet if family == 4 else s.subnet6, first_hop[s.name]) for s in scenario.segments
                      if s.name in first_hop and first_hop[s.name] is not None]
     return out
 
@@ -352,22 +358,30 @@ def build_plan(scenario: Scenario, lab_name: str) -> list[Step]:
         add(Step(SetMaster(fab, port, BRIDGE)))
         add(Step(LinkUp(fab, port)))
 
-    # addresses and routes
-    table = routes(scenario)
+    # addresses and routes (IPv6 where a segment has a subnet6: added nodad, routers forward it)
     for h in scenario.hosts:
         add(Step(AddAddress(ns[h.name], "eth0", h.address, h.prefixlen),
                  DeleteAddress(ns[h.name], "eth0", h.address, h.prefixlen)))
+        if h.address6 is not None:
+            add(Step(AddAddress(ns[h.name], "eth0", h.address6, h.prefixlen6),
+                     DeleteAddress(ns[h.name], "eth0", h.address6, h.prefixlen6)))
         add(Step(LinkUp(ns[h.name], "eth0")))
     prefix = {s.name: int(s.subnet.split("/")[1]) for s in scenario.segments}
+    prefix6 = {s.name: int(s.subnet6.split("/")[1]) for s in scenario.segments if s.subnet6 is not None}
     for r in scenario.routers:
-        for i, (seg, addr) in enumerate(r.addresses):
-            add(Step(AddAddress(ns[r.name], f"eth{i}", addr, prefix[seg]),
-                     DeleteAddress(ns[r.name], f"eth{i}", addr, prefix[seg])))
+        for i, seg in enumerate(r.segments):
+            for addr, plen in ((r.address_on(seg), prefix[seg]), (r.address_on(seg, 6), prefix6.get(seg))):
+                if addr is not None:
+                    add(Step(AddAddress(ns[r.name], f"eth{i}", addr, plen),
+                             DeleteAddress(ns[r.name], f"eth{i}", addr, plen)))
             add(Step(LinkUp(ns[r.name], f"eth{i}")))
         add(Step(SetSysctl(ns[r.name], "net.ipv4.ip_forward", "1")))
-    for node, node_routes in table.items():
-        for dst, gw in node_routes:
-            add(Step(AddRoute(ns[node], dst, gw), DeleteRoute(ns[node], dst, gw)))
+        if r.addresses6:
+            add(Step(SetSysctl(ns[r.name], "net.ipv6.conf.all.forwarding", "1")))
+    for family in (4, 6):
+        for node, node_routes in routes(scenario, family).items():
+            for dst, gw in node_routes:
+                add(Step(AddRoute(ns[node], dst, gw), DeleteRoute(ns[node], dst, gw)))
 
     # kernel VXLAN devices (flannel's flannel.1 in a canal cluster, vxlan.calico for Calico's
     # VXLAN) on the scenario's port, with an overlay address and a flood entry to every peer
@@ -434,7 +448,8 @@ def inventory(scenario: Scenario, lab_name: str) -> dict:
         "vni": scenario.vni,
         "vxlan_port": scenario.vxlan_port,
         "hosts": [
-            {"name": h.name, "address": h.address, "roles": sorted(h.roles), "agent": f"unix:{sd}/{scenario.short(h.name)}.sock"}
+            {"name": h.name, "address": h.address, **({"address6": h.address6} if h.address6 else {}),
+             "roles": sorted(h.roles), "agent": f"unix:{sd}/{scenario.short(h.name)}.sock"}
             for h in scenario.hosts
         ],
     }

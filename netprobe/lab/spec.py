@@ -11,13 +11,15 @@ Shape (every key but ``hosts`` is optional)::
     vni: 1                      # VXLAN network id for kernel VXLAN devices
     vxlan_port: 8472            # their UDP port; default the profile's (canal 8472, else 4789)
     segments:                   # L2 segments (one bridge each); default: one "lan" 198.18.0.0/24
-      - {name: rack1, subnet: 198.18.1.0/24, hosts: [cp1, node1]}
-    routers:                    # namespaces forwarding between segments
+      - {name: rack1, subnet: 198.18.1.0/24, subnet6: "2001:db8:1::/64", hosts: [cp1, node1]}
+                                # subnet6 (optional, at least a /96): its hosts and routers are dual stack
+    routers:                    # namespaces forwarding between segments (IPv4, and IPv6 where subnet6)
       - {name: spine, segments: [rack1, rack2], firewall: {...}}
     hosts:
       - name: cp1
         roles: [node, apiserver, etcd]
         address: 198.18.1.10    # default: allocated from the segment's subnet
+        address6: "2001:db8:1::10"  # default (subnet6): the IPv4 address's number, in decimal digits
         firewall: {nft: "...", iptables: "...", iptables-legacy: "...", ip6tables: "...", ipset: "..."}
         services: {listen: {tcp: [...], udp: [...]}, vxlan: true, daemons: [etcd, bird]}
                                 # default: the role's TCP ports, UDP 51820 on nodes of a
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 
-from netprobe.core.checks import PROFILES, ROLES, WIREGUARD_PORT, vxlan_port_for
+from netprobe.core.checks import PROFILES, ROLES, WIREGUARD6_PORT, WIREGUARD_PORT, vxlan_port_for
 from netprobe.core.expect import Expectation, parse_expectation
 from netprobe.core.untrusted import load_yaml
 from netprobe.errors import ConfigError
@@ -57,9 +59,10 @@ DAEMONS = {"etcd": (2379, 2380), "bird": (179,)}
 
 TOP_KEYS = frozenset({"name", "description", "profile", "vni", "vxlan_port", "segments", "routers", "hosts",
                       "expect"})
-HOST_KEYS = frozenset({"name", "roles", "address", "firewall", "services"})
-SEGMENT_KEYS = frozenset({"name", "subnet", "hosts"})
-ROUTER_KEYS = frozenset({"name", "segments", "addresses", "firewall"})
+HOST_KEYS = frozenset({"name", "roles", "address", "address6", "firewall", "services"})
+SEGMENT_KEYS = frozenset({"name", "subnet", "subnet6", "hosts"})
+ROUTER_KEYS = frozenset({"name", "segments", "addresses", "addresses6", "firewall"})
+MAX_PREFIX6 = 96  # a subnet6 holds every IPv4 host number written in decimal digits (198.18.1.10 -> ...::10)
 SERVICE_KEYS = frozenset({"listen", "vxlan", "daemons"})
 
 
@@ -81,6 +84,8 @@ class HostSpec:
     firewall: fw.Firewall = field(default_factory=fw.Firewall)
     services: Services = field(default_factory=Services)
     field: str = ""  # where it is in the file, e.g. "hosts[2]"
+    address6: str | None = None  # on a segment with a subnet6
+    prefixlen6: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class SegmentSpec:
     subnet: str
     hosts: tuple[str, ...]
     field: str = ""
+    subnet6: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,13 +103,14 @@ class RouterSpec:
     addresses: tuple[tuple[str, str], ...]  # (segment, address), in the order declared
     firewall: fw.Firewall = field(default_factory=fw.Firewall)
     field: str = ""
+    addresses6: tuple[tuple[str, str], ...] = ()  # (segment, IPv6 address) on its segments with a subnet6
 
     @property
     def segments(self) -> tuple[str, ...]:
         return tuple(s for s, _ in self.addresses)
 
-    def address_on(self, segment: str) -> str:
-        return dict(self.addresses)[segment]
+    def address_on(self, segment: str, family: int = 4) -> str | None:
+        return dict(self.addresses if family == 4 else self.addresses6).get(segment)
 
 
 @dataclass(frozen=True)
@@ -233,14 +240,17 @@ def _firewall(raw: Any, source: str, fld: str) -> fw.Firewall:
 
 
 def _services(raw: Any, roles: frozenset[str], profile: str, vni: int, vxlan_port: int, source: str,
-              fld: str) -> Services:
+              fld: str, dual: bool = False) -> Services:
     data = {} if raw is None else _mapping(raw, SERVICE_KEYS, source, fld)
     listen = data.get("listen", None)
     node = "node" in roles
     if listen is None:
         tcp = tuple(ROLE_PORTS[r] for r in sorted(roles, key=list(ROLE_PORTS).index))
-        # the kernel's WireGuard device owns 51820 on a real node; a listener stands in for it here
-        udp: tuple[int, ...] = (WIREGUARD_PORT,) if node and "wireguard" in PROFILES[profile] else ()
+        # the kernel's WireGuard devices own 51820 (and 51821 on a dual-stack node) on a real node;
+        # a listener stands in for them here
+        udp: tuple[int, ...] = ()
+        if node and "wireguard" in PROFILES[profile]:
+            udp = (WIREGUARD_PORT, WIREGUARD6_PORT) if dual else (WIREGUARD_PORT,)
     elif isinstance(listen, list):
         tcp, udp = _ports(listen, source, f"{fld}.listen"), ()
     else:
@@ -273,6 +283,36 @@ def _address(raw: Any, subnet: ipaddress.IPv4Network, source: str, fld: str) -> 
     if addr in (subnet.network_address, subnet.broadcast_address):
         raise _err(f"{addr} is the network or broadcast address of {subnet}", source, fld)
     return str(addr)
+
+
+def _subnet6(raw: Any, source: str, fld: str) -> ipaddress.IPv6Network:
+    try:
+        subnet = ipaddress.IPv6Network(str(raw), strict=True)
+    except ValueError as exc:
+        raise _err(f"must be an IPv6 subnet like 2001:db8:1::/64 ({exc})", source, fld) from None
+    if subnet.prefixlen > MAX_PREFIX6:
+        raise _err(f"{subnet} is too small for a segment (at most /{MAX_PREFIX6})", source, fld)
+    return subnet
+
+
+def _address6(raw: Any, subnet: ipaddress.IPv6Network | None, source: str, fld: str) -> str:
+    if subnet is None:
+        raise _err("the segment has no subnet6: give it one for IPv6", source, fld)
+    try:
+        addr = ipaddress.IPv6Address(str(raw))
+    except ValueError:
+        raise _err(f"must be an IPv6 address, got {raw!r}", source, fld) from None
+    if addr not in subnet or addr == subnet.network_address:
+        raise _err(f"{addr} is not a host address of the segment's subnet6 {subnet}", source, fld)
+    return str(addr)
+
+
+def _mirror6(address: str, subnet: ipaddress.IPv4Network, subnet6: ipaddress.IPv6Network) -> str:
+    """The IPv6 address a host or router gets by default: its IPv4 address's number in its subnet,
+    written in decimal digits in the subnet6 (198.18.1.10 in a /24 -> 2001:db8:1::10), so the
+    two addresses of a host read alike."""
+    number = int(ipaddress.IPv4Address(address)) - int(subnet.network_address)
+    return str(subnet6[int(str(number), 16)])
 
 
 def _allocate(subnet: ipaddress.IPv4Network, taken: set[str], *, skip: int) -> str | None:
@@ -333,6 +373,7 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
     host_names = [h["name"] for h in hosts_raw]
     segment_of: dict[str, str] = {}
     subnets: dict[str, ipaddress.IPv4Network] = {}
+    subnets6: dict[str, ipaddress.IPv6Network] = {}
     seg_fields: dict[str, str] = {}
     seg_hosts: dict[str, tuple[str, ...]] = {}
     for i, raw in enumerate(raw_segments):
@@ -348,6 +389,12 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
         for other, net in subnets.items():
             if subnet.overlaps(net):
                 raise _err(f"{subnet} overlaps {net} of {seg_fields[other]}", source, f"{fld}.subnet")
+        if s.get("subnet6") is not None:
+            subnet6 = _subnet6(s["subnet6"], source, f"{fld}.subnet6")
+            for other, net in subnets6.items():
+                if subnet6.overlaps(net):
+                    raise _err(f"{subnet6} overlaps {net} of {seg_fields[other]}", source, f"{fld}.subnet6")
+            subnets6[sname] = subnet6
         if "hosts" in s:
             members = _str_list(s["hosts"], source, f"{fld}.hosts")
         elif len(raw_segments) == 1:
@@ -410,14 +457,25 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
             if sname not in segs:
                 raise _err(f"{sname!r} is not one of this router's segments", source, afld)
             chosen[sname] = take(_address(addr, subnets[sname], source, afld), afld)
-        routers_raw.append((rname, segs, chosen, r, fld))
-    for _, segs, chosen, _r, fld in routers_raw:
+        addrs6 = r.get("addresses6") or {}
+        if not isinstance(addrs6, dict):
+            raise _err("must map segment names to IPv6 addresses", source, f"{fld}.addresses6")
+        chosen6: dict[str, str] = {}
+        for sname, addr in addrs6.items():
+            afld = f"{fld}.addresses6.{sname}"
+            if sname not in segs:
+                raise _err(f"{sname!r} is not one of this router's segments", source, afld)
+            chosen6[sname] = take(_address6(addr, subnets6.get(sname), source, afld), afld)
+        routers_raw.append((rname, segs, chosen, chosen6, r, fld))
+    for _, segs, chosen, chosen6, _r, fld in routers_raw:
         for sname in segs:
             if sname not in chosen:
                 addr = _allocate(subnets[sname], set(taken), skip=0)
                 if addr is None:
                     raise _err(f"segment {sname!r} has no free address left", source, f"{fld}.segments")
                 chosen[sname] = take(addr, f"{fld}.segments")
+            if sname in subnets6 and sname not in chosen6:
+                chosen6[sname] = take(_mirror6(chosen[sname], subnets[sname], subnets6[sname]), f"{fld}.segments")
     hosts: list[HostSpec] = []
     for i, h in enumerate(hosts_raw):
         fld = f"hosts[{i}]"
@@ -429,6 +487,11 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
             if addr is None:
                 raise _err(f"segment {sname!r} has no free address left", source, fld)
             take(addr, fld)
+        subnet6 = subnets6.get(sname)
+        if "address6" in h:
+            addr6: str | None = take(_address6(h["address6"], subnet6, source, f"{fld}.address6"), f"{fld}.address6")
+        else:
+            addr6 = None if subnet6 is None else take(_mirror6(addr, subnets[sname], subnet6), f"{fld}.address6")
         roles = frozenset(h.get("roles", ["node"]))
         hosts.append(HostSpec(
             name=hname,
@@ -437,15 +500,19 @@ def parse_scenario(text: str, *, source: str, default_name: str | None = None) -
             address=addr,
             prefixlen=subnets[sname].prefixlen,
             firewall=_firewall(h.get("firewall"), source, f"{fld}.firewall"),
-            services=_services(h.get("services"), roles, profile, vni, vxlan_port, source, f"{fld}.services"),
+            services=_services(h.get("services"), roles, profile, vni, vxlan_port, source, f"{fld}.services",
+                               dual=subnet6 is not None),
             field=fld,
+            address6=addr6,
+            prefixlen6=None if subnet6 is None else subnet6.prefixlen,
         ))
     routers = tuple(
         RouterSpec(rname, tuple((s, chosen[s]) for s in segs), _firewall(r.get("firewall"), source, f"{fld}.firewall"),
-                   fld)
-        for rname, segs, chosen, r, fld in routers_raw
+                   fld, tuple((s, chosen6[s]) for s in segs if s in chosen6))
+        for rname, segs, chosen, chosen6, r, fld in routers_raw
     )
-    segments = tuple(SegmentSpec(s, str(subnets[s]), seg_hosts[s], seg_fields[s]) for s in subnets)
+    segments = tuple(SegmentSpec(s, str(subnets[s]), seg_hosts[s], seg_fields[s],
+                                 str(subnets6[s]) if s in subnets6 else None) for s in subnets)
     roles_by_host = {h.name: h.roles for h in hosts}
     expect = parse_expectation(data.get("expect"), source=source, field="expect", hosts=roles_by_host)
     return Scenario(name, profile, tuple(hosts), segments, routers, expect, description.strip(), vni, source, text,

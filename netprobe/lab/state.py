@@ -62,8 +62,9 @@ class Lab:
             known = ", ".join(h.name for h in self.scenario.hosts)
             raise ConfigError(f"lab {self.name} has no host {host!r} (hosts: {known})", field="HOST") from None
 
-    def address(self, host: str) -> str:
-        return self.scenario.host(host).address
+    def address(self, host: str, family: int = 4) -> str | None:
+        spec = self.scenario.host(host)
+        return spec.address if family == 4 else spec.address6
 
     def agent_socket(self, host: str) -> Path:
         """Where the inventory expects ``host``'s responder to listen."""
@@ -99,7 +100,8 @@ def write_state(lab: Lab, status: str) -> None:
         "source": lab.scenario.source,
         "status": status,
         "namespaces": lab.namespaces,
-        "hosts": [{"name": h.name, "address": h.address, "roles": sorted(h.roles)} for h in lab.scenario.hosts],
+        "hosts": [{"name": h.name, "address": h.address, **({"address6": h.address6} if h.address6 else {}),
+                   "roles": sorted(h.roles)} for h in lab.scenario.hosts],
     }
     tmp = lab.state_dir / "state.json.tmp"
     tmp.write_text(json.dumps(state, indent=2) + "\n")

@@ -29,25 +29,27 @@ class _StateCollector(Collector):
         state = self.state
         blocked = GaugeMetricFamily("netprobe_flow_blocked",
                                     "1 for each flow the last run found blocked (where: where it died) or unknown "
-                                    "(where=unknown); allowed flows have no series",
-                                    labels=["check", "src", "dst", "where"])
-        cells = GaugeMetricFamily("netprobe_cells", "Cells of the last run by check and reach",
-                                  labels=["check", "reach"])
+                                    "(where=unknown); allowed flows have no series; family: 4 or 6, the "
+                                    "address family it was probed over",
+                                    labels=["check", "family", "src", "dst", "where"])
+        cells = GaugeMetricFamily("netprobe_cells", "Cells of the last run by check, family and reach",
+                                  labels=["check", "family", "reach"])
         up = GaugeMetricFamily("netprobe_agent_up", "1 when the host's responder answered both rounds of the last run",
                                labels=["host"])
         last = state.last
         if last is not None:
-            counts: dict[str, dict[str, int]] = {}
-            for check in [c.get("id") for c in last.checks] + [c.check for c in last.cells]:
-                counts.setdefault(check, {str(r): 0 for r in Reach})
+            counts: dict[tuple[str, int], dict[str, int]] = {}
+            for lane in [(c.get("id"), 4) for c in last.checks if c.get("family", 4) == 4] \
+                    + [(c.check, c.family) for c in last.cells]:
+                counts.setdefault(lane, {str(r): 0 for r in Reach})
             for c in last.cells:
-                counts[c.check][str(c.reach)] += 1
+                counts[(c.check, c.family)][str(c.reach)] += 1
                 if c.reach is not Reach.ALLOWED:
                     where = str(c.where) if c.reach is Reach.BLOCKED and c.where else "unknown"
-                    blocked.add_metric([c.check, c.src, c.dst, where], 1)
-            for check, by_reach in counts.items():
+                    blocked.add_metric([c.check, str(c.family), c.src, c.dst, where], 1)
+            for (check, family), by_reach in counts.items():
                 for reach, n in by_reach.items():
-                    cells.add_metric([check, reach], n)
+                    cells.add_metric([check, str(family), reach], n)
             for host, ok in state.agents_up().items():
                 up.add_metric([host], 1 if ok else 0)
         yield blocked

@@ -9,6 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from netprobe.core.checks import lane_label
 from netprobe.core.result import Cell, Reach, Result, diff
 
 TIMELINE_MAX = 500
@@ -26,13 +27,14 @@ class Event:
     dst: str | None = None
     old: dict | None = None  # {"reach", "where"} before, None = not there
     new: dict | None = None
+    family: int = 4
 
     def line(self) -> str:
         return f"{self.when:%H:%M:%S} {self.text}"
 
     def to_dict(self) -> dict:
         return {"time": self.when.isoformat(timespec="seconds"), "text": self.text, "line": self.line(),
-                "kind": self.kind, "check": self.check, "src": self.src, "dst": self.dst,
+                "kind": self.kind, "check": self.check, "family": self.family, "src": self.src, "dst": self.dst,
                 "old": self.old, "new": self.new}
 
 
@@ -61,8 +63,8 @@ def changes_between(old: Result | None, new: Result, when: datetime) -> list[Eve
     events: list[Event] = []
 
     def cell_event(verb: str, c: Cell, before: Cell | None) -> Event:
-        return Event(when, f"{c.check} {c.src} -> {c.dst} {verb} {_state_words(c)}", str(c.reach), c.check, c.src,
-                     c.dst, _side(before), _side(c))
+        return Event(when, f"{lane_label(c.check, c.family)} {c.src} -> {c.dst} {verb} {_state_words(c)}",
+                     str(c.reach), c.check, c.src, c.dst, _side(before), _side(c), c.family)
 
     if old is None:
         return [cell_event("is", c, None) for c in new.cells if c.reach is not Reach.ALLOWED]

@@ -1,8 +1,10 @@
 """Capture sockets and the loop that drains them, shared by the prober shell and the responder.
 
-A capture set is an AF_PACKET tap (a packet arrived, before netfilter) and one raw IPv4 socket
-per protocol (INPUT accepted it), each behind its BPF program. Each socket is drained by one
-task: wait until readable, then recv until it would block (never a cancel scope per packet).
+A capture set is an AF_PACKET tap (a packet arrived, before netfilter) and one raw socket per
+protocol (INPUT accepted it), each behind its BPF program; per family (``open_captures``,
+``open_captures6``), or both in one set. Each socket is drained by one task: wait until readable,
+then recv until it would block (never a cancel scope per packet). What a raw IPv6 socket
+delivers gets its IPv6 header back, so every packet handed on starts with its IP header.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 import trio
 
 from netprobe.core.events import Via
-from netprobe.core.wire import PACKET_OUTGOING
+from netprobe.core.parse import ipv6_packet
+from netprobe.core.wire import ETH_P_IPV6, PACKET_OUTGOING
 from netprobe.net import sockets
 
 # (packet, where it was seen, whether this host sent it, trio time, wall clock ns of the batch)
@@ -30,6 +33,7 @@ class Capture:
     sock: socket.socket
     via: Via
     outgoing_too: bool = False
+    proto6: int | None = None  # a raw IPv6 socket of this protocol (its packets come without the IPv6 header)
 
 
 @dataclass
@@ -53,7 +57,7 @@ class CaptureSet:
                 nursery.start_soon(self._drain, cap, on_packet, after_batch)
 
     async def _drain(self, cap: Capture, on_packet: OnPacket, after_batch) -> None:
-        sock, via = cap.sock, cap.via
+        sock, via, proto6 = cap.sock, cap.via, cap.proto6
         directed = cap.via is Via.TAP and cap.outgoing_too
         while True:
             await trio.lowlevel.wait_readable(sock)
@@ -63,6 +67,11 @@ class CaptureSet:
                     if directed:
                         data, addr = sock.recvfrom(65535)
                         outgoing = addr[2] == PACKET_OUTGOING
+                    elif proto6 is not None:
+                        got = sockets.recv_raw6(sock)
+                        if got is None:
+                            continue
+                        data, outgoing = ipv6_packet(got[1], got[2], proto6, got[0]), False
                     else:
                         data, outgoing = sock.recv(65535), False
                 except BlockingIOError:
@@ -87,6 +96,23 @@ class CaptureSet:
                 drops += total - self._raw_seen.get(cap.sock.fileno(), 0)
                 self._raw_seen[cap.sock.fileno()] = total
         return drops
+
+
+def open_captures6(program: Callable[..., list], raw_protocols: Iterable[int], *,
+                   outgoing_too: bool = False) -> CaptureSet:
+    """``open_captures`` for IPv6: an ETH_P_IPV6 tap behind ``program(tap=True)`` and a raw IPv6
+    socket per protocol behind ``program(tap=False, proto=...)`` (a ``core.bpf`` ``*_filter6``)."""
+    captures: list[Capture] = []
+    try:
+        captures.append(Capture(sockets.open_tap(program(tap=True), ETH_P_IPV6), Via.TAP, outgoing_too))
+        for proto in raw_protocols:
+            captures.append(Capture(sockets.open_raw6_listener(proto, program(tap=False, proto=proto)), Via.RAW,
+                                    proto6=proto))
+    except BaseException:
+        for cap in captures:
+            cap.sock.close()
+        raise
+    return CaptureSet(captures)
 
 
 def open_captures(program: Callable[..., list], raw_protocols: Iterable[int], *, outgoing_too: bool = False) -> CaptureSet:

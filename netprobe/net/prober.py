@@ -16,8 +16,9 @@ import trio
 from netprobe.core import bpf, cookies, templates
 from netprobe.core.events import Outcome, ProbeTarget
 from netprobe.core.prober import Prober
+from netprobe.core.wire import IPPROTO_ICMPV6
 from netprobe.net import sockets
-from netprobe.net.capture import CaptureSet, open_captures
+from netprobe.net.capture import CaptureSet, open_captures, open_captures6
 
 SEND_BATCH = 256  # sends between checkpoints, so the capture tasks keep draining
 DEFAULT_RATE = 20_000  # probes/s per source when the request names none: 1,000 peers x 5 checks in 0.25 s
@@ -49,6 +50,24 @@ def open_probe_io(key: bytes) -> ProbeIO:
     try:
         captures = open_captures(functools.partial(bpf.sender_filter, marker=cookies.marker_of(key)),
                                  (socket.IPPROTO_TCP, socket.IPPROTO_UDP, socket.IPPROTO_ICMP))
+    except BaseException:
+        sender.close()
+        raise
+    return ProbeIO(
+        send=lambda data, addr: sockets.send_packet(sender, data, addr),
+        captures=captures,
+        wait_writable=lambda: trio.lowlevel.wait_writable(sender),
+        close_sender=sender.close,
+    )
+
+
+def open_probe_io6(key: bytes) -> ProbeIO:
+    """``open_probe_io`` for IPv6 probes: a raw IPv6 sender of whole packets, an ETH_P_IPV6 tap and
+    raw IPv6 sockets for TCP, UDP and ICMPv6."""
+    sender = sockets.open_sender6()
+    try:
+        captures = open_captures6(functools.partial(bpf.sender_filter6, marker=cookies.marker_of(key)),
+                                  (socket.IPPROTO_TCP, socket.IPPROTO_UDP, IPPROTO_ICMPV6))
     except BaseException:
         sender.close()
         raise
@@ -135,12 +154,13 @@ async def probe_targets(
     rate: float | None = DEFAULT_RATE,
     ids: Sequence[int] = (),
 ) -> tuple[list[Outcome], dict]:
-    """Probe ``targets`` from ``source``; returns the sender outcomes and capture statistics.
-    ``ids``: each target's probe id (default: consecutive from a random start)."""
+    """Probe ``targets`` from ``source`` (every target of ``source``'s family); returns the sender
+    outcomes and capture statistics. ``ids``: each target's probe id (default: consecutive from a
+    random start)."""
     prober = Prober(key, source, targets, templates.for_targets(source, targets, vni=vni), window=window,
                     retries=retries, first_id=random_probe_id_base(), ids=ids)
     own_io = io is None
-    io = io or open_probe_io(key)
+    io = io or (open_probe_io6 if ":" in source else open_probe_io)(key)
     try:
         outcomes = await run_prober(prober, io, rate=rate)
         stats = dict(prober.stats)

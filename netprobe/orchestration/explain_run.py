@@ -30,19 +30,21 @@ CLEANUP_TIMEOUT = 2.0  # seconds a cancelled round spends removing the traces it
 
 
 async def explain_blocked(store: MatrixStore, *, clients: Mapping[str, object], failed: Mapping[str, str],
-                          addresses: Mapping[str, str], checks: Sequence[Check], sources: Mapping[tuple, str],
+                          addresses: Mapping[tuple[str, int], str], checks: Sequence[Check],
+                          sources: Mapping[tuple, str],
                           run_id: str, timeout: float, vni: int, names: Mapping[str, str] | None = None,
                           rtt_ms: float | None = None) -> int:
     """Explain every blocked cell of ``store`` in place; returns how many cells got an explanation.
 
     ``clients``: an open client per agent that answered the mesh (``failed``: why the others
-    did not); ``sources``: the address each cell's probe left from (its outcome's). A re-send with
+    did not); ``addresses``: (host, family) -> address; ``sources``: the address each cell's probe
+    left from (its outcome's), by the cell's key. A re-send with
     TTL-limited copies waits the window the mesh's own probes adapted to (4x ``rtt_ms``, the
     slowest RTT it saw, within 0.2 s..``timeout``) for the routers' errors; a blocked probe's own
     answer is never awaited."""
     by_id = {c.id: c for c in checks}
     window = adapted_window(timeout, None if rtt_ms is None else rtt_ms / 1000)
-    names = {**{a: h for h, a in addresses.items()}, **(names or {})}
+    names = {**{a: h for (h, _family), a in addresses.items()}, **(names or {})}
     blocked = [c for c in store.problems() if c.reach is Reach.BLOCKED]
     first_ids = {host: int.from_bytes(os.urandom(4), "big") for host in {c.src for c in blocked}}
     plan = plan_explain(blocked, addresses=addresses, sources=sources, checks=by_id, first_ids=first_ids, names=names)

@@ -20,7 +20,7 @@ import trio
 
 from netprobe import __version__
 from netprobe.agent.protocol import ObservationsReply, ProbeReply, ProbeRequest
-from netprobe.core.checks import Check
+from netprobe.core.checks import Check, family_of
 from netprobe.core.inventory import Inventory
 from netprobe.core.compact_join import join_store
 from netprobe.core.mesh_logic import mesh_errors, plan_mesh
@@ -84,9 +84,7 @@ async def run_mesh(
         starts when every agent finished round one (the responders must have seen every probe
         before they are asked)."""
         peers = plan.peers[host.name]
-        # only IPv4 checks cross the wire: planning skips the IPv6 ones (not probed yet)
-        probed_checks = tuple(c for c in checks if c.family == 4) if peers else ()
-        request = ProbeRequest(run_id, peers, probed_checks, timeout, retries, inventory.vni,
+        request = ProbeRequest(run_id, peers, tuple(checks) if peers else (), timeout, retries, inventory.vni,
                                compact=True, rate=rate)
         stage = "probe"
         try:
@@ -111,19 +109,22 @@ async def run_mesh(
         async with trio.open_nursery() as nursery:
             for host in inventory.hosts:
                 nursery.start_soon(agent, host, stack)
-        cells = join_store([(h.name, h.address) for h in inventory.hosts], checks, plan.peers, sent, seen,
-                           {h: m for h, (_, m) in failures.items()}, sparse=sample is not None)
+        cells = join_store([(h.name, h.address4, h.address6) for h in inventory.hosts], checks, plan.peers, sent,
+                           seen, {h: m for h, (_, m) in failures.items()}, sparse=sample is not None)
         if explain and any(cells.counts(k)[Reach.BLOCKED] for k in range(len(cells.checks))):
             round_done("explain", 0)
+            addresses = {(h.name, family): a for h in inventory.hosts
+                         for family, a in ((4, h.address4), (6, h.address6)) if a is not None}
             await explain_blocked(cells, clients=clients, failed={h: m for h, (_, m) in failures.items()},
-                                  addresses={h.name: h.address for h in inventory.hosts}, checks=checks,
-                                  sources={(o.check, h, o.name): o.source for h, r in sent.items() for o in r.outcomes},
+                                  addresses=addresses, checks=checks,
+                                  sources={(o.check, h, o.name, family_of(o.address)): o.source
+                                           for h, r in sent.items() for o in r.outcomes},
                                   run_id=run_id, timeout=timeout, vni=inventory.vni, names=hop_names,
                                   rtt_ms=cells.max_rtt_ms())
             round_done("explain", total)
     return Result(
         cells=cells,
-        hosts=[HostInfo(h.name, h.address, tuple(sorted(h.roles))) for h in inventory.hosts],
+        hosts=[HostInfo(h.name, h.address, tuple(sorted(h.roles)), h.address6) for h in inventory.hosts],
         checks=[c.to_dict() for c in checks],
         profile=profile,
         started=started,

@@ -7,7 +7,7 @@ import os
 import socket as socket_mod
 from collections.abc import Sequence
 
-from netprobe.core.checks import Check
+from netprobe.core.checks import Check, family_of
 from netprobe.core.explain_round import finish_explain, plan_explain
 from netprobe.core.result import Cell, Where
 from netprobe.core.keys import probe_key
@@ -22,14 +22,16 @@ def outcome_cell(outcome: Outcome, src_name: str, dst_name: str) -> Cell:
 
 
 def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: int, vni: int = 1,
-              token: str | None = None, explain: bool = True) -> tuple[list[Cell], dict]:
-    """Resolve ``target``, pick the source the kernel would use, probe every check once; then
-    explain what the sender alone can: its own egress rule, the hop a network block died after."""
+              token: str | None = None, address: str | None = None,
+              explain: bool = True) -> tuple[list[Cell], dict]:
+    """Resolve ``target`` (unless ``address`` is its address already), pick the source the kernel
+    would use, probe every check once; then explain what the sender alone can: its own egress
+    rule, the hop a network block died after."""
     import trio
 
     from netprobe.net.route import resolve_target, route_to
 
-    address = resolve_target(target)
+    address = address or resolve_target(target)
     route = route_to(address)
     key = probe_key(token) if token else os.urandom(32)
     targets = [ProbeTarget(c, address, target) for c in checks]
@@ -42,8 +44,9 @@ def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: 
                                               vni=vni)
         cells = [outcome_cell(o, src_name, target) for o in outcomes]
         if explain:
-            cells = await explain_own(cells, {src_name: route.source, target: address}, checks, key=key,
-                                      window=timeout, vni=vni)
+            family = family_of(address)
+            cells = await explain_own(cells, {(src_name, family): route.source, (target, family): address}, checks,
+                                      key=key, window=timeout, vni=vni)
         return cells, stats
 
     cells, stats = trio.run(run)
@@ -51,7 +54,7 @@ def run_probe(target: str, checks: Sequence[Check], *, timeout: float, retries: 
     return cells, stats
 
 
-async def explain_own(cells: list[Cell], addresses: dict[str, str], checks: Sequence[Check], *, key: bytes,
+async def explain_own(cells: list[Cell], addresses: dict[tuple[str, int], str], checks: Sequence[Check], *, key: bytes,
                       window: float, vni: int) -> list[Cell]:
     """The explain round with no agent: what this host can see of its blocked cells (its own
     egress rule, the hop), and how far a probe that met silence got; a cell blocked at the

@@ -3,7 +3,6 @@ devices found on the host against the port the mesh probes. Pure, like ``rules``
 
 from __future__ import annotations
 
-from netprobe.core.checks import IPV6_NOT_PROBED
 from netprobe.preflight import kmods
 from netprobe.preflight.facts import Facts, KernelFacts, VxlanDevice
 from netprobe.preflight.kube import parse_version
@@ -84,9 +83,10 @@ def wireguard_items(facts: Facts) -> list[Item]:
                  found.evidence, CURRENT)]
 
 
-# Devices whose port the mesh's vxlan check must match: flannel's (canal) and Felix's.
+# Devices whose port the mesh's vxlan check must match: flannel's (canal) and Felix's (IPv4 and
+# IPv6: vxlan probes the same port over both families).
 def _judged(dev: VxlanDevice) -> bool:
-    return dev.ifname.startswith("flannel.") or dev.ifname == "vxlan.calico"
+    return dev.ifname.startswith("flannel.") or dev.ifname in ("vxlan.calico", "vxlan-v6.calico")
 
 
 def vxlan_device_items(facts: Facts, checks: set[str], profile: str, probed_port: int) -> list[Item]:
@@ -108,9 +108,7 @@ def vxlan_device_items(facts: Facts, checks: set[str], profile: str, probed_port
     for dev in net.vxlan:
         title = f"VXLAN device {dev.ifname} on the probed port"
         seen = f"UDP {dev.port}" + (f", VNI {dev.vni}" if dev.vni is not None else "") + f" ({net.source})"
-        if dev.ifname == "vxlan-v6.calico":
-            status, text = Status.OK, f"{seen}; IPv6 VXLAN, not compared: {IPV6_NOT_PROBED}"
-        elif not _judged(dev):
+        if not _judged(dev):
             status, text = Status.OK, f"{seen}; not Calico's nor flannel's device: not compared"
         elif not probes:
             status, text = Status.WARN, (f"{seen}, but profile {profile} does not probe vxlan: pick the profile "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from netprobe.core.checks import lane_label
 from netprobe.core.result import Change
 from netprobe.report.words import change_side
 
@@ -19,7 +20,8 @@ def render_changes(changes: Sequence[Change]) -> str:
     if not changes:
         return "No changes.\n"
     rows = [("check", "flow", "old", "new")]
-    rows += [(c.check, f"{c.src} -> {c.dst}", change_side(c.old), change_side(c.new)) for c in changes]
+    rows += [(lane_label(c.check, c.family), f"{c.src} -> {c.dst}", change_side(c.old), change_side(c.new))
+             for c in changes]
     noun = "cell" if len(changes) == 1 else "cells"
     return f"{len(changes)} {noun} changed:\n" + "\n".join(_columns(rows)) + "\n"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from html import escape
 
+from netprobe.core.checks import lane_label
 from netprobe.core.result import Result
 from netprobe.core.result_v2 import cells_to_v2
 from netprobe.report.matrix import check_title
@@ -64,7 +65,7 @@ checks: {check_boxes}
   function describe(v, i, j) {{
     const pos = i * N + j, s = state(v.rows[i][j]);
     if (!s) return D.hosts[i].name + " -> " + D.hosts[j].name + ": no cell";
-    const head = v.check + " " + D.hosts[i].name + " -> " + D.hosts[j].name + ": " + s[0] +
+    const head = v.lane + " " + D.hosts[i].name + " -> " + D.hosts[j].name + ": " + s[0] +
       (s[1] ? " at " + s[1] : "") + " (" + s[2] + ")";
     return v.explain[pos] ? head + "\\n" + v.explain[pos] : head;
   }}
@@ -115,11 +116,12 @@ checks: {check_boxes}
       }}
     }}
     const sec = document.createElement("section");
-    sec.className = "check"; sec.dataset.check = m.check;
+    sec.className = "check"; sec.dataset.check = m.check; sec.dataset.lane = m.lane;
     const h = document.createElement("h2"); h.textContent = m.title; sec.appendChild(h);
     const p = document.createElement("p"); p.className = "summary"; p.textContent = m.summary; sec.appendChild(p);
     const canvas = document.createElement("canvas");
-    canvas.width = N * size; canvas.height = N * size; canvas.dataset.check = m.check; canvas.dataset.cell = size;
+    canvas.width = N * size; canvas.height = N * size; canvas.dataset.check = m.check; canvas.dataset.lane = m.lane;
+    canvas.dataset.cell = size;
     sec.appendChild(canvas); root.appendChild(sec);
     const smallCanvas = document.createElement("canvas"); smallCanvas.width = N; smallCanvas.height = N;
     const failing = [];
@@ -127,7 +129,7 @@ checks: {check_boxes}
       const row = m.rows[i];
       for (let j = 0; j < N; j++) {{ const s = state(row[j]); if (s && s[0] !== "allowed") failing.push(i * N + j); }}
     }}
-    const v = {{check: m.check, rows: m.rows, explain: m.explain, canvas, smallCanvas,
+    const v = {{check: m.check, lane: m.lane, rows: m.rows, explain: m.explain, canvas, smallCanvas,
                small: smallCanvas.getContext("2d"), failing}};
     views.push(v);
     draw(v, null);
@@ -153,11 +155,11 @@ checks: {check_boxes}
     }});
   }});
   document.querySelectorAll("input.checkfilter").forEach(box => box.addEventListener("change", () => {{
-    document.querySelectorAll('[data-check="' + box.value + '"]').forEach(el => {{
+    document.querySelectorAll('[data-lane="' + box.value + '"]').forEach(el => {{
       if (el.tagName === "SECTION" || el.tagName === "LI") el.style.display = box.checked ? "" : "none";
     }});
   }}));
-  window.netprobeDescribe = (check, i, j) => describe(views.find(v => v.check === check), i, j);
+  window.netprobeDescribe = (lane, i, j) => describe(views.find(v => v.lane === lane), i, j);
   window.netprobeReady = {{ms: performance.now() - t0, hosts: N, cell: size}};
   document.body.dataset.ready = "1";
 }})();
@@ -175,7 +177,8 @@ def render_page(result: Result, *, title: str = "netprobe mesh") -> str:
     failing_items = []
     explained = 0
     for k, check in enumerate(store.checks):
-        notes = explain.setdefault(check, {})
+        lane = lane_label(check, store.families[k])
+        notes = explain.setdefault(lane, {})
         for pos in store.problem_positions(k):
             c = store.cell_at(k, pos)
             text = describe_with_fix(c)  # type: ignore[arg-type]
@@ -187,15 +190,19 @@ def render_page(result: Result, *, title: str = "netprobe mesh") -> str:
                 failing_items.append(
                     f'<li class="{c.reach}" data-check="{escape(check)}" data-src="{escape(c.src)}" '  # type: ignore[union-attr]
                     f'data-dst="{escape(c.dst)}" data-reach="{c.reach}" data-where="{c.where or ""}" '  # type: ignore[union-attr]
+                    f'data-family="{c.family}" data-lane="{escape(lane)}" '  # type: ignore[union-attr]
                     f'data-i="{i}" data-j="{j}">{escape(text)}</li>')
     matrices = []
     for m in compact["matrices"]:
-        k = store.check_index[m["check"]]
+        family = m.get("family", 4)
+        k = store.check_index[(m["check"], family)]
         counts = store.counts(k)
-        matrices.append({"check": m["check"], "title": check_title(declared.get(m["check"], {"id": m["check"]})),
+        lane = lane_label(m["check"], family)
+        matrices.append({"check": m["check"], "family": family, "lane": lane,
+                         "title": check_title(declared.get(m["check"], {"id": m["check"]}), family),
                          "summary": ", ".join(f"{v} {r}" for r, v in counts.items() if v),
                          **({"rows": m["rows"]} if "rows" in m else {"sparse": m["sparse"]}),
-                         "explain": explain.get(m["check"], {})})
+                         "explain": explain.get(lane, {})})
     data = {"hosts": [{"name": h, "roles": roles.get(h, [])} for h in store.hosts], "codes": compact["codes"],
             "matrices": matrices}
     problems = sum(v for k in range(len(store.checks)) for r, v in store.counts(k).items() if str(r) != "allowed")
@@ -205,8 +212,9 @@ def render_page(result: Result, *, title: str = "netprobe mesh") -> str:
                    + (f"<p>and {more} more (each is explained on its canvas cell)</p>" if more > 0 else ""))
     else:
         failing = '<ol id="failing"></ol><p>none</p>'
-    boxes = " ".join(f'<label><input type="checkbox" class="checkfilter" value="{escape(c)}" checked> {escape(c)}</label>'
-                     for c in store.checks if store.has_cells(store.check_index[c]))
+    lanes = [lane_label(c, store.families[k]) for k, c in enumerate(store.checks) if store.has_cells(k)]
+    boxes = " ".join(f'<label><input type="checkbox" class="checkfilter" value="{escape(lane)}" checked> '
+                     f'{escape(lane)}</label>' for lane in lanes)
     when = result.finished or result.started or ""
     summary = escape(f"{len(store.hosts)} hosts, {total_line(result)}" + (f"; finished {when}" if when else "")
                      + (f"; sampled: {result.sample['k']} peers per host, run {result.sample['run']}"

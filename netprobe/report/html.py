@@ -49,9 +49,9 @@ def render_heatmaps(result: Result) -> str:
     for m in matrices(result):
         counts = count_reach(m.cells.values())
         summary = ", ".join(f"{n} {r}" for r, n in counts.items() if n)
-        parts.append(f'<section class="check" data-check="{escape(m.check)}">')
+        parts.append(f'<section class="check" data-check="{escape(m.check)}" data-family="{m.family}">')
         parts.append(f"<h2>{escape(m.title)}</h2>")
-        parts.append(f'<table class="heatmap" data-check="{escape(m.check)}">')
+        parts.append(f'<table class="heatmap" data-check="{escape(m.check)}" data-family="{m.family}">')
         parts.append("<tr><th>from \\ to</th>" + "".join(f"<th>{escape(c)}</th>" for c in m.cols) + "</tr>")
         for src in m.rows:
             row = [f"<th>{escape(src)}</th>"]
@@ -67,6 +67,7 @@ def render_heatmaps(result: Result) -> str:
                 row.append(
                     f'<td class="{cell.reach}" data-check="{escape(cell.check)}" data-src="{escape(src)}" '
                     f'data-dst="{escape(dst)}" data-reach="{cell.reach}" data-where="{where}" '
+                    f'data-family="{cell.family}" '
                     f'title="{title}">{_symbol(cell.reach, cell.where)}</td>')
             parts.append("<tr>" + "".join(row) + "</tr>")
         parts.append("</table>")

@@ -1,4 +1,5 @@
-"""JUnit XML for CI: one testsuite per check, one testcase per cell ("src -> dst").
+"""JUnit XML for CI: one testsuite per check and family (``bgp``, ``bgp (IPv6)``), one testcase
+per cell ("src -> dst").
 
 Without an expectation a blocked cell is a failure and an unknown one an error (nothing proven).
 Judged (an expectation's mismatches, or a verify/diff ``Judgement``), the failures are exactly
@@ -54,6 +55,10 @@ def _body(cell: Cell) -> str:
             + explain)
 
 
+def _classname(check: str, family: int) -> str:
+    return f"netprobe.{check}" + (".ipv6" if family == 6 else "")
+
+
 def _cell_case(suite: _Suite, cell: Cell, finding: Finding | None, judged: bool) -> None:
     time_s = None if cell.rtt_ms is None else cell.rtt_ms / 1000
     kwargs: dict = {"time_s": time_s}
@@ -64,7 +69,7 @@ def _cell_case(suite: _Suite, cell: Cell, finding: Finding | None, judged: bool)
         kwargs.update(outcome="failure", type_="blocked", message=describe_cell(cell), body=_body(cell))
     elif cell.reach is Reach.UNKNOWN:
         kwargs.update(outcome="error", type_="unknown", message=describe_cell(cell), body=_body(cell))
-    suite.case(f"{cell.src} -> {cell.dst}", f"netprobe.{cell.check}", **kwargs)
+    suite.case(f"{cell.src} -> {cell.dst}", _classname(cell.check, cell.family), **kwargs)
 
 
 def render_junit(result: Result, mismatches: Iterable[object] | None = None, *,
@@ -86,14 +91,14 @@ def render_junit(result: Result, mismatches: Iterable[object] | None = None, *,
 
     for matrix in matrices(result):
         for cell in matrix.flows():
-            _cell_case(suite(matrix.check), cell, pending.pop(cell.key, None), judged)
+            _cell_case(suite(matrix.label), cell, pending.pop(cell.key, None), judged)
     # A finding about a cell the result lacks (gone since the baseline, or never probed) still counts.
-    for (check, src, dst), f in pending.items():
+    for (check, src, dst, family), f in pending.items():
         if f.failing:
-            suite(check).case(f"{src} -> {dst}", f"netprobe.{check}", outcome="failure", type_=str(f.kind),
-                              message=f.describe())
+            suite(f.label).case(f"{src} -> {dst}", _classname(check, family), outcome="failure", type_=str(f.kind),
+                                message=f.describe())
         else:
-            suite(check).case(f"{src} -> {dst}", f"netprobe.{check}")
+            suite(f.label).case(f"{src} -> {dst}", _classname(check, family))
     for s in result.skipped:
         check = str(s.get("check", "?"))
         suite(check).case("(check skipped)", f"netprobe.{check}", outcome="skipped",

@@ -33,12 +33,12 @@ def cell_markdown(cell: Cell | None, mismatch: bool = False) -> str:
     return glyph + (f" {MISMATCH_MARK}" if mismatch else "")
 
 
-def _matrix(m: Matrix, mismatches: set[tuple[str, str, str]]) -> list[str]:
+def _matrix(m: Matrix, mismatches: set[tuple[str, str, str, int]]) -> list[str]:
     lines = [f"### {md_escape(m.title)}", ""]
     lines.append("| from \\\\ to | " + " | ".join(md_escape(d) for d in m.cols) + " |")
     lines.append("|---|" + ":-:|" * len(m.cols))
     for src in m.rows:
-        row = [cell_markdown(m.get(src, dst), (m.check, src, dst) in mismatches) for dst in m.cols]
+        row = [cell_markdown(m.get(src, dst), m.key(src, dst) in mismatches) for dst in m.cols]
         lines.append(f"| **{md_escape(src)}** | " + " | ".join(row) + " |")
     return lines + [""]
 

@@ -13,7 +13,7 @@ def _detail(cell) -> str:
     if not ev.sent:
         return f"send refused by this host: {ev.send_error or 'EPERM'}"
     if ev.icmp is not None:
-        return icmp_words(ev.icmp)
+        return icmp_words(ev.icmp, cell.family)
     if ev.reply is not None and ev.reply_arrived and not ev.reply_accepted:
         return f"{ev.reply} arrived but this host's INPUT dropped it"
     if ev.reply is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from netprobe.core.checks import lane_label
 from netprobe.core.matrix_store import DECODED, MatrixStore
 from netprobe.core.result import Reach, Result
 from netprobe.report.matrix import check_title
@@ -56,9 +57,11 @@ def rollup_lines(result: Result) -> Iterator[str]:
     for k, check in enumerate(store.checks):
         if not store.has_cells(k):
             continue
+        family = store.families[k]
+        label = lane_label(check, family)
         counts = store.counts(k)
         total = sum(counts.values())
-        yield (f"{check_title(declared.get(check, {'id': check}))}: {total} cells, "
+        yield (f"{check_title(declared.get(check, {'id': check}), family)}: {total} cells, "
                + ", ".join(f"{v} {r}" for r, v in counts.items() if v or r is Reach.ALLOWED))
         codes = store.codes[k]
         problems = [(pos, codes[pos]) for pos in store.problem_positions(k)]
@@ -89,7 +92,7 @@ def rollup_lines(result: Result) -> Iterator[str]:
             else:
                 of = n - codes[host * n:(host + 1) * n].count(0)
                 words = f"outbound {_state(code)} to {len(peers)} of {of} peers"
-            yield f"  {store.hosts[host]}: {check} {words} ({_names([store.hosts[p] for p in peers])})"
+            yield f"  {store.hosts[host]}: {label} {words} ({_names([store.hosts[p] for p in peers])})"
 
 
 def render_rollup_text(result: Result, *, mismatches=None, color: bool = False) -> str:

@@ -40,9 +40,9 @@ def cell_text(cell: Cell | None, *, mismatch: bool = False, ascii: bool = False)
 
 
 class MatrixView:
-    """One check's matrix; falls back to numbered columns when host names do not fit the width."""
+    """One check's matrix (of one family); falls back to numbered columns when host names do not fit the width."""
 
-    def __init__(self, matrix: Matrix, mismatches: set[tuple[str, str, str]], ascii: bool = False,
+    def __init__(self, matrix: Matrix, mismatches: set[tuple[str, str, str, int]], ascii: bool = False,
                  fit_width: int | None = None):
         self.matrix = matrix
         self.mismatches = mismatches
@@ -57,7 +57,7 @@ class MatrixView:
             table.add_column(str(i) if numbered else dst, justify="center", no_wrap=True)
         for i, src in enumerate(m.rows, 1):
             label = Text(f"{i:>{len(str(len(m.rows)))}} {src}" if numbered else src, style="bold")
-            row = [cell_text(m.get(src, dst), mismatch=(m.check, src, dst) in self.mismatches, ascii=self.ascii)
+            row = [cell_text(m.get(src, dst), mismatch=m.key(src, dst) in self.mismatches, ascii=self.ascii)
                    for dst in m.cols]
             table.add_row(label, *row)
         return table

@@ -73,7 +73,7 @@ def render_findings_markdown(j: Judgement) -> str:
         for f in found:
             exp = "absent" if f.expected is None else f.expected.words()
             got = "absent" if f.got is None else f.got.words()
-            lines.append(f"| {md_escape(f.check)} | {md_escape(f.src)} | {md_escape(f.dst)} | {md_escape(exp)} | "
+            lines.append(f"| {md_escape(f.label)} | {md_escape(f.src)} | {md_escape(f.dst)} | {md_escape(exp)} | "
                          f"{md_escape(got)} | {'❗' if f.failing else ''} |")
         lines.append("")
     lines.append(f"**{md_escape(verdict_line(j))}**")
@@ -97,7 +97,7 @@ def render_verdict_json(j: Judgement, *, result: Result | None = None, old: Resu
     return json.dumps(doc, indent=2) + "\n"
 
 
-def failing_keys(findings: Sequence[Finding]) -> set[tuple[str, str, str]]:
+def failing_keys(findings: Sequence[Finding]) -> set[tuple[str, str, str, int]]:
     return {f.key for f in findings if f.failing}
 
 

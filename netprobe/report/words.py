@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from netprobe.core.checks import lane_label
 from netprobe.core.result import Cell, Icmp, Reach, ReplyKind, Result, Where
 
 WHERE_LETTER: dict[Where, str] = {
@@ -28,6 +29,17 @@ _ICMP_NAMES: dict[tuple[int, int], str] = {
     (3, 13): "administratively prohibited",
     (11, 0): "TTL exceeded",
 }
+# ICMPv6 (RFC 4443): destination unreachable is type 1, time exceeded type 3.
+_ICMP6_NAMES: dict[tuple[int, int], str] = {
+    (1, 0): "no route",
+    (1, 1): "administratively prohibited",
+    (1, 2): "beyond scope",
+    (1, 3): "address unreachable",
+    (1, 4): "port unreachable",
+    (1, 5): "source address failed policy",
+    (1, 6): "reject route",
+    (3, 0): "hop limit exceeded",
+}
 
 
 def where_letter(where: Where | None) -> str:
@@ -35,10 +47,14 @@ def where_letter(where: Where | None) -> str:
     return "" if where is None else WHERE_LETTER[where]
 
 
-def icmp_words(icmp: Icmp) -> str:
-    """E.g. ``ICMP 3/13 administratively prohibited from 192.0.2.12``."""
-    name = _ICMP_NAMES.get((icmp.type, icmp.code))
-    text = f"ICMP {icmp.type}/{icmp.code}" + (f" {name}" if name else "")
+def icmp_words(icmp: Icmp, family: int = 4) -> str:
+    """E.g. ``ICMP 3/13 administratively prohibited from 192.0.2.12``, ``ICMPv6 1/1 administratively
+    prohibited from 2001:db8::12``."""
+    if family == 6:
+        name, text = _ICMP6_NAMES.get((icmp.type, icmp.code)), f"ICMPv6 {icmp.type}/{icmp.code}"
+    else:
+        name, text = _ICMP_NAMES.get((icmp.type, icmp.code)), f"ICMP {icmp.type}/{icmp.code}"
+    text += f" {name}" if name else ""
     return text + (f" from {icmp.sender}" if icmp.sender else "")
 
 
@@ -46,7 +62,7 @@ def _what_came_back(cell: Cell) -> str:
     """The verdict, with the ICMP or RST that made it when there was one."""
     ev = cell.evidence
     if ev.icmp is not None:
-        return f"{cell.verdict}: {icmp_words(ev.icmp)}"
+        return f"{cell.verdict}: {icmp_words(ev.icmp, cell.family)}"
     if ev.reply is ReplyKind.RST and cell.reach is Reach.BLOCKED:
         return f"{cell.verdict}: TCP RST"
     return str(cell.verdict)
@@ -71,9 +87,10 @@ def _blocked(cell: Cell) -> str:
 
 
 def describe_cell(cell: Cell) -> str:
-    """One sentence for a cell, e.g. ``bgp node2 -> node3 blocked at node3's INPUT (filtered)``,
-    with its explanation when it has one (``: inet filter input handle 7 `tcp dport 179 drop```)."""
-    head = f"{cell.check} {cell.src} -> {cell.dst}"
+    """One sentence for a cell, e.g. ``bgp node2 -> node3 blocked at node3's INPUT (filtered)``
+    (``bgp (IPv6) node2 -> node3 ...`` for a cell probed over IPv6), with its explanation when it
+    has one (``: inet filter input handle 7 `tcp dport 179 drop```)."""
+    head = f"{lane_label(cell.check, cell.family)} {cell.src} -> {cell.dst}"
     ev = cell.evidence
     why = cell.explain.words() if cell.explain is not None else ""
     why = f": {why}" if why else ""

@@ -38,28 +38,37 @@ def mesh(lab, *args) -> tuple[int, dict, dict]:
     return proc.returncode, {(c["check"], c["src"], c["dst"]): c for c in cells_of(result)}, result
 
 
-def test_wireguard_is_allowed_then_blocked_by_one_rule():
+def test_wireguard_and_wireguard6_are_allowed_then_blocked_by_one_rule_each():
+    """The scenario is dual stack: wireguard (UDP 51820) is probed over IPv4, wireguard6 (UDP
+    51821) over IPv6 only; both allowed between the template's hosts, both blocked into node2.
+    Then one rule on cp1 per family: node1 -> cp1 dies at cp1's INPUT, the rest stands."""
     scenario = load_scenario("calico-wireguard")
     with running_lab(scenario, f"ct-wg-{TAG}") as lab:
         responders(lab, scenario)
         code, cells, result = mesh(lab, "--profile", "calico-wireguard", "--checks", "wireguard,wireguard6")
-        # wireguard6 is defined but not probed yet, and the result says why
-        assert {"check": "wireguard6", "reason": "IPv6 probing is not supported yet"} in result["skipped"]
-        assert {c[0] for c in cells} == {"wireguard"} and len(cells) == 6
-        before = cells[("wireguard", "node1", "cp1")]
-        assert (before["reach"], before["verdict"]) == ("allowed", "answered")
-        assert before["evidence"]["accepted"] is True
-        assert (cells[("wireguard", "node1", "node2")]["reach"], cells[("wireguard", "node1", "node2")]["where"]) \
-            == ("blocked", "destination-ingress")  # the scenario's story: node2 never had the rule
-        # one rule on cp1 and node1 -> cp1 dies at cp1's INPUT; the other cells stand
+        assert result["skipped"] == []
+        assert {(c[0], cell.get("family", 4)) for c, cell in cells.items()} == {("wireguard", 4), ("wireguard6", 6)}
+        assert len(cells) == 12
+        for check in ("wireguard", "wireguard6"):
+            before = cells[(check, "node1", "cp1")]
+            assert (before["reach"], before["verdict"]) == ("allowed", "answered"), before
+            assert before["evidence"]["accepted"] is True
+            # the scenario's story: node2 never had either rule
+            assert (cells[(check, "node1", "node2")]["reach"], cells[(check, "node1", "node2")]["where"]) \
+                == ("blocked", "destination-ingress")
+        # one rule each on cp1 and node1 -> cp1 dies at cp1's INPUT; the other cells stand
         lab.exec("cp1", ["nft", "insert", "rule", "inet", "filter", "input", "udp", "dport", "51820", "drop"],
                  check=True)
-        code, cells, _ = mesh(lab, "--profile", "calico-wireguard", "--checks", "wireguard")
-        after = cells[("wireguard", "node1", "cp1")]
+        lab.exec("cp1", ["nft", "insert", "rule", "inet", "filter", "input", "meta", "nfproto", "ipv6", "udp", "dport",
+                         "51821", "drop"], check=True)
+        code, cells, _ = mesh(lab, "--profile", "calico-wireguard", "--checks", "wireguard,wireguard6")
         assert code == 1
-        assert (after["reach"], after["where"]) == ("blocked", "destination-ingress")
-        assert after["evidence"]["arrived"] is True and after["evidence"]["accepted"] is False
-        assert cells[("wireguard", "cp1", "node1")]["reach"] == "allowed"
+        for check in ("wireguard", "wireguard6"):
+            after = cells[(check, "node1", "cp1")]
+            assert (after["reach"], after["where"]) == ("blocked", "destination-ingress")
+            assert after["evidence"]["arrived"] is True and after["evidence"]["accepted"] is False
+            assert cells[(check, "cp1", "node1")]["reach"] == "allowed"
+        assert cells[("wireguard6", "node1", "cp1")]["family"] == 6
 
 
 def ping(lab, src: str, address: str) -> bool:

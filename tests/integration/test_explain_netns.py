@@ -31,14 +31,14 @@ _RUNS: dict[str, dict] = {}
 
 
 def lab_run(scenario: str) -> dict:
-    """`netprobe lab run SCENARIO` once per scenario and test session: (check, src, dst) -> cell."""
+    """`netprobe lab run SCENARIO` once per scenario and test session: (check, src, dst, family) -> cell."""
     if scenario not in _RUNS:
         out = f"/tmp/npex-{TAG}-{scenario}.json"
         proc = subprocess.run([*NETPROBE, "lab", "run", scenario, "--name", f"npex-{TAG}-{len(_RUNS)}",
                                "--format", "json", "-o", out], capture_output=True, text=True, timeout=180)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         with open(out) as f:
-            _RUNS[scenario] = {(c["check"], c["src"], c["dst"]): c for c in cells_of(json.load(f))}
+            _RUNS[scenario] = {(c["check"], c["src"], c["dst"], c.get("family", 4)): c for c in cells_of(json.load(f))}
         os.unlink(out)
     return _RUNS[scenario]
 
@@ -49,10 +49,10 @@ def blocked(cells: dict) -> list[dict]:
 
 # (scenario, the blocked cell, its source and destination addresses, the port, the chain that dropped it)
 RULE_CASES = [
-    ("commented-nft-rule", ("bgp", "node3", "node2"), "198.18.0.13", "198.18.0.12", 179, "INPUT"),
-    ("chain-policy-drop", ("etcd", "node1", "cp1"), "198.18.0.11", "198.18.0.10", 2379, "INPUT"),
-    ("legacy-iptables-drop", ("bgp", "node1", "node2"), "198.18.0.11", "198.18.0.12", 179, "INPUT"),
-    ("egress-drop", ("bgp", "node2", "cp1"), "198.18.0.12", "198.18.0.10", 179, "OUTPUT"),
+    ("commented-nft-rule", ("bgp", "node3", "node2", 4), "198.18.0.13", "198.18.0.12", 179, "INPUT"),
+    ("chain-policy-drop", ("etcd", "node1", "cp1", 4), "198.18.0.11", "198.18.0.10", 2379, "INPUT"),
+    ("legacy-iptables-drop", ("bgp", "node1", "node2", 4), "198.18.0.11", "198.18.0.12", 179, "INPUT"),
+    ("egress-drop", ("bgp", "node2", "cp1", 4), "198.18.0.12", "198.18.0.10", 179, "OUTPUT"),
 ]
 
 
@@ -70,7 +70,7 @@ def test_every_blocked_cell_is_explained_with_the_fix_for_its_flow(scenario, key
 
 
 def test_a_commented_nft_rule_comes_out_with_its_comment():
-    rule = lab_run("commented-nft-rule")[("bgp", "node3", "node2")]["explain"]["rule"]
+    rule = lab_run("commented-nft-rule")[("bgp", "node3", "node2", 4)]["explain"]["rule"]
     assert (rule["family"], rule["table"], rule["chain"], rule["verdict"]) == ("inet", "filter", "input", "drop")
     assert rule["comment"] == "no BGP from node3 until NET-42 is closed"
     assert "tcp dport 179" in rule["text"] and isinstance(rule["handle"], int)
@@ -78,26 +78,35 @@ def test_a_commented_nft_rule_comes_out_with_its_comment():
 
 def test_a_chain_policy_drop_names_the_chain_and_its_policy():
     cells = lab_run("chain-policy-drop")
-    for key in (("etcd", "node1", "cp1"), ("etcd", "node2", "cp1")):
+    for key in (("etcd", "node1", "cp1", 4), ("etcd", "node2", "cp1", 4)):
         rule = cells[key]["explain"]["rule"]
         assert (rule["family"], rule["table"], rule["chain"]) == ("inet", "filter", "input")
         assert (rule["text"], rule["verdict"], rule["handle"]) == ("policy drop", "policy drop", None)
 
 
 def test_an_egress_drop_names_the_senders_own_rule():
-    rule = lab_run("egress-drop")[("bgp", "node2", "cp1")]["explain"]["rule"]
+    rule = lab_run("egress-drop")[("bgp", "node2", "cp1", 4)]["explain"]["rule"]
     assert (rule["table"], rule["chain"]) == ("filter", "OUTPUT") and rule["verdict"] == "policy drop"
 
 
 def test_a_legacy_iptables_rule_is_named_by_its_counter():
-    rule = lab_run("legacy-iptables-drop")[("bgp", "node1", "node2")]["explain"]["rule"]
+    rule = lab_run("legacy-iptables-drop")[("bgp", "node1", "node2", 4)]["explain"]["rule"]
     assert (rule["family"], rule["table"], rule["chain"]) == ("iptables-legacy", "filter", "INPUT")
     assert "--dport 179" in rule["text"] and "-j DROP" in rule["text"]
 
 
+def test_ipv6_cells_are_explained_over_their_own_addresses():
+    cells = [c for c in lab_run("dual-stack-bgp6-blocked").values() if c["reach"] == "blocked"]
+    assert cells and all(c.get("family") == 6 for c in cells)
+    for c in cells:
+        rule, fix = c["explain"]["rule"], c["explain"]["fix"]
+        assert (rule["family"], rule["comment"]) == ("inet", "no IPv6 BGP")
+        assert fix["iptables"].startswith("ip6tables -I INPUT -s 2001:db8:") and "ip6 saddr 2001:db8:" in fix["nft"]
+
+
 def test_a_routed_network_block_names_the_hop():
     cells = lab_run("routed-stateful")
-    explain = cells[("bgp", "cp1", "node1")]["explain"]
+    explain = cells[("bgp", "cp1", "node1", 4)]["explain"]
     assert explain["hop"] == {"address": "198.18.1.1", "ttl": 1, "name": "core"}  # the core router, rack1 side
     assert explain["rule"] is None and explain["fix"] is None
     returning = [c for c in blocked(cells) if c["where"] == "return-path"]

@@ -34,7 +34,7 @@ TAG = uuid.uuid4().hex[:4]
 
 CONNECT = """
 import errno, socket, sys
-s = socket.socket()
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 s.settimeout(float(sys.argv[3]))
 try:
     s.connect((sys.argv[1], int(sys.argv[2])))
@@ -47,9 +47,11 @@ except OSError as e:
     print(errno.errorcode.get(e.errno, str(e)))
 """
 
-# (source host, destination host, TCP port, what a kernel connect() sees) per scenario
+# (source host, destination host, TCP port, what a kernel connect() sees[, 6: to its IPv6 address]) per scenario
 FLOWS = {
-    "calico-wireguard": [("node1", "node2", 179, "open"), ("node2", "cp1", 6443, "open"),
+    "dual-stack-bgp6-blocked": [("cp1", "node1", 179, "open"), ("cp1", "node1", 179, "timeout", 6),
+                                ("node1", "cp1", 179, "open", 6), ("node2", "cp1", 2379, "open", 6)],
+    "calico-wireguard": [("node1", "node2", 179, "open"), ("node2", "cp1", 6443, "open"), ("node1", "node2", 179, "open", 6),
                          ("node2", "node1", 5473, "open")],
     "demo": [("node1", "node2", 179, "timeout"), ("node2", "node1", 179, "open"), ("cp1", "node2", 179, "open"),
              ("node2", "cp1", 2379, "open")],
@@ -120,8 +122,8 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def connect(lab, src: str, dst: str, port: int, timeout: float = 0.5) -> str:
-    proc = lab.exec(src, [sys.executable, "-c", CONNECT, lab.address(dst), str(port), str(timeout)],
+def connect(lab, src: str, dst: str, port: int, timeout: float = 0.5, family: int = 4) -> str:
+    proc = lab.exec(src, [sys.executable, "-c", CONNECT, lab.address(dst, family), str(port), str(timeout)],
                     capture_output=True, text=True, timeout=30)
     return proc.stdout.strip() or proc.stderr.strip()
 
@@ -203,8 +205,8 @@ def test_scenario_up_firewalls_flows_and_down(path):
         assert inv.token_file == str(lab.token_path)
         assert all(h.agent == f"unix:{lab.agent_socket(h.name)}" for h in inv.hosts)
         # real connects through the real rules
-        for src, dst, port, want in FLOWS[scenario.name]:
-            assert connect(lab, src, dst, port) == want, f"{src} -> {dst}:{port}"
+        for src, dst, port, want, *family in FLOWS[scenario.name]:
+            assert connect(lab, src, dst, port, family=family[0] if family else 4) == want, f"{src} -> {dst}:{port}"
     assert_gone(name, pids, links_before)
 
 

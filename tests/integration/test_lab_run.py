@@ -65,6 +65,16 @@ def test_scenario_verdicts_name_where_flows_die(tmp_path):
     rejected = [c for c in etcd.values() if c["reach"] == "blocked"]
     assert rejected and all((c["where"], c["verdict"]) == ("destination-ingress", "rejected") for c in rejected)
     assert all(c["evidence"]["reply"] == "rst" for c in rejected)  # forged reset, not "closed"
+    # dual stack: exactly BGP over IPv6 into the nodes with the rule is blocked, every IPv4 cell passes
+    out = tmp_path / "dual.json"
+    assert lab_run("dual-stack-bgp6-blocked", "--format", "json", "-o", str(out)).returncode == 0
+    dual = cells_of(json.loads(out.read_text()))
+    blocked = {(c["check"], c["src"], c["dst"], c.get("family", 4)) for c in dual if c["reach"] != "allowed"}
+    assert blocked == {("bgp", src, dst, 6) for src, dst in (("cp1", "node1"), ("cp1", "node2"), ("node1", "node2"),
+                                                             ("node2", "node1"))}
+    assert all(c["where"] == "destination-ingress" for c in dual if c["reach"] == "blocked")
+    assert {c.get("family", 4) for c in dual} == {4, 6} and all(c["reach"] == "allowed" for c in dual
+                                                                  if c.get("family", 4) == 4)
 
 
 def test_a_wrong_expectation_exits_1_naming_the_cell(tmp_path):

@@ -51,3 +51,9 @@ def test_vagrantfile_refuses_an_unknown_scenario(tmp_path):
     proc = vagrant(tmp_path, "validate", "--ignore-provider", scenario="no-such-scenario")
     assert proc.returncode != 0
     assert "no scenario no-such-scenario" in proc.stdout + proc.stderr
+
+
+def test_vagrantfile_refuses_a_dual_stack_scenario(tmp_path):
+    proc = vagrant(tmp_path, "validate", "--ignore-provider", scenario="dual-stack-bgp6-blocked")
+    assert proc.returncode != 0
+    assert "dual stack (subnet6): the VMs get IPv4 only" in proc.stdout + proc.stderr

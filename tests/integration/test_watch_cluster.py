@@ -183,4 +183,4 @@ def test_inventory_from_the_cluster_drives_mesh_and_watch_follows_typha(cluster_
     live = json.loads(lab.fetch(f"{url}/live"))
     assert "typha cp1 -&gt; node2 is blocked at destination-ingress" in live["timeline"]
     metrics = lab.fetch(f"{url}/metrics")
-    assert 'netprobe_flow_blocked{check="typha",dst="node2",src="cp1",where="destination-ingress"} 1.0' in metrics
+    assert 'netprobe_flow_blocked{check="typha",dst="node2",family="4",src="cp1",where="destination-ingress"} 1.0' in metrics

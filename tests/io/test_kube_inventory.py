@@ -34,22 +34,26 @@ def test_inventory_from_recorded_cluster(api, tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = yaml.safe_load(out.read_text())
     hosts = {h["name"]: h for h in doc["hosts"]}
-    assert list(hosts) == ["cp1", "node1", "node2"]  # sorted; edge1 and v6only left out
+    assert list(hosts) == ["cp1", "node1", "node2", "v6only"]  # sorted; edge1 (no InternalIP) left out
     assert hosts["cp1"]["roles"] == ["node", "apiserver", "etcd"]
     assert hosts["node1"]["roles"] == ["node", "typha"]      # the Running typha pod
     assert hosts["node2"]["roles"] == ["node"]               # a Pending typha pod does not count
     assert hosts["node2"]["address"] == "192.0.2.12"         # InternalIP, not ExternalIP
     assert doc["apiserver_port"] == 16443                     # the endpoints' real port
     assert hosts["node1"]["agent"] == "tcp://192.0.2.11:17879"  # the DaemonSet's control port
+    # dual stack: the IPv6 InternalIP is address6; an IPv6-only node's agent is at its IPv6 address
+    assert (hosts["node1"]["address"], hosts["node1"]["address6"]) == ("192.0.2.11", "2001:db8::11")
+    assert hosts["v6only"]["address"] == "2001:db8::50" and "address6" not in hosts["v6only"]
+    assert hosts["v6only"]["agent"] == "tcp://[2001:db8::50]:17879"
     assert doc["token_file"] == "/etc/netprobe/token/token"
     # what was left out is said, one line each, on stderr and in the file
-    for said in ("node edge1 skipped: no InternalIP", "node v6only skipped: only IPv6 InternalIP 2001:db8::50",
-                 "node node1 also has IPv6 2001:db8::11", "apiserver endpoint 198.51.100.5 is no node's address"):
+    for said in ("node edge1 skipped: no InternalIP", "apiserver endpoint 198.51.100.5 is no node's address"):
         assert said in proc.stderr
         assert said in out.read_text()
     inventory = load_inventory(str(out))  # the file netprobe mesh reads
     assert inventory.apiserver_port == 16443
     assert inventory.host("cp1").roles == frozenset({"node", "apiserver", "etcd"})
+    assert inventory.host("node1").address6 == "2001:db8::11" and inventory.host("v6only").address4 is None
     # the client asked with the typha label selector in both Calico namespaces
     pod_requests = [r for r in api.requests if "/pods" in r]
     assert len(pod_requests) == 2
@@ -60,7 +64,8 @@ def test_stdout_and_agent_port_override(api, tmp_path):
     proc = run("--kubeconfig", str(api.kubeconfig(tmp_path / "kc")), "--agent-port", "7879")
     assert proc.returncode == 0, proc.stderr
     doc = yaml.safe_load(proc.stdout)
-    assert {h["agent"] for h in doc["hosts"]} == {f"tcp://192.0.2.1{i}:7879" for i in range(3)}
+    assert {h["agent"] for h in doc["hosts"]} == {f"tcp://192.0.2.1{i}:7879" for i in range(3)} | {
+        "tcp://[2001:db8::50]:7879"}
     assert not any("daemonsets" in r for r in api.requests)  # a given port needs no lookup
 
 

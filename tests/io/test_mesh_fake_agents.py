@@ -21,10 +21,12 @@ from netprobe.orchestration.mesh_run import run_mesh
 
 TOKEN = "fake-fabric-token-0123456789"
 ADDRESSES = {"n1": "192.0.2.11", "n2": "192.0.2.12", "n3": "192.0.2.13"}
+ADDRESSES6 = {"n1": "2001:db8::11", "n2": "2001:db8::12", "n3": "2001:db8::13"}
 
 
 class Fabric:
-    """Decides each flow's fate: ``blocked[(check, src, dst)] = 'ingress' | 'network'``."""
+    """Decides each flow's fate: ``blocked[(check, src, dst)] = 'ingress' | 'network'`` (IPv4),
+    ``blocked[(check, src, dst, 6)]`` over IPv6."""
 
     def __init__(self, blocked=None):
         self.blocked = blocked or {}
@@ -43,17 +45,18 @@ class FakeAgent:
         await trio.sleep(self.delay)
         outcomes = []
         for target in request.targets:
-            for check_id in target.checks:
+            for check_id, address, family in target.targets():
                 pid = next(self.fabric.ids)
-                fate = self.fabric.blocked.get((check_id, self.name, target.name))
+                fate = self.fabric.blocked.get((check_id, self.name, target.name) + ((6,) if family == 6 else ()))
+                source = (ADDRESSES6 if family == 6 else ADDRESSES)[self.name]
                 if fate != "network":
                     self.fabric.arrivals[target.name].append({
-                        "src": ADDRESSES[self.name], "probe_id": pid, "proto": "tcp",
+                        "src": source, "probe_id": pid, "proto": "tcp",
                         "arrived": True, "accepted": fate is None, "answered": fate is None, "t": 0.0})
                 reply = "syn-ack" if fate is None else None
                 outcomes.append({
-                    "probe_id": pid, "check": check_id, "name": target.name, "address": target.address,
-                    "source": ADDRESSES[self.name], "rtt_ms": 0.2 if reply else None,
+                    "probe_id": pid, "check": check_id, "name": target.name, "address": address,
+                    "source": source, "rtt_ms": 0.2 if reply else None,
                     "evidence": {"sent": True, "arrived": None, "accepted": None, "answered": None, "reply": reply,
                                  "icmp": None, "reply_arrived": bool(reply), "reply_accepted": bool(reply),
                                  "attempts": 1 if reply else 2, "send_error": None},
@@ -75,11 +78,14 @@ def sock_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def inventory(sock_dir: Path):
+def inventory(sock_dir: Path, dual: tuple[str, ...] = ()):
+    """The three hosts; those in ``dual`` have an IPv6 address too."""
     lines = ["hosts:"]
     for name, addr in ADDRESSES.items():
         roles = "[node, apiserver, etcd]" if name == "n1" else "[node]"
-        lines.append(f"  - {{name: {name}, address: {addr}, roles: {roles}, agent: 'unix:{sock_dir / name}.sock'}}")
+        six = f", address6: '{ADDRESSES6[name]}'" if name in dual else ""
+        lines.append(f"  - {{name: {name}, address: {addr}{six}, roles: {roles}, "
+                     f"agent: 'unix:{sock_dir / name}.sock'}}")
     return parse_inventory("\n".join(lines) + "\n")
 
 
@@ -96,7 +102,7 @@ async def test_healthy_fabric_classifies_both_ends(nursery, sock_dir):
     await start(nursery, sock_dir, fabric)
     checks = select_checks(names=["bgp", "etcd"])
     result = await run_mesh(inventory(sock_dir), checks, token=TOKEN, timeout=0.1, retries=0)
-    cells = {c.key: c for c in result.cells}
+    cells = {c.key[:3]: c for c in result.cells}
     assert len(cells) == 6 + 2  # bgp both ways among 3 nodes; etcd from n2, n3 to n1
     assert (cells[("bgp", "n2", "n3")].reach, str(cells[("bgp", "n2", "n3")].where)) == ("blocked", "destination-ingress")
     assert (cells[("bgp", "n3", "n1")].reach, str(cells[("bgp", "n3", "n1")].where)) == ("blocked", "network")
@@ -105,11 +111,31 @@ async def test_healthy_fabric_classifies_both_ends(nursery, sock_dir):
     assert exit_code(result) == 1
 
 
+async def test_dual_stack_hosts_get_a_cell_per_family(nursery, sock_dir):
+    """n1 and n2 are dual stack, n3 IPv4 only: bgp between n1 and n2 is probed over both families,
+    each with its own fate; the result keeps them apart (a matrix per check and family)."""
+    fabric = Fabric({("bgp", "n2", "n1", 6): "ingress", ("bgp", "n1", "n2"): "network"})
+    await start(nursery, sock_dir, fabric)
+    result = await run_mesh(inventory(sock_dir, dual=("n1", "n2")), select_checks(names=["bgp", "ipip"]),
+                            token=TOKEN, timeout=0.1, retries=0)
+    cells = {c.key: c for c in result.cells}
+    assert {k for k in cells if k[3] == 6} == {("bgp", "n1", "n2", 6), ("bgp", "n2", "n1", 6)}  # no ipip over IPv6
+    assert (cells[("bgp", "n2", "n1", 6)].reach, str(cells[("bgp", "n2", "n1", 6)].where)) == \
+        ("blocked", "destination-ingress")
+    assert cells[("bgp", "n2", "n1", 4)].reach == "allowed" and cells[("bgp", "n1", "n2", 6)].reach == "allowed"
+    assert str(cells[("bgp", "n1", "n2", 4)].where) == "network"
+    assert len(cells) == 6 * 2 + 2 and result.errors == []
+    doc = result.to_dict()
+    assert [(m["check"], m.get("family", 4)) for m in doc["matrices"]] == [("bgp", 4), ("bgp", 6), ("ipip", 4)]
+    assert doc["hosts"][0] == {"name": "n1", "address": "192.0.2.11", "roles": ["apiserver", "etcd", "node"],
+                               "address6": "2001:db8::11"}
+
+
 async def test_dead_agent_gives_a_partial_result_and_exit_3(nursery, sock_dir):
     fabric = Fabric()
     await start(nursery, sock_dir, fabric, dead=("n3",))
     result = await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token=TOKEN, timeout=0.1, retries=0)
-    cells = {c.key: c for c in result.cells}
+    cells = {c.key[:3]: c for c in result.cells}
     assert [e["host"] for e in result.errors] == ["n3"]
     assert cells[("bgp", "n3", "n1")].reach == "unknown" and cells[("bgp", "n3", "n1")].verdict == "error"
     # n3 can't report what arrived: n1 -> n3 falls back to the sender's evidence alone
@@ -126,7 +152,7 @@ async def test_slow_agent_times_out_without_holding_up_the_rest(nursery, sock_di
                                 retries=0, agent_timeout=0.5)
     assert [e["host"] for e in result.errors] == ["n2"]
     assert "timed out" in result.errors[0]["message"] or "timeout" in result.errors[0]["message"].lower()
-    cells = {c.key: c for c in result.cells}
+    cells = {c.key[:3]: c for c in result.cells}
     assert cells[("bgp", "n1", "n3")].reach == "allowed"
     assert cells[("bgp", "n2", "n1")].reach == "unknown"
 
@@ -266,7 +292,7 @@ async def test_an_agent_answering_the_wrong_shape_costs_only_its_cells(nursery, 
     assert (error["host"], error["stage"]) == ("n2", stage)
     assert f"unix:{sock_dir / 'n2'}.sock" in error["message"] and says in error["message"]
     assert "\n" not in error["message"] and len(error["message"]) < 600
-    cells = {c.key: c for c in result.cells}
+    cells = {c.key[:3]: c for c in result.cells}
     if stage == "probe":
         assert all(cells[("bgp", "n2", dst)].reach == "unknown" for dst in ("n1", "n3"))
     assert cells[("bgp", "n1", "n3")].reach == "allowed"
@@ -362,7 +388,7 @@ async def test_blocked_cells_are_explained_in_three_stages_to_the_agents_concern
     assert ("arm", "n3", [179]) in fabric.explained and ("collect", "n3", [1]) in fabric.explained
     assert sorted(e for e in fabric.explained if e[0] == "resend") == [
         ("resend", "n2", [("n3", False, False)]), ("resend", "n3", [("n1", False, True)])]
-    cells = {c.key: c for c in result.cells}
+    cells = {c.key[:3]: c for c in result.cells}
     ingress = cells[("bgp", "n2", "n3")].explain
     assert (ingress.rule.table, ingress.rule.handle) == ("filter", 7)
     assert ingress.fix.iptables.startswith("iptables -I INPUT -s 192.0.2.12 -d 192.0.2.13 -p tcp")
@@ -387,7 +413,7 @@ async def test_agents_without_the_round_cost_only_the_explanations(nursery, sock
     fabric = Fabric({("bgp", "n2", "n3"): "ingress"})
     await start_explaining(nursery, sock_dir, fabric, agent=FakeAgent)  # an older netprobe everywhere
     result = await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token=TOKEN, timeout=0.1, retries=0)
-    explain = {c.key: c for c in result.cells}[("bgp", "n2", "n3")].explain
+    explain = result.cell("bgp", "n2", "n3").explain
     assert explain.rule is None and "HTTP 404: this agent has no explain round" in explain.note
     assert explain.fix is not None  # the flow and where it died are known: the fix needs no rule
     assert result.errors == [] and exit_code(result) == 1

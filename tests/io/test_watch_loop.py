@@ -106,8 +106,8 @@ def test_metrics_series_follow_the_last_run():
     metrics.observe_run(first)
     got = samples(metrics)
     assert got["netprobe_flow_blocked"] == [
-        ({"check": "bgp", "src": "node1", "dst": "node2", "where": "destination-ingress"}, 1.0),
-        ({"check": "bgp", "src": "node2", "dst": "cp1", "where": "unknown"}, 1.0)]
+        ({"check": "bgp", "family": "4", "src": "node1", "dst": "node2", "where": "destination-ingress"}, 1.0),
+        ({"check": "bgp", "family": "4", "src": "node2", "dst": "cp1", "where": "unknown"}, 1.0)]
     assert dict((l["reach"], v) for l, v in got["netprobe_cells"]) == {"allowed": 4, "blocked": 1, "unknown": 1}
     assert dict((l["host"], v) for l, v in got["netprobe_agent_up"]) == {"cp1": 1, "node1": 1, "node2": 0}
     assert ({"outcome": "partial"}, 1.0) in got["netprobe_runs_total"]
@@ -205,10 +205,11 @@ async def test_cluster_is_reread_every_run(tmp_path, monkeypatch):
         api.refuse["/api/v1/nodes"] = 403
         await one_run(cfg, state, metrics)
     first, second = mesh.inventories
-    assert [h.name for h in first.hosts] == ["cp1", "node1", "node2"]
+    assert [h.name for h in first.hosts] == ["cp1", "node1", "node2", "v6only"]
     assert first.host("node1").roles == frozenset({"node", "typha"})
     assert first.apiserver_port == 16443 and first.host("cp1").agent == "tcp://192.0.2.10:17879"
-    assert [h.name for h in second.hosts] == ["cp1", "node1", "node2", "node3"]
+    assert first.host("v6only").agent == "tcp://[2001:db8::50]:17879"
+    assert [h.name for h in second.hosts] == ["cp1", "node1", "node2", "node3", "v6only"]
     assert "node3 joined" in [e.text for e in state.timeline]
     assert state.outcomes["failed"] == 1 and "refused to list nodes: 403" in state.last_error
 
@@ -288,7 +289,7 @@ async def test_http_endpoints(tmp_path, monkeypatch):
             live = (await http.get("/live")).json()
             assert live["version"] == 2 and "run 2" in live["status"]
             metrics_text = (await http.get("/metrics")).text
-            assert 'netprobe_flow_blocked{check="bgp",dst="node2",src="node1",where="destination-ingress"} 1.0' \
+            assert 'netprobe_flow_blocked{check="bgp",dst="node2",family="4",src="node1",where="destination-ingress"} 1.0' \
                 in metrics_text
             assert Result.from_json((await http.get("/result.json")).text).cell("bgp", "node1", "node2").reach \
                 is Reach.BLOCKED

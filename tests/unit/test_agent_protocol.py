@@ -4,6 +4,7 @@ validation rule."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -71,14 +72,33 @@ def test_checks_are_parsed_once_into_check_objects():
     assert checks["dns"].direction is Direction.BOTH
 
 
-def test_every_builtin_ipv4_check_is_accepted():
-    # IPv6 checks (wireguard6) never cross the wire until IPv6 is probed: planning skips them
-    ipv4 = {c.id: c for c in CHECKS.values() if c.family == 4}
+def test_every_builtin_check_is_accepted_without_its_family():
+    # which address a check goes to is the target's: the wire form carries no family (an agent
+    # older than IPv6 refuses the key), so wireguard and wireguard6 arrive as plain UDP checks
+    wire = [c.wire_dict() for c in CHECKS.values()]
+    assert not any("family" in c for c in wire)
     request = ProbeRequest.from_dict_untrusted(
-        request_dict(checks=[c.to_dict() for c in ipv4.values()],
-                     targets=[{"name": "n2", "address": "192.0.2.2", "checks": list(ipv4)}])
-    )
-    assert request.check_map() == ipv4
+        request_dict(checks=wire, targets=[{"name": "n2", "address": "192.0.2.2", "checks": list(CHECKS)}]))
+    assert request.check_map() == {c.id: dataclasses.replace(c, family=None) for c in CHECKS.values()}
+    with pytest.raises(InvalidRequest) as info:  # the result file's form, with family, is not the wire's
+        ProbeRequest.from_dict_untrusted(request_dict(checks=[CHECKS["wireguard6"].to_dict()], targets=[]))
+    assert info.value.field == "checks[0].family"
+
+
+def test_dual_stack_and_ipv6_only_targets():
+    data = request_dict(targets=[
+        {"name": "n2", "address": "192.0.2.2", "checks": ["bgp", "ipip"], "address6": "2001:DB8::2",
+         "checks6": ["bgp"]},
+        {"name": "n3", "address6": "2001:db8::3", "checks6": ["etcd"]},
+    ])
+    request = ProbeRequest.from_dict_untrusted(data)
+    assert request.targets == (Peer("n2", "192.0.2.2", ("bgp", "ipip"), "2001:db8::2", ("bgp",)),
+                               Peer("n3", None, (), "2001:db8::3", ("etcd",)))
+    assert request.targets[0].targets() == (("bgp", "192.0.2.2", 4), ("ipip", "192.0.2.2", 4),
+                                            ("bgp", "2001:db8::2", 6))
+    # the wire form of an IPv4-only target is exactly what agents older than IPv6 know
+    assert Peer("n4", "192.0.2.4", ("bgp",)).to_dict() == {"name": "n4", "address": "192.0.2.4", "checks": ["bgp"]}
+    assert ProbeRequest.from_dict_untrusted(json.loads(json.dumps(request.to_dict()))) == request
 
 
 def test_empty_target_list_is_a_valid_request():
@@ -150,6 +170,18 @@ INVALID = [
     ("address missing", request_dict(targets=[_without(_target(), "address")]), "targets[0].address"),
     ("address not IPv4", request_dict(targets=[_target(address="192.0.2")]), "targets[0].address"),
     ("address IPv6", request_dict(targets=[_target(address="2001:db8::1")]), "targets[0].address"),
+    ("address6 IPv4", request_dict(targets=[_target(address6="192.0.2.9", checks6=["bgp"])]), "targets[0].address6"),
+    ("address6 without checks6", request_dict(targets=[_target(address6="2001:db8::9")]), "targets[0].checks6"),
+    ("checks6 without address6", request_dict(targets=[_target(checks6=["bgp"])]), "targets[0].address6"),
+    ("checks6 empty", request_dict(targets=[_target(address6="2001:db8::9", checks6=[])]), "targets[0].checks6"),
+    ("checks6 undefined", request_dict(targets=[_target(address6="2001:db8::9", checks6=["typha"])]),
+     "targets[0].checks6"),
+    ("ipip over IPv6", request_dict(targets=[_target(address6="2001:db8::9", checks6=["ipip"])]),
+     "targets[0].checks6"),
+    ("duplicate address6", request_dict(targets=[_target(address6="2001:db8::9", checks6=["bgp"]),
+                                                 _target(name="n3", address="192.0.2.3", address6="2001:db8::9",
+                                                         checks6=["bgp"])]), "targets[1].address6"),
+    ("no address at all", request_dict(targets=[{"name": "n2"}]), "targets[0].address"),
     ("address a name", request_dict(targets=[_target(address="node2")]), "targets[0].address"),
     ("address not str", request_dict(targets=[_target(address=3221225986)]), "targets[0].address"),
     ("target checks missing", request_dict(targets=[_without(_target(), "checks")]), "targets[0].checks"),
@@ -216,16 +248,23 @@ names = st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True)
 
 @given(
     run_id=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
-    hosts=st.dictionaries(names, st.ip_addresses(v=4).map(str), max_size=8),
-    wanted=st.lists(st.sampled_from(sorted(c.id for c in CHECKS.values() if c.family == 4)), min_size=1, max_size=6, unique=True),
+    hosts=st.dictionaries(names, st.tuples(st.ip_addresses(v=4).map(str) | st.none(),
+                                           st.ip_addresses(v=6).map(str) | st.none()), max_size=8),
+    wanted=st.lists(st.sampled_from(sorted(c.id for c in CHECKS.values() if c.proto is not Proto.IPIP)), min_size=1,
+                    max_size=6, unique=True),
     timeout=st.floats(min_value=0.05, max_value=30),
     retries=st.integers(0, 5),
     vni=st.integers(0, 2**24 - 1),
 )
 def test_any_valid_request_round_trips(run_id, hosts, wanted, timeout, retries, vni):
-    addresses = list(dict.fromkeys(hosts.values()))
-    targets = [{"name": n, "address": a, "checks": wanted} for n, a in zip(hosts, addresses)]
-    data = {"run_id": run_id, "targets": targets, "checks": [CHECKS[c].to_dict() for c in wanted],
+    targets, seen = [], set()
+    for n, (a4, a6) in hosts.items():
+        if a4 in seen or a6 in seen or not (a4 or a6):
+            continue
+        seen |= {a4, a6}
+        targets.append({"name": n, **({"address": a4, "checks": wanted} if a4 else {}),
+                        **({"address6": a6, "checks6": wanted} if a6 else {})})
+    data = {"run_id": run_id, "targets": targets, "checks": [CHECKS[c].wire_dict() for c in wanted],
             "timeout": timeout, "retries": retries, "vni": vni}
     request = ProbeRequest.from_dict_untrusted(data)
     assert ProbeRequest.from_dict_untrusted(json.loads(json.dumps(request.to_dict()))) == request

@@ -144,7 +144,7 @@ def test_bad_probe_replies_name_the_field(data, field):
 
 @pytest.mark.parametrize("change, field", [
     ({"observations": None}, "reply.observations"),
-    ({"observations": [{**OBSERVATION.to_dict(), "src": "::1"}]}, "reply.observations[0].src"),
+    ({"observations": [{**OBSERVATION.to_dict(), "src": "2001:db8::1::2"}]}, "reply.observations[0].src"),
     ({"observations": [{**OBSERVATION.to_dict(), "accepted": None}]}, "reply.observations[0].accepted"),
     ({"observations": [{**OBSERVATION.to_dict(), "t": math.inf}]}, "reply.observations[0].t"),
     ({"observations": [{k: v for k, v in OBSERVATION.to_dict().items() if k != "proto"}]},

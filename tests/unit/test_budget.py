@@ -49,3 +49,17 @@ def test_the_allow_list():
     b.admit(["10.0.0.255", "192.0.2.15"], 2, now=0)
     with pytest.raises(NotAllowed, match="target 192.0.2.16 is outside"):
         b.admit(["10.0.0.1", "192.0.2.16"], 2, now=0)
+
+
+def test_the_allow_list_takes_both_families_each_for_its_own():
+    b = ProbeBudget(100, 100, allow=(ipaddress.IPv4Network("192.0.2.0/24"), ipaddress.IPv6Network("2001:db8:1::/64")))
+    b.admit(["192.0.2.7", "2001:db8:1::7"], 2, now=0)
+    with pytest.raises(NotAllowed, match="target 2001:db8:2::7 is outside"):
+        b.admit(["2001:db8:2::7"], 1, now=0)
+    with pytest.raises(NotAllowed):  # an IPv4-mapped address is no member of the IPv4 network
+        b.admit(["::ffff:192.0.2.7"], 1, now=0)
+    # a dual-stack peer's two addresses are two distinct targets
+    b2 = ProbeBudget(100, 3)
+    b2.admit(["192.0.2.1", "2001:db8:1::1"], 2, now=0)
+    with pytest.raises(OverBudget, match="distinct targets"):
+        b2.admit(["192.0.2.2", "2001:db8:1::2"], 2, now=1)

@@ -49,7 +49,7 @@ def test_profiles_match_design():
         "calico": ("bgp", "ipip", "typha", "apiserver", "etcd"),
         "calico-noipip": ("bgp", "typha", "apiserver", "etcd"),
         "calico-vxlan": ("vxlan", "typha", "apiserver", "etcd"),
-        "calico-wireguard": ("bgp", "ipip", "wireguard", "typha", "apiserver", "etcd"),
+        "calico-wireguard": ("bgp", "ipip", "wireguard", "wireguard6", "typha", "apiserver", "etcd"),
         "canal": ("vxlan", "typha", "apiserver", "etcd"),
     }
     assert DEFAULT_PROFILE == "calico"
@@ -281,13 +281,45 @@ def test_wireguard_carries_the_authenticated_udp_payload():
     assert CHECKS["wireguard"].proto is Proto.UDP and CHECKS["wireguard"].family == 4
 
 
-def test_wireguard6_is_defined_but_skipped_until_ipv6_is_probed():
+def test_wireguard6_is_skipped_when_no_host_has_ipv6():
     hosts = [HostRef("a", "192.0.2.1", frozenset({"node"})), HostRef("b", "192.0.2.2", frozenset({"node"}))]
     cells, skipped = plan_cells(hosts, select_checks("calico", ["wireguard", "wireguard6"]))
     assert {c.check.id for c in cells} == {"wireguard"} and len(cells) == 2
-    assert skipped == [Skipped("wireguard6", "IPv6 probing is not supported yet")]
+    assert skipped == [Skipped("wireguard6", "no host has an IPv6 address")]
+    six = [HostRef("a", "2001:db8::1", frozenset({"node"}), "2001:db8::1"),
+           HostRef("b", "2001:db8::2", frozenset({"node"}), "2001:db8::2")]
+    assert plan_cells(six, [CHECKS["wireguard"]])[1] == [Skipped("wireguard", "no host has an IPv4 address")]
+
+
+DUAL = HostRef("dual", "192.0.2.1", frozenset({"node", "etcd"}), "2001:db8::1")
+V4 = HostRef("v4", "192.0.2.2", frozenset({"node"}))
+V6 = HostRef("v6", "2001:db8::3", frozenset({"node", "typha"}), "2001:db8::3")
+
+
+def test_each_check_is_planned_over_every_family_both_ends_have():
+    cells, skipped = plan_cells([DUAL, V4, V6], select_checks("calico-wireguard") + [CHECKS["vxlan"]])
+    planned = {(c.check.id, c.src.name, c.dst.name, c.family) for c in cells}
+    # bgp: dual <-> v4 over IPv4 only, dual <-> v6 over IPv6 only, v4 and v6 share no family
+    assert {p for p in planned if p[0] == "bgp"} == {
+        ("bgp", "dual", "v4", 4), ("bgp", "v4", "dual", 4), ("bgp", "dual", "v6", 6), ("bgp", "v6", "dual", 6)}
+    # IPIP and wireguard stay IPv4, wireguard6 is IPv6 only, VXLAN runs over both on the same port
+    assert {p[3] for p in planned if p[0] in ("ipip", "wireguard")} == {4}
+    assert {p for p in planned if p[0] == "wireguard6"} == {("wireguard6", "dual", "v6", 6),
+                                                          ("wireguard6", "v6", "dual", 6)}
+    assert {p[3] for p in planned if p[0] == "vxlan"} == {4, 6}
+    # every host -> etcd over each family it shares with the etcd host; typha only reachable over IPv6
+    assert {p for p in planned if p[0] == "etcd"} == {("etcd", "v4", "dual", 4), ("etcd", "v6", "dual", 6)}
+    assert {p for p in planned if p[0] == "typha"} == {("typha", "dual", "v6", 6)}
+    # a cell knows the address it goes to
+    assert {c.dst_address for c in cells if c.check.id == "bgp" and c.dst.name == "dual"} == {"192.0.2.1",
+                                                                                             "2001:db8::1"}
+    assert skipped == [Skipped("apiserver", "no host has role 'apiserver'")]
 
 
 def test_family_round_trips_and_ipv4_dicts_stay_as_they_were():
-    assert "family" not in CHECKS["wireguard"].to_dict()
-    assert Check.from_dict(CHECKS["wireguard6"].to_dict()) == CHECKS["wireguard6"]
+    assert "family" not in CHECKS["bgp"].to_dict()  # probed over each family: result files as before
+    assert CHECKS["wireguard"].to_dict()["family"] == 4 and CHECKS["wireguard6"].to_dict()["family"] == 6
+    for check in CHECKS.values():
+        assert Check.from_dict(check.to_dict()) == check
+    assert CHECKS["ipip"].families == (4,) and CHECKS["bgp"].families == (4, 6)
+    assert CHECKS["wireguard6"].families == (6,)

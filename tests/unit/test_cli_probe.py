@@ -37,12 +37,18 @@ def test_unresolvable_target(capsys, monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", no_such_name)  # no DNS query leaves the test
     code, _, err = run(["probe", "no-such-host.example"], capsys)
     assert code == 2
-    assert err.strip().splitlines() == ["netprobe: TARGET: cannot resolve 'no-such-host.example' to an IPv4 address"]
+    assert err.strip().splitlines() == ["netprobe: TARGET: cannot resolve 'no-such-host.example' to an IP address"]
 
 
-def test_an_ipv6_check_is_skipped_with_a_reason(capsys):
+def test_a_check_of_the_other_family_is_skipped_with_a_reason(capsys):
     code, _, err = run(["probe", "198.51.100.7", "--checks", "wireguard6"], capsys)
     assert code == 2
     assert err.strip().splitlines() == [
-        "netprobe: wireguard6 skipped: IPv6 probing is not supported yet",
-        "netprobe: --checks: no check left to probe (IPv6 probing is not supported yet)"]
+        "netprobe: wireguard6 skipped: it is not probed over IPv4 (198.51.100.7)",
+        "netprobe: --checks: no check left to probe over IPv4 (198.51.100.7)"]
+    code, _, err = run(["probe", "2001:db8::7", "--checks", "ipip,wireguard"], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "netprobe: ipip skipped: it is not probed over IPv6 (2001:db8::7)",
+        "netprobe: wireguard skipped: it is not probed over IPv6 (2001:db8::7)",
+        "netprobe: --checks: no check left to probe over IPv6 (2001:db8::7)"]

@@ -31,12 +31,19 @@ def test_a_short_token_from_the_environment_too(tmp_path, capsys, monkeypatch):
     assert code == 2 and "NETPROBE_TOKEN is 5 bytes" in err
 
 
-@pytest.mark.parametrize("allow", ["10.0.0.1/8", "::/0", "node-network"])
-def test_allow_takes_ipv4_networks_only(tmp_path, capsys, allow):
+@pytest.mark.parametrize("allow", ["10.0.0.1/8", "2001:db8::1/64", "node-network"])
+def test_allow_takes_networks_only(tmp_path, capsys, allow):
     (tmp_path / "token").write_text("x" * 32)
     code, _, err = run_cli(["responder", "--listen", "unix:/nonexistent/a.sock", "--token-file",
                             str(tmp_path / "token"), "--allow", allow], capsys)
     assert code == 2 and "--allow" in err and err.count("\n") == 1
+
+
+def test_allow_takes_ipv4_and_ipv6_networks():
+    from netprobe.agent.server import parse_allow
+
+    assert [str(n) for n in parse_allow(["198.51.100.0/24", "2001:db8:0:1::/64"])] == ["198.51.100.0/24",
+                                                                                       "2001:db8:0:1::/64"]
 
 
 @pytest.mark.parametrize("listen, warned", [

@@ -27,7 +27,8 @@ POLICY = RuleFound("inet", "filter", "input", None, "policy drop", None, "policy
 LEGACY = RuleFound("iptables-legacy", "filter", "INPUT", None, "-A INPUT -p tcp -m tcp --dport 179 -j DROP", None,
                    "drop")
 FULL = Explain(RULE, Hop("192.0.2.1", 2, "core"), 1400, Fix("nft insert rule x", "iptables -I INPUT y"), "a note")
-ADDRESSES = {"a": "192.0.2.10", "b": "192.0.2.11", "c": "192.0.2.12", "d": "192.0.2.13"}
+HOSTS = {"a": "192.0.2.10", "b": "192.0.2.11", "c": "192.0.2.12", "d": "192.0.2.13"}
+ADDRESSES = {(host, 4): address for host, address in HOSTS.items()}
 CHECKMAP = {c.id: c for c in CHECKS.values()}
 
 
@@ -184,7 +185,7 @@ class BelowIp(Evidence):
 
 def plan(cells, **kw):
     return plan_explain(cells, addresses=ADDRESSES, sources={}, checks=CHECKMAP,
-                        first_ids={h: 100 for h in ADDRESSES}, **kw)
+                        first_ids={h: 100 for h in HOSTS}, **kw)
 
 
 def test_each_blocked_place_asks_the_agent_that_can_answer():
@@ -309,3 +310,16 @@ def test_the_resend_waits_the_window_the_mesh_adapted_to():
     assert adapted_window(1.0, store.max_rtt_ms() / 1000) == pytest.approx(0.32)
     assert adapted_window(1.0, 0.001) == 0.2 and adapted_window(1.0, None) == 1.0
     assert result(cell("bgp", "a", "c", "blocked", "network")).store.max_rtt_ms() is None
+
+
+def test_ipv6_cells_use_their_addresses_and_icmpv6():
+    addresses = {**ADDRESSES, ("a", 6): "2001:db8::10", ("b", 6): "2001:db8::11"}
+    ingress6 = dataclasses.replace(cell("bgp", "a", "b", "blocked", "destination-ingress", arrived=True,
+                                        accepted=False), family=6)
+    p = plan_explain([ingress6], addresses=addresses, sources={}, checks=CHECKMAP, first_ids={"a": 7})
+    assert p.arms == {"b": [Flow("tcp", "2001:db8::10", "2001:db8::11", SLOT_BASE | 7, 179)]}
+    assert p.resends["a"][0].address == "2001:db8::11"
+    # ICMPv6 time exceeded is type 3, unreachable type 1 (RFC 4443); a hop limit counts like a TTL
+    assert last_hop([(1, Icmp(3, 0, "2001:db8::1")), (2, None)], "2001:db8::11") == (Hop("2001:db8::1", 1), None)
+    assert last_hop([(1, Icmp(1, 1, "2001:db8::1"))], "2001:db8::11") == (Hop("2001:db8::1", None), None)
+    assert last_hop([(1, Icmp(11, 0, "2001:db8::1"))], "2001:db8::11") == (None, NO_HOP)  # not ICMPv6's

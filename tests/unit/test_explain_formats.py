@@ -85,10 +85,10 @@ def test_verify_and_diff_findings_carry_the_new_cells_explanation(explained):
     before = result(*[dataclasses.replace(c, reach="allowed", where=None, verdict="open", explain=None)
                       for c in explained.cells])
     judgement = from_changes(diff(before, explained), mode="baseline")
-    finding = next(f for f in judgement.findings if f.key == ("bgp", "node-2", "node-3"))
+    finding = next(f for f in judgement.findings if f.key == ("bgp", "node-2", "node-3", 4))
     assert finding.describe().endswith(f"now blocked at destination-ingress (filtered): {RULE_WORDS}")
     assert finding.to_dict()["explain"]["rule"]["text"] == RULE.text
     text = render_findings_text(judgement)
     assert f"    fix (not applied): {FIX.nft}" in text
-    network = next(f for f in judgement.findings if f.key == ("bgp", "node-1", "node-3"))
+    network = next(f for f in judgement.findings if f.key == ("bgp", "node-1", "node-3", 4))
     assert network.describe().endswith(HOP_WORDS)

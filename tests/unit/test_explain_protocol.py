@@ -42,7 +42,8 @@ def test_requests_round_trip(request_):
     (lambda d: d["flows"][0].update(dport=None), "flows[0].dport"),
     (lambda d: d["flows"][0].update(dport=70000), "flows[0].dport"),
     (lambda d: d["flows"][1].update(sport=1), "flows[1].sport"),
-    (lambda d: d["flows"][0].update(src="::1"), "flows[0].src"),
+    (lambda d: d["flows"][0].update(src="::1"), "flows[0].dst"),  # one family: an IPv6 source, an IPv4 destination
+    (lambda d: d["flows"][0].update(src="not-an-address"), "flows[0].src"),
     (lambda d: d["flows"][0].update(ttl=3), "flows[0].ttl"),
     (lambda d: d["flows"].append(d["flows"][0]), "flows"),
     (lambda d: d.update(hold=600), "hold"),

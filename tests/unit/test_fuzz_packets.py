@@ -6,6 +6,7 @@ only for a probe whose authenticated fields are untouched. (Budget: a few second
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,21 +21,8 @@ from netprobe.core.wire import SLOT_BASE
 from netprobe.errors import BadPacket
 
 KEY = probe_key("fuzz-token-of-some-length")
-SRC, DST = "198.18.0.1", "198.18.0.2"
 WALL = 1_700_000_000_000_000_000
 CHECKS_FUZZED = [CHECKS["bgp"], CHECKS["vxlan"], CHECKS["ipip"], Check("u", "u", Proto.UDP, 4000, Direction.BOTH)]
-TARGETS = [ProbeTarget(c, DST) for c in CHECKS_FUZZED]
-MADE = templates.for_targets(SRC, TARGETS)
-
-
-def _prober() -> Prober:
-    return Prober(KEY, SRC, TARGETS, MADE, first_id=77)
-
-
-GENUINE = [s.data for s in _prober().start(0.0, WALL)]
-ECHOES = [e.data for e in (ResponderCore(KEY).on_packet(d, via=Via.RAW, outgoing=False, now=1.0, wall_ns=WALL)
-                           for d in GENUINE) if e is not None]
-assert len(ECHOES) == 3
 
 
 @st.composite
@@ -55,36 +43,60 @@ def _flow(data: bytes) -> bytes | None:
     return pkt.flow() if isinstance(pkt, PayloadPacket) else None
 
 
-GENUINE_FLOWS = {_flow(d) for d in GENUINE} - {None}
-ECHO_FLOWS = {_flow(e) for e in ECHOES}
+class Fabric:
+    """Genuine probes from SRC to DST of every fuzzed check the family carries, and their echoes."""
+
+    def __init__(self, src: str, dst: str):
+        self.src = src
+        self.targets = [ProbeTarget(c, dst) for c in CHECKS_FUZZED if (6 if ":" in dst else 4) in c.families]
+        self.made = templates.for_targets(src, self.targets)
+        self.genuine = [s.data for s in self.prober().start(0.0, WALL)]
+        self.echoes = [e.data for e in (ResponderCore(KEY).on_packet(d, via=Via.RAW, outgoing=False, now=1.0,
+                                                                     wall_ns=WALL) for d in self.genuine)
+                       if e is not None]
+        self.genuine_flows = {_flow(d) for d in self.genuine} - {None}
+        self.echo_flows = {_flow(e) for e in self.echoes}
+
+    def prober(self) -> Prober:
+        return Prober(KEY, self.src, self.targets, self.made, first_id=77)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(mutated(GENUINE), min_size=1, max_size=4), st.sampled_from([Via.RAW, Via.TAP]), st.booleans())
-def test_responder_never_raises_and_echoes_only_by_the_rules(packets, via, outgoing):
+FABRICS = {4: Fabric("198.18.0.1", "198.18.0.2"), 6: Fabric("2001:db8::1", "2001:db8::2")}
+assert [len(f.echoes) for f in FABRICS.values()] == [3, 2]  # IPv6: no IPIP
+
+
+@pytest.mark.parametrize("family", [4, 6])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # per family: 600 in all
+@given(st.data(), st.sampled_from([Via.RAW, Via.TAP]), st.booleans())
+def test_responder_never_raises_and_echoes_only_by_the_rules(family, data, via, outgoing):
+    fabric = FABRICS[family]
+    packets = data.draw(st.lists(mutated(fabric.genuine), min_size=1, max_size=4))
     core = ResponderCore(KEY)
-    for data in packets:
-        echo = core.on_packet(data, via=via, outgoing=outgoing, now=1.0, wall_ns=WALL)
+    for packet in packets:
+        echo = core.on_packet(packet, via=via, outgoing=outgoing, now=1.0, wall_ns=WALL)
         if echo is None:
             continue
-        probe = parse_packet_untrusted(data)
+        probe = parse_packet_untrusted(packet)
         assert isinstance(probe, PayloadPacket) and via is Via.RAW and not outgoing
-        assert probe.flow() in GENUINE_FLOWS  # authenticated: the flow is exactly a genuine probe's
+        assert probe.flow() in fabric.genuine_flows  # authenticated: the flow is exactly a genuine probe's
         back = parse_packet_untrusted(echo.data)
-        assert (back.src, back.dst) == (probe.dst, probe.src) and echo.address == SRC
-        assert back.dport >= SLOT_BASE and len(echo.data) <= len(data)
-    assert core.stats["echoes"] <= 3  # each genuine probe id at most once
+        assert (back.src, back.dst) == (probe.dst, probe.src) and echo.address == fabric.src
+        assert back.dport >= SLOT_BASE and len(echo.data) <= len(packet)
+    assert core.stats["echoes"] <= len(fabric.echoes)  # each genuine probe id at most once
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(mutated(ECHOES + GENUINE), min_size=1, max_size=4), st.sampled_from([Via.RAW, Via.TAP]))
-def test_prober_never_raises_and_matches_only_exact_echoes(packets, via):
-    prober = _prober()
+@pytest.mark.parametrize("family", [4, 6])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # per family: 600 in all
+@given(st.data(), st.sampled_from([Via.RAW, Via.TAP]))
+def test_prober_never_raises_and_matches_only_exact_echoes(family, data, via):
+    fabric = FABRICS[family]
+    packets = data.draw(st.lists(mutated(fabric.echoes + fabric.genuine), min_size=1, max_size=4))
+    prober = fabric.prober()
     for s in prober.start(0.0, WALL):
         prober.send_done(s.probe_id, 0.0)
-    for data in packets:
-        pid = prober.receive(data, via, 0.01)
-        flow = _flow(data)
+    for packet in packets:
+        pid = prober.receive(packet, via, 0.01)
+        flow = _flow(packet)
         if pid is not None and flow is not None:  # a payload reply matched: exactly an echo's flow
-            assert flow in ECHO_FLOWS
+            assert flow in fabric.echo_flows
     assert prober.stats["matched"] + prober.stats["ignored"] + prober.stats["malformed"] == len(packets)

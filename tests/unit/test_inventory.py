@@ -47,6 +47,20 @@ def parse(text: str, **kw) -> Inventory:
     return parse_inventory(textwrap.dedent(text), source="inv.yaml", **kw)
 
 
+def test_dual_stack_and_ipv6_only_hosts():
+    inv = parse("""
+        hosts:
+          - {name: dual, address: 192.0.2.11, address6: '2001:DB8::11'}
+          - {name: six, address: '2001:db8::12', roles: [node, etcd]}
+          - {name: four, address: 192.0.2.13}
+        """)
+    dual, six, four = inv.hosts
+    assert (dual.address, dual.address4, dual.address6) == ("192.0.2.11", "192.0.2.11", "2001:db8::11")
+    assert (six.address, six.address4, six.address6) == ("2001:db8::12", None, "2001:db8::12")
+    assert six.agent == f"tcp://[2001:db8::12]:{DEFAULT_AGENT_PORT}"  # parse_agent_url takes brackets
+    assert (four.address4, four.address6) == ("192.0.2.13", None)
+
+
 def test_valid_inventory():
     inv = parse(VALID, base_dir="/etc/netprobe")
     assert inv.hosts == (
@@ -132,12 +146,20 @@ ERRORS = [
     ("host-name-with-space", "hosts: [{name: 'node 1', address: 198.51.100.1}]", "hosts[0].name", "host name"),
     ("host-name-too-long", "hosts: [{name: " + "a" * 64 + ", address: 198.51.100.1}]", "hosts[0].name", "host name"),
     ("duplicate-name", H2 + "{name: a, address: 198.51.100.2}", "hosts[1].name", "duplicate host name"),
-    ("no-address", "hosts: [{name: a}]", "hosts[0].address", "IPv4 address"),
-    ("bad-address", "hosts: [{name: a, address: 198.51.100.300}]", "hosts[0].address", "IPv4 address"),
-    ("ipv6-address", "hosts: [{name: a, address: '2001:db8::1'}]", "hosts[0].address", "IPv4 address"),
-    ("cidr-address", "hosts: [{name: a, address: 198.51.100.1/24}]", "hosts[0].address", "IPv4 address"),
-    ("hostname-address", "hosts: [{name: a, address: node1.example}]", "hosts[0].address", "IPv4 address"),
+    ("no-address", "hosts: [{name: a}]", "hosts[0].address", "IPv4 or IPv6 address"),
+    ("bad-address", "hosts: [{name: a, address: 198.51.100.300}]", "hosts[0].address", "IPv4 or IPv6 address"),
+    ("link-local-address", "hosts: [{name: a, address: 'fe80::1'}]", "hosts[0].address", "global unicast"),
+    ("cidr-address", "hosts: [{name: a, address: 198.51.100.1/24}]", "hosts[0].address", "IPv4 or IPv6 address"),
+    ("hostname-address", "hosts: [{name: a, address: node1.example}]", "hosts[0].address", "IPv4 or IPv6 address"),
     ("duplicate-address", H2 + "{name: b, address: 198.51.100.1}", "hosts[1].address", "duplicate address"),
+    ("address6-ipv4", "hosts: [{name: a, address: 198.51.100.1, address6: 198.51.100.2}]", "hosts[0].address6",
+     "IPv6 address"),
+    ("address6-multicast", "hosts: [{name: a, address: 198.51.100.1, address6: 'ff02::1'}]", "hosts[0].address6",
+     "global unicast"),
+    ("address6-twice", "hosts: [{name: a, address: '2001:db8::1', address6: '2001:db8::2'}]", "hosts[0].address6",
+     "already IPv6"),
+    ("duplicate-address6", H2 + "{name: b, address: 198.51.100.2, address6: '2001:db8::1'}\n"
+     "  - {name: c, address: '2001:db8::1'}", "hosts[2].address", "duplicate address"),
     ("roles-a-string", "hosts: [{name: a, address: 198.51.100.1, roles: node}]", "hosts[0].roles", "list"),
     ("roles-not-strings", "hosts: [{name: a, address: 198.51.100.1, roles: [1]}]", "hosts[0].roles", "list"),
     ("unknown-role", "hosts: [{name: a, address: 198.51.100.1, roles: [node, master]}]", "hosts[0].roles",

@@ -61,16 +61,20 @@ def test_skipped_nodes_and_addresses_are_said():
         node(long_name, ("InternalIP", "192.0.2.9")),
         node("ext", ("ExternalIP", "203.0.113.1")),
         node("six", ("InternalIP", "2001:db8::6")),
-        node("dual", ("InternalIP", "2001:db8::7"), ("InternalIP", "192.0.2.7")),
+        node("dual", ("InternalIP", "2001:db8::7"), ("InternalIP", "192.0.2.7"), ("InternalIP", "192.0.2.8")),
     ], apiserver_endpoints={}, agent_port=9000)
     built = build_inventory(snap, token_file="/etc/netprobe/token")
-    assert [h["name"] for h in built.document["hosts"]] == ["dual"]
-    [dual] = built.document["hosts"]
-    assert dual["address"] == "192.0.2.7" and dual["agent"] == "tcp://192.0.2.7:9000"
-    assert len(built.notes) == 4
+    assert [h["name"] for h in built.document["hosts"]] == ["dual", "six"]
+    dual, six = built.document["hosts"]
+    # the first InternalIP of each family; the agent at the IPv4 one
+    assert (dual["address"], dual["address6"], dual["agent"]) == ("192.0.2.7", "2001:db8::7", "tcp://192.0.2.7:9000")
+    assert six["address"] == "2001:db8::6" and "address6" not in six and six["agent"] == "tcp://[2001:db8::6]:9000"
+    assert len(built.notes) == 3  # the long name, ext (no InternalIP), dual's second IPv4
     assert any(long_name in n and "63" in n for n in built.notes)
+    assert "node dual: InternalIP 192.0.2.8 not probed (one address per family)" in built.notes
     inventory = to_inventory(built)
     assert inventory.token_file == "/etc/netprobe/token" and inventory.host("dual").roles == frozenset({"node"})
+    assert inventory.host("dual").address6 == "2001:db8::7" and inventory.host("six").address4 is None
 
 
 def test_apiserver_endpoint_parsing():

@@ -143,6 +143,9 @@ def test_wireguard_profile_nodes_listen_on_51820_as_the_wireguard_device_would()
     scenario = parse_scenario("name: s\nprofile: calico-wireguard\nhosts: [{name: a, roles: [node]}, {name: b, roles: [etcd]}]",
                               source="s")
     assert scenario.host("a").services.udp == (51820,) and scenario.host("b").services.udp == ()
+    dual = parse_scenario("name: s\nprofile: calico-wireguard\nsegments: [{name: lan, subnet: 198.18.0.0/24, "
+                          "subnet6: '2001:db8::/64'}]\nhosts: [{name: a, roles: [node]}]", source="s")
+    assert dual.host("a").services.udp == (51820, 51821)  # wg-v6.cali's port too, on a dual-stack node
 
 
 def test_daemons_take_their_ports_from_the_listener():
@@ -207,3 +210,32 @@ def test_lab_names():
         with pytest.raises(ConfigError) as info:
             check_lab_name(bad)
         assert info.value.field == "--name"
+
+
+def test_dual_stack_segments_get_ipv6_addresses_nodad_routes_and_forwarding():
+    text = yaml.safe_dump({
+        "name": "chain6",
+        "segments": [
+            {"name": "sa", "subnet": "198.18.1.0/24", "subnet6": "2001:db8:1::/64", "hosts": ["ha"]},
+            {"name": "sb", "subnet": "198.18.2.0/24", "subnet6": "2001:db8:2::/64", "hosts": ["hb"]},
+            {"name": "sc", "subnet": "198.18.3.0/24", "hosts": ["hc"]},
+        ],
+        "routers": [{"name": "r1", "segments": ["sa", "sb"]}, {"name": "r2", "segments": ["sb", "sc"]}],
+        "hosts": [{"name": "ha"}, {"name": "hb"}, {"name": "hc"}],
+    })
+    scenario = parse_scenario(text, source="chain6.yaml")
+    steps = p.build_plan(scenario, "lab1")
+    said = [s.describe() for s in steps]
+    assert "[nplab-lab1.ha] ip addr add 2001:db8:1::10/64 dev eth0 nodad" in said
+    assert "[nplab-lab1.r1] ip addr add 2001:db8:1::1/64 dev eth0 nodad" in said
+    assert not any("nplab-lab1.hc] ip addr add 2001" in d for d in said)  # sc has no subnet6
+    assert "[nplab-lab1.r1] sysctl -w net.ipv6.conf.all.forwarding=1" in said
+    assert "[nplab-lab1.r2] sysctl -w net.ipv6.conf.all.forwarding=1" in said  # it has IPv6 on sb
+    # IPv6 routes cross IPv6 segments only: ha reaches sb over r1; nobody routes IPv6 to sc
+    six = p.routes(scenario, 6)
+    assert six["ha"] == [("2001:db8:2::/64", "2001:db8:1::1")]
+    assert six["hb"] == [("2001:db8:1::/64", "2001:db8:2::1")] and six["hc"] == []
+    assert p.routes(scenario, 4)["ha"] == [("198.18.2.0/24", "198.18.1.1"), ("198.18.3.0/24", "198.18.1.1")]
+    inv = parse_inventory(yaml.safe_dump(p.inventory(scenario, "lab1")), source="inv")
+    assert [(h.address, h.address6) for h in inv.hosts] == [("198.18.1.10", "2001:db8:1::10"),
+                                                           ("198.18.2.10", "2001:db8:2::10"), ("198.18.3.10", None)]

@@ -258,7 +258,32 @@ ERRORS = [
            with_("hosts.1.roles", ["node"])),
      "expect.rules[0].to", "no host has role 'typha'"),
     ("expect-bad-reach", with_("expect", {"default": "open"}), "expect.default", "'allowed' or 'blocked'"),
+    ("bad-subnet6", with_("segments.0.subnet6", "2001:db8::1/64"), "segments[0].subnet6", "IPv6 subnet"),
+    ("subnet6-ipv4", with_("segments.0.subnet6", "198.18.0.0/24"), "segments[0].subnet6", "IPv6 subnet"),
+    ("tiny-subnet6", with_("segments.0.subnet6", "2001:db8::/120"), "segments[0].subnet6", "too small"),
+    ("address6-without-subnet6", with_("hosts.1.address6", "2001:db8::5"), "hosts[1].address6", "no subnet6"),
+    ("address6-outside", with_("hosts.1.address6", "2001:db8:1::5", with_("segments.0.subnet6", "2001:db8::/64")),
+     "hosts[1].address6", "not a host address"),
+    ("address6-clash", with_("hosts.1.address6", "2001:db8::10", with_("segments.0.subnet6", "2001:db8::/64")),
+     "hosts[1].address6", "already used by hosts[0].address6"),
+    ("expect-bad-family", with_("expect", {"rules": [{"check": "bgp", "family": 5, "reach": "blocked"}]}),
+     "expect.rules[0].family", "4 or 6"),
 ]
+
+
+def test_a_segment_with_a_subnet6_makes_its_hosts_and_routers_dual_stack():
+    s = parse({"name": "t",
+               "segments": [{"name": "a", "subnet": "198.18.1.0/24", "subnet6": "2001:db8:1::/64", "hosts": ["h1"]},
+                            {"name": "b", "subnet": "198.18.2.0/24", "hosts": ["h2"]}],
+               "routers": [{"name": "r", "segments": ["a", "b"], "addresses6": {"a": "2001:db8:1::fe"}}],
+               "hosts": [{"name": "h1", "address": "198.18.1.10"}, {"name": "h2"}]})
+    h1, h2 = s.hosts
+    # the IPv4 number, in decimal digits, in the subnet6: the two addresses read alike
+    assert (h1.address6, h1.prefixlen6) == ("2001:db8:1::10", 64)
+    assert h2.address6 is None and s.segment("b").subnet6 is None  # IPv4 only
+    r = s.routers[0]
+    assert r.addresses6 == (("a", "2001:db8:1::fe"),) and r.address_on("a", 6) == "2001:db8:1::fe"
+    assert r.address_on("b", 6) is None and r.address_on("b") == "198.18.2.1"
 
 
 @pytest.mark.parametrize(("data", "field", "words"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])

@@ -39,7 +39,7 @@ def test_join_uses_both_ends_and_marks_what_is_missing():
             "x3": [outcome("192.0.2.3", "etcd", "n1", 3)]}
     seen = {"n1": [ObservationReport("192.0.2.2", 1, "tcp", True, False, False, 0.0),
                    ObservationReport("192.0.2.2", 2, "tcp", True, True, True, 0.0)]}
-    cells = {c.key: c for c in join_cells(plan.cells, sent, seen, {"n1": "agent n1: refused"})}
+    cells = {c.key[:3]: c for c in join_cells(plan.cells, sent, seen, {"n1": "agent n1: refused"})}
     assert (cells[("bgp", "n2", "n1")].reach, cells[("bgp", "n2", "n1")].where) == (Reach.BLOCKED,
                                                                                   Where.DESTINATION_INGRESS)
     assert cells[("etcd", "n2", "n1")].reach is Reach.ALLOWED
@@ -78,15 +78,36 @@ def test_a_full_mesh_stays_within_the_agents_caps():
     assert plan is not None
 
 
-def test_the_mesh_plan_skips_ipv6_checks_with_their_reason():
-    """An IPv6 check (wireguard6) never reaches an agent's request: agents would refuse the
-    request whole (a check id not in its checks)."""
-    from netprobe.core.checks import CHECKS, IPV6_NOT_PROBED
-    from netprobe.core.inventory import parse_inventory
-    from netprobe.core.mesh_logic import plan_mesh
+DUAL_INVENTORY = parse_inventory(
+    "hosts:\n"
+    "  - {name: a, address: 198.18.0.1, address6: '2001:db8::1'}\n"
+    "  - {name: b, address: 198.18.0.2, address6: '2001:db8::2'}\n"
+    "  - {name: c, address: 198.18.0.3}\n", source="inv.yaml")
 
-    inventory = parse_inventory("hosts:\n  - {name: a, address: 198.18.0.1}\n  - {name: b, address: 198.18.0.2}\n",
-                                source="inv.yaml")
-    plan = plan_mesh(inventory, [CHECKS["wireguard"], CHECKS["wireguard6"]])
-    assert [(s.check, s.reason) for s in plan.skipped] == [("wireguard6", IPV6_NOT_PROBED)]
-    assert all("wireguard6" not in p.checks for peers in plan.peers.values() for p in peers)
+
+def test_a_dual_stack_plan_asks_for_each_family_at_its_address():
+    from netprobe.core.checks import CHECKS
+
+    plan = plan_mesh(DUAL_INVENTORY, [CHECKS["bgp"], CHECKS["ipip"], CHECKS["wireguard6"]])
+    assert plan.peers["a"] == (Peer("b", "198.18.0.2", ("bgp", "ipip"), "2001:db8::2", ("bgp", "wireguard6")),
+                               Peer("c", "198.18.0.3", ("bgp", "ipip")))
+    assert plan.peers["c"] == (Peer("a", "198.18.0.1", ("bgp", "ipip")), Peer("b", "198.18.0.2", ("bgp", "ipip")))
+    # the same pairs as the cell planner, and wireguard6 is not skipped: a and b have IPv6
+    assert sum(p.probes for peers in plan.peers.values() for p in peers) == len(plan.cells) == 6 * 2 + 2 * 2
+    assert plan.skipped == ()
+
+
+def test_the_join_keeps_each_family_apart():
+    from netprobe.core.checks import CHECKS
+
+    plan = plan_mesh(DUAL_INVENTORY, [CHECKS["bgp"]])
+    ok = Evidence(reply=ReplyKind.SYN_ACK, reply_arrived=True, reply_accepted=True)
+    sent = {"a": [OutcomeReport(1, "bgp", "b", "198.18.0.2", "198.18.0.1", 0.1, ok),
+                  OutcomeReport(2, "bgp", "b", "2001:db8::2", "2001:db8::1", 0.2, Evidence(reply=None))]}
+    seen = {"b": [ObservationReport("198.18.0.1", 1, "tcp", True, True, True, 0.0),
+                  ObservationReport("2001:db8::1", 2, "tcp", True, False, False, 0.0)]}
+    cells = {c.key: c for c in join_cells(plan.cells, sent, seen, {})}
+    assert cells[("bgp", "a", "b", 4)].reach is Reach.ALLOWED
+    six = cells[("bgp", "a", "b", 6)]
+    assert (six.reach, six.where, six.family) == (Reach.BLOCKED, Where.DESTINATION_INGRESS, 6)
+    assert ("bgp", "a", "c", 6) not in cells and cells[("bgp", "a", "c", 4)].reach is Reach.UNKNOWN

@@ -155,8 +155,11 @@ def test_vxlan_devices_against_the_probed_port():
         is Status.OK
     other = report(vx(VxlanDevice("vx-lab", 4790)), profile="canal").item("vxlan:vx-lab")
     assert other.status is Status.OK and "not compared" in other.evidence
+    # Calico's IPv6 VXLAN device is judged too: vxlan probes the same port over IPv6
     six = report(vx(VxlanDevice("vxlan-v6.calico", 4789)), profile="canal").item("vxlan:vxlan-v6.calico")
-    assert six.status is Status.OK and "IPv6 probing is not supported yet" in six.evidence
+    assert six.status is Status.WARN and "vxlan_port: 4789" in six.evidence
+    assert report(vx(VxlanDevice("vxlan-v6.calico", 4789)), profile="calico-vxlan").item(
+        "vxlan:vxlan-v6.calico").status is Status.OK
 
 
 def test_vxlan_devices_unread_or_absent():

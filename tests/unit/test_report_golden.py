@@ -120,7 +120,7 @@ def test_json_is_the_result_file(result):
 
 def test_changes_and_mismatches(result):
     new = Result.from_json(result.to_json())
-    new.cells = [c for c in new.cells if c.key != ("ipip", "node2", "node3")]
+    new.cells = [c for c in new.cells if c.key != ("ipip", "node2", "node3", 4)]
     new.cells[0] = Result.from_dict({**result.to_dict_v1(), "cells": [
         {**result.cells[0].to_dict(), "reach": "blocked", "where": "destination-ingress", "verdict": "filtered"}]}
     ).cells[0]

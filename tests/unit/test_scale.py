@@ -114,19 +114,24 @@ def test_a_small_mesh_still_draws_its_matrix():
     assert "from \\ to" in text and "✗D" in text
 
 
+# dual stack, IPv4 only and IPv6 only, mixed: h0, h1, h3 have both families, h2 IPv4, h4 IPv6
+ADDRESSES = ["address: 192.0.2.1, address6: '2001:db8::1'", "address: 192.0.2.2, address6: '2001:db8::2'",
+             "address: 192.0.2.3", "address: 192.0.2.4, address6: '2001:db8::4'", "address: '2001:db8::5'"]
 INVENTORY = parse_inventory(
     "hosts:\n" + "".join(
-        f"  - {{name: h{i}, address: 192.0.2.{i + 1}, roles: [{r}], agent: 'unix:/h{i}'}}\n"
+        f"  - {{name: h{i}, {ADDRESSES[i]}, roles: [{r}], agent: 'unix:/h{i}'}}\n"
         for i, r in enumerate(["node, apiserver, etcd", "node, typha", "node", "etcd", "node"])))
 
 
 def test_fast_planning_plans_what_plan_cells_plans():
-    plan = plan_mesh(INVENTORY, CALICO)
-    refs = [HostRef(h.name, h.address, h.roles) for h in INVENTORY.hosts]
-    cells, skipped = plan_cells(refs, CALICO)
-    assert {(c.check.id, c.src.name, c.dst.name) for c in cells} == {
-        (cid, src, p.name) for src, peers in plan.peers.items() for p in peers for cid in p.checks}
-    assert list(plan.skipped) == skipped
+    checks = CALICO + select_checks(names=["wireguard", "wireguard6", "vxlan"])
+    plan = plan_mesh(INVENTORY, checks)
+    refs = [HostRef(h.name, h.address, h.roles, h.address6) for h in INVENTORY.hosts]
+    cells, skipped = plan_cells(refs, checks)
+    planned = {(c.check.id, c.src.name, c.dst.name, c.family) for c in cells}
+    assert planned == {(cid, src, p.name, family) for src, peers in plan.peers.items() for p in peers
+                       for cid, _address, family in p.targets()}
+    assert {p[3] for p in planned} == {4, 6} and list(plan.skipped) == skipped
 
 
 @pytest.mark.parametrize("m, k", [(999, 50), (10, 3), (7, 7), (5, 9), (12, 4)])
@@ -149,24 +154,24 @@ def test_a_sampled_plan_probes_k_peers_per_host():
 def fabric(blocked):
     """Outcome and observation records, as agents send them, for the INVENTORY calico mesh."""
     plan = plan_mesh(INVENTORY, CALICO)
-    addr = {h.name: h.address for h in INVENTORY.hosts}
+    addr = {(h.name, f): a for h in INVENTORY.hosts for f, a in ((4, h.address4), (6, h.address6)) if a}
     outcomes, observations, pid = {}, {h.name: [] for h in INVENTORY.hosts}, 0
     for src, peers in plan.peers.items():
         outcomes[src] = []
         for p in peers:
-            for cid in p.checks:
+            for cid, address, family in p.targets():
                 pid += 1
-                fate = blocked.get((cid, src, p.name))
+                fate = blocked.get((cid, src, p.name, family))
                 reply = None if fate else ("echo" if cid == "ipip" else "syn-ack")
                 if fate != "network":
                     ok = fate is None
-                    observations[p.name].append({"src": addr[src], "probe_id": pid, "proto": "tcp", "arrived": True,
-                                                 "accepted": ok, "answered": ok, "t": 0.0})
+                    observations[p.name].append({"src": addr[(src, family)], "probe_id": pid, "proto": "tcp",
+                                                 "arrived": True, "accepted": ok, "answered": ok, "t": 0.0})
                 ev = {"sent": True, "arrived": None, "accepted": None, "answered": None, "reply": reply, "icmp": None,
                       "reply_arrived": bool(reply), "reply_accepted": bool(reply), "attempts": 1 if reply else 2,
                       "send_error": None}
-                outcomes[src].append({"probe_id": pid, "check": cid, "name": p.name, "address": p.address,
-                                      "source": addr[src], "rtt_ms": 0.2 if reply else None, "evidence": ev})
+                outcomes[src].append({"probe_id": pid, "check": cid, "name": p.name, "address": address,
+                                      "source": addr[(src, family)], "rtt_ms": 0.2 if reply else None, "evidence": ev})
     return plan, outcomes, observations
 
 
@@ -180,7 +185,8 @@ class Reply:
 
 
 def test_the_compact_join_equals_the_full_join():
-    blocked = {("bgp", "h0", "h2"): "ingress", ("ipip", "h4", "h1"): "network", ("etcd", "h2", "h3"): "ingress"}
+    blocked = {("bgp", "h0", "h2", 4): "ingress", ("ipip", "h2", "h1", 4): "network",
+               ("etcd", "h2", "h3", 4): "ingress", ("bgp", "h1", "h0", 6): "ingress", ("bgp", "h4", "h1", 6): "network"}
     plan, outcomes, observations = fabric(blocked)
     expected = join_cells(plan.cells, {h: [OutcomeReport.from_dict_untrusted(o, "o") for o in outs]
                                        for h, outs in outcomes.items() if h != "h4"},
@@ -197,10 +203,14 @@ def test_the_compact_join_equals_the_full_join():
         full, plain = compact_observations(obs)
         seen[h] = Reply(full, parse_plain_observations(json.loads(json.dumps(plain)), "plain", 1 << 20), "seen")
     del sent["h4"], seen["h2"]
-    hosts = [(h.name, h.address) for h in INVENTORY.hosts]
+    hosts = [(h.name, h.address4, h.address6) for h in INVENTORY.hosts]
     store = join_store(hosts, CALICO, plan.peers, sent, seen, {"h4": "agent h4: refused"})
     assert store == expected
     assert {c.key for c in store.problems()} == {c.key for c in expected if c.reach is not Reach.ALLOWED}
+    assert {c.key for c in store.problems() if c.reach is Reach.BLOCKED} >= {("etcd", "h2", "h3", 4),
+                                                                              ("bgp", "h1", "h0", 6)}
+    assert store.get("bgp", "h0", "h1", 6).reach is Reach.ALLOWED and store.get("bgp", "h0", "h1").reach \
+        is Reach.ALLOWED
 
 
 @pytest.mark.parametrize("plain, field", [

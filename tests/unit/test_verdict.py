@@ -193,3 +193,51 @@ def test_sender_verdict_words(reply, expected):
 
 def test_icmp_reply_without_details_is_filtered():
     assert sender_verdict(TCP, Evidence(reply=ICMP)) is FILTERED
+
+
+# --- IPv6: the same rules in ICMPv6's numbers (RFC 4443) -------------------------------------
+
+DST6, ROUTER6 = "2001:db8::2", "2001:db8:9::1"
+TO_ICMP6 = {(3, 0): (1, 0), (3, 1): (1, 3), (3, 3): (1, 4), (3, 9): (1, 1), (3, 10): (1, 1), (3, 13): (1, 1),
+            (11, 0): (3, 0), (3, 4): (2, 0)}  # 3/4 frag needed ~ packet too big: neither says blocked
+
+
+def _as_ipv6(fields: dict) -> dict:
+    out = dict(fields)
+    if out.get("icmp") is not None:
+        i = out["icmp"]
+        out["icmp"] = Icmp(*TO_ICMP6[(i.type, i.code)], {DST: DST6, ROUTER: ROUTER6}[i.sender])
+    return out
+
+
+@pytest.mark.parametrize("proto,fields,expected", _params(
+    [row for row in WITH_RESPONDER + SENDER_ONLY if row[1] is not IPIP]))
+def test_ipv6_evidence_is_classified_exactly_as_ipv4(proto, fields, expected):
+    """Every IPv4 row but IPIP's (IPv4 only), its ICMP error given as the ICMPv6 one a Linux
+    firewall or router sends instead: the same reach, where and verdict."""
+    assert classify(proto, Evidence(**_as_ipv6(fields)), DST6) == Classification(*expected)
+
+
+@pytest.mark.parametrize("type_, code, proto, expected", [
+    (1, 1, TCP, (BLOCKED, INGRESS, REJECTED)),   # administratively prohibited (ip6tables icmp6-adm-prohibited)
+    (1, 4, TCP, (BLOCKED, INGRESS, REJECTED)),   # port unreachable for a SYN: a REJECT rule (ip6tables' default)
+    (1, 4, UDP, (UNKNOWN, None, CLOSED)),        # the target's own closed UDP port
+    (1, 3, UDP, (BLOCKED, INGRESS, REJECTED)),   # address unreachable
+    (1, 5, TCP, (BLOCKED, INGRESS, REJECTED)),   # source address failed ingress/egress policy
+    (1, 6, TCP, (BLOCKED, INGRESS, REJECTED)),   # reject route
+    (3, 0, TCP, (BLOCKED, NETWORK, REJECTED)),   # hop limit exceeded (type 3: not IPv4's unreachable)
+    (3, 1, UDP, (BLOCKED, NETWORK, REJECTED)),   # fragment reassembly time exceeded
+])
+def test_icmpv6_types_and_codes_from_the_target(type_, code, proto, expected):
+    ev = Evidence(reply=ICMP, icmp=Icmp(type_, code, DST6), **GOT)
+    assert classify(proto, ev, DST6) == Classification(*expected)
+    # the family comes from the target's address; told explicitly it is the same
+    assert classify(proto, ev, DST6, 6) == Classification(*expected)
+
+
+def test_icmpv4_numbers_mean_something_else_over_ipv6():
+    """IPv4's 3/3 (port unreachable) is ICMPv6's time exceeded: a SYN answered by it over IPv6
+    died in the network, not at a REJECT rule on the target."""
+    ev = Evidence(reply=ICMP, icmp=Icmp(3, 3, DST6), **GOT)
+    assert classify(TCP, ev, DST6).where is NETWORK
+    assert classify(TCP, Evidence(reply=ICMP, icmp=Icmp(3, 3, DST), **GOT), DST).where is INGRESS
