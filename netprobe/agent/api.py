@@ -26,10 +26,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import netprobe
 from netprobe.agent.protocol import (
     AgentService,
+    ArmRequest,
+    CollectRequest,
+    ExplainService,
     InvalidRequest,
     PreflightRequest,
     ProbeRequest,
     Refused,
+    ResendRequest,
     UnknownRun,
     check_run_id,
 )
@@ -243,15 +247,6 @@ def build_app(service: AgentService, *, token: str | None, max_body: int = MAX_B
             return JSONResponse({"status": "not ready"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    async def run_probes(request: Request) -> Response:
-        try:
-            probe_request = ProbeRequest.from_dict_untrusted(await _read_json_object(request))
-        except InvalidRequest as exc:
-            return _error(400, str(exc))
-        except _Reject as exc:
-            return _error(exc.status, exc.message)
-        return await _call("run_probes", lambda: service.run_probes(probe_request))
-
     async def observations(request: Request) -> Response:
         try:
             run_id = check_run_id(request.path_params["run_id"])
@@ -268,6 +263,22 @@ def build_app(service: AgentService, *, token: str | None, max_body: int = MAX_B
             return _error(exc.status, exc.message)
         return await _call("preflight", lambda: service.preflight(params.to_dict()))
 
+    def posted(what: str, parse, call):
+        """A POST endpoint: the body parsed into its request type (400 naming the field), then the service."""
+
+        async def endpoint(request: Request) -> Response:
+            if what.startswith("explain_") and not isinstance(service, ExplainService):
+                return _error(404, "this agent has no explain round (an older netprobe)")
+            try:
+                typed = parse(await _read_json_object(request))
+            except InvalidRequest as exc:
+                return _error(400, str(exc))
+            except _Reject as exc:
+                return _error(exc.status, exc.message)
+            return await _call(what, lambda: call(typed))
+
+        return endpoint
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return _error(exc.status_code, exc.detail, getattr(exc, "headers", None))
@@ -277,9 +288,16 @@ def build_app(service: AgentService, *, token: str | None, max_body: int = MAX_B
             Route("/v1/health", health, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/readyz", readyz, methods=["GET", "HEAD"]),
-            Route("/v1/probes", run_probes, methods=["POST"]),
+            Route("/v1/probes", posted("run_probes", ProbeRequest.from_dict_untrusted,
+                                       lambda r: service.run_probes(r)), methods=["POST"]),
             Route("/v1/runs/{run_id}/observations", observations, methods=["GET"]),
             Route("/v1/preflight", preflight, methods=["POST"]),
+            Route("/v1/explain/arm", posted("explain_arm", ArmRequest.from_dict_untrusted,
+                                            lambda r: service.explain_arm(r)), methods=["POST"]),  # type: ignore[attr-defined]
+            Route("/v1/explain/resend", posted("explain_resend", ResendRequest.from_dict_untrusted,
+                                               lambda r: service.explain_resend(r)), methods=["POST"]),  # type: ignore[attr-defined]
+            Route("/v1/explain/collect", posted("explain_collect", CollectRequest.from_dict_untrusted,
+                                                lambda r: service.explain_collect(r)), methods=["POST"]),  # type: ignore[attr-defined]
         ],
         exception_handlers={HTTPException: http_error},
     )

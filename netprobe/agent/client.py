@@ -28,11 +28,17 @@ import h11
 import trio
 
 from netprobe.agent.protocol import (
+    ArmReply,
+    ArmRequest,
+    CollectReply,
+    CollectRequest,
     HealthReply,
     ObservationsReply,
     PreflightRequest,
     ProbeReply,
     ProbeRequest,
+    ResendReply,
+    ResendRequest,
     check_run_id,
     preflight_report_from_dict_untrusted,
 )
@@ -331,6 +337,25 @@ class AgentClient:
     async def preflight(self, request: PreflightRequest) -> Report:
         return await self._reply("POST", "/v1/preflight", preflight_report_from_dict_untrusted,
                                  body=request.to_dict())
+
+    # the explain round: arm (destinations), re-send (sources), collect (destinations)
+    async def explain_arm(self, request: ArmRequest) -> ArmReply:
+        return await self._run_reply("/v1/explain/arm", request, ArmReply.from_dict_untrusted)
+
+    async def explain_resend(self, request: ResendRequest) -> ResendReply:
+        # the agent answers after one reply window (no retries), plus our margin
+        return await self._run_reply("/v1/explain/resend", request, ResendReply.from_dict_untrusted,
+                                     timeout=request.timeout + self.timeout)
+
+    async def explain_collect(self, request: CollectRequest) -> CollectReply:
+        return await self._run_reply("/v1/explain/collect", request, CollectReply.from_dict_untrusted,
+                                     timeout=request.timeout + self.timeout)
+
+    async def _run_reply(self, path: str, request, parse: Callable[[Any], T], timeout: float | None = None) -> T:
+        """POST a run's request; the reply must answer that run."""
+        reply = await self._reply("POST", path, parse, body=request.to_dict(), timeout=timeout)
+        _same_run(self.url, f"POST {path}", request.run_id, reply.run_id)  # type: ignore[attr-defined]
+        return reply
 
 
 def _same_run(url: str, what: str, asked: str, answered: str) -> None:

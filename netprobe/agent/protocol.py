@@ -19,11 +19,14 @@ from typing import Any, Protocol, runtime_checkable
 from netprobe.core import fields
 from netprobe.core.checks import CHECKS, PROFILES, ROLES, Check, Direction, Proto
 from netprobe.core.compact_wire import PlainObservations, PlainOutcomes, parse_plain_observations, parse_plain_outcomes
+from netprobe.core.explain_round import (HOPS_PER_SOURCE, MAX_EXPLAIN_FLOWS, MAX_TTL, Resent, rule_from_wire,
+                                         rule_to_dict)
 from netprobe.core.inventory import MAX_CUSTOM_CHECKS, MAX_FULL_MESH, NAME_RE
 from netprobe.core.mesh_logic import Peer
 from netprobe.core.mtu import MTU_RANGE
 from netprobe.core.fields import InvalidReport
 from netprobe.core.reports import ObservationReport, OutcomeReport
+from netprobe.core.trace import Flow, NotNamed, RuleFound
 from netprobe.errors import AgentError
 from netprobe.preflight.model import SCHEMA as PREFLIGHT_SCHEMA
 from netprobe.preflight.model import Item, Report, Status
@@ -49,6 +52,13 @@ MAX_EVIDENCE = 16384  # a preflight item lists what it read; generous, but bound
 MAX_COUNTERS = 64
 MAX_COUNT = 1 << 53
 MAX_REPORTS = 1 << 20  # outcomes or observations in one reply: beyond any real mesh
+# the explain round (docs/design.md "The explain round")
+HOLD_RANGE = (1.0, 120.0)  # seconds an armed trace stays when nobody collects it
+DEFAULT_HOLD = 30.0
+TRACE_TIMEOUT_RANGE = (0.05, 5.0)  # seconds a destination's rule finder may take to name its flows
+DEFAULT_TRACE_TIMEOUT = 0.5
+TTL_RANGE = (1, 32)
+FLOW_PROTOS = ("tcp", "udp", "ipip")
 
 
 # A request body that breaks the contract; ``field`` names where (``targets[3].address``): the same
@@ -289,6 +299,162 @@ class ProbeRequest:
         )
 
 
+def flow_to_dict(flow: Flow) -> dict:
+    return {"proto": flow.proto, "src": flow.src, "dst": flow.dst, "sport": flow.sport, "dport": flow.dport}
+
+
+def parse_flow(raw: Any, field: str, *, exact: bool = True) -> Flow:
+    """One probe's flow (outer header): tcp/udp with a destination port (source port optional),
+    ipip with neither. ``exact``: unknown keys are refused (a request), else ignored (a reply)."""
+    d = fields.obj(raw, field, ("proto", "src", "dst"))
+    if exact:
+        _check_keys(d, {"proto", "src", "dst", "sport", "dport"}, {"proto", "src", "dst"}, field)
+    proto = d["proto"]
+    if proto not in FLOW_PROTOS:
+        raise InvalidRequest(f"{field}.proto", f"must be one of {', '.join(FLOW_PROTOS)}, got {proto!r:.40}")
+    ports = {}
+    for key in ("sport", "dport"):
+        raw_port = d.get(key)
+        if proto == "ipip" and raw_port is not None:
+            raise InvalidRequest(f"{field}.{key}", "must be null for ipip")
+        if raw_port is None and proto != "ipip" and key == "dport":
+            raise InvalidRequest(f"{field}.dport", f"is required for {proto}")
+        ports[key] = None if raw_port is None else _integer(raw_port, 1, 65535, f"{field}.{key}")
+    src, dst = fields.ip(d["src"], f"{field}.src"), fields.ip(d["dst"], f"{field}.dst")
+    if (":" in src) != (":" in dst):
+        raise InvalidRequest(f"{field}.dst", "must be of the source's address family")
+    return Flow(proto, src, dst, **ports)
+
+
+def _flows(raw: Any, field: str) -> tuple[Flow, ...]:
+    flows = tuple(parse_flow(f, f"{field}[{i}]") for i, f in enumerate(_list(raw, MAX_EXPLAIN_FLOWS, field)))
+    if len(set(flows)) != len(flows):
+        raise InvalidRequest(field, "names a flow twice")
+    return flows
+
+
+@dataclass(frozen=True)
+class ArmRequest:
+    """Trace these flows on this host's ingress until collected (or ``hold`` seconds pass)."""
+
+    run_id: str
+    flows: tuple[Flow, ...]
+    hold: float = DEFAULT_HOLD
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "flows": [flow_to_dict(f) for f in self.flows], "hold": self.hold}
+
+    @classmethod
+    def from_dict_untrusted(cls, data: Any) -> ArmRequest:
+        d = fields.obj(data, "request")
+        _check_keys(d, {"run_id", "flows", "hold"}, {"run_id", "flows"}, "")
+        return cls(check_run_id(d["run_id"]), _flows(d["flows"], "flows"),
+                   _number(d.get("hold", DEFAULT_HOLD), *HOLD_RANGE, "hold"))
+
+
+@dataclass(frozen=True)
+class ResendProbe:
+    """One blocked probe to send again, exactly: ``probe_id`` fixes its flow (the destination
+    traces it); ``trace`` asks for this host's egress rule, ``hops`` for TTL-limited copies."""
+
+    name: str
+    address: str
+    check: str
+    probe_id: int
+    trace: bool = False
+    hops: bool = False
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "address": self.address, "check": self.check, "probe_id": self.probe_id,
+                "trace": self.trace, "hops": self.hops}
+
+    @classmethod
+    def from_dict_untrusted(cls, raw: Any, field: str) -> ResendProbe:
+        d = fields.obj(raw, field)
+        _check_keys(d, {"name", "address", "check", "probe_id", "trace", "hops"},
+                    {"name", "address", "check", "probe_id"}, field)
+        return cls(fields.name(d["name"], f"{field}.name"), fields.ip(d["address"], f"{field}.address"),
+                   fields.name(d["check"], f"{field}.check"),
+                   fields.integer(d["probe_id"], f"{field}.probe_id", fields.MAX_PROBE_ID),
+                   _flag(d.get("trace", False), f"{field}.trace"), _flag(d.get("hops", False), f"{field}.hops"))
+
+
+@dataclass(frozen=True)
+class ResendRequest:
+    """Send these blocked probes again from this host (one attempt each, one window)."""
+
+    run_id: str
+    checks: tuple[Check, ...]
+    probes: tuple[ResendProbe, ...]
+    timeout: float = DEFAULT_TIMEOUT
+    vni: int = DEFAULT_VNI
+    max_ttl: int = MAX_TTL
+
+    def check_map(self) -> dict[str, Check]:
+        return {c.id: c for c in self.checks}
+
+    def packets(self) -> int:
+        """What the budget is charged: each probe once, each TTL-limited copy once more."""
+        return len(self.probes) + sum(self.max_ttl for p in self.probes if p.hops)
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "checks": [c.to_dict() for c in self.checks],
+                "probes": [p.to_dict() for p in self.probes], "timeout": self.timeout, "vni": self.vni,
+                "max_ttl": self.max_ttl}
+
+    @classmethod
+    def from_dict_untrusted(cls, data: Any) -> ResendRequest:
+        d = fields.obj(data, "request")
+        _check_keys(d, {"run_id", "checks", "probes", "timeout", "vni", "max_ttl"}, {"run_id", "checks", "probes"}, "")
+        checks = {}
+        for i, raw in enumerate(_list(d["checks"], MAX_CHECKS, "checks")):
+            check = parse_check(raw, f"checks[{i}]")
+            if check.id in checks:
+                raise InvalidRequest(f"checks[{i}].id", f"duplicate check id {check.id!r}")
+            checks[check.id] = check
+        probes = tuple(ResendProbe.from_dict_untrusted(p, f"probes[{i}]")
+                       for i, p in enumerate(_list(d["probes"], MAX_EXPLAIN_FLOWS, "probes")))
+        for i, p in enumerate(probes):
+            if p.check not in checks:
+                raise InvalidRequest(f"probes[{i}].check", f"unknown check {p.check!r} (not in checks)")
+        if len({p.probe_id for p in probes}) != len(probes):
+            raise InvalidRequest("probes", "names a probe id twice")
+        if sum(p.hops for p in probes) > HOPS_PER_SOURCE:
+            raise InvalidRequest("probes", f"at most {HOPS_PER_SOURCE} probes with hops (a router's ICMP burst)")
+        return cls(check_run_id(d["run_id"]), tuple(checks.values()), probes,
+                   _number(d.get("timeout", DEFAULT_TIMEOUT), *TIMEOUT_RANGE, "timeout"),
+                   _integer(d.get("vni", DEFAULT_VNI), *VNI_RANGE, "vni"),
+                   _integer(d.get("max_ttl", MAX_TTL), *TTL_RANGE, "max_ttl"))
+
+
+@dataclass(frozen=True)
+class CollectRequest:
+    """Name the rule of each traced flow (``expected``: how many copies its source sent), then
+    remove the trace."""
+
+    run_id: str
+    expected: tuple[tuple[Flow, int], ...]
+    timeout: float = DEFAULT_TRACE_TIMEOUT
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "timeout": self.timeout,
+                "expected": [{"flow": flow_to_dict(f), "packets": n} for f, n in self.expected]}
+
+    @classmethod
+    def from_dict_untrusted(cls, data: Any) -> CollectRequest:
+        d = fields.obj(data, "request")
+        _check_keys(d, {"run_id", "expected", "timeout"}, {"run_id", "expected"}, "")
+        expected = []
+        for i, raw in enumerate(_list(d["expected"], MAX_EXPLAIN_FLOWS, "expected")):
+            at = f"expected[{i}]"
+            e = fields.obj(raw, at)
+            _check_keys(e, {"flow", "packets"}, {"flow", "packets"}, at)
+            expected.append((parse_flow(e["flow"], f"{at}.flow"), _integer(e["packets"], 0, fields.MAX_ATTEMPTS,
+                                                                            f"{at}.packets")))
+        return cls(check_run_id(d["run_id"]), tuple(expected),
+                   _number(d.get("timeout", DEFAULT_TRACE_TIMEOUT), *TRACE_TIMEOUT_RANGE, "timeout"))
+
+
 @dataclass(frozen=True)
 class PreflightRequest:
     """Ask an agent for its host's preflight report; None means the agent's own default."""
@@ -476,6 +642,69 @@ class ObservationsReply:
         )
 
 
+@dataclass(frozen=True)
+class ArmReply:
+    """The destination traces ``armed`` flows now."""
+
+    run_id: str
+    host: str
+    armed: int
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "host": self.host, "armed": self.armed}
+
+    @classmethod
+    def from_dict_untrusted(cls, raw: Any, field: str = "reply") -> ArmReply:
+        d = fields.obj(raw, field, ("run_id", "host", "armed"))
+        return cls(_reply_run_id(d["run_id"], f"{field}.run_id"), _host(d["host"], f"{field}.host"),
+                   fields.integer(d["armed"], f"{field}.armed", MAX_EXPLAIN_FLOWS))
+
+
+@dataclass(frozen=True)
+class ResendReply:
+    """What each re-sent probe showed its sender."""
+
+    run_id: str
+    host: str
+    probes: tuple[Resent, ...]
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "host": self.host, "probes": [p.to_dict() for p in self.probes]}
+
+    @classmethod
+    def from_dict_untrusted(cls, raw: Any, field: str = "reply") -> ResendReply:
+        d = fields.obj(raw, field, ("run_id", "host", "probes"))
+        probes = fields.items(d["probes"], f"{field}.probes", MAX_EXPLAIN_FLOWS)
+        return cls(_reply_run_id(d["run_id"], f"{field}.run_id"), _host(d["host"], f"{field}.host"),
+                   tuple(Resent.from_dict_untrusted(p, f"{field}.probes[{i}]") for i, p in enumerate(probes)))
+
+
+@dataclass(frozen=True)
+class CollectReply:
+    """The rule that dropped each traced flow, or why it is not named; the trace is gone."""
+
+    run_id: str
+    host: str
+    rules: tuple[tuple[Flow, RuleFound | NotNamed], ...]
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "host": self.host,
+                "rules": [{"flow": flow_to_dict(f), **rule_to_dict(r)} for f, r in self.rules]}
+
+    @classmethod
+    def from_dict_untrusted(cls, raw: Any, field: str = "reply") -> CollectReply:
+        d = fields.obj(raw, field, ("run_id", "host", "rules"))
+        rules = []
+        for i, entry in enumerate(fields.items(d["rules"], f"{field}.rules", MAX_EXPLAIN_FLOWS)):
+            at = f"{field}.rules[{i}]"
+            e = fields.obj(entry, at, ("flow",))
+            found = rule_from_wire(e, at)
+            if found is None:
+                raise InvalidReport(at, "must name a rule or say why not (not_named)")
+            rules.append((parse_flow(e["flow"], f"{at}.flow", exact=False), found))
+        return cls(_reply_run_id(d["run_id"], f"{field}.run_id"), _host(d["host"], f"{field}.host"), tuple(rules))
+
+
 def _reply_run_id(raw: Any, field: str) -> str:
     if not isinstance(raw, str) or not RUN_ID_RE.fullmatch(raw):
         raise InvalidReport(field, f"must be a run id, got {raw!r:.40}")
@@ -535,3 +764,15 @@ class AgentService(Protocol):
     async def observations(self, run_id: str) -> dict: ...
 
     async def preflight(self, params: dict) -> dict: ...
+
+
+@runtime_checkable
+class ExplainService(Protocol):
+    """The explain round (docs/design.md "The explain round"): arm, re-send, collect. The
+    responder implements it; a service without it answers 404 there, as an older agent does."""
+
+    async def explain_arm(self, request: ArmRequest) -> dict: ...
+
+    async def explain_resend(self, request: ResendRequest) -> dict: ...
+
+    async def explain_collect(self, request: CollectRequest) -> dict: ...

@@ -10,23 +10,27 @@ refuses AF_INET6 sockets) keeps its IPv4 captures.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
 
 import trio
 
-from netprobe.agent.protocol import MAX_PROBES, MAX_TARGETS, ProbeRequest, Refused
+from netprobe.agent.protocol import (MAX_PROBES, MAX_TARGETS, ArmRequest, CollectReply, CollectRequest, ProbeRequest,
+                                     Refused, ResendReply, ResendRequest)
+from netprobe.agent.traces import ArmedTraces
 from netprobe.core import bpf, queues, templates
 from netprobe.core.budget import NotAllowed, OverBudget, ProbeBudget
 from netprobe.core.compact_wire import compact_outcomes, compact_records
 from netprobe.core.keys import probe_key
 from netprobe.core.mtu import BUDGET_WEIGHT
 from netprobe.core.events import ProbeTarget, Via
-from netprobe.core.parse import ip_str
+from netprobe.core.parse import ip_bytes, ip_str
 from netprobe.core.responder import ResponderCore
 from netprobe.core.wire import IPPROTO_IPIP
 from netprobe.net import sockets
@@ -80,7 +84,8 @@ class Responder:
         self.name = name or socket.gethostname()
         # a raw socket also gets what was sent to a broadcast address: an echo leaves only from
         # this host's own unicast address (docs/design.md, "Probes")
-        self.core = ResponderCore(self.key, is_own_address=OwnAddresses().is_own, max_observations=MAX_OBSERVATIONS,
+        self.own = OwnAddresses()
+        self.core = ResponderCore(self.key, is_own_address=self.own.is_own, max_observations=MAX_OBSERVATIONS,
                                   max_pending=MAX_PENDING)
         self.started_at = time.monotonic()
         self._runs: OrderedDict[str, float] = OrderedDict()
@@ -92,6 +97,7 @@ class Responder:
         self._captures = CaptureSet([])
         self.echo_send_errors = 0
         self.echo_send_dropped = 0  # of those, the ones the kernel had no room for (ENOBUFS)
+        self.traces = ArmedTraces()  # the explain round's ingress traces (agent/traces.py)
 
     # ------------------------------------------------------------ capture loop
 
@@ -108,6 +114,7 @@ class Responder:
             templates.load_designer()  # scapy's import (~0.4 s) now, not inside the first mesh
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._captures.drain_all, self._on_packet)
+                await nursery.start(self.traces.serve)
                 task_status.started()
         finally:
             self._sender.close()
@@ -174,14 +181,19 @@ class Responder:
         from netprobe.net.route import route_to
         from netprobe.net.prober import probe_targets
 
-        # one run probes at a time, QUEUE more wait; beyond, and over the budget, 429 at once
+        checks = request.check_map()  # an mtu check's search costs BUDGET_WEIGHT probes
+        cost = sum(BUDGET_WEIGHT if checks[c].pmtu else 1 for t in request.targets for c, _a, _f in t.targets())
+        async with self._probing([a for t in request.targets for a in (t.address, t.address6) if a is not None], cost):
+            return await self._run_probes(request, route_to, probe_targets)
+
+    @contextlib.asynccontextmanager
+    async def _probing(self, addresses: Sequence[str], probes: int) -> AsyncIterator[None]:
+        """Admit a run that sends ``probes`` to ``addresses``: one run probes at a time, QUEUE more
+        wait; beyond, over the budget (charged here) or outside the allow-list, refused at once."""
         if self._probe_lock.locked() and self._waiting >= QUEUE:
             raise Refused(f"busy: a run is probing and {self._waiting} wait", retry_after=1)
-        checks = request.check_map()
-        cost = sum(BUDGET_WEIGHT if checks[c].pmtu else 1 for t in request.targets for c, _a, _f in t.targets())
         try:
-            self.budget.admit([a for t in request.targets for a in (t.address, t.address6) if a is not None],
-                              cost, now=trio.current_time())
+            self.budget.admit(list(addresses), probes, now=trio.current_time())
         except OverBudget as exc:
             raise Refused(str(exc), retry_after=exc.retry_after) from None
         except NotAllowed as exc:
@@ -192,7 +204,7 @@ class Responder:
         finally:
             self._waiting -= 1
         try:
-            return await self._run_probes(request, route_to, probe_targets)
+            yield
         finally:
             self._probe_lock.release()
 
@@ -243,6 +255,35 @@ class Responder:
         return {"run_id": run_id, "host": self.name, "observations": observations, **extra,
                 "stats": {**self.core.stats, "echo_send_errors": self.echo_send_errors, **drops,
                           "kernel_drops": self.kernel_drops()}}
+
+    # ------------------------------------------------------------ the explain round
+
+    async def explain_arm(self, request: ArmRequest) -> dict:
+        """Trace the flows on this host's ingress until they are collected (agent/traces.py)."""
+        for i, flow in enumerate(request.flows):
+            if not self.own.is_own(ip_bytes(flow.dst)):
+                raise ValueError(f"flows[{i}].dst: {flow.dst} is not one of this host's addresses")
+        armed = await self.traces.arm(request.run_id, request.flows, request.hold)
+        return {"run_id": request.run_id, "host": self.name, "armed": armed}
+
+    async def explain_resend(self, request: ResendRequest) -> dict:
+        """Send the blocked probes again, exactly, with this host's egress trace and TTL-limited
+        copies where asked; admitted and charged like a probing run."""
+        from netprobe.core.events import ProbeTarget
+        from netprobe.net.explain_send import ResendItem, resend
+
+        checks = request.check_map()
+        items = [ResendItem(ProbeTarget(checks[p.check], p.address, p.name), p.probe_id, p.trace, p.hops)
+                 for p in request.probes]
+        async with self._probing([p.address for p in request.probes], request.packets()):
+            probes = await resend(items, key=self.key, window=request.timeout, vni=request.vni,
+                                  max_ttl=request.max_ttl)
+        return ResendReply(request.run_id, self.name, tuple(probes)).to_dict()
+
+    async def explain_collect(self, request: CollectRequest) -> dict:
+        """Name the rule of each armed flow and remove the trace."""
+        rules = await self.traces.collect(request.run_id, dict(request.expected), request.timeout)
+        return CollectReply(request.run_id, self.name, tuple(rules.items())).to_dict()
 
     async def preflight(self, params: dict) -> dict:
         from netprobe.preflight import collect

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from netprobe.commands.mesh import explain_option
+
 
 @click.command()
 @click.argument("scenario", default="demo")
@@ -15,7 +17,8 @@ import click
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "junit", "markdown"]), default="table",
               show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Also save the result JSON here.")
-def run(scenario, name, checks, timeout, retries, fmt, output):
+@explain_option
+def run(scenario, name, checks, timeout, retries, fmt, output, no_explain):
     """Bring SCENARIO's lab up (a name from scenarios/ or a path; default: demo), start a
     responder in every host namespace (unix sockets, a fresh token), run the mesh, verify it
     against the scenario's expectation, print the matrix, and tear the lab down.
@@ -35,7 +38,8 @@ def run(scenario, name, checks, timeout, retries, fmt, output):
 
         info(f"lab {lab.name}: up, {hosts} responders ready in {seconds:.1f} s; probing ...")
 
-    outcome = run_scenario(scenario, name=name, timeout=timeout, retries=retries, checks=checks, on_ready=ready)
+    outcome = run_scenario(scenario, name=name, timeout=timeout, retries=retries, checks=checks, on_ready=ready,
+                           explain=not no_explain)
     if output:
         write_file(output, outcome.result.to_json())
     emit_result(outcome.result, fmt, outcome.mismatches)

@@ -10,7 +10,8 @@ from netprobe.core.mtu import MTU_RANGE
 FORMATS = ["table", "json", "junit", "markdown", "html"]
 
 
-def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output, sample=None, rate=None, mtu=None):
+def execute_mesh(inventory, profile, checks, timeout, retries, token_file, output, sample=None, rate=None, mtu=None,
+                 explain=True):
     """Run the mesh over a loaded inventory with a progress bar on stderr, save JSON if asked."""
     import sys
     import time
@@ -27,7 +28,7 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
     async def go(progress):
         return await run_mesh(inventory, selected, token=token, timeout=timeout, retries=retries,
                               profile=None if checks else profile, progress=progress, sample=sample, rate=rate,
-                              mtu=mtu)
+                              mtu=mtu, explain=explain)
 
     from netprobe.commands.ui import console, current, detail
 
@@ -40,7 +41,8 @@ def execute_mesh(inventory, profile, checks, timeout, retries, token_file, outpu
 
             def progress(stage, done, total):
                 if stage not in tasks:
-                    label = "probing" if stage == "probe" else "collecting observations"
+                    label = {"probe": "probing", "observe": "collecting observations"}.get(stage,
+                                                                                          "explaining blocked flows")
                     tasks[stage] = bar.add_task(label, total=total)
                 bar.update(tasks[stage], completed=done)
 
@@ -77,6 +79,12 @@ def sample_arg(sample, sample_run):
     return (sample, sample_run)
 
 
+def explain_option(f):
+    return click.option("--no-explain", "no_explain", is_flag=True,
+                        help="Do not explain blocked cells (by default each names the rule that dropped it, "
+                             "or the last hop it reached, and a fix; at most one more reply window a run).")(f)
+
+
 def _common_options(f):
     f = click.option("--token-file", type=click.Path(dir_okay=False), default=None,
                      help="Cluster token; default: the inventory's token_file, else NETPROBE_TOKEN.")(f)
@@ -105,9 +113,10 @@ MTU_HELP = ("Full outer packet size the mtu check requires of the overlay's path
               help="Also save the result JSON here (for `verify --baseline` and `diff`); NAME.gz is gzipped.")
 @_sample_option
 @click.option("--mtu", type=click.IntRange(*MTU_RANGE), default=None, metavar="BYTES", help=MTU_HELP)
+@explain_option
 @selection_options
 def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, output, rate, sample, sample_run,
-         mtu, from_hosts, to_hosts, only_failures):
+         mtu, no_explain, from_hosts, to_hosts, only_failures):
     """Make every host pair probe each other through the agents and print one reachability
     matrix per check: allowed, or blocked and where it died (S source-egress, N network,
     D destination-ingress, R return-path).
@@ -121,7 +130,7 @@ def mesh(inventory_path, profile, checks, timeout, retries, token_file, fmt, out
     from netprobe.core.exitcode import mesh_exit_code
 
     _inventory, result = execute_mesh(load_inventory(inventory_path), profile, checks, timeout, retries, token_file,
-                                      output, sample_arg(sample, sample_run), rate, mtu)
+                                      output, sample_arg(sample, sample_run), rate, mtu, explain=not no_explain)
     shown = Scope(from_hosts, to_hosts, only_failures).result(result)
     emit_result(shown, fmt)
     return mesh_exit_code(shown)
@@ -147,9 +156,10 @@ def _fail_on_option(f):
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @_fail_on_option
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Save the new result JSON here.")
+@explain_option
 @selection_options
 def verify(inventory_path, expect_path, baseline_path, result_path, profile, checks, timeout, retries, token_file,
-           fmt, fail_on, output, from_hosts, to_hosts, only_failures):
+           fmt, fail_on, output, no_explain, from_hosts, to_hosts, only_failures):
     """Prove a firewall change: compare a run (made now, or --result) against an expectation
     (--expect) or a run saved before the change (--baseline). Every format lists the same
     findings, each with what was expected (or was) and what was got; against a baseline,
@@ -199,7 +209,8 @@ def verify(inventory_path, expect_path, baseline_path, result_path, profile, che
     else:
         baseline = load_result(baseline_path)
     if result is None:
-        _inv, result = execute_mesh(inventory, profile, checks, timeout, retries, token_file, output)
+        _inv, result = execute_mesh(inventory, profile, checks, timeout, retries, token_file, output,
+                                    explain=not no_explain)
     from netprobe.core import verdicts
 
     if expectation is not None:

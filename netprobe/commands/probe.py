@@ -29,7 +29,11 @@ from netprobe.core.mtu import MTU_RANGE
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
               help="Cluster token (or NETPROBE_TOKEN): lets a responder on TARGET echo UDP/IPIP/VXLAN probes.")
 @click.option("--mtu", type=click.IntRange(*MTU_RANGE), default=None, metavar="BYTES", help=MTU_HELP)
-def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, vxlan_port, token_file, mtu):
+@click.option("--no-explain", "no_explain", is_flag=True,
+              help="Do not explain blocked checks (by default: this host's own egress rule that refused a "
+                   "probe, or the last hop a network block reached, with TTL-limited copies).")
+def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, vxlan_port, token_file, mtu,
+          no_explain):
     """Probe TARGET (an IPv4 or IPv6 address, or a name) from this host with crafted raw
     packets, one probe per check (the checks probed over TARGET's address family).
 
@@ -61,7 +65,7 @@ def probe(target, checks, profile, fmt, timeout, retries, apiserver_port, vni, v
         raise ConfigError(f"no check left to probe over IPv{family} ({address})", field="--checks")
     token = read_token(token_file, required=False)
     cells, stats = run_probe(target, selected, timeout=timeout, retries=retries, vni=vni, token=token,
-                             address=address, mtu=mtu)
+                             address=address, mtu=mtu, explain=not no_explain)
     click.echo(render_probe(cells, stats, fmt=fmt, color=_use_color()), nl=False, color=_use_color())
     drops = stats.get("kernel_drops", 0)
     if drops:

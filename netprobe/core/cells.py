@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from netprobe.core.checks import FAMILIES
+from netprobe.core.explain import Explain
 from netprobe.core.fields import InvalidReport, choice, flag, integer, number, obj, text
 
 
@@ -163,6 +164,7 @@ class Cell:
     rtt_ms: float | None = None
     evidence: Evidence = field(default_factory=Evidence)
     family: int = 4  # the address family the flow was probed over
+    explain: Explain | None = None  # why a blocked cell is blocked (the explain round), else None
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -179,6 +181,7 @@ class Cell:
             "verdict": str(self.verdict),
             "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 3),
             "evidence": self.evidence.to_dict(),
+            **({"explain": self.explain.to_dict()} if self.explain is not None else {}),  # additive: absent = none
         }
         if self.family != 4:  # absent = IPv4: what every cell was before IPv6
             data["family"] = self.family
@@ -200,6 +203,7 @@ class Cell:
             rtt_ms=number(d.get("rtt_ms"), at + "rtt_ms", optional=True),
             evidence=Evidence() if evidence is None else Evidence.from_dict(evidence, at + "evidence"),
             family=family(d.get("family", 4), at + "family"),
+            explain=None if d.get("explain") is None else Explain.from_dict(d["explain"], at + "explain"),
         )
 
 

@@ -10,6 +10,7 @@ from enum import Enum
 from netprobe.core.checks import Check
 from netprobe.core.parse import ip_str
 from netprobe.core.result import Evidence
+from netprobe.core.wire import DEFAULT_TTL
 
 
 class Via(Enum):
@@ -23,12 +24,14 @@ class Via(Enum):
 @dataclass(frozen=True)
 class ProbeTarget:
     """One probe to run: a check towards an address (``name`` is for the caller's bookkeeping);
-    ``mtu``: the full outer size an ``mtu`` check (``Check.pmtu``) requires."""
+    ``mtu``: the full outer size an ``mtu`` check (``Check.pmtu``) requires; ``ttl`` below the
+    default makes a TTL-limited copy that finds the hop (the explain round)."""
 
     check: Check
     address: str
     name: str = ""
     mtu: int | None = None
+    ttl: int = DEFAULT_TTL
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def plain_evidence(code: int) -> Evidence | None:
 
 
 def is_plain(cell: Cell) -> bool:
-    return (cell.reach is Reach.ALLOWED and cell.where is None
+    return (cell.reach is Reach.ALLOWED and cell.where is None and cell.explain is None
             and _PLAIN_EVIDENCE.get(cell.verdict) == cell.evidence)
 
 
@@ -243,6 +243,12 @@ class MatrixStore(Sequence[Cell]):
         for k in range(len(self.checks)):
             for pos in self.problem_positions(k):
                 yield self.cell_at(k, pos)  # type: ignore[misc]
+
+    def max_rtt_ms(self) -> float | None:
+        """The slowest RTT of any cell (None: no cell was timed)."""
+        most = max((max(col.values() if isinstance(col, dict) else col, default=NO_RTT) for col in self.rtt),
+                   default=NO_RTT)
+        return None if most < 0 else most / 1000
 
     def counts(self, k: int) -> dict[Reach, int]:
         return dict(self._reach_counts(k))

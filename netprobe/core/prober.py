@@ -63,6 +63,16 @@ TSVAL = TcpSynTemplate.TSVAL  # where a probe SYN carries its id
 _SEQ_TSVAL = struct.Struct("!II")
 _UDP_PAYLOAD, _VXLAN_PAYLOAD, _IPIP_PAYLOAD = 20 + 8, 20 + VXLAN_PAYLOAD_OFFSET, 20 + IPIP_PAYLOAD_OFFSET
 
+MIN_WINDOW = 0.2  # s: the shortest a reply window adapts to
+RTT_FACTOR = 4.0  # the window adapts to this many times the slowest answer seen
+
+
+def adapted_window(window: float, max_rtt: float | None, min_window: float = MIN_WINDOW,
+                   factor: float = RTT_FACTOR) -> float:
+    """The reply window once answers were timed (``max_rtt`` s, the slowest): ``factor`` times it,
+    within ``min_window``..``window``; ``window`` while nothing was timed."""
+    return window if max_rtt is None else min(window, max(min_window, factor * max_rtt))
+
 
 @dataclass
 class Prober:
@@ -74,7 +84,9 @@ class Prober:
     under ``min_window``. Answers that come later still count until the run ends.
 
     Probe ids are ``first_id``, ``first_id+1``, ... (the caller picks a random start so runs don't
-    collide at the responders); an mtu search's probes take the ids after the targets'.
+    collide at the responders; an mtu search's probes take the ids after the targets'), or
+    ``ids[i]`` for target ``i`` when given (the explain round re-sends probes whose ids, and so
+    whose flows, the coordinator chose).
 
     ``sees_leaving``: the shell's tap sees this host's packets leave (ETH_P_ALL, after the
     netdev/tc egress hooks) and feeds them to ``leaving``; then each probe's evidence says whether
@@ -92,12 +104,13 @@ class Prober:
     targets: Sequence[ProbeTarget]
     templates: Mapping[TemplateKey, Template]
     window: float = 1.0
-    min_window: float = 0.2
-    rtt_factor: float = 4.0
+    min_window: float = MIN_WINDOW
+    rtt_factor: float = RTT_FACTOR
     retries: int = 1
     first_id: int = 0
     sees_leaving: bool = False
     _unresolved: set[str] = field(default_factory=set, init=False)  # next hop never resolved: `left` unknown
+    ids: Sequence[int] = ()
     _probes: dict[int, _Probe] = field(default_factory=dict, init=False)
     _by_flow: dict[tuple, int] = field(default_factory=dict, init=False)
     _by_seq: dict[tuple, _Probe] = field(default_factory=dict, init=False)  # TCP: (dst, dport, sport, seq)
@@ -118,11 +131,11 @@ class Prober:
         self._own_key = self._keys.for_dest(self._src_bytes)
         packed: dict[str, bytes] = {}
         for i, target in enumerate(self.targets):
-            pid = (self.first_id + i) & cookies.ID_MASK
+            pid = (self.ids[i] if self.ids else self.first_id + i) & cookies.ID_MASK
             dst = packed.get(target.address)
             if dst is None:
                 dst = packed[target.address] = ip_bytes(target.address)
-            tpl = self.templates[template_key(target.check.proto, target.check.port, target.address)]
+            tpl = self.templates[template_key(target.check.proto, target.check.port, target.address, target.ttl)]
             if target.check.pmtu and target.mtu is None:
                 raise ValueError(f"mtu check towards {target.address} without a size to probe")
             self._probes[pid] = _Probe(pid, target, self.source, tpl, dst, target.check.port or 0,
@@ -186,9 +199,7 @@ class Prober:
     @property
     def effective_window(self) -> float:
         """The reply window now: ``window`` until an answer is timed, then adapted to the RTT."""
-        if self._max_rtt is None:
-            return self.window
-        return min(self.window, max(self.min_window, self.rtt_factor * self._max_rtt))
+        return adapted_window(self.window, self._max_rtt, self.min_window, self.rtt_factor)
 
     @property
     def deadline(self) -> float | None:

@@ -18,6 +18,7 @@ from netprobe.core.checksum import LITTLE, fold, ones_sum, pseudo_sum, store_ip_
 from netprobe.core.cookies import PAYLOAD_LEN, flow_bytes
 from netprobe.core.parse import Encap, ip_bytes
 from netprobe.core.wire import (
+    DEFAULT_TTL,
     ETH_P_IP,
     ETH_P_IPV6,
     IPPROTO_IPIP,
@@ -115,7 +116,7 @@ class TcpSynTemplate:
 
     TSVAL = 20 + 20 + 4 + 2 + 2  # IP + TCP header, MSS (4), SACK permitted (2), kind + length
 
-    def __init__(self, src: str, dst: str, dport: int, *, ttl: int = 64):
+    def __init__(self, src: str, dst: str, dport: int, *, ttl: int = DEFAULT_TTL):
         tpl = _addressed(_design("tcp", dport, 0, ttl), src, dst)
         tpl[10:12] = b"\0\0"
         if tpl[self.TSVAL - 2] != TCPOPT_TIMESTAMP or tpl[self.TSVAL - 1] != 10:
@@ -143,7 +144,7 @@ class TcpSynTemplate:
 class UdpProbeTemplate:
     """An authenticated UDP probe to ``dst``:``dport`` (payload patched per probe)."""
 
-    def __init__(self, src: str, dst: str, dport: int, *, ttl: int = 64):
+    def __init__(self, src: str, dst: str, dport: int, *, ttl: int = DEFAULT_TTL):
         self.template = bytes(_addressed(_design("udp", dport, 0, ttl), src, dst))
         self._pseudo = pseudo_sum(self.template[12:16], self.template[16:20], IPPROTO_UDP, len(self.template) - 20)
         self._src, self._dst, self._dport = self.template[12:16], self.template[16:20], dport
@@ -184,7 +185,7 @@ class VxlanProbeTemplate:
     INNER_UDP = 20 + VXLAN_PAYLOAD_OFFSET - 8  # offset of the inner UDP header
     INNER_IP = INNER_UDP - 20
 
-    def __init__(self, src: str, dst: str, vni: int, *, dport: int = VXLAN_PORT, ttl: int = 64):
+    def __init__(self, src: str, dst: str, vni: int, *, dport: int = VXLAN_PORT, ttl: int = DEFAULT_TTL):
         self.template = bytes(_addressed(_design("vxlan", dport, vni, ttl), src, dst, inner_ip=self.INNER_IP))
         self._src, self._dst, self._dport = self.template[12:16], self.template[16:20], dport
 
@@ -210,7 +211,7 @@ class IpipProbeTemplate:
     """IPv4 protocol 4 from ``src`` to ``dst`` carrying an inner IPv4/UDP probe from ``dst`` to
     ``src``: a host that decapsulates it (Calico's tunl0) sends the inner packet home."""
 
-    def __init__(self, src: str, dst: str, *, ttl: int = 64):
+    def __init__(self, src: str, dst: str, *, ttl: int = DEFAULT_TTL):
         self.template = bytes(_addressed(_design("ipip", 0, 0, ttl), src, dst, inner_ip=20))
         self._pseudo = pseudo_sum(self.template[32:36], self.template[36:40], IPPROTO_UDP, len(self.template) - 40)
         self._src, self._dst = self.template[12:16], self.template[16:20]
@@ -283,7 +284,7 @@ class TcpSyn6Template:
 
     TSVAL = IPV6_HEADER_LEN + SYN_TSECR_OFFSET - 4
 
-    def __init__(self, src: str, dst: str, dport: int, *, hop_limit: int = 64):
+    def __init__(self, src: str, dst: str, dport: int, *, hop_limit: int = DEFAULT_TTL):
         tpl = _addressed6(_design6("tcp", dport, 0, hop_limit), src, dst)
         if tpl[self.TSVAL - 2] != TCPOPT_TIMESTAMP or tpl[self.TSVAL - 1] != 10:
             raise AssertionError("the IPv6 SYN design moved its timestamp option")
@@ -310,7 +311,7 @@ class TcpSyn6Template:
 class UdpProbe6Template:
     """``UdpProbeTemplate`` over IPv6."""
 
-    def __init__(self, src: str, dst: str, dport: int, *, hop_limit: int = 64):
+    def __init__(self, src: str, dst: str, dport: int, *, hop_limit: int = DEFAULT_TTL):
         self.template = bytes(_addressed6(_design6("udp", dport, 0, hop_limit), src, dst))
         h = IPV6_HEADER_LEN
         self._pseudo = pseudo_sum(self.template[8:24], self.template[24:40], IPPROTO_UDP, len(self.template) - h)
@@ -337,7 +338,7 @@ class VxlanProbe6Template:
     INNER_UDP = IPV6_HEADER_LEN + VXLAN6_PAYLOAD_OFFSET - 8
     INNER_IP = INNER_UDP - IPV6_HEADER_LEN
 
-    def __init__(self, src: str, dst: str, vni: int, *, dport: int = VXLAN_PORT, hop_limit: int = 64):
+    def __init__(self, src: str, dst: str, vni: int, *, dport: int = VXLAN_PORT, hop_limit: int = DEFAULT_TTL):
         self.template = bytes(_addressed6(_design6("vxlan", dport, vni, hop_limit), src, dst,
                                           inner_ip=self.INNER_IP))
         t = self.template
@@ -360,40 +361,40 @@ class VxlanProbe6Template:
 
 Template = (TcpSynTemplate | UdpProbeTemplate | VxlanProbeTemplate | IpipProbeTemplate | TcpSyn6Template
             | UdpProbe6Template | VxlanProbe6Template)
-TemplateKey = tuple[Proto, int, str]  # (protocol, port or 0, target address)
+TemplateKey = tuple[Proto, int, str, int]  # (protocol, port or 0, target address, TTL)
 
 
-def template_key(proto: Proto, port: int | None, address: str) -> TemplateKey:
-    return proto, port or 0, address
+def template_key(proto: Proto, port: int | None, address: str, ttl: int = DEFAULT_TTL) -> TemplateKey:
+    return proto, port or 0, address, ttl
 
 
 def for_targets(source: str, targets: Iterable, *, vni: int = 1) -> dict[TemplateKey, Template]:
-    """One template per (check protocol, port, address) among ``targets`` (ProbeTargets), sent
-    from ``source``: what a ``Prober`` over them needs, made before the run."""
+    """One template per (check protocol, port, address, TTL) among ``targets`` (ProbeTargets),
+    sent from ``source``: what a ``Prober`` over them needs, made before the run."""
     made: dict[TemplateKey, Template] = {}
     for target in targets:
-        check = target.check
-        key = template_key(check.proto, check.port, target.address)
+        check, ttl = target.check, target.ttl
+        key = template_key(check.proto, check.port, target.address, ttl)
         if key in made:
             continue
         if ":" in target.address:
-            made[key] = _template6(source, target.address, check, vni)
+            made[key] = _template6(source, target.address, check, vni, ttl)
         elif check.proto is Proto.TCP:
-            made[key] = TcpSynTemplate(source, target.address, check.port)
+            made[key] = TcpSynTemplate(source, target.address, check.port, ttl=ttl)
         elif check.proto is Proto.UDP:
-            made[key] = UdpProbeTemplate(source, target.address, check.port)
+            made[key] = UdpProbeTemplate(source, target.address, check.port, ttl=ttl)
         elif check.proto is Proto.VXLAN:
-            made[key] = VxlanProbeTemplate(source, target.address, vni, dport=check.port)
+            made[key] = VxlanProbeTemplate(source, target.address, vni, dport=check.port, ttl=ttl)
         else:
-            made[key] = IpipProbeTemplate(source, target.address)
+            made[key] = IpipProbeTemplate(source, target.address, ttl=ttl)
     return made
 
 
-def _template6(source: str, address: str, check, vni: int) -> Template:
+def _template6(source: str, address: str, check, vni: int, hop_limit: int) -> Template:
     if check.proto is Proto.TCP:
-        return TcpSyn6Template(source, address, check.port)
+        return TcpSyn6Template(source, address, check.port, hop_limit=hop_limit)
     if check.proto is Proto.UDP:
-        return UdpProbe6Template(source, address, check.port)
+        return UdpProbe6Template(source, address, check.port, hop_limit=hop_limit)
     if check.proto is Proto.VXLAN:
-        return VxlanProbe6Template(source, address, vni, dport=check.port)
+        return VxlanProbe6Template(source, address, vni, dport=check.port, hop_limit=hop_limit)
     raise ValueError(f"{check.id} ({check.proto}) is not probed over IPv6")

@@ -23,6 +23,7 @@ from typing import Any
 
 from netprobe.core.checks import lane_label
 from netprobe.core.exitcode import exit_code
+from netprobe.core.explain import Explain
 from netprobe.core.result import Cell, Change, Reach, Verdict, Where
 
 SCHEMA = "netprobe.verdict/v1"
@@ -75,6 +76,7 @@ class Finding:
     failing: bool
     rule: int | None = None  # the expectation rule that decided (None: its default); expect only
     family: int = 4
+    explain: Explain | None = None  # the explanation of the cell as got now (a blocked cell's)
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -85,9 +87,12 @@ class Finding:
         return lane_label(self.check, self.family)
 
     def describe(self) -> str:
+        why = self.explain.words() if self.explain is not None else ""
+        why = f": {why}" if why else ""
         if self.kind is Kind.MISMATCH:
-            return f"{self.label} {self.src} -> {self.dst}: expected {_words(self.expected)}, got {_words(self.got)}"
-        return f"{self.label} {self.src} -> {self.dst}: was {_words(self.expected)}, now {_words(self.got)}"
+            return (f"{self.label} {self.src} -> {self.dst}: expected {_words(self.expected)}, "
+                    f"got {_words(self.got)}{why}")
+        return f"{self.label} {self.src} -> {self.dst}: was {_words(self.expected)}, now {_words(self.got)}{why}"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -99,6 +104,8 @@ class Finding:
             d["family"] = self.family
         if self.kind is Kind.MISMATCH:
             d["rule"] = self.rule
+        if self.explain is not None:
+            d["explain"] = self.explain.to_dict()
         return d
 
 
@@ -156,7 +163,7 @@ def from_mismatches(mismatches: Iterable[Any], *, partial: bool = False) -> Judg
     """``--expect``: every ``core.expect.Mismatch`` fails."""
     findings = tuple(
         Finding(m.check, m.src, m.dst, Kind.MISMATCH, State(m.expected, m.expected_where),
-                State.of(m.actual), True, m.rule, m.family)
+                State.of(m.actual), True, m.rule, m.family, m.actual.explain)
         for m in mismatches
     )
     return Judgement("expect", "mismatches", findings, partial)
@@ -172,7 +179,7 @@ def from_changes(changes: Iterable[Change], *, mode: str = "diff", fail_on: str 
         kind = classify(c.old, c.new)
         failing = kind is Kind.REGRESSION or fail_on == "changes"
         findings.append(Finding(c.check, c.src, c.dst, kind, State.of(c.old), State.of(c.new), failing,
-                                family=c.family))
+                                family=c.family, explain=c.new.explain if c.new is not None else None))
     return Judgement(mode, fail_on, tuple(findings), partial)
 
 

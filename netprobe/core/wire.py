@@ -18,6 +18,8 @@ ICMP_TIME_EXCEEDED = 11
 ICMP6_DST_UNREACH = 1  # ICMPv6 (RFC 4443): destination unreachable, time exceeded
 ICMP6_TIME_EXCEEDED = 3
 
+DEFAULT_TTL = 64  # every probe's; the explain round's TTL-limited copies go lower (1..16)
+
 # AF_PACKET (linux/if_ether.h, linux/if_packet.h): a tap bound to ETH_P_ALL sees every frame before
 # the netdev/tc ingress hooks and this host's own after the netdev/tc egress hooks; one bound to
 # ETH_P_IP sees IPv4 after the ingress hooks, and nothing leaving. "We sent it" is PACKET_OUTGOING.

@@ -7,8 +7,10 @@ a scenario means the same thing in both.
 
 Load order: ``ipset`` first (rules refer to sets), then ``nft`` (an operator's ruleset
 usually starts with ``flush ruleset``, which must not wipe what iptables loads next), then
-``iptables-restore`` and ``ip6tables-restore``. Every command replaces what it loads, so
-applying twice gives the same firewall.
+``iptables-restore`` (whichever backend the host's ``iptables`` is: nft here),
+``iptables-legacy-restore`` (the ``iptables-legacy`` key: rules in the kernel's old x_tables,
+which nft cannot list, as on hosts that still run the legacy binaries) and ``ip6tables-restore``.
+Every command replaces what it loads, so applying twice gives the same firewall.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-KINDS = ("ipset", "nft", "iptables", "ip6tables")  # also the load order
+KINDS = ("ipset", "nft", "iptables", "iptables-legacy", "ip6tables")  # the scenario keys, in load order
+RESTORE_KINDS = ("iptables", "iptables-legacy", "ip6tables")  # iptables-restore text, loaded by KIND-restore
 IPTABLES_TABLES = frozenset({"filter", "nat", "mangle", "raw", "security"})
 IPSET_COMMANDS = frozenset({"create", "add", "del", "flush", "destroy", "swap", "rename", "-N", "-A", "-D", "-F", "-X"})
 
@@ -33,10 +36,15 @@ class Firewall:
     iptables: str | None = None
     ip6tables: str | None = None
     ipset: str | None = None
+    iptables_legacy: str | None = None  # the scenario key ``iptables-legacy``
+
+    def text(self, kind: str) -> str | None:
+        """The text for one of ``KINDS``."""
+        return getattr(self, kind.replace("-", "_"))
 
     @property
     def empty(self) -> bool:
-        return not any(getattr(self, k) for k in KINDS)
+        return not any(self.text(k) for k in KINDS)
 
 
 @dataclass(frozen=True)
@@ -136,7 +144,7 @@ def check(kind: str, text: str) -> None:
     """Raise FirewallTextError when ``text`` cannot be ``kind``'s input."""
     if kind == "nft":
         check_nft(text)
-    elif kind in ("iptables", "ip6tables"):
+    elif kind in RESTORE_KINDS:
         check_iptables_restore(text)
     elif kind == "ipset":
         normalize_ipset(text)
@@ -148,7 +156,7 @@ def commands(firewall: Firewall) -> list[FirewallCommand]:
     """The programs that load ``firewall``, in load order. Texts always end with a newline."""
     out = []
     for kind in KINDS:
-        text = getattr(firewall, kind)
+        text = firewall.text(kind)
         if not text:
             continue
         if not text.endswith("\n"):

@@ -108,8 +108,8 @@ def replaced(firewall: fw.Firewall, nft_tables: list[str] | None, ipsets: list[s
         else:
             present = set(nft_tables or ())
             out += [f"nft table {t}" for t in _nft_named_tables(firewall.nft) if t in present]
-    for kind in ("iptables", "ip6tables"):
-        text = getattr(firewall, kind)
+    for kind in fw.RESTORE_KINDS:
+        text = firewall.text(kind)
         if text:
             tables = [line[1:].strip() for _, line in fw._lines(text) if line.startswith("*")]
             out += [f"{kind} table {t} (every chain and rule in it)" for t in dict.fromkeys(tables)]

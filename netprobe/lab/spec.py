@@ -21,7 +21,7 @@ Shape (every key but ``hosts`` is optional)::
         roles: [node, apiserver, etcd]
         address: 198.18.1.10    # default: allocated from the segment's subnet
         address6: "2001:db8:1::10"  # default (subnet6): the IPv4 address's number, in decimal digits
-        firewall: {nft: "...", iptables: "...", ip6tables: "...", ipset: "..."}
+        firewall: {nft: "...", iptables: "...", iptables-legacy: "...", ip6tables: "...", ipset: "..."}
         services: {listen: {tcp: [...], udp: [...]}, vxlan: true, daemons: [etcd, bird]}
                                 # default: the role's TCP ports, UDP 51820 on nodes of a
                                 # WireGuard profile, a VXLAN device on nodes of a VXLAN profile
@@ -238,7 +238,7 @@ def _firewall(raw: Any, source: str, fld: str) -> fw.Firewall:
             fw.check(kind, text)
         except fw.FirewallTextError as exc:
             raise _err(str(exc), source, f"{fld}.{kind}") from None
-        texts[kind] = text
+        texts[kind.replace("-", "_")] = text
     return fw.Firewall(**texts)
 
 

@@ -186,13 +186,15 @@ async def probe_targets(
     io=None,
     rate: float | None = DEFAULT_RATE,
     mtu: int | None = None,
+    ids: Sequence[int] = (),
 ) -> tuple[list[Outcome], dict]:
     """Probe ``targets`` from ``source`` (every target of ``source``'s family); returns the sender
     outcomes and capture statistics. ``mtu``: the full size mtu checks require (None: each
-    interface's MTU, ``sized``)."""
+    interface's MTU, ``sized``). ``ids``: each target's probe id (default: consecutive from a
+    random start)."""
     targets = sized(targets, mtu)
     prober = Prober(key, source, targets, templates.for_targets(source, targets, vni=vni), window=window,
-                    retries=retries, first_id=random_probe_id_base())
+                    retries=retries, first_id=random_probe_id_base(), ids=ids)
     own_io = io is None
     io = io or (open_probe_io6 if ":" in source else open_probe_io)(key)
     try:

@@ -58,8 +58,9 @@ async def wait_for_agents(inventory, token: str, timeout: float = RESPONDER_READ
 
 
 def run_scenario(ref: str, *, name: str | None = None, timeout: float = 0.5, retries: int = 1,
-                 checks: str | None = None, on_ready=None) -> LabRun:
-    """Run one scenario end to end; the lab is removed whatever happens."""
+                 checks: str | None = None, on_ready=None, explain: bool = True) -> LabRun:
+    """Run one scenario end to end; the lab is removed whatever happens. ``explain``: explain the
+    blocked cells (hops are named after the scenario's routers)."""
     import trio
 
     from netprobe.config import parse_checks
@@ -80,6 +81,8 @@ def run_scenario(ref: str, *, name: str | None = None, timeout: float = 0.5, ret
         trio.run(wait_for_agents, inventory, token)
         if on_ready is not None:
             on_ready(lab, len(scenario.hosts), time.monotonic() - started)
+        routers = {address: r.name for r in scenario.routers for _segment, address in r.addresses}
         result = trio.run(lambda: run_mesh(inventory, selected, token=token, timeout=timeout, retries=retries,
-                                           profile=None if checks else scenario.profile))
+                                           profile=None if checks else scenario.profile, explain=explain,
+                                           hop_names=routers))
     return LabRun(scenario, result, compare(scenario.expect, result))

@@ -16,7 +16,7 @@ from netprobe.core.checks import lane_label
 from netprobe.core.result import Result
 from netprobe.core.result_v2 import cells_to_v2
 from netprobe.report.matrix import check_title
-from netprobe.report.words import describe_cell, total_line
+from netprobe.report.words import describe_with_fix, total_line
 
 MAX_LISTED = 1000  # failing flows listed in the DOM (every one is explained on the canvas)
 MAX_EXPLAINED = 20000
@@ -34,7 +34,7 @@ canvas {{ image-rendering: pixelated; border: 1px solid #ccc; cursor: crosshair;
   border-radius: 3px; display: none; max-width: 40em; z-index: 3; }}
 #info {{ font-family: ui-monospace, monospace; white-space: pre-wrap; background: #f6f6f6; padding: .5em; min-height: 1.2em; }}
 .legend span {{ display: inline-block; padding: 0 .5em; margin-right: .4em; }}
-.summary {{ color: #555; }} ol#failing li {{ font-family: ui-monospace, monospace; }}
+.summary {{ color: #555; }} ol#failing li {{ font-family: ui-monospace, monospace; white-space: pre-wrap; }}
 ol#failing li.blocked {{ color: #a00; }} ol#failing li.unknown {{ color: #850; }}
 </style></head>
 <body>
@@ -196,7 +196,7 @@ def render_page(result: Result, *, title: str = "netprobe mesh") -> str:
         notes = explain.setdefault(lane, {})
         for pos in store.problem_positions(k):
             c = store.cell_at(k, pos)
-            text = describe_cell(c)  # type: ignore[arg-type]
+            text = describe_with_fix(c)  # type: ignore[arg-type]
             if explained < MAX_EXPLAINED:
                 notes[pos] = text
                 explained += 1

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from netprobe.core.result import Cell, Reach, Result
 from netprobe.core.verdicts import Finding, Judgement, from_mismatches
 from netprobe.report.matrix import matrices
-from netprobe.report.words import describe_cell
+from netprobe.report.words import describe_cell, describe_with_fix
 
 _COUNTS = ("tests", "failures", "errors", "skipped")
 
@@ -50,7 +50,9 @@ class _Suite:
 
 def _body(cell: Cell) -> str:
     """The sentence plus the raw evidence, so a CI page shows why without the JSON file."""
-    return f"{describe_cell(cell)}\nverdict: {cell.verdict}\nevidence: {json.dumps(cell.evidence.to_dict())}"
+    explain = f"\nexplain: {json.dumps(cell.explain.to_dict())}" if cell.explain is not None else ""
+    return (f"{describe_with_fix(cell)}\nverdict: {cell.verdict}\nevidence: {json.dumps(cell.evidence.to_dict())}"
+            + explain)
 
 
 def _classname(check: str, family: int) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from netprobe.core.result import Cell, Reach, Result
 from netprobe.report.matrix import Matrix, matrices, mismatch_keys, problem_cells
-from netprobe.report.words import describe_cell, error_line, skipped_line, total_line, where_letter
+from netprobe.report.words import describe_cell, error_line, fix_lines, skipped_line, total_line, where_letter
 
 GLYPH = {Reach.ALLOWED: "✅", Reach.BLOCKED: "❌", Reach.UNKNOWN: "❓"}
 NONE_GLYPH = "·"
@@ -50,6 +50,16 @@ def _section(title: str, items: Iterable[str]) -> list[str]:
     return [f"**{title}**", "", *(f"- {md_escape(i)}" for i in items), ""]
 
 
+def _flows(cells: Iterable[Cell]) -> list[str]:
+    """The failing flows, each fix (if any) as nested items in code spans (copied as they are)."""
+    lines = []
+    for c in cells:
+        lines.append(f"- {md_escape(describe_cell(c))}")
+        lines += [f"  - {md_escape(head)}: `{code}`" for head, code in
+                  (line.split(": ", 1) for line in fix_lines(c))]
+    return ["**Blocked and unknown flows**", "", *lines, ""] if lines else []
+
+
 def render_markdown(result: Result, mismatches: Iterable[object] | None = None, *,
                     marks: Iterable[object] | None = None, mark_label: str = "") -> str:
     """``marks`` (and ``mark_label``) mark cells without listing them, as for ``render_table``."""
@@ -64,7 +74,7 @@ def render_markdown(result: Result, mismatches: Iterable[object] | None = None, 
         legend = LEGEND + (f" · {MISMATCH_MARK} {label}" if marked is not None else "")
         lines += [legend, ""]
     lines += _section("Skipped checks", (skipped_line(s) for s in result.skipped))
-    lines += _section("Blocked and unknown flows", (describe_cell(c) for c in problem_cells(result)))
+    lines += _flows(problem_cells(result))
     if mismatches:
         lines += _section("Expectation mismatches", (m.describe() for m in mismatches))  # type: ignore[attr-defined]
     elif mismatches is not None:

@@ -7,7 +7,7 @@ import json
 
 from netprobe.core.mtu import mtu_words
 from netprobe.core.result import Reach
-from netprobe.report.words import icmp_words
+from netprobe.report.words import describe_cell, fix_lines, icmp_words
 
 
 def _detail(cell) -> str:
@@ -50,6 +50,11 @@ def render_probe(cells, stats: dict, *, fmt: str, color: bool = False, width: in
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=color, width=width, no_color=not color)
     console.print(table)
+    for c in cells:
+        if c.explain is not None:
+            console.print(describe_cell(c), markup=False, highlight=False)
+            for line in fix_lines(c):
+                console.print(f"  {line}", markup=False, highlight=False)
     if any(str(c.reach) == "unknown" for c in cells):
         console.print("unknown: the sender alone cannot tell a firewall from the target here; "
                       "run a responder on the target and use `netprobe mesh`.")

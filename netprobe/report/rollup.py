@@ -100,7 +100,7 @@ def rollup_lines(result: Result) -> Iterator[str]:
 
 def render_rollup_text(result: Result, *, mismatches=None, color: bool = False) -> str:
     """The whole report for a mesh too wide for a matrix: rollups, then the same sections as the table."""
-    from netprobe.report.words import describe_cell, error_line, skipped_line, total_line
+    from netprobe.report.words import describe_cell, error_line, fix_lines, skipped_line, total_line
 
     red, end = ("\x1b[31m", "\x1b[0m") if color else ("", "")
     lines = ["Too many hosts for a matrix at this width: failing flows per host.", ""]
@@ -121,6 +121,7 @@ def render_rollup_text(result: Result, *, mismatches=None, color: bool = False) 
                          "holds each one)")
             break
         flows.append(f"{red}{describe_cell(c)}{end}")
+        flows += [f"  {line}" for line in fix_lines(c)]
     section("Blocked and unknown flows:", flows)
     if mismatches is not None:
         mismatches = list(mismatches)

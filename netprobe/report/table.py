@@ -16,7 +16,7 @@ from rich.text import Text
 
 from netprobe.core.result import Cell, Reach, Result
 from netprobe.report.matrix import Matrix, matrices, mismatch_keys, problem_cells
-from netprobe.report.words import describe_cell, error_line, skipped_line, total_line, where_letter
+from netprobe.report.words import describe_cell, error_line, fix_lines, skipped_line, total_line, where_letter
 
 STYLE = {Reach.ALLOWED: "green", Reach.BLOCKED: "bold red", Reach.UNKNOWN: "yellow"}
 GLYPH = {Reach.ALLOWED: "✓", Reach.BLOCKED: "✗", Reach.UNKNOWN: "?"}
@@ -98,6 +98,14 @@ def _section(title: str, lines: Iterable[Text | str], style: str = "") -> Iterat
         yield Padding(line if isinstance(line, Text) else Text(line, style=style), (0, 0, 0, 2), expand=False)
 
 
+def _flow(cell: Cell) -> Text:
+    """A failing flow's sentence, its fix (if any) on indented lines under it."""
+    text = Text(describe_cell(cell), style=STYLE[cell.reach])
+    for line in fix_lines(cell):
+        text.append(f"\n  {line}", style="dim")
+    return text
+
+
 def render_table(result: Result, *, mismatches: Iterable[object] | None = None, ascii: bool = False,
                  marks: Iterable[object] | None = None, mark_label: str = "", fit_width: int | None = None) -> Group:
     """The whole terminal report as one rich Group (matrices, legend, skipped, summary, errors, total).
@@ -113,8 +121,7 @@ def render_table(result: Result, *, mismatches: Iterable[object] | None = None, 
     if parts:
         parts.append(_legend(marked is not None, ascii, mark_label or "differs from the expectation"))
     parts += _section("Skipped checks:", (skipped_line(s) for s in result.skipped), "dim")
-    parts += _section("Blocked and unknown flows:",
-                      (Text(describe_cell(c), style=STYLE[c.reach]) for c in problem_cells(result)))
+    parts += _section("Blocked and unknown flows:", (_flow(c) for c in problem_cells(result)))
     if mismatches:
         parts += _section("Expectation mismatches:", (m.describe() for m in mismatches), "magenta")  # type: ignore[attr-defined]
     elif mismatches is not None:

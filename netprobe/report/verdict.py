@@ -55,7 +55,9 @@ def render_findings_text(j: Judgement) -> str:
     lines: list[str] = []
     for title, found in sections(j):
         lines.append(f"{title}:")
-        lines += [f"  {f.describe()}" for f in found]
+        for f in found:
+            lines.append(f"  {f.describe()}")
+            lines += [f"    {line}" for line in (f.explain.fix_words() if f.explain is not None else [])]
         lines.append("")
     lines.append(verdict_line(j))
     return "\n".join(lines) + "\n"

@@ -98,18 +98,31 @@ def _blocked(cell: Cell) -> str:
 
 def describe_cell(cell: Cell) -> str:
     """One sentence for a cell, e.g. ``bgp node2 -> node3 blocked at node3's INPUT (filtered)``
-    (``bgp (IPv6) node2 -> node3 ...`` for a cell probed over IPv6)."""
+    (``bgp (IPv6) node2 -> node3 ...`` for a cell probed over IPv6), with its explanation when it
+    has one (``: inet filter input handle 7 `tcp dport 179 drop```)."""
     head = f"{lane_label(cell.check, cell.family)} {cell.src} -> {cell.dst}"
     ev = cell.evidence
+    why = cell.explain.words() if cell.explain is not None else ""
+    why = f": {why}" if why else ""
     if cell.reach is Reach.BLOCKED:
-        return f"{head} {_blocked(cell)}"
-    if cell.reach is Reach.UNKNOWN:
+        return f"{head} {_blocked(cell)}{why}"
+    if cell.reach is Reach.UNKNOWN:  # `probe` explains how far a probe that met silence got
         if ev.send_error:
-            return f"{head} unknown ({cell.verdict}: {ev.send_error})"
+            return f"{head} unknown ({cell.verdict}: {ev.send_error}){why}"
         if not ev.has_responder:
-            return f"{head} unknown (no responder evidence: {_what_came_back(cell)})"
-        return f"{head} unknown ({_what_came_back(cell)})"
+            return f"{head} unknown (no responder evidence: {_what_came_back(cell)}){why}"
+        return f"{head} unknown ({_what_came_back(cell)}){why}"
     return f"{head} allowed ({cell.verdict})"
+
+
+def fix_lines(cell: Cell) -> list[str]:
+    """The fix of a cell blocked at a host, as lines to print under its sentence (not applied)."""
+    return cell.explain.fix_words() if cell.explain is not None else []
+
+
+def describe_with_fix(cell: Cell) -> str:
+    """The sentence and its fix lines, one per line (a JUnit body, a heatmap cell's detail)."""
+    return "\n".join([describe_cell(cell), *fix_lines(cell)])
 
 
 def count_reach(cells: Iterable[Cell]) -> dict[Reach, int]:
@@ -153,6 +166,7 @@ def change_side(cell: Cell | None) -> str:
 
 
 __all__ = [
-    "WHERE_LETTER", "where_letter", "icmp_words", "describe_cell", "count_reach", "total_line",
+    "WHERE_LETTER", "where_letter", "icmp_words", "describe_cell", "fix_lines", "describe_with_fix", "count_reach",
+    "total_line",
     "skipped_line", "error_line", "change_side",
 ]

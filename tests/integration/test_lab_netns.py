@@ -77,6 +77,12 @@ FLOWS = {
                             ("node2", "node1", 179, "open")],
     "netdev-egress-drop": [("node2", "cp1", 179, "timeout"), ("node2", "node1", 5473, "timeout"),
                            ("node2", "cp1", 6443, "open"), ("cp1", "node2", 179, "open"), ("node1", "node2", 5473, "open")],
+    "legacy-iptables-drop": [("node1", "node2", 179, "timeout"), ("cp1", "node2", 179, "open"),
+                             ("node2", "node1", 179, "open")],
+    "chain-policy-drop": [("node1", "cp1", 2379, "timeout"), ("node1", "cp1", 6443, "open"),
+                          ("cp1", "node1", 179, "open")],
+    "commented-nft-rule": [("node3", "node2", 179, "timeout"), ("node1", "node2", 179, "open"),
+                           ("node2", "node3", 179, "open")],
 }
 
 
@@ -128,15 +134,18 @@ def connect(lab, src: str, dst: str, port: int, timeout: float = 0.5, family: in
     return proc.stdout.strip() or proc.stderr.strip()
 
 
-def firewall_listing(ns: str) -> tuple[str, str]:
+def firewall_listing(ns: str) -> tuple[str, str, str]:
     """What the kernel holds: the whole nftables ruleset (iptables-nft rules included), stateless,
-    and every ipset."""
+    every ipset, and the legacy x_tables rules nft cannot see (empty until something loads one)."""
     nft = sh(["ip", "netns", "exec", ns, "nft", "-s", "list", "ruleset"])
     assert nft.returncode == 0, nft.stderr
     ipset = sh(["ip", "netns", "exec", ns, "ipset", "save"])
     # sets list members in hash order and carry a random hash seed: compare them as sorted lines
     members = sorted(re.sub(r" initval 0x[0-9a-f]+", "", line) for line in ipset.stdout.splitlines())
-    return nft.stdout, "\n".join(members)
+    legacy = sh(["ip", "netns", "exec", ns, "iptables-legacy-save"])
+    assert legacy.returncode == 0, legacy.stderr
+    rules = [re.sub(r" \[\d+:\d+\]$", "", line) for line in legacy.stdout.splitlines() if not line.startswith("#")]
+    return nft.stdout, "\n".join(members), "\n".join(rules)
 
 
 @contextlib.contextmanager
@@ -149,12 +158,13 @@ def scratch_netns():
         sh(["ip", "netns", "del", name])
 
 
-def reference_listing(firewall) -> tuple[str, str]:
+def reference_listing(firewall) -> tuple[str, str, str]:
     """The scenario's text loaded by hand with the operator's own tools into a fresh namespace."""
     with scratch_netns() as ns:
         for kind, argv in (("ipset", ["ipset", "restore"]), ("nft", ["nft", "-f", "-"]),
-                           ("iptables", ["iptables-restore"]), ("ip6tables", ["ip6tables-restore"])):
-            text = getattr(firewall, kind)
+                           ("iptables", ["iptables-restore"]), ("iptables-legacy", ["iptables-legacy-restore"]),
+                           ("ip6tables", ["ip6tables-restore"])):
+            text = firewall.text(kind)
             if text:
                 proc = sh(["ip", "netns", "exec", ns, *argv], input=text)
                 assert proc.returncode == 0, proc.stderr
@@ -184,12 +194,12 @@ def test_scenario_up_firewalls_flows_and_down(path):
         for node in (*scenario.hosts, *scenario.routers):
             got = firewall_listing(lab.netns(node.name))
             if node.firewall.empty:
-                assert got == ("", ""), node.name
+                assert got == ("", "", ""), node.name
             else:
                 assert got == reference_listing(node.firewall), node.name
         # fabric namespaces carry no rules either
         for seg in scenario.segments:
-            assert firewall_listing(lab.netns(seg.name)) == ("", "")
+            assert firewall_listing(lab.netns(seg.name)) == ("", "", "")
         # services are running; state, token and inventory are in place
         procs = lab.processes()
         assert procs and all(ok for _, ok in procs.values())

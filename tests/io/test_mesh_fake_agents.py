@@ -343,3 +343,77 @@ def test_netprobe_mesh_exits_3_with_one_error_line_for_a_wrong_shape(sock_dir, t
     assert {str(c.reach) for c in cells if c.src == "n2"} == {"unknown"}
     assert all("not probed" in c.evidence.send_error for c in cells if c.src == "n2")
     assert "outcomes[0].probe_id" in result["not_probed"]["n2"]
+
+
+# --- the explain round ------------------------------------------------------------------------
+
+EXPLAIN_RULE = {"family": "inet", "table": "filter", "chain": "input", "handle": 7, "text": "tcp dport 179 drop",
+                "comment": None, "verdict": "drop"}
+
+
+class ExplainingAgent(FakeAgent):
+    """Answers the explain round the way a responder does; every call goes to ``fabric.explained``."""
+
+    async def explain_arm(self, request):
+        self.fabric.explained.append(("arm", self.name, [f.dport for f in request.flows]))
+        return {"run_id": request.run_id, "host": self.name, "armed": len(request.flows)}
+
+    async def explain_resend(self, request):
+        self.fabric.explained.append(("resend", self.name, [(p.name, p.trace, p.hops) for p in request.probes]))
+        hop = {"address": "192.0.2.1", "ttl": 1, "name": None}
+        return {"run_id": request.run_id, "host": self.name,
+                "probes": [{"probe_id": p.probe_id, "source": ADDRESSES[self.name], "sent": 1,
+                            "hop": hop if p.hops else None} for p in request.probes]}
+
+    async def explain_collect(self, request):
+        self.fabric.explained.append(("collect", self.name, [n for _, n in request.expected]))
+        return {"run_id": request.run_id, "host": self.name,
+                "rules": [{"flow": {"proto": f.proto, "src": f.src, "dst": f.dst, "sport": f.sport, "dport": f.dport},
+                           "rule": EXPLAIN_RULE} for f, _ in request.expected]}
+
+
+async def start_explaining(nursery, sock_dir, fabric, agent=ExplainingAgent):
+    fabric.explained = []
+    for name in ADDRESSES:
+        await nursery.start(serve_api, build_app(agent(name, fabric), token=TOKEN), f"unix:{sock_dir / name}.sock")
+
+
+async def test_blocked_cells_are_explained_in_three_stages_to_the_agents_concerned(nursery, sock_dir):
+    fabric = Fabric({("bgp", "n2", "n3"): "ingress", ("bgp", "n3", "n1"): "network"})
+    await start_explaining(nursery, sock_dir, fabric)
+    result = await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token=TOKEN, timeout=0.1, retries=0,
+                            hop_names={"192.0.2.1": "core"})
+    stages = [stage for stage, _host, _what in fabric.explained]
+    assert stages == ["arm", "resend", "resend", "collect"]  # each stage after the previous, everywhere
+    assert ("arm", "n3", [179]) in fabric.explained and ("collect", "n3", [1]) in fabric.explained
+    assert sorted(e for e in fabric.explained if e[0] == "resend") == [
+        ("resend", "n2", [("n3", False, False)]), ("resend", "n3", [("n1", False, True)])]
+    cells = {c.key[:3]: c for c in result.cells}
+    ingress = cells[("bgp", "n2", "n3")].explain
+    assert (ingress.rule.table, ingress.rule.handle) == ("filter", 7)
+    assert ingress.fix.iptables.startswith("iptables -I INPUT -s 192.0.2.12 -d 192.0.2.13 -p tcp")
+    assert ingress.fix.nft.startswith("nft insert rule inet filter input position 7 ip saddr 192.0.2.12")
+    hop = cells[("bgp", "n3", "n1")].explain.hop
+    assert (hop.address, hop.ttl, hop.name) == ("192.0.2.1", 1, "core")
+    assert cells[("bgp", "n1", "n2")].explain is None
+    assert result.errors == [] and exit_code(result) == 1
+
+
+async def test_a_run_with_nothing_blocked_or_no_explain_asks_nobody(nursery, sock_dir):
+    fabric = Fabric()
+    await start_explaining(nursery, sock_dir, fabric)
+    await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token=TOKEN, timeout=0.1, retries=0)
+    fabric.blocked[("bgp", "n1", "n2")] = "ingress"
+    result = await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token=TOKEN, timeout=0.1, retries=0,
+                            explain=False)
+    assert fabric.explained == [] and all(c.explain is None for c in result.cells)
+
+
+async def test_agents_without_the_round_cost_only_the_explanations(nursery, sock_dir):
+    fabric = Fabric({("bgp", "n2", "n3"): "ingress"})
+    await start_explaining(nursery, sock_dir, fabric, agent=FakeAgent)  # an older netprobe everywhere
+    result = await run_mesh(inventory(sock_dir), select_checks(names=["bgp"]), token=TOKEN, timeout=0.1, retries=0)
+    explain = result.cell("bgp", "n2", "n3").explain
+    assert explain.rule is None and "HTTP 404: this agent has no explain round" in explain.note
+    assert explain.fix is not None  # the flow and where it died are known: the fix needs no rule
+    assert result.errors == [] and exit_code(result) == 1

@@ -82,12 +82,13 @@ def test_unknown_kind():
 
 
 def test_commands_in_load_order_with_newlines():
-    rules = fw.Firewall(nft="flush ruleset", iptables=IPT, ip6tables=IPT, ipset="create s hash:ip")
+    rules = fw.Firewall(nft="flush ruleset", iptables=IPT, ip6tables=IPT, ipset="create s hash:ip", iptables_legacy=IPT)
     cmds = fw.commands(rules)
     assert [c.argv for c in cmds] == [
-        ("ipset", "restore", "-exist"), ("nft", "-f", "-"), ("iptables-restore",), ("ip6tables-restore",),
+        ("ipset", "restore", "-exist"), ("nft", "-f", "-"), ("iptables-restore",), ("iptables-legacy-restore",),
+        ("ip6tables-restore",),
     ]
-    assert [c.kind for c in cmds] == ["ipset", "nft", "iptables", "ip6tables"]
+    assert [c.kind for c in cmds] == ["ipset", "nft", "iptables", "iptables-legacy", "ip6tables"]
     assert all(c.text.endswith("\n") for c in cmds)
     assert cmds[1].text == "flush ruleset\n"
     assert fw.commands(fw.Firewall()) == [] and fw.Firewall().empty and not rules.empty
@@ -97,3 +98,16 @@ def test_render_for_dry_run():
     out = fw.render("node2", fw.commands(fw.Firewall(nft="flush ruleset\n")))
     assert out == "# node2: 1 command(s)\n$ nft -f - <<'EOF'\nflush ruleset\nEOF\n"
     assert fw.render("node3", []) == "# node3: no firewall (nothing to apply)\n"
+
+
+def test_a_scenario_loads_legacy_iptables_text_with_the_legacy_tool():
+    from netprobe.errors import ConfigError
+    from netprobe.lab.spec import parse_scenario
+
+    text = "name: s\nhosts:\n  - name: a\n    firewall:\n      iptables-legacy: |\n" + "".join(
+        f"        {line}\n" for line in IPT.splitlines())
+    host = parse_scenario(text, source="s.yaml").hosts[0]
+    assert host.firewall.iptables_legacy == IPT and host.firewall.text("iptables-legacy") == IPT
+    assert [c.argv for c in fw.commands(host.firewall)] == [("iptables-legacy-restore",)]
+    with pytest.raises(ConfigError, match=r"hosts\[0\]\.firewall\.iptables-legacy"):
+        parse_scenario(text.replace("COMMIT", "# no commit"), source="s.yaml")

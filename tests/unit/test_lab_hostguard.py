@@ -23,6 +23,11 @@ def test_iptables_and_ipset():
         "iptables table filter (every chain and rule in it)", "ipset allowed (its members)"]
 
 
+def test_legacy_iptables_tables_are_named_too():
+    f = fw.Firewall(iptables_legacy="*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")
+    assert hostguard.replaced(f, [], []) == ["iptables-legacy table filter (every chain and rule in it)"]
+
+
 def test_marker_makes_a_lab_host(tmp_path, monkeypatch):
     monkeypatch.setattr(hostguard, "current_lab_netns", lambda: None)
     marker = tmp_path / "lab-host"
