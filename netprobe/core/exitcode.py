@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from netprobe.core.result import Cell, Reach, Result
+from netprobe.core.result import Cell, Reach, Result, Where
 
 OK, FAILED, PARTIAL = 0, 1, 3
 
@@ -43,5 +43,6 @@ def probe_exit_code(cells: Iterable[Cell], kernel_drops: int, queue_drops: int =
     Partial when the kernel dropped captured packets, or when this host's own queues dropped
     packets (core/queues.py) and a probe got no answer (it may be one of them)."""
     cells = list(cells)
-    lost = queue_drops > 0 and any(c.evidence.reply is None and c.evidence.sent for c in cells)
+    lost = queue_drops > 0 and any(c.evidence.reply is None and c.evidence.sent and c.reach is not Reach.ALLOWED
+                                   and c.where not in (Where.SOURCE_EGRESS, Where.DESTINATION_INGRESS) for c in cells)
     return exit_code(partial=kernel_drops > 0 or lost, failed=any(c.reach is Reach.BLOCKED for c in cells))

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from netprobe.core import queues
 from netprobe.core.checks import Check, HostRef, PlannedCell, Skipped, family_of, plan_cells
-from netprobe.core.matrix_store import MatrixStore
+from netprobe.core.matrix_store import DECODED, MatrixStore
 from netprobe.core.inventory import MAX_FULL_MESH, Inventory
 from netprobe.core.reports import ObservationReport, OutcomeReport
-from netprobe.core.result import Cell, Evidence, Reach, Verdict
+from netprobe.core.result import Cell, Evidence, Reach, Verdict, Where
 from netprobe.core.verdict import classify_cell
 from netprobe.errors import ConfigError
 
@@ -145,10 +145,19 @@ def mesh_errors(hosts: Sequence[str], failures: Mapping[str, tuple[str, str]],
     return errors
 
 
+LOSSY_PLACES = frozenset({Where.NETWORK, Where.RETURN_PATH})  # where a lost packet can pass for a firewall
+
+
 def unanswered_hosts(store: MatrixStore) -> set[str]:
-    """The hosts at either end of a blocked or unknown cell."""
+    """The hosts at either end of a cell a lost packet could have made: unknown, or blocked in the
+    network or on the return path. A cell blocked at a host rests on what that host's kernel did
+    to the probe (refused or never sent it out, received it and dropped it): a full queue
+    elsewhere does not make one, and a netdev egress drop is itself counted as an output discard."""
     ends: set[int] = set()
     for k in range(len(store.checks)):
+        codes = store.codes[k]
         for pos in store.problem_positions(k):
-            ends.update(divmod(pos, store.n))
+            reach, where, _verdict = DECODED[codes[pos]]
+            if reach is Reach.UNKNOWN or where in LOSSY_PLACES:
+                ends.update(divmod(pos, store.n))
     return {store.hosts[i] for i in ends}
