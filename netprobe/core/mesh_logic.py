@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from netprobe.core import queues
 from netprobe.core.checks import Check, HostRef, PlannedCell, Skipped, family_of, plan_cells
-from netprobe.core.matrix_store import MatrixStore
+from netprobe.core.matrix_store import DECODED, MatrixStore
 from netprobe.core.inventory import MAX_FULL_MESH, Inventory
 from netprobe.core.reports import ObservationReport, OutcomeReport
-from netprobe.core.result import Cell, Evidence, Reach, Verdict
+from netprobe.core.result import Cell, Evidence, Reach, Verdict, Where
 from netprobe.core.verdict import classify_cell
 from netprobe.errors import ConfigError
 
@@ -139,9 +139,13 @@ def mesh_errors(hosts: Sequence[str], failures: Mapping[str, tuple[str, str]],
 
 
 def unanswered_hosts(store: MatrixStore) -> set[str]:
-    """The hosts at either end of a blocked or unknown cell."""
+    """The hosts at either end of a cell a lost packet could explain: blocked in the network
+    (never arrived) or on the return path (its answer never got back), or unknown."""
     ends: set[int] = set()
     for k in range(len(store.checks)):
+        codes = store.codes[k]
         for pos in store.problem_positions(k):
-            ends.update(divmod(pos, store.n))
+            reach, where, _verdict = DECODED[codes[pos]]
+            if reach is Reach.UNKNOWN or where in (Where.NETWORK, Where.RETURN_PATH):
+                ends.update(divmod(pos, store.n))
     return {store.hosts[i] for i in ends}
