@@ -121,7 +121,7 @@ class PlainObservations:
         return len(self.ids)
 
     def to_dict(self) -> dict:
-        """The wire form ``compact_observations`` makes and ``parse_plain_observations`` reads."""
+        """The wire form ``compact_records`` makes and ``parse_plain_observations`` reads."""
         return {"sources": list(self.sources), "counts": list(self.counts), "ids": list(self.ids)}
 
 

@@ -145,19 +145,15 @@ def mesh_errors(hosts: Sequence[str], failures: Mapping[str, tuple[str, str]],
     return errors
 
 
-LOSSY_PLACES = frozenset({Where.NETWORK, Where.RETURN_PATH})  # where a lost packet can pass for a firewall
-
 
 def unanswered_hosts(store: MatrixStore) -> set[str]:
-    """The hosts at either end of a cell a lost packet could have made: unknown, or blocked in the
-    network or on the return path. A cell blocked at a host rests on what that host's kernel did
-    to the probe (refused or never sent it out, received it and dropped it): a full queue
-    elsewhere does not make one, and a netdev egress drop is itself counted as an output discard."""
+    """The hosts at either end of a cell a lost packet could explain: blocked in the network
+    (never arrived) or on the return path (its answer never got back), or unknown."""
     ends: set[int] = set()
     for k in range(len(store.checks)):
         codes = store.codes[k]
         for pos in store.problem_positions(k):
             reach, where, _verdict = DECODED[codes[pos]]
-            if reach is Reach.UNKNOWN or where in LOSSY_PLACES:
+            if reach is Reach.UNKNOWN or where in (Where.NETWORK, Where.RETURN_PATH):
                 ends.update(divmod(pos, store.n))
     return {store.hosts[i] for i in ends}

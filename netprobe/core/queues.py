@@ -3,12 +3,21 @@ doubt, never a firewall).
 
 A probe or its answer can die in the hosts' own queues, not in a firewall: measured with
 ``bench/probe_rate.py`` (100,000 SYNs to closed ports between two namespaces), the ~1% that got
-no answer were RSTs the responder's kernel made and discarded at IP output for lack of buffer
-space (``Ip: OutDiscards``), and SYNs or RSTs dropped when a CPU's receive backlog held
-``netdev_max_backlog`` packets (``softnet_stat``, the veth's ``rx_dropped``); no ICMP or RST
-rate limit moved and no capture socket dropped anything. None of those counters names the
-packet, so an agent reports how much they moved while a run was on, and the mesh calls the run
-partial when a host whose queues dropped is an end of a cell that got no answer.
+no answer were RSTs the responder's kernel made and discarded at IP output (``Ip: OutDiscards``,
+lack of buffer there) and, under load, SYNs or RSTs dropped when a CPU's receive backlog held
+``netdev_max_backlog`` packets (``softnet_stat``, the veths' rx/tx drops); no ICMP or RST rate
+limit moved and no capture socket dropped anything.
+
+None of those counters names the packet, and some count firewalls too: ``Ip: OutDiscards`` also
+counts what this host's OUTPUT dropped, an interface's rx drops on real hardware count frames of
+protocols nobody wanted. So the counters acted on (``COUNTERS``, summed as ``queue_drops``) are
+the unambiguous ones this host owns: the receive backlogs (``softnet_dropped``) where the agent
+runs in the host's own network namespace, its interfaces' drops (``link_dropped``) where it runs
+in a namespace of its own (a lab host: the backlogs are the whole machine's, its veths' drops
+its own), and the echoes the kernel had no room for. The others (``REPORTED``) travel for whoever
+reads them. The mesh calls a run partial when a host whose queues dropped is an end of a cell
+that got no answer where a lost packet would leave none (never arrived, or its answer never got
+back, or unknown); against the rest, the retry.
 
 Pure: the texts of /proc files and numbers in, numbers out (``net/queues.py`` reads them).
 """
@@ -17,13 +26,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-# the counters, each summed over its sources; ``queue_drops`` in an agent's stats is their sum
+# acted on: summed as ``queue_drops`` in an agent's stats
 COUNTERS = {
     "softnet_dropped": "receive backlog (netdev_max_backlog)",
-    "ip_out_discards": "IP output, no buffer",
     "link_dropped": "interfaces",
-    "icmp_ratelimited": "ICMP rate limit",
     "echo_send_dropped": "echoes the kernel had no room for",  # the responder's own count (ENOBUFS)
+}
+# reported, not acted on: they count firewalls and noise too
+REPORTED = {
+    "ip_out_discards": "IP output discards (OUTPUT drops too)",
+    "icmp_ratelimited": "ICMP rate limit",
 }
 TOTAL = "queue_drops"
 _SNMP = {("Ip", "OutDiscards"): "ip_out_discards", ("Icmp", "OutRateLimitGlobal"): "icmp_ratelimited",
@@ -62,13 +74,13 @@ def total(counters: Mapping[str, int]) -> dict[str, int]:
 
 def moved(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
     """How much each counter grew (a counter read only once, or that went back, grew by 0),
-    with their sum under ``TOTAL``."""
-    return total({k: max(0, after[k] - before[k]) for k in COUNTERS if k in before and k in after})
+    with the sum of ``COUNTERS`` under ``TOTAL``."""
+    return total({k: max(0, after[k] - before[k]) for k in (*COUNTERS, *REPORTED) if k in before and k in after})
 
 
 def from_stats(stats: Mapping[str, float]) -> dict[str, int]:
     """The drop counters among an agent's stats (absent in older agents: empty)."""
-    return {k: int(stats[k]) for k in (TOTAL, *COUNTERS) if k in stats}
+    return {k: int(stats[k]) for k in (TOTAL, *COUNTERS, *REPORTED) if k in stats}
 
 
 def describe(drops: Mapping[str, int]) -> str:
@@ -78,4 +90,4 @@ def describe(drops: Mapping[str, int]) -> str:
 
 
 
-__all__ = ["COUNTERS", "TOTAL", "parse_softnet", "parse_snmp", "total", "moved", "from_stats", "describe"]
+__all__ = ["COUNTERS", "REPORTED", "TOTAL", "parse_softnet", "parse_snmp", "total", "moved", "from_stats", "describe"]

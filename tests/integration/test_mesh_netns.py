@@ -144,7 +144,9 @@ def test_agents_report_their_own_queue_drops(mesh_pair):
 
     sent, seen = trio.run(main)
     for stats in (sent.stats.counters, seen.stats.counters):
-        assert {"queue_drops", "softnet_dropped", "ip_out_discards", "link_dropped", "echo_send_dropped"} <= stats.keys()
+        # a namespace of its own: its interfaces' drops, not the machine's backlogs
+        assert {"queue_drops", "link_dropped", "ip_out_discards", "echo_send_dropped"} <= stats.keys()
+        assert "softnet_dropped" not in stats
         assert stats["queue_drops"] >= 0
 # ------------------------------------------------------------------ below IP (netdev/tc hooks)
 

@@ -31,8 +31,9 @@ def test_only_what_was_read_twice_is_compared_and_a_counter_never_goes_back():
     before = {"softnet_dropped": 10, "ip_out_discards": 5, "link_dropped": 7}
     after = {"softnet_dropped": 13, "ip_out_discards": 445, "icmp_ratelimited": 2, "link_dropped": 3}
     moved = queues.moved(before, after)
-    assert moved == {"softnet_dropped": 3, "ip_out_discards": 440, "link_dropped": 0, queues.TOTAL: 443}
-    assert queues.describe(moved) == "443 packets (receive backlog (netdev_max_backlog) 3, IP output, no buffer 440)"
+    # IP output discards are reported, never acted on: this host's OUTPUT drops count there too
+    assert moved == {"softnet_dropped": 3, "ip_out_discards": 440, "link_dropped": 0, queues.TOTAL: 3}
+    assert queues.describe(moved) == "3 packets (receive backlog (netdev_max_backlog) 3)"
     assert queues.from_stats({"matched": 9, **moved}) == moved
     assert queues.from_stats({"matched": 9}) == {}  # an agent older than these counters
 
@@ -61,7 +62,7 @@ def test_a_host_whose_queues_dropped_makes_the_run_partial_only_when_it_ends_an_
     assert "its own queues dropped 12 packets" in error["message"] and "not a firewall" in error["message"]
     # a blocked cell elsewhere: b's drops cannot explain it
     assert mesh_errors(["a", "b", "c"], {}, {}, {}, drops, unanswered_hosts(_store_with(("bgp", "a", "c")))) == []
-    # blocked at a host (its kernel refused, never sent out, or dropped what arrived): no lost packet makes that
+    # a probe b's firewall dropped after it arrived (or one b refused to send): no lost packet there
     for where in (Where.DESTINATION_INGRESS, Where.SOURCE_EGRESS):
         assert unanswered_hosts(_store_with(("bgp", "a", "b"), where)) == set()
 
