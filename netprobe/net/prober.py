@@ -47,6 +47,15 @@ class ProbeIO:
         return self.captures.kernel_drops()
 
 
+def _probe_io(sender: socket.socket, captures: CaptureSet) -> ProbeIO:
+    return ProbeIO(
+        send=lambda data, addr: sockets.send_packet(sender, data, addr),
+        captures=captures,
+        wait_writable=lambda: trio.lowlevel.wait_writable(sender),
+        close_sender=sender.close,
+    )
+
+
 def open_probe_io(key: bytes) -> ProbeIO:
     """Real sockets for probes keyed by ``key`` (its marker goes into the capture filters): needs
     root or CAP_NET_RAW (PrivilegeError otherwise)."""
@@ -60,12 +69,7 @@ def open_probe_io(key: bytes) -> ProbeIO:
     except BaseException:
         sender.close()
         raise
-    return ProbeIO(
-        send=lambda data, addr: sockets.send_packet(sender, data, addr),
-        captures=captures,
-        wait_writable=lambda: trio.lowlevel.wait_writable(sender),
-        close_sender=sender.close,
-    )
+    return _probe_io(sender, captures)
 
 
 def open_probe_io6(key: bytes) -> ProbeIO:
@@ -78,12 +82,7 @@ def open_probe_io6(key: bytes) -> ProbeIO:
     except BaseException:
         sender.close()
         raise
-    return ProbeIO(
-        send=lambda data, addr: sockets.send_packet(sender, data, addr),
-        captures=captures,
-        wait_writable=lambda: trio.lowlevel.wait_writable(sender),
-        close_sender=sender.close,
-    )
+    return _probe_io(sender, captures)
 
 
 async def _send_all(prober: Prober, io: ProbeIO, sends, rate: float | None = None) -> None:

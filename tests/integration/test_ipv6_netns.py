@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run
 from helpers import cells_of, stop_processes, veth_namespaces
 
 pytestmark = pytest.mark.netns
@@ -30,13 +31,6 @@ LISTENER = (
     "s.bind(('::', int(sys.argv[1]))); s.listen(64); print('ready', flush=True)\n"
     "time.sleep(120)\n"
 )
-
-
-def run(cmd: list[str], *, check: bool = True, input: str | None = None, timeout: float = 60):
-    proc = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @dataclass
