@@ -194,9 +194,8 @@ def plan_explain(cells: Iterable[Cell], *, addresses: Mapping[HostFamily, str], 
             plan.settled[key] = Explain(note=RETURN_PATH)
             continue
         if where is Where.NETWORK:
-            mtu = getattr(ev, "path_mtu", None)  # encap-mtu's evidence (the mtu check): copies would pass
-            if mtu is not None:
-                plan.settled[key] = Explain(path_mtu=mtu)
+            if ev.path_mtu is not None:  # the mtu check: small copies would pass
+                plan.settled[key] = Explain(path_mtu=ev.path_mtu)
                 continue
             if ev.icmp is not None and ev.icmp.sender != addresses.get((cell.dst, cell.family)):
                 plan.settled[key] = Explain(hop=Hop(ev.icmp.sender, None, names.get(ev.icmp.sender)))
@@ -229,11 +228,11 @@ def plan_explain(cells: Iterable[Cell], *, addresses: Mapping[HostFamily, str], 
 
 def below_ip(cell: Cell) -> str | None:
     """Why a cell's drop is below IP (a netdev/tc hook, an eBPF dataplane), from its evidence
-    (belowip's ``left``/``reached_ip``), else None."""
+    (``left``, ``reached_ip``), else None."""
     ev = cell.evidence
-    if cell.where is Where.SOURCE_EGRESS and getattr(ev, "left", None) is False:
+    if cell.where is Where.SOURCE_EGRESS and ev.left is False:
         return BELOW_IP_OUT
-    if cell.where is Where.DESTINATION_INGRESS and ev.arrived and getattr(ev, "reached_ip", None) is False:
+    if cell.where is Where.DESTINATION_INGRESS and ev.arrived and ev.reached_ip is False:
         return BELOW_IP_IN
     return None
 
@@ -307,7 +306,7 @@ def finish_explain(plan: ExplainPlan, *, resent: Mapping[str, Mapping[int, Resen
                 note = src_failed
             out[r.cell] = explain_rule(cell, fix_flow, found, note)
     for key, explain in out.items():
-        mtu = getattr(plan.cells[key].evidence, "path_mtu", None)
+        mtu = plan.cells[key].evidence.path_mtu
         if mtu is not None and explain.path_mtu is None:
             out[key] = Explain(explain.rule, explain.hop, mtu, explain.fix, explain.note)
     return out

@@ -174,15 +174,6 @@ def test_no_answer_or_the_target_answering_says_so():
 # ------------------------------------------------------------------ the plan
 
 
-@dataclasses.dataclass(frozen=True)
-class BelowIp(Evidence):
-    """Evidence with the below-IP fields of the belowip branch (issue #10's contract)."""
-
-    left: bool | None = None
-    reached_ip: bool | None = None
-    path_mtu: int | None = None
-
-
 def plan(cells, **kw):
     return plan_explain(cells, addresses=ADDRESSES, sources={}, checks=CHECKMAP,
                         first_ids={h: 100 for h in HOSTS}, **kw)
@@ -206,7 +197,7 @@ def test_what_needs_no_agent_is_settled_at_once():
     router_icmp = cell("bgp", "a", "b", "blocked", "network", "rejected", arrived=False, reply=ReplyKind.ICMP,
                        icmp=Icmp(3, 13, "192.0.2.1"))
     returning = cell("bgp", "a", "c", "blocked", "return-path", arrived=True, accepted=True)
-    mtu = cell("ipip", "c", "a", "blocked", "network", evidence=BelowIp(arrived=False, path_mtu=1400))
+    mtu = cell("ipip", "c", "a", "blocked", "network", evidence=Evidence(arrived=False, path_mtu=1400))
     p = plan([router_icmp, returning, mtu], names={"192.0.2.1": "core"})
     assert p.empty
     assert p.settled == {
@@ -219,10 +210,10 @@ def test_what_needs_no_agent_is_settled_at_once():
 def test_a_drop_below_ip_is_traced_and_said_so_when_no_rule_is_named():
     """An nft netdev rule is named like any other; a tc or eBPF drop is not, and no fix undoes it."""
     below_in = cell("bgp", "b", "a", "blocked", "destination-ingress",
-                    evidence=BelowIp(arrived=True, accepted=False, reached_ip=False))
-    below_out = cell("bgp", "b", "c", "blocked", "source-egress", evidence=BelowIp(sent=True, left=False))
+                    evidence=Evidence(arrived=True, accepted=False, reached_ip=False))
+    below_out = cell("bgp", "b", "c", "blocked", "source-egress", evidence=Evidence(sent=True, left=False))
     netdev = cell("bgp", "c", "a", "blocked", "destination-ingress",
-                  evidence=BelowIp(arrived=True, accepted=False, reached_ip=False))
+                  evidence=Evidence(arrived=True, accepted=False, reached_ip=False))
     p = plan([below_in, below_out, netdev])
     assert not p.settled and len(p.arms["a"]) == 2 and p.resends["b"][1].trace
     named = dataclasses.replace(RULE, family="netdev", table="edge", chain="ingress")
@@ -293,7 +284,7 @@ def test_failures_and_unnamed_rules_say_why():
 
 
 def test_the_evidence_path_mtu_is_kept_with_whatever_else_was_found():
-    c = cell("ipip", "a", "b", "blocked", "destination-ingress", evidence=BelowIp(arrived=True, accepted=False,
+    c = cell("ipip", "a", "b", "blocked", "destination-ingress", evidence=Evidence(arrived=True, accepted=False,
                                                                                 path_mtu=1400))
     p = plan([c])
     out = finish_explain(p, resent={"a": {100: Resent(100, "192.0.2.10", 1)}}, rules={"b": {p.flows[c.key]: RULE}},
