@@ -107,31 +107,35 @@ class Explain:
             note=text(d.get("note"), at + "note", limit=MAX_NOTE, optional=True),
         )
 
-    def words(self) -> str:
-        """One clause: the rule, the hop, the path MTU and the note, as far as each is known."""
+    def words(self, *, mtu: bool = True) -> str:
+        """One clause: the rule, the hop, the path MTU (unless ``mtu`` is false: a sentence that
+        says it already) and the note, as far as each is known."""
         parts = []
         if self.rule is not None:
             parts.append(rule_words(self.rule))
         if self.hop is not None:
             parts.append(hop_words(self.hop))
-        if self.path_mtu is not None:
+        if self.path_mtu is not None and mtu:
             parts.append(f"path MTU {self.path_mtu}")
         if self.note:
             parts.append(self.note)
         return "; ".join(parts)
 
     def fix_words(self) -> list[str]:
-        """The fix as lines to print under the explanation (none when there is no fix): the line
-        of the tool that owns the rule first; none of nft's for an iptables-legacy rule, which no
-        nft rule can undo."""
+        """The fix as lines to print under the explanation (none when there is no fix). A drop in
+        any table is final, so only the tool that owns the named rule can undo it: an nft rule's
+        table takes only the nft line, an iptables-legacy rule's only the iptables line, an
+        iptables-nft rule's table either (iptables first); with no rule named, both."""
         if self.fix is None:
             return []
         rule = self.rule
-        if rule is not None and rule.family == "iptables-legacy":
+        if rule is None:
+            return [f"fix (not applied): {self.fix.nft}", f"or with iptables: {self.fix.iptables}"]
+        if rule.family == "iptables-legacy":
             return [f"fix (not applied): {self.fix.iptables}"]
-        if rule is not None and rule.iptables:
+        if rule.iptables:
             return [f"fix (not applied): {self.fix.iptables}", f"or with nft: {self.fix.nft}"]
-        return [f"fix (not applied): {self.fix.nft}", f"or with iptables: {self.fix.iptables}"]
+        return [f"fix (not applied): {self.fix.nft}"]
 
 
 def rule_words(rule: RuleFound) -> str:

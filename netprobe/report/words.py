@@ -102,7 +102,7 @@ def describe_cell(cell: Cell) -> str:
     has one (``: inet filter input handle 7 `tcp dport 179 drop```)."""
     head = f"{lane_label(cell.check, cell.family)} {cell.src} -> {cell.dst}"
     ev = cell.evidence
-    why = cell.explain.words() if cell.explain is not None else ""
+    why = cell.explain.words(mtu=ev.path_mtu is None) if cell.explain is not None else ""  # an mtu cell says it
     why = f": {why}" if why else ""
     if cell.reach is Reach.BLOCKED:
         return f"{head} {_blocked(cell)}{why}"

@@ -114,9 +114,8 @@ def test_describe_cell_ends_with_the_explanation_and_the_fix_comes_under_it():
     from netprobe.report.words import describe_cell, describe_with_fix, fix_lines as fix_words
 
     c = dataclasses.replace(cell("bgp", "node-2", "node-3", "blocked", "destination-ingress", arrived=True,
-                                 accepted=False), explain=Explain(rule=RULE, fix=Fix("nft A", "iptables B")))
-    assert describe_cell(c) == ("bgp node-2 -> node-3 blocked at node-3's INPUT (filtered): "
-                                'inet filter input handle 7 `tcp dport 179 drop comment "no bgp"`')
+                                 accepted=False), explain=Explain(fix=Fix("nft A", "iptables B"), note="not named"))
+    assert describe_cell(c) == "bgp node-2 -> node-3 blocked at node-3's INPUT (filtered): not named"
     assert fix_words(c) == ["fix (not applied): nft A", "or with iptables: iptables B"]
     assert describe_with_fix(c).splitlines()[1:] == fix_words(c)
     unexplained = dataclasses.replace(c, explain=None)
@@ -126,8 +125,8 @@ def test_describe_cell_ends_with_the_explanation_and_the_fix_comes_under_it():
 
 def test_the_fix_leads_with_the_tool_that_owns_the_rule():
     fix = Fix("nft X", "iptables-nft Y")
-    assert Explain(rule=RULE, fix=fix).fix_words() == ["fix (not applied): nft X", "or with iptables: iptables-nft Y"]
-    assert Explain(fix=fix).fix_words()[0] == "fix (not applied): nft X"
+    assert Explain(rule=RULE, fix=fix).fix_words() == ["fix (not applied): nft X"]  # an iptables line can't undo it
+    assert Explain(fix=fix).fix_words() == ["fix (not applied): nft X", "or with iptables: iptables-nft Y"]
     owned = dataclasses.replace(RULE, family="ip", iptables="-A INPUT -p tcp -j DROP", position=2)
     assert Explain(rule=owned, fix=fix).fix_words() == ["fix (not applied): iptables-nft Y", "or with nft: nft X"]
     legacy = dataclasses.replace(LEGACY, iptables="-A INPUT -p tcp -j DROP", position=1)
